@@ -1,0 +1,3 @@
+"""Keel platform: configuration, CLI, app composition, DuckDB schema."""
+
+__version__ = "0.1.0"

