@@ -14,7 +14,7 @@ class EngineConfig(BaseModel):
     dtype: str = Field("float32", description="vLLM --dtype. float32 is the safe CPU default (AVX2-only hosts).")
     max_model_len: int = Field(2048, description="vLLM --max-model-len.")
     enforce_eager: bool = Field(True, description="Skip torch.compile: ~25 s start instead of ~2 min on CPU.")
-    kvcache_gib: float = Field(2.0, description="VLLM_CPU_KVCACHE_SPACE (GiB) on CPU engines.")
+    kvcache_gib: int = Field(2, ge=1, description="VLLM_CPU_KVCACHE_SPACE (GiB, whole number) on CPU engines.")
     gpu_memory_utilization: float = Field(0.85, description="vLLM --gpu-memory-utilization on GPU engines.")
     extra_args: list[str] = Field(default_factory=list, description="Extra vLLM server arguments.")
     extra_env: dict[str, str] = Field(default_factory=dict, description="Extra environment for engine processes.")

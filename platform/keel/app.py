@@ -1,0 +1,143 @@
+"""App composition: the one platform process (gateway, admin API, request log writer, engine supervisor)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from keel import registry
+from keel.basemodel import ensure_base
+from keel.config import KeelSettings
+from keel.db import Database
+from keel.keys import KeyStore
+from keel.requestlog import RequestLogWriter
+from serving.engine.pool import Endpoint, EnginePool
+from serving.engine.supervisor import EngineSupervisor
+from serving.errors import APIError
+from serving.gateway.chat import ChatService
+
+log = logging.getLogger("keel")
+
+
+def _admin_key(run_dir: Path) -> str:
+    """A per-data-dir admin secret for the CLI, readable only by its owner."""
+    path = run_dir / "admin.key"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return path.read_text().strip()
+    key = "sk-keel-admin-" + secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key
+
+
+class Platform:
+    """Everything the platform process owns. ``start`` then serve ``create_app(platform)``; ``stop`` on exit."""
+
+    def __init__(self, settings: KeelSettings):
+        self.settings = settings
+        s = settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(s.db_path)
+        self.writer = RequestLogWriter(
+            self.db,
+            s.journal_dir,
+            queue_size=s.requestlog.queue_size,
+            batch_size=s.requestlog.batch_size,
+            flush_interval_s=s.requestlog.flush_interval_s,
+            fsync=s.requestlog.fsync,
+        )
+        self.keys = KeyStore(self.db)
+        self.admin_key = _admin_key(s.run_dir)
+        self.pool = EnginePool()
+        self.supervisor = EngineSupervisor(s.engine, s.gateway.served_model_name, s.data_dir / "logs", self.pool)
+        self.client: httpx.AsyncClient | None = None
+        self.chat: ChatService | None = None
+        self.replayed = 0
+        self._stopped = False
+
+    async def start(self) -> None:
+        s = self.settings
+        self.replayed = self.writer.start()
+        if self.replayed:
+            log.warning("replayed %d journaled request rows", self.replayed)
+        self.client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
+            timeout=httpx.Timeout(s.gateway.request_timeout_s, connect=10.0),
+        )
+        self.chat = ChatService(self.pool, self.writer, self.keys, s.gateway, self.client)
+        await self.start_engines()
+
+    async def start_engines(self) -> None:
+        s = self.settings
+        base_dir = await asyncio.to_thread(ensure_base, s.checkpoints_dir, s.model.path)
+        registry.ensure_base_registered(self.db, base_dir)
+        version, model_dir = registry.serving(self.db) or ("base", base_dir)
+        if s.engine.external_urls:
+            self.pool.endpoints = [
+                Endpoint(url=u.rstrip("/"), version=version, model_dir=str(model_dir)) for u in s.engine.external_urls
+            ]
+            return
+        self.pool.endpoints = await self.supervisor.start_version(version, model_dir)
+        self.supervisor.start_monitor()
+
+    def write_run_file(self) -> None:
+        s = self.settings
+        info = {"pid": os.getpid(), "url": f"http://{s.gateway.host}:{s.gateway.port}"}
+        tmp = s.run_dir / "platform.json.tmp"
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, s.run_dir / "platform.json")
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        (self.settings.run_dir / "platform.json").unlink(missing_ok=True)
+        await self.supervisor.stop_all()
+        if self.client is not None:
+            await self.client.aclose()
+        await asyncio.to_thread(self.writer.close)
+        self.db.close()
+
+
+def create_app(platform: Platform) -> FastAPI:
+    from keel.admin import router as admin_router
+    from serving.gateway.api import router as gateway_router
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        platform.write_run_file()
+        try:
+            yield
+        finally:
+            await platform.stop()
+
+    app = FastAPI(title="Keel", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.platform = platform
+    app.state.pool = platform.pool
+    app.state.chat = platform.chat
+
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0] if exc.errors() else {}
+        param = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        return APIError(400, f"invalid '{param}': {err.get('msg', 'bad request')}", "invalid_request", param).response()
+
+    app.include_router(gateway_router)
+    app.include_router(admin_router)
+    return app

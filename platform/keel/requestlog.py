@@ -1,0 +1,241 @@
+"""Request log: an in-process queue drained by one batch writer thread into DuckDB.
+
+Nothing is lost:
+- every record is appended to a journal segment before the client gets its answer (survives kill -9);
+- when the queue is full, records spill to a file instead of being dropped;
+- on shutdown the queue and the spill are flushed; at start, journal and spill are replayed
+  (``INSERT OR IGNORE`` on the request id makes replay idempotent).
+A segment is deleted once every record in it is in DuckDB.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from keel.db import Database
+from serving.records import RequestRecord
+
+log = logging.getLogger("keel.requestlog")
+
+JSON_COLUMNS = ("messages", "params", "choices", "retrieved", "meta")
+SEGMENT_RECORDS = 5000
+
+
+def record_row(rec: dict[str, Any]) -> dict[str, Any]:
+    row = dict(rec)
+    for col in JSON_COLUMNS:
+        row[col] = json.dumps(row.get(col), ensure_ascii=False) if row.get(col) is not None else None
+    return row
+
+
+def insert_rows(db: Database, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    table = pa.Table.from_pylist([record_row(r) for r in rows])  # noqa: F841 - read by DuckDB by name
+    with db.lock:
+        cur = db.cursor()
+        cur.execute("INSERT OR IGNORE INTO requests BY NAME SELECT * FROM table")
+
+
+class _Journal:
+    """Append-only JSONL segments with per-segment pending counts."""
+
+    def __init__(self, directory: Path, fsync: bool):
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+        self.lock = threading.Lock()
+        self.pending: dict[int, int] = {}
+        existing = [int(p.stem.split("-")[1]) for p in self.dir.glob("seg-*.jsonl")]
+        self.seg = max(existing, default=0) + 1
+        self.count = 0
+        self.file = open(self._path(self.seg), "a", encoding="utf-8")  # noqa: SIM115
+
+    def _path(self, seg: int) -> Path:
+        return self.dir / f"seg-{seg:08d}.jsonl"
+
+    def append(self, line: str) -> int:
+        with self.lock:
+            self.file.write(line + "\n")
+            self.file.flush()
+            if self.fsync:
+                os.fsync(self.file.fileno())
+            seg = self.seg
+            self.pending[seg] = self.pending.get(seg, 0) + 1
+            self.count += 1
+            if self.count >= SEGMENT_RECORDS:
+                self.file.close()
+                self.seg += 1
+                self.count = 0
+                self.file = open(self._path(self.seg), "a", encoding="utf-8")  # noqa: SIM115
+            return seg
+
+    def committed(self, segs: list[int]) -> None:
+        with self.lock:
+            for seg in segs:
+                self.pending[seg] -= 1
+            for seg, n in list(self.pending.items()):
+                if n == 0 and seg != self.seg:
+                    del self.pending[seg]
+                    self._path(seg).unlink(missing_ok=True)
+
+    def close(self, delete_current: bool) -> None:
+        with self.lock:
+            self.file.close()
+            if delete_current and not self.pending.get(self.seg):
+                self._path(self.seg).unlink(missing_ok=True)
+
+
+class RequestLogWriter:
+    """Implements serving.records.RecordSink. ``submit`` never touches DuckDB."""
+
+    def __init__(
+        self,
+        db: Database,
+        journal_dir: Path,
+        queue_size: int = 10_000,
+        batch_size: int = 512,
+        flush_interval_s: float = 0.25,
+        fsync: bool = False,
+    ):
+        self.db = db
+        self.journal_dir = journal_dir
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.fsync = fsync
+        self.queue: queue.Queue[tuple[int, dict] | None] = queue.Queue(maxsize=queue_size)
+        self.spill_path = journal_dir / "spill.jsonl"
+        self.spill_lock = threading.Lock()
+        self.spilled = 0
+        self.written = 0
+        self._thread: threading.Thread | None = None
+        self._journal: _Journal | None = None
+        self.enabled = True
+
+    # ---- lifecycle ------------------------------------------------------------------------------------
+    def replay(self) -> int:
+        """Insert whatever a previous process journaled or spilled but did not commit."""
+        self.journal_dir.mkdir(parents=True, exist_ok=True)
+        files = sorted(self.journal_dir.glob("seg-*.jsonl")) + sorted(self.journal_dir.glob("spill*.jsonl"))
+        total = 0
+        for path in files:
+            rows = []
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    line = line.strip()
+                    if not line:
+                        continue
+                    try:
+                        if path.name.startswith("spill"):
+                            line = json.loads(line)["line"]
+                        rows.append(RequestRecord.model_validate_json(line).model_dump())
+                    except ValueError:
+                        log.warning("skipping a torn journal line in %s", path)  # a write cut by kill -9
+            for i in range(0, len(rows), self.batch_size):
+                insert_rows(self.db, rows[i : i + self.batch_size])
+            total += len(rows)
+            path.unlink()
+        return total
+
+    def start(self) -> int:
+        replayed = self.replay()
+        self._journal = _Journal(self.journal_dir, self.fsync)
+        self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)
+        self._thread.start()
+        return replayed
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Flush everything and stop the writer (on SIGTERM/shutdown)."""
+        if self._thread is None:
+            return
+        self.queue.put(None)
+        self._thread.join(timeout)
+        self._drain_spill()
+        if self._journal is not None:
+            self._journal.close(delete_current=True)
+        self._thread = None
+
+    # ---- request path ------------------------------------------------------------------------------------
+    def submit(self, record: RequestRecord) -> None:
+        if not self.enabled:
+            return
+        line = record.model_dump_json()
+        assert self._journal is not None, "writer not started"
+        seg = self._journal.append(line)
+        try:
+            self.queue.put_nowait((seg, record.model_dump()))
+        except queue.Full:
+            with self.spill_lock:
+                with open(self.spill_path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"seg": seg, "line": line}) + "\n")
+                self.spilled += 1
+
+    # ---- writer thread ---------------------------------------------------------------------------------
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batch: list[tuple[int, dict]] = []
+            try:
+                item = self.queue.get(timeout=self.flush_interval_s)
+                if item is None:
+                    stop = True
+                else:
+                    batch.append(item)
+                deadline = time.monotonic() + self.flush_interval_s
+                while len(batch) < self.batch_size and not stop:
+                    remaining = deadline - time.monotonic()
+                    try:
+                        item = self.queue.get(timeout=max(remaining, 0)) if remaining > 0 else self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stop = True
+                    else:
+                        batch.append(item)
+            except queue.Empty:
+                pass
+            if batch:
+                self._commit(batch)
+            if self.queue.empty() and self.spill_path.exists():
+                self._drain_spill()
+
+    def _commit(self, batch: list[tuple[int, dict]]) -> None:
+        for attempt in range(5):
+            try:
+                insert_rows(self.db, [rec for _, rec in batch])
+                break
+            except Exception:  # keep the journal; retry, then leave it for replay at next start
+                log.exception("request log insert failed (attempt %d)", attempt + 1)
+                time.sleep(0.5 * (attempt + 1))
+        else:
+            return
+        self.written += len(batch)
+        assert self._journal is not None
+        self._journal.committed([seg for seg, _ in batch])
+
+    def _drain_spill(self) -> None:
+        with self.spill_lock:
+            if not self.spill_path.exists():
+                return
+            work = self.spill_path.with_name(f"spill-{time.time_ns()}.jsonl")
+            os.replace(self.spill_path, work)
+        items = []
+        with open(work, encoding="utf-8") as f:
+            for line in f:
+                obj = json.loads(line)
+                items.append((obj["seg"], RequestRecord.model_validate_json(obj["line"]).model_dump()))
+        for i in range(0, len(items), self.batch_size):
+            self._commit(items[i : i + self.batch_size])
+        work.unlink()
+
+    def stats(self) -> dict[str, int]:
+        return {"queued": self.queue.qsize(), "written": self.written, "spilled": self.spilled}

@@ -1,0 +1,82 @@
+"""The endpoints the gateway sends requests to, balanced by least outstanding requests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from serving.errors import APIError
+
+
+@dataclass(eq=False)
+class Endpoint:
+    """One engine URL serving one checkpoint version (a managed process or an external replica)."""
+
+    url: str
+    version: str
+    model_dir: str | None = None
+    healthy: bool = True
+    outstanding: int = 0
+    managed: bool = False
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+
+class EnginePool:
+    """Current endpoints plus a gate that holds new requests while a swap is in progress."""
+
+    def __init__(self) -> None:
+        self.endpoints: list[Endpoint] = []
+        self._open = asyncio.Event()
+        self._open.set()
+
+    @property
+    def version(self) -> str | None:
+        versions = {e.version for e in self.endpoints if e.healthy}
+        return next(iter(versions)) if len(versions) == 1 else (self.endpoints[0].version if self.endpoints else None)
+
+    def ready(self) -> bool:
+        return any(e.healthy for e in self.endpoints)
+
+    def pick(self) -> Endpoint:
+        healthy = [e for e in self.endpoints if e.healthy]
+        if not healthy:
+            raise APIError(503, "no engine is ready yet; retry shortly", code="engine_unavailable")
+        return min(healthy, key=lambda e: e.outstanding)
+
+    def hold(self) -> None:
+        """New requests wait (they are not refused) until release()."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    @asynccontextmanager
+    async def lease(self, wait_s: float = 120.0) -> AsyncIterator[Endpoint]:
+        """Pick an endpoint and count the request against it until the block exits."""
+        if not self._open.is_set():
+            try:
+                await asyncio.wait_for(self._open.wait(), wait_s)
+            except TimeoutError as e:
+                raise APIError(503, "engine swap in progress; retry shortly", code="engine_unavailable") from e
+        ep = self.pick()
+        ep.outstanding += 1
+        ep.idle.clear()
+        try:
+            yield ep
+        finally:
+            ep.outstanding -= 1
+            if ep.outstanding == 0:
+                ep.idle.set()
+
+    async def drain(self, endpoint: Endpoint, timeout: float) -> bool:
+        """Wait until an endpoint has no request in flight; False on timeout."""
+        try:
+            await asyncio.wait_for(endpoint.idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False

@@ -1,0 +1,118 @@
+"""Starts, watches and stops managed engines; restarts a crashed one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import httpx
+
+from serving.config import EngineConfig
+from serving.engine.pool import Endpoint, EnginePool
+from serving.engine.process import EngineProcess, EngineStartError, diagnose, find_free_port
+
+log = logging.getLogger("keel.engine")
+
+
+class EngineSupervisor:
+    def __init__(self, config: EngineConfig, served_name: str, logs_dir: Path, pool: EnginePool):
+        self.config = config
+        self.served_name = served_name
+        self.logs_dir = logs_dir
+        self.pool = pool
+        self.processes: dict[int, EngineProcess] = {}  # id(endpoint) → process
+        self._stopping = False
+        self._monitor: asyncio.Task | None = None
+        self.last_error: str | None = None
+
+    def _taken_ports(self) -> set[int]:
+        return {p.port for p in self.processes.values()}
+
+    async def start_engine(self, version: str, model_dir: Path) -> tuple[Endpoint, EngineProcess]:
+        """Launch one engine and wait for /health. Launch happens on the loop thread: PDEATHSIG is per thread."""
+        port = find_free_port(self.config.host, self.config.base_port, self._taken_ports())
+        proc = EngineProcess(
+            model_dir=model_dir,
+            served_name=self.served_name,
+            port=port,
+            config=self.config,
+            log_path=self.logs_dir / f"engine-{port}.log",
+            version=version,
+        )
+        proc.launch()
+        try:
+            await self.wait_healthy(proc, self.config.startup_timeout_s)
+        except BaseException:
+            await asyncio.to_thread(proc.stop)
+            raise
+        ep = Endpoint(url=proc.url, version=version, model_dir=str(model_dir), managed=True)
+        self.processes[id(ep)] = proc
+        return ep, proc
+
+    async def wait_healthy(self, proc: EngineProcess, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if not proc.alive():
+                    raise EngineStartError(diagnose(proc.log_tail(), proc.port, str(proc.model_dir)))
+                try:
+                    if (await client.get(f"{proc.url}/health")).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.5)
+        raise EngineStartError(f"engine on port {proc.port} not healthy after {timeout:.0f} s (see {proc.log_path})")
+
+    async def start_version(self, version: str, model_dir: Path, replicas: int | None = None) -> list[Endpoint]:
+        eps = []
+        for _ in range(replicas or self.config.replicas):
+            ep, _proc = await self.start_engine(version, model_dir)
+            eps.append(ep)
+        return eps
+
+    def process_of(self, ep: Endpoint) -> EngineProcess | None:
+        return self.processes.get(id(ep))
+
+    async def stop_endpoint(self, ep: Endpoint) -> None:
+        proc = self.processes.pop(id(ep), None)
+        if proc is not None:
+            await asyncio.to_thread(proc.stop)
+
+    def start_monitor(self) -> None:
+        self._monitor = asyncio.create_task(self._watch(), name="engine-monitor")
+
+    async def _watch(self) -> None:
+        crashes: dict[int, int] = {}
+        while not self._stopping:
+            await asyncio.sleep(1.0)
+            for ep in list(self.pool.endpoints):
+                proc = self.processes.get(id(ep))
+                if proc is None or proc.alive() or self._stopping:
+                    continue
+                ep.healthy = False
+                key = id(ep)
+                crashes[key] = crashes.get(key, 0) + 1
+                self.last_error = diagnose(proc.log_tail(), proc.port, str(proc.model_dir))
+                log.error("engine %s (version %s) exited: %s", proc.url, ep.version, self.last_error)
+                if not self.config.restart_on_crash or crashes[key] > self.config.max_restarts:
+                    continue
+                try:
+                    proc.stop()
+                    proc.launch()
+                    await self.wait_healthy(proc, self.config.startup_timeout_s)
+                    ep.healthy = True
+                    crashes[key] = 0
+                    log.warning("engine %s restarted", proc.url)
+                except EngineStartError as e:
+                    self.last_error = str(e)
+                    log.error("engine restart failed: %s", e)
+
+    async def stop_all(self) -> None:
+        self._stopping = True
+        if self._monitor is not None:
+            self._monitor.cancel()
+        procs = list(self.processes.values())
+        self.processes.clear()
+        await asyncio.gather(*(asyncio.to_thread(p.stop) for p in procs))

@@ -1,0 +1,1 @@
+"""OpenAI-compatible gateway: validation, auth, proxying to engines, request records."""

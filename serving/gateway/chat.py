@@ -1,0 +1,364 @@
+"""Chat completions: validate, authenticate, proxy to an engine (plain or SSE), and record every request."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import ValidationError
+
+from serving.config import GatewayConfig
+from serving.engine.pool import Endpoint, EnginePool
+from serving.errors import APIError, from_engine
+from serving.gateway.auth import KeyVerifier, authenticate
+from serving.protocol import ChatCompletionRequest
+from serving.records import RecordSink, RequestRecord
+
+PASS_THROUGH_PARAMS = ("n", "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "stream")
+
+
+def new_request_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000.0, 3)
+
+
+@dataclass
+class RouteDecision:
+    """What a router (if any) decided before generation. ``reply`` set → answer without the engine."""
+
+    route: str = "direct"
+    confidence: float | None = None
+    messages: list[dict[str, Any]] | None = None  # messages to send to the engine (e.g. with retrieved context)
+    reply: str | None = None
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    retrieved: list[dict[str, Any]] = field(default_factory=list)
+    retrieval_ms: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+Router = Callable[[list[dict[str, Any]]], Awaitable[RouteDecision]]
+# Turns the full response text into what the client sees last (e.g. appends a "Sources" list).
+Finisher = Callable[[RouteDecision], str]
+
+
+def format_error_event(err: APIError) -> bytes:
+    return b"data: " + orjson.dumps(err.body()) + b"\n\n"
+
+
+class ChatService:
+    """The logic behind POST /v1/chat/completions. Built once at start and kept on app.state."""
+
+    def __init__(
+        self,
+        pool: EnginePool,
+        sink: RecordSink,
+        verifier: KeyVerifier,
+        config: GatewayConfig,
+        client: httpx.AsyncClient,
+        router: Router | None = None,
+    ):
+        self.pool = pool
+        self.sink = sink
+        self.verifier = verifier
+        self.config = config
+        self.client = client
+        self.router = router
+
+    # ---- entry -------------------------------------------------------------------------------------------
+    async def handle(self, request: Request) -> Response:
+        t0 = time.perf_counter()
+        rid = new_request_id()
+        headers = {"x-request-id": rid}
+        record = RequestRecord(request_id=rid, endpoint="/v1/chat/completions")
+        try:
+            principal = authenticate(self.verifier, request.headers.get("authorization"))
+            record.key_id = principal.key_id
+            body = await self._read_json(request)
+            req = self._validate(body)
+            record.model = req.model
+            record.stream = req.stream
+            record.messages = [m.model_dump(exclude_none=True) for m in req.messages]
+            record.params = {k: body[k] for k in PASS_THROUGH_PARAMS if k in body}
+            record.regenerate_of = request.headers.get("x-keel-regenerate-of")
+            if req.model != self.config.served_model_name:
+                raise APIError(
+                    404, f"model '{req.model}' does not exist; use '{self.config.served_model_name}'", "model_not_found", "model"
+                )
+            decision = await self._route(record)
+            payload = dict(body)
+            if decision.messages is not None:
+                payload["messages"] = decision.messages
+            if decision.reply is not None:
+                return self._canned(record, req, decision, t0, headers)
+            if req.stream:
+                return await self._open_stream(record, req, payload, decision, t0, headers)
+            return await self._complete(record, payload, decision, t0, headers)
+        except APIError as e:
+            record.status_code = e.status
+            record.error = e.message
+            record.latency_ms = _ms(t0)
+            self.sink.submit(record)
+            return e.response(headers)
+
+    async def _read_json(self, request: Request) -> dict[str, Any]:
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise APIError(413, f"request body is larger than {limit} bytes", "body_too_large")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise APIError(413, f"request body is larger than {limit} bytes", "body_too_large")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        if not raw:
+            raise APIError(400, "request body is empty; send a JSON object", "invalid_json")
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise APIError(400, f"request body is not valid JSON: {e}", "invalid_json") from e
+        if not isinstance(body, dict):
+            raise APIError(400, "request body must be a JSON object", "invalid_json")
+        return body
+
+    @staticmethod
+    def _validate(body: dict[str, Any]) -> ChatCompletionRequest:
+        try:
+            return ChatCompletionRequest.model_validate(body)
+        except ValidationError as e:
+            err = e.errors()[0]
+            param = ".".join(str(p) for p in err.get("loc", ()))
+            raise APIError(400, f"invalid '{param}': {err.get('msg')}", "invalid_request", param or None) from e
+
+    async def _route(self, record: RequestRecord) -> RouteDecision:
+        if self.router is None:
+            return RouteDecision()
+        decision = await self.router(record.messages or [])
+        record.route = decision.route
+        record.route_confidence = decision.confidence
+        record.retrieved = decision.retrieved
+        record.retrieval_ms = decision.retrieval_ms
+        record.meta.update(decision.meta)
+        return decision
+
+    # ---- responses without the engine ---------------------------------------------------------------------
+    def _canned(
+        self, record: RequestRecord, req: ChatCompletionRequest, decision: RouteDecision, t0: float, headers: dict
+    ) -> Response:
+        text = decision.reply or ""
+        created = int(time.time())
+        record.response_text = text
+        record.finish_reason = "stop"
+        record.choices = [{"index": i, "text": text, "finish_reason": "stop"} for i in range(req.n)]
+        record.checkpoint_version = None
+        record.latency_ms = record.ttft_ms = _ms(t0)
+        extra = {"keel": {"route": decision.route, "sources": decision.sources}}
+        if not req.stream:
+            self.sink.submit(record)
+            body = {
+                "id": record.request_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": req.model,
+                "choices": [
+                    {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    for i in range(req.n)
+                ],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                **extra,
+            }
+            return Response(orjson.dumps(body), media_type="application/json", headers=headers)
+
+        def chunk(choices: list, **more: Any) -> bytes:
+            c = {"id": record.request_id, "object": "chat.completion.chunk", "created": created, "model": req.model}
+            return b"data: " + orjson.dumps({**c, "choices": choices, **more}) + b"\n\n"
+
+        async def events() -> AsyncIterator[bytes]:
+            for i in range(req.n):
+                yield chunk([{"index": i, "delta": {"role": "assistant", "content": text}, "finish_reason": None}])
+            yield chunk([{"index": i, "delta": {}, "finish_reason": "stop"} for i in range(req.n)], **extra)
+            self.sink.submit(record)
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+    # ---- non-streaming ---------------------------------------------------------------------------------------
+    async def _complete(
+        self, record: RequestRecord, payload: dict, decision: RouteDecision, t0: float, headers: dict
+    ) -> Response:
+        async with self.pool.lease() as ep:
+            record.checkpoint_version, record.engine_url = ep.version, ep.url
+            t_gen = time.perf_counter()
+            try:
+                r = await self.client.post(
+                    f"{ep.url}/v1/chat/completions", json=payload, timeout=self.config.request_timeout_s
+                )
+            except httpx.HTTPError as e:
+                raise APIError(502, f"engine request failed: {type(e).__name__}", "engine_error") from e
+        try:
+            data = orjson.loads(r.content)
+        except orjson.JSONDecodeError:
+            data = r.text
+        if r.status_code >= 400 or not isinstance(data, dict):
+            raise from_engine(r.status_code if r.status_code >= 400 else 502, data)
+        data["id"] = record.request_id
+        choices = data.get("choices") or []
+        texts = [((c.get("message") or {}).get("content") or "") for c in choices]
+        if decision.sources and choices:
+            data["keel"] = {"route": decision.route, "sources": decision.sources}
+            suffix = decision.meta.get("sources_text", "")
+            if suffix:
+                for c, t in zip(choices, texts, strict=False):
+                    c["message"]["content"] = t + suffix
+                texts = [t + suffix for t in texts]
+        elif self.router is not None:
+            data["keel"] = {"route": decision.route, "sources": []}
+        record.choices = [
+            {"index": c.get("index", i), "text": t, "finish_reason": c.get("finish_reason")}
+            for i, (c, t) in enumerate(zip(choices, texts, strict=False))
+        ]
+        record.response_text = texts[0] if texts else ""
+        record.finish_reason = choices[0].get("finish_reason") if choices else None
+        usage = data.get("usage") or {}
+        record.prompt_tokens = usage.get("prompt_tokens")
+        record.completion_tokens = usage.get("completion_tokens")
+        record.generation_ms = _ms(t_gen)
+        record.latency_ms = record.ttft_ms = _ms(t0)
+        self.sink.submit(record)  # journaled before the client sees the answer
+        return Response(orjson.dumps(data), media_type="application/json", headers=headers)
+
+    # ---- streaming --------------------------------------------------------------------------------------------
+    async def _open_stream(
+        self,
+        record: RequestRecord,
+        req: ChatCompletionRequest,
+        payload: dict,
+        decision: RouteDecision,
+        t0: float,
+        headers: dict,
+    ) -> Response:
+        client_wants_usage = bool(req.stream_options and req.stream_options.include_usage)
+        payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
+        stack = AsyncExitStack()
+        try:
+            ep: Endpoint = await stack.enter_async_context(self.pool.lease())
+            record.checkpoint_version, record.engine_url = ep.version, ep.url
+            t_gen = time.perf_counter()
+            upstream_req = self.client.build_request(
+                "POST", f"{ep.url}/v1/chat/completions", json=payload, timeout=self.config.request_timeout_s
+            )
+            try:
+                upstream = await self.client.send(upstream_req, stream=True)
+            except httpx.HTTPError as e:
+                raise APIError(502, f"engine request failed: {type(e).__name__}", "engine_error") from e
+            stack.push_async_callback(upstream.aclose)
+            if upstream.status_code >= 400:
+                raw = await upstream.aread()
+                try:
+                    data: Any = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    data = raw.decode("utf-8", "replace")
+                raise from_engine(upstream.status_code, data)
+        except BaseException:
+            await stack.aclose()
+            raise
+        events = self._relay(record, upstream, stack, decision, client_wants_usage, t0, t_gen)
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+
+    async def _relay(
+        self,
+        record: RequestRecord,
+        upstream: httpx.Response,
+        stack: AsyncExitStack,
+        decision: RouteDecision,
+        client_wants_usage: bool,
+        t0: float,
+        t_gen: float,
+    ) -> AsyncIterator[bytes]:
+        texts: dict[int, list[str]] = {}
+        finish: dict[int, str | None] = {}
+        done = False
+        suffix = decision.meta.get("sources_text", "") if decision.sources else ""
+        try:
+            async for line in upstream.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    done = True
+                    break
+                chunk = orjson.loads(data)
+                if "error" in chunk and "choices" not in chunk:
+                    err = from_engine(500, chunk)
+                    record.status_code, record.error = err.status, err.message
+                    yield format_error_event(err)
+                    continue
+                chunk["id"] = record.request_id
+                usage = chunk.get("usage")
+                if usage:
+                    record.prompt_tokens = usage.get("prompt_tokens")
+                    record.completion_tokens = usage.get("completion_tokens")
+                choices = chunk.get("choices") or []
+                for c in choices:
+                    i = c.get("index", 0)
+                    delta = (c.get("delta") or {}).get("content")
+                    if delta:
+                        texts.setdefault(i, []).append(delta)
+                        if record.ttft_ms is None:
+                            record.ttft_ms = _ms(t0)
+                    if c.get("finish_reason"):
+                        finish[i] = c["finish_reason"]
+                        if suffix:  # the sources list is the last content of each choice
+                            c.setdefault("delta", {})["content"] = (c["delta"].get("content") or "") + suffix
+                            texts.setdefault(i, []).append(suffix)
+                if not choices and not client_wants_usage:
+                    continue
+                if self.router is not None and (not choices or any(c.get("finish_reason") for c in choices)):
+                    chunk["keel"] = {"route": decision.route, "sources": decision.sources}
+                if not client_wants_usage:
+                    chunk.pop("usage", None)
+                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+            if not done and record.error is None:
+                raise APIError(502, "engine closed the stream early", "engine_error")
+            self._finish_stream(record, texts, finish, t0, t_gen)
+            self.sink.submit(record)  # journaled before [DONE] reaches the client
+            record = None  # type: ignore[assignment]
+            yield b"data: [DONE]\n\n"
+        except (httpx.HTTPError, APIError) as e:
+            err = e if isinstance(e, APIError) else APIError(502, f"engine stream failed: {type(e).__name__}", "engine_error")
+            if record is not None:
+                self._finish_stream(record, texts, finish, t0, t_gen)
+                record.status_code, record.error = err.status, err.message
+                self.sink.submit(record)
+                record = None  # type: ignore[assignment]
+            yield format_error_event(err)
+        finally:
+            if record is not None:  # the client went away mid-stream
+                self._finish_stream(record, texts, finish, t0, t_gen)
+                record.status_code, record.error = 499, "client closed the connection"
+                self.sink.submit(record)
+            await stack.aclose()
+
+    @staticmethod
+    def _finish_stream(
+        record: RequestRecord, texts: dict[int, list[str]], finish: dict[int, str | None], t0: float, t_gen: float
+    ) -> None:
+        joined = {i: "".join(parts) for i, parts in texts.items()}
+        indices = sorted(set(joined) | set(finish))
+        record.choices = [{"index": i, "text": joined.get(i, ""), "finish_reason": finish.get(i)} for i in indices]
+        record.response_text = joined.get(0, "")
+        record.finish_reason = finish.get(0)
+        record.generation_ms = _ms(t_gen)
+        record.latency_ms = _ms(t0)

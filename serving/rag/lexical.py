@@ -1,0 +1,64 @@
+"""BM25 over the chunk catalog (bm25s), with a tokenizer for Chinese prose full of English identifiers.
+
+Chinese has no spaces, so CJK runs become character unigrams + bigrams (the classic CJK n-gram
+indexing: no dictionary, no model, robust to domain terms a word segmenter does not know). ASCII runs
+keep identifiers whole (`tidb_mem_quota_query`, `pd.schedule`) and also add their parts, so
+"mem quota" in an English question still meets the variable name.
+"""
+
+from __future__ import annotations
+
+import re
+
+import bm25s
+import numpy as np
+
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*[A-Za-z0-9]|[A-Za-z0-9]|[\u3400-\u9fff\uf900-\ufaff]+")
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_PARTS = re.compile(r"[_.\-]+")
+# Function words that carry no topic; bigrams keep phrases like "是否" searchable anyway.
+_STOP_ZH = set("的了是在和与及或也就都而把被让对从到为以于这那个之其么吗呢吧啊哪")
+_STOP_EN = set(
+    ["a", "an", "the", "of", "to", "in", "on", "for", "and", "or", "is", "are", "was", "were", "be", "been", "being", "it", "its", "this", "that", "these", "those", "with", "as", "by", "at", "from", "how", "what", "which", "who", "whom", "why", "when", "where", "do", "does", "did", "can", "could", "should", "would", "will", "shall", "may", "might", "i", "you", "we", "they", "he", "she", "my", "your", "our", "their", "me", "us", "them", "if", "then", "than", "so", "not", "no", "yes", "there", "here", "about", "into", "via", "use", "using"]
+)
+
+
+def tokenize(text: str) -> list[str]:
+    out: list[str] = []
+    for tok in _TOKEN.findall(text):
+        if _CJK.match(tok):
+            chars = [c for c in tok]
+            out.extend(c for c in chars if c not in _STOP_ZH)
+            out.extend(a + b for a, b in zip(chars, chars[1:], strict=False))
+            continue
+        low = tok.lower()
+        parts = [p for p in _PARTS.split(low) if p]
+        if low not in _STOP_EN:
+            out.append(low)
+        if len(parts) > 1:
+            out.extend(p for p in parts if p not in _STOP_EN)
+    return out
+
+
+class LexicalIndex:
+    """An in-memory BM25 index over chunk ids; rebuilt from the catalog in seconds, so never persisted."""
+
+    def __init__(self, ids: list[str], texts: list[str]):
+        self.ids = list(ids)
+        self._bm25 = bm25s.BM25()
+        if self.ids:
+            self._bm25.index([tokenize(t) or ["\u2400"] for t in texts], show_progress=False)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        """Best `k` (id, bm25 score) pairs; documents with score 0 (no shared token) are left out."""
+        toks = tokenize(query)
+        if not self.ids or not toks:
+            return []
+        scores = self._bm25.get_scores(toks)
+        k = min(k, len(self.ids))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return [(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]

@@ -1,0 +1,166 @@
+"""Hybrid retrieval: dense (Chroma, E5) and lexical (BM25) candidate lists fused by reciprocal rank.
+
+RRF needs no score calibration between a cosine similarity and a BM25 score, and lets BM25 rescue the
+cases dense retrieval misses (identifiers, English questions against Chinese text) and vice versa.
+The retriever works on whatever is indexed so far: BM25 covers the whole catalog at once, dense
+covers the chunks embedded so far; a catalog rewritten by the indexer is picked up on the next query.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from serving.rag.chunking import Chunk
+from serving.rag.config import RagConfig
+from serving.rag.embedder import Embedder, load_embedder
+from serving.rag.lexical import LexicalIndex
+from serving.rag.store import IndexStoreError, catalog_path, load_catalog, open_collection
+
+
+class RetrievalError(RuntimeError):
+    """Retrieval could not run (no index, Chroma failure)."""
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float  # fused score in hybrid mode, cosine similarity in dense mode, BM25 in lexical mode
+    source: str
+    relpath: str
+    title: str
+    heading: str
+    chunk_no: int
+    text: str
+    dense: float | None = None  # cosine similarity, when the dense list had it
+    lexical: float | None = None  # BM25 score, when the lexical list had it
+
+    def brief(self) -> dict:
+        """What goes into logs and API responses (no chunk text)."""
+        d = asdict(self)
+        d.pop("text")
+        return d
+
+
+def rrf(lists: list[list[str]], weights: list[float], k: int) -> list[tuple[str, float]]:
+    scores: dict[str, float] = {}
+    for ids, w in zip(lists, weights, strict=True):
+        for rank, i in enumerate(ids, 1):
+            scores[i] = scores.get(i, 0.0) + w / (k + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+class Retriever:
+    def __init__(self, index_dir: Path, config: RagConfig | None = None, embedder: Embedder | None = None):
+        self.index_dir = Path(index_dir)
+        self.config = config or RagConfig()
+        self._embedder = embedder
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._chunks: dict[str, Chunk] = {}
+        self._lexical: LexicalIndex | None = None
+        self._collection = None
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = load_embedder(self.config.embedder)
+        return self._embedder
+
+    def refresh(self) -> None:
+        """Reload the catalog (and rebuild BM25) if the indexer replaced it since the last look."""
+        path = catalog_path(self.index_dir)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            st = None
+        stamp = (st.st_mtime_ns, st.st_size) if st else None
+        with self._lock:
+            if stamp == self._stamp and (self._collection is not None or stamp is None):
+                return
+            catalog = load_catalog(self.index_dir)
+            chunks = catalog.chunks if catalog else []
+            self._chunks = {c.id: c for c in chunks}
+            self._lexical = LexicalIndex([c.id for c in chunks], [c.text for c in chunks])
+            if self._collection is None:
+                self._collection = open_collection(
+                    self.index_dir, self.config.collection, self.config.embedder, create=False
+                )
+            self._stamp = stamp
+
+    def __len__(self) -> int:
+        self.refresh()
+        return len(self._chunks)
+
+    def dense_count(self) -> int:
+        self.refresh()
+        return self._collection.count() if self._collection is not None else 0
+
+    def dense_search(self, query: str, k: int) -> list[tuple[str, float]]:
+        col = self._collection
+        if col is None:
+            return []
+        n = col.count()
+        if n == 0:
+            return []
+        emb = self.embedder.embed_queries([query])
+        res = col.query(query_embeddings=emb, n_results=min(k, n), include=["distances"])
+        # cosine space: distance = 1 - similarity; ids no longer in the catalog are vectors of deleted files
+        return [
+            (i, 1.0 - d) for i, d in zip(res["ids"][0], res["distances"][0], strict=True) if i in self._chunks
+        ]
+
+    def search(self, query: str, k: int | None = None, mode: str | None = None) -> list[Hit]:
+        cfg = self.config
+        k = k or cfg.top_k
+        mode = mode or cfg.mode
+        try:
+            self.refresh()
+            if not self._chunks:
+                raise RetrievalError(f"the index at {self.index_dir} is empty; run `keel index PATH`")
+            dense = self.dense_search(query, cfg.candidates) if mode in ("hybrid", "dense") else []
+            lexical = (
+                self._lexical.search(query, cfg.candidates)
+                if mode in ("hybrid", "lexical") and self._lexical
+                else []
+            )
+        except (IndexStoreError, RetrievalError):
+            raise
+        except Exception as e:  # a Chroma failure mid-request is a retrieval failure, not a crash
+            raise RetrievalError(f"retrieval failed: {type(e).__name__}: {e}") from e
+        dmap, lmap = dict(dense), dict(lexical)
+        if mode == "dense":
+            ranked = dense
+        elif mode == "lexical":
+            ranked = lexical
+        else:
+            ranked = rrf(
+                [[i for i, _ in dense], [i for i, _ in lexical]],
+                [cfg.dense_weight, cfg.lexical_weight],
+                cfg.rrf_k,
+            )
+        hits = []
+        for cid, score in ranked[:k]:
+            c = self._chunks[cid]
+            hits.append(
+                Hit(
+                    cid,
+                    round(score, 6),
+                    c.source,
+                    c.relpath,
+                    c.title,
+                    c.heading,
+                    c.chunk_no,
+                    c.text,
+                    dmap.get(cid),
+                    lmap.get(cid),
+                )
+            )
+        return hits
+
+    def timed_search(self, query: str, k: int | None = None) -> tuple[list[Hit], float]:
+        t = time.perf_counter()
+        hits = self.search(query, k)
+        return hits, (time.perf_counter() - t) * 1000

@@ -1,0 +1,111 @@
+"""The on-disk index: a persistent Chroma collection (dense vectors) and a chunk catalog (the truth).
+
+    <index_dir>/catalog.json   every chunk that should be searchable, with its text and metadata;
+                               replaced atomically, so BM25 covers a new corpus within seconds
+    <index_dir>/chroma/        vectors for the chunks embedded so far (may lag the catalog)
+
+Dense embedding is the slow part (~7 chunks/s on 2 cores), so the catalog is written first and Chroma
+catches up chunk batch by chunk batch: an interrupted run resumes where it stopped, and retrieval uses
+whatever is embedded so far. Chroma is thread-safe, not process-safe: one process owns the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from serving.rag.chunking import Chunk
+
+CATALOG_VERSION = 1
+
+
+class IndexStoreError(RuntimeError):
+    """The index folder cannot be used (corrupt, wrong model, locked); one line for the user."""
+
+
+@dataclass
+class Catalog:
+    embedder: str
+    files: dict[str, dict] = field(default_factory=dict)  # source → {"sha256", "relpath"}
+    chunks: list[Chunk] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "version": CATALOG_VERSION,
+            "embedder": self.embedder,
+            "files": self.files,
+            "chunks": [{"id": c.id, "text": c.text, **c.metadata()} for c in self.chunks],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Catalog:
+        chunks = [Chunk.from_metadata(d["id"], d["text"], d) for d in data["chunks"]]
+        return cls(embedder=data["embedder"], files=dict(data["files"]), chunks=chunks)
+
+
+def catalog_path(index_dir: Path) -> Path:
+    return Path(index_dir) / "catalog.json"
+
+
+def load_catalog(index_dir: Path) -> Catalog | None:
+    path = catalog_path(index_dir)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("version") != CATALOG_VERSION:
+            raise ValueError(f"version {data.get('version')!r}")
+        return Catalog.from_json(data)
+    except (ValueError, KeyError, TypeError) as e:
+        raise IndexStoreError(
+            f"index catalog {path} is corrupt ({type(e).__name__}: {e}); rebuild with --rebuild"
+        ) from e
+
+
+def save_catalog(index_dir: Path, catalog: Catalog) -> None:
+    """Write to a temporary file and rename over the old one: readers see the old or the new catalog."""
+    index_dir = Path(index_dir)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".catalog-", suffix=".json", dir=index_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(catalog.to_json(), f, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, catalog_path(index_dir))
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def open_collection(index_dir: Path, name: str, embedder_spec: str, create: bool):
+    """The Chroma collection, with Keel's embedding function attached. Any Chroma failure → IndexStoreError."""
+    import chromadb
+    from chromadb.config import Settings
+
+    from serving.rag.embedder import KeelEmbeddingFunction
+
+    chroma_dir = Path(index_dir) / "chroma"
+    if not create and not chroma_dir.exists():
+        return None
+    try:
+        client = chromadb.PersistentClient(
+            path=str(chroma_dir), settings=Settings(anonymized_telemetry=False)
+        )
+        ef = KeelEmbeddingFunction(embedder_spec)
+        if create:
+            col = client.get_or_create_collection(
+                name, embedding_function=ef, configuration={"hnsw": {"space": "cosine"}}
+            )
+        else:
+            col = client.get_collection(name, embedding_function=ef)
+        col.count()  # touch the segment files now, not in the middle of a request
+        return col
+    except Exception as e:  # chromadb raises many types (sqlite, rust bindings, value errors)
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if not create and "does not exist" in msg:
+            return None
+        raise IndexStoreError(f"Chroma index at {chroma_dir} cannot be opened: {msg}") from e

@@ -1,0 +1,1 @@
+"""Intent routing: classify each chat request, then retrieve + answer, chat, or refuse (a LangGraph graph)."""

@@ -1,0 +1,26 @@
+"""Typed config section for the intent router. Filled by keel.config; never reads files itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class RouterConfig(BaseModel):
+    """How chat requests are classified (domain / chat / out_of_scope) and how each route answers."""
+
+    enabled: bool = Field(True, description="Route chat completions; off: every request goes straight to the engine.")
+    intents_file: Path | None = Field(None, description="Intents YAML with example utterances; empty: the packaged one.")
+    classifier: Literal["embedding", "llm"] = Field(
+        "embedding", description="'embedding': nearest examples (fast, deterministic); 'llm': ask the engine."
+    )
+    threshold: float = Field(
+        0.82, description="Best example similarity under this → out_of_scope (E5 cosines sit in 0.7–1.0)."
+    )
+    neighbours: int = Field(3, description="Examples per intent averaged into that intent's score.")
+    domain_template: Path | None = Field(None, description="Jinja template of the domain system prompt; empty: packaged.")
+    context_chunks: int = Field(4, description="Retrieved chunks put into the domain prompt.")
+    max_context_chars: int = Field(2400, description="Upper bound on the retrieved text in the prompt (model context).")
+    sources_in_message: bool = Field(True, description="Append a short 'Sources' list to domain answers.")
