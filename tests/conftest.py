@@ -32,3 +32,28 @@ def base_model_dir() -> Path:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def platform_server(base_model_dir, tmp_path_factory):
+    """One real `keel up` (real vLLM engine) for the whole test session."""
+    from tests.harness import PlatformProcess
+
+    p = PlatformProcess(data_dir=tmp_path_factory.mktemp("keel-data"), model_dir=base_model_dir)
+    p.start()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture(scope="session")
+def api_key(platform_server) -> str:
+    return platform_server.create_key("tests")
+
+
+@pytest.fixture(scope="session")
+def openai_client(platform_server, api_key):
+    import openai
+
+    return openai.OpenAI(base_url=f"{platform_server.url}/v1", api_key=api_key, max_retries=0, timeout=120)

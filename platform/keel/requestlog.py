@@ -40,10 +40,10 @@ def record_row(rec: dict[str, Any]) -> dict[str, Any]:
 def insert_rows(db: Database, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    table = pa.Table.from_pylist([record_row(r) for r in rows])  # noqa: F841 - read by DuckDB by name
+    batch_tbl = pa.Table.from_pylist([record_row(r) for r in rows])  # noqa: F841 - DuckDB reads it by name
     with db.lock:
         cur = db.cursor()
-        cur.execute("INSERT OR IGNORE INTO requests BY NAME SELECT * FROM table")
+        cur.execute("INSERT OR IGNORE INTO requests BY NAME SELECT * FROM batch_tbl")
 
 
 class _Journal:

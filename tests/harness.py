@@ -1,0 +1,128 @@
+"""Run a real `keel up` process for tests and talk to it (OpenAI client, admin API)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class PlatformProcess:
+    data_dir: Path
+    model_dir: Path
+    overrides: list[str] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["KEEL_DATA_DIR"] = str(self.data_dir)
+        env["KEEL_MODEL__PATH"] = str(self.model_dir)
+        env.pop("KEEL_CONFIG", None)
+        return env
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "keel", *args], env=self.env(), capture_output=True, text=True, check=check, timeout=300
+        )
+
+    def start(self, timeout: float = 600) -> PlatformProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / f"platform-{self.port}.log"
+        sets = [a for o in self.overrides for a in ("--set", o)]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "keel", *sets, "up", "--port", str(self.port)],
+            env=self.env(),
+            stdout=open(self.log_path, "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"keel up exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"platform not healthy after {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def create_key(self, name: str, role: str = "user") -> str:
+        return self.cli("keys", "create", "--name", name, "--role", role).stdout.strip()
+
+    @property
+    def admin_key(self) -> str:
+        return (self.data_dir / "run" / "admin.key").read_text().strip()
+
+    def admin(self, method: str, path: str, **kw) -> httpx.Response:
+        return httpx.request(
+            method, f"{self.url}{path}", headers={"Authorization": f"Bearer {self.admin_key}"}, timeout=60, **kw
+        )
+
+    def rows(self, ids: list[str], timeout: float = 10.0) -> list[dict]:
+        """Request-log rows for these ids, waiting for the batch writer to commit them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.admin("GET", "/admin/requests", params=[("id", i) for i in ids])
+            r.raise_for_status()
+            rows = r.json()
+            if len(rows) >= len(set(ids)) or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.1)
+
+    def engine_urls(self) -> list[str]:
+        return [e["url"] for e in httpx.get(f"{self.url}/health", timeout=5).json()["engines"]]
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 120) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(90)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def db_rows(db_path: Path, sql: str, params: list | None = None) -> list[tuple]:
+    """Read the database directly (only when no platform holds it)."""
+    import duckdb
+
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def load_json(value):
+    return json.loads(value) if isinstance(value, str) else value

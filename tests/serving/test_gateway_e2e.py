@@ -1,0 +1,163 @@
+"""The serving slice end to end: real `keel up`, real vLLM, the official openai client, DuckDB rows."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+pytestmark = pytest.mark.slow
+
+Q = [{"role": "user", "content": "What is TiDB? Answer in one sentence."}]
+
+
+def raw_post(platform_server, api_key, content: bytes | str, headers: dict | None = None) -> httpx.Response:
+    h = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json", **(headers or {})}
+    return httpx.post(f"{platform_server.url}/v1/chat/completions", content=content, headers=h, timeout=60)
+
+
+def test_non_stream_completion_is_logged(platform_server, openai_client):
+    raw = openai_client.chat.completions.with_raw_response.create(
+        model="keel", messages=Q, max_tokens=24, temperature=0
+    )
+    completion = raw.parse()
+    rid = raw.headers["x-request-id"]
+    assert completion.id == rid
+    text = completion.choices[0].message.content
+    assert text and completion.usage.completion_tokens > 0
+    [row] = platform_server.rows([rid])
+    assert row["status_code"] == 200
+    assert row["response_text"] == text
+    assert row["checkpoint_version"] == "base"
+    assert row["route"] == "direct" and row["retrieved"] == []
+    assert row["messages"] == Q
+    assert row["prompt_tokens"] == completion.usage.prompt_tokens
+    assert row["completion_tokens"] == completion.usage.completion_tokens
+    assert row["finish_reason"] == completion.choices[0].finish_reason
+    assert row["key_id"].startswith("key_") and "sk-keel" not in str(row)
+    assert 0 < row["ttft_ms"] <= row["latency_ms"]
+    assert row["params"] == {"max_tokens": 24, "temperature": 0}
+
+
+def test_stream_reassembles_to_non_stream_text(platform_server, openai_client):
+    ref = openai_client.chat.completions.create(model="keel", messages=Q, max_tokens=32, temperature=0)
+    stream = openai_client.chat.completions.create(
+        model="keel", messages=Q, max_tokens=32, temperature=0, stream=True, stream_options={"include_usage": True}
+    )
+    parts, ids, usage, finish = [], set(), None, None
+    for chunk in stream:
+        ids.add(chunk.id)
+        if chunk.usage:
+            usage = chunk.usage
+        for c in chunk.choices:
+            parts.append(c.delta.content or "")
+            finish = c.finish_reason or finish
+    text = "".join(parts)
+    assert text == ref.choices[0].message.content
+    assert usage is not None and usage.completion_tokens == ref.usage.completion_tokens
+    [rid] = ids
+    [row] = platform_server.rows([rid])
+    assert row["stream"] is True and row["response_text"] == text and row["status_code"] == 200
+    assert row["finish_reason"] == finish and row["completion_tokens"] == usage.completion_tokens
+    assert row["ttft_ms"] < row["latency_ms"]
+
+
+def test_stream_without_include_usage_sends_no_usage_chunk(openai_client):
+    chunks = list(openai_client.chat.completions.create(model="keel", messages=Q, max_tokens=4, stream=True))
+    assert chunks and all(c.choices for c in chunks) and all(c.usage is None for c in chunks)
+
+
+def test_sampling_params_pass_through(platform_server, openai_client):
+    r = openai_client.chat.completions.create(
+        model="keel", messages=Q, max_tokens=16, temperature=0.9, seed=7, n=2, stop=["\n"]
+    )
+    assert len(r.choices) == 2
+    assert all("\n" not in (c.message.content or "") for c in r.choices)
+    again = openai_client.chat.completions.create(
+        model="keel", messages=Q, max_tokens=16, temperature=0.9, seed=7, n=2, stop=["\n"]
+    )
+    assert [c.message.content for c in again.choices] == [c.message.content for c in r.choices]
+    [row] = platform_server.rows([r.id])
+    assert len(row["choices"]) == 2 and row["params"]["n"] == 2 and row["params"]["seed"] == 7
+
+
+def test_models_lists_served_id_and_version(openai_client):
+    models = openai_client.models.list()
+    [m] = models.data
+    assert m.id == "keel"
+    assert m.model_extra["checkpoint_version"] == "base"
+
+
+def test_unauthenticated_requests_get_401_and_a_row(platform_server, api_key):
+    bad = openai.OpenAI(base_url=f"{platform_server.url}/v1", api_key="sk-keel-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as exc:
+        bad.chat.completions.create(model="keel", messages=Q, max_tokens=4)
+    assert exc.value.status_code == 401
+    rid = exc.value.response.headers["x-request-id"]
+    [row] = platform_server.rows([rid])
+    assert row["status_code"] == 401 and row["key_id"] is None and row["response_text"] is None
+
+    r = httpx.post(f"{platform_server.url}/v1/chat/completions", json={"model": "keel", "messages": Q})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key"
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
+
+
+def test_revoked_key_is_refused(platform_server):
+    key = platform_server.create_key("short-lived")
+    client = openai.OpenAI(base_url=f"{platform_server.url}/v1", api_key=key, max_retries=0)
+    assert client.chat.completions.create(model="keel", messages=Q, max_tokens=2).choices
+    listed = platform_server.cli("keys", "list", "--json").stdout
+    assert "short-lived" in listed and key not in listed
+    platform_server.cli("keys", "revoke", "short-lived")
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="keel", messages=Q, max_tokens=2)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"{not json", 400, "invalid_json"),
+        (b"", 400, "invalid_json"),
+        (b"[1, 2]", 400, "invalid_json"),
+        (b'{"model": "keel", "messages": "hello"}', 400, "invalid_request"),
+        (b'{"model": "keel", "messages": []}', 400, "invalid_request"),
+        (b'{"model": "keel", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "many"}', 400, "invalid_request"),
+        (b'{"model": "keel", "messages": [{"role": "wizard", "content": "hi"}]}', 400, "invalid_request"),
+        (b'{"model": "keel", "messages": [{"role": "user", "content": "hi"}], "temperature": 9}', 400, "invalid_request"),
+        (b'{"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}', 404, "model_not_found"),
+    ],
+)
+def test_bad_input_is_refused_before_the_engine(platform_server, api_key, body, status, code):
+    r = raw_post(platform_server, api_key, body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code and err["message"] and err["type"]
+    [row] = platform_server.rows([r.headers["x-request-id"]])
+    assert row["status_code"] == status and row["error"] == err["message"]
+    assert row["checkpoint_version"] is None  # no engine was asked
+
+
+def test_oversize_body_gets_413(platform_server, api_key):
+    huge = '{"model": "keel", "messages": [{"role": "user", "content": "' + "x" * 1_100_000 + '"}]}'
+    r = raw_post(platform_server, api_key, huge)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+    [row] = platform_server.rows([r.headers["x-request-id"]])
+    assert row["status_code"] == 413
+
+
+def test_engine_errors_pass_through_with_their_status(platform_server, openai_client):
+    with pytest.raises(openai.BadRequestError) as exc:
+        openai_client.chat.completions.create(model="keel", messages=Q, max_tokens=100_000)
+    assert "max_tokens" in exc.value.message or "max_model_len" in exc.value.message
+    rid = exc.value.response.headers["x-request-id"]
+    [row] = platform_server.rows([rid])
+    assert row["status_code"] == 400 and row["checkpoint_version"] == "base"
+    with pytest.raises(openai.BadRequestError):
+        list(openai_client.chat.completions.create(model="keel", messages=Q, max_tokens=100_000, stream=True))
+
+
+def test_health_reports_engine(platform_server):
+    body = httpx.get(f"{platform_server.url}/health").json()
+    assert body["status"] == "ok" and body["checkpoint_version"] == "base"
+    assert all(e["url"].startswith("http://127.0.0.1:") for e in body["engines"])
