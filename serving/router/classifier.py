@@ -18,7 +18,9 @@ import numpy as np
 from serving.rag.embedder import Embedder
 from serving.router.intents import ROUTES, Intents
 
-Generate = Callable[[list[dict[str, Any]], dict[str, Any]], AsyncIterator[str] | Awaitable[AsyncIterator[str]]]
+Generate = Callable[
+    [list[dict[str, Any]], dict[str, Any]], AsyncIterator[str] | Awaitable[AsyncIterator[str]]
+]
 
 
 @dataclass

@@ -11,16 +11,24 @@ from pydantic import BaseModel, Field
 class RouterConfig(BaseModel):
     """How chat requests are classified (domain / chat / out_of_scope) and how each route answers."""
 
-    enabled: bool = Field(True, description="Route chat completions; off: every request goes straight to the engine.")
-    intents_file: Path | None = Field(None, description="Intents YAML with example utterances; empty: the packaged one.")
+    enabled: bool = Field(
+        True, description="Route chat completions; off: every request goes straight to the engine."
+    )
+    intents_file: Path | None = Field(
+        None, description="Intents YAML with example utterances; empty: the packaged one."
+    )
     classifier: Literal["embedding", "llm"] = Field(
         "embedding", description="'embedding': nearest examples (fast, deterministic); 'llm': ask the engine."
     )
     threshold: float = Field(
-        0.82, description="Best example similarity under this → out_of_scope (E5 cosines sit in 0.7–1.0)."
+        0.80, description="Best example similarity under this → out_of_scope (E5 cosines sit in 0.7–1.0)."
     )
     neighbours: int = Field(3, description="Examples per intent averaged into that intent's score.")
-    domain_template: Path | None = Field(None, description="Jinja template of the domain system prompt; empty: packaged.")
+    domain_template: Path | None = Field(
+        None, description="Jinja template of the domain system prompt; empty: packaged."
+    )
     context_chunks: int = Field(4, description="Retrieved chunks put into the domain prompt.")
-    max_context_chars: int = Field(2400, description="Upper bound on the retrieved text in the prompt (model context).")
+    max_context_chars: int = Field(
+        2400, description="Upper bound on the retrieved text in the prompt (model context)."
+    )
     sources_in_message: bool = Field(True, description="Append a short 'Sources' list to domain answers.")

@@ -22,7 +22,9 @@ class Intents(BaseModel):
 
     def refusal(self, lang: str) -> str:
         texts = self.intents["out_of_scope"].refusal
-        return texts.get(lang) or texts.get("en") or next(iter(texts.values()), "Sorry, I can't help with that.")
+        return (
+            texts.get(lang) or texts.get("en") or next(iter(texts.values()), "Sorry, I can't help with that.")
+        )
 
 
 class IntentsError(ValueError):
@@ -43,5 +45,7 @@ def load_intents(path: Path | None = None) -> Intents:
         raise IntentsError(f"intents file {path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from e
     missing = [r for r in ROUTES if r not in intents.intents]
     if missing:
-        raise IntentsError(f"intents file {path} lacks intent(s) {', '.join(missing)} (need {', '.join(ROUTES)})")
+        raise IntentsError(
+            f"intents file {path} lacks intent(s) {', '.join(missing)} (need {', '.join(ROUTES)})"
+        )
     return intents

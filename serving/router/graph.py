@@ -1,0 +1,226 @@
+"""The routing graph: classify → {domain: retrieve → answer with sources; chat: answer; out_of_scope: refuse}.
+
+Generation is pluggable: the graph gets a `generate(messages, params)` async callable that yields text
+deltas (the gateway passes one that calls the engine). Nodes push each delta through LangGraph's
+stream writer, so callers stream tokens with `stream_mode="custom"` on every route. A retrieval
+failure never escapes: the domain route then answers directly and flags `fallback`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, TypedDict
+
+import jinja2
+from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+
+from serving.rag.retriever import Hit, Retriever
+from serving.router.classifier import Classifier, Generate
+from serving.router.config import RouterConfig
+from serving.router.intents import Intents
+
+DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "domain.jinja"
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+class RouteState(TypedDict, total=False):
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    query: str
+    lang: str
+    intent: str
+    confidence: float
+    scores: dict[str, float]
+    classify_ms: float
+    hits: list[Hit]
+    retrieval_ms: float
+    retrieval_error: str | None
+    fallback: bool
+    sources: list[dict[str, Any]]
+    answer: str
+    generation_ms: float
+
+
+def message_text(content: Any) -> str:
+    """Text of an OpenAI message content (a string or a list of typed parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def last_user_text(messages: list[dict[str, Any]]) -> str:
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            return message_text(m.get("content")).strip()
+    return ""
+
+
+def sources_of(hits: list[Hit]) -> list[dict[str, Any]]:
+    """One source per (document, heading), in rank order, numbered as in the prompt."""
+    out: list[dict[str, Any]] = []
+    for n, h in enumerate(hits, 1):
+        out.append(
+            {
+                "index": n,
+                "id": h.id,
+                "path": h.relpath,
+                "title": h.title,
+                "heading": h.heading,
+                "score": h.score,
+            }
+        )
+    return out
+
+
+def format_sources(sources: list[dict[str, Any]]) -> str:
+    """The short list appended to domain answers; chunks of one section share a line ("[2][3] ...")."""
+    lines: dict[tuple[str, str], list[str]] = {}
+    names: dict[tuple[str, str], str] = {}
+    for s in sources:
+        key = (s["path"], s["heading"])
+        heading = s["heading"]
+        if heading == s["title"] or heading.startswith(s["title"] + " > "):
+            heading = heading[len(s["title"]) :].lstrip(" >")
+        names[key] = f"{s['title']} / {heading}" if heading else s["title"]
+        lines.setdefault(key, []).append(f"[{s['index']}]")
+    body = "\n".join(f"{''.join(nums)} {names[k]} ({k[0]})" for k, nums in lines.items())
+    return "\n\nSources:\n" + body
+
+
+async def _stream(
+    generate: Generate, messages: list[dict[str, Any]], params: dict[str, Any]
+) -> AsyncIterator[str]:
+    it = generate(messages, params)
+    if not hasattr(it, "__aiter__"):
+        it = await it  # an async def returning an iterator
+    async for delta in it:
+        yield delta
+
+
+def build_graph(
+    classifier: Classifier,
+    retriever: Retriever | None,
+    intents: Intents,
+    config: RouterConfig | None = None,
+    template_path: Path | None = None,
+):
+    """Compile the routing graph. The generate callable comes per call: config["configurable"]["generate"]."""
+    cfg = config or RouterConfig()
+    tpath = Path(template_path or cfg.domain_template or DEFAULT_TEMPLATE)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(tpath.parent)), keep_trailing_newline=True)
+    template = env.get_template(tpath.name)
+
+    async def classify(state: RouteState) -> RouteState:
+        t = time.perf_counter()
+        query = last_user_text(state["messages"])
+        lang = "zh" if _CJK.search(query) else "en"
+        if not query:
+            return {
+                "query": "",
+                "lang": lang,
+                "intent": "chat",
+                "confidence": 0.0,
+                "scores": {},
+                "classify_ms": 0.0,
+            }
+        c = await classifier.classify(query)
+        ms = (time.perf_counter() - t) * 1000
+        return {
+            "query": query,
+            "lang": lang,
+            "intent": c.intent,
+            "confidence": c.confidence,
+            "scores": c.scores,
+            "classify_ms": ms,
+        }
+
+    async def retrieve(state: RouteState) -> RouteState:
+        t = time.perf_counter()
+        try:
+            if retriever is None:
+                raise RuntimeError("no document index configured")
+            # search is CPU-bound (embedding + BM25): keep it off the event loop
+            hits = await asyncio.to_thread(retriever.search, state["query"], cfg.context_chunks)
+            err = None if hits else "no documents matched"
+        except Exception as e:
+            hits, err = [], f"{type(e).__name__}: {e}"
+        ms = (time.perf_counter() - t) * 1000
+        return {"hits": hits, "retrieval_ms": ms, "retrieval_error": err, "fallback": not hits}
+
+    async def _generate(
+        state: RouteState, run_config: RunnableConfig, messages: list[dict[str, Any]], tail: str = ""
+    ) -> RouteState:
+        generate = (run_config.get("configurable") or {}).get("generate")
+        if generate is None:
+            raise RuntimeError("router graph needs config['configurable']['generate']")
+        write = get_stream_writer()
+        parts: list[str] = []
+        t = time.perf_counter()
+        async for delta in _stream(generate, messages, state.get("params") or {}):
+            if delta:
+                parts.append(delta)
+                write({"delta": delta})
+        ms = (time.perf_counter() - t) * 1000
+        if tail:
+            parts.append(tail)
+            write({"delta": tail})
+        return {"answer": "".join(parts), "generation_ms": ms}
+
+    async def answer_domain(state: RouteState, config: RunnableConfig) -> RouteState:
+        hits = state.get("hits") or []
+        if not hits:  # retrieval failed: answer directly, flagged as fallback
+            out = await _generate(state, config, state["messages"])
+            return {**out, "sources": []}
+        docs, used = [], 0
+        for n, h in enumerate(hits, 1):
+            text = h.text[: max(0, cfg.max_context_chars - used)]
+            if not text:
+                break
+            used += len(text)
+            docs.append(
+                {"index": n, "title": h.title, "heading": h.heading, "relpath": h.relpath, "text": text}
+            )
+        sources = sources_of(hits[: len(docs)])
+        extra = "\n".join(
+            message_text(m.get("content")) for m in state["messages"] if m.get("role") == "system"
+        )
+        system = template.render(documents=docs, lang=state.get("lang", "en"), extra_system=extra).strip()
+        messages = [{"role": "system", "content": system}] + [
+            m for m in state["messages"] if m.get("role") != "system"
+        ]
+        tail = format_sources(sources) if cfg.sources_in_message else ""
+        out = await _generate(state, config, messages, tail)
+        return {**out, "sources": sources}
+
+    async def answer_chat(state: RouteState, config: RunnableConfig) -> RouteState:
+        return {**(await _generate(state, config, state["messages"])), "sources": []}
+
+    async def refuse(state: RouteState) -> RouteState:
+        text = intents.refusal(state.get("lang", "en"))
+        get_stream_writer()({"delta": text})
+        return {"answer": text, "generation_ms": 0.0, "sources": []}
+
+    def route(state: RouteState) -> str:
+        return {"domain": "retrieve", "chat": "chat", "out_of_scope": "refuse"}.get(state["intent"], "chat")
+
+    g = StateGraph(RouteState)
+    g.add_node("classify", classify)
+    g.add_node("retrieve", retrieve)
+    g.add_node("answer", answer_domain)
+    g.add_node("chat", answer_chat)
+    g.add_node("refuse", refuse)
+    g.add_edge(START, "classify")
+    g.add_conditional_edges("classify", route, ["retrieve", "chat", "refuse"])
+    g.add_edge("retrieve", "answer")
+    g.add_edge("answer", END)
+    g.add_edge("chat", END)
+    g.add_edge("refuse", END)
+    return g.compile()

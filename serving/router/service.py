@@ -1,0 +1,133 @@
+"""`Router`: the routing graph behind two calls the gateway needs — stream deltas, then a result.
+
+router = build_router(RouterConfig(), RagConfig(), index_dir)
+async for ev in router.astream(messages, params, generate):
+    if ev.delta: ...            # text to forward to the client
+    else: ev.result             # RouteResult: route, confidence, sources, latencies, fallback
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from serving.rag.config import RagConfig
+from serving.rag.embedder import Embedder, load_embedder
+from serving.rag.retriever import Retriever
+from serving.router.classifier import EmbeddingClassifier, Generate, LLMClassifier
+from serving.router.config import RouterConfig
+from serving.router.graph import build_graph
+from serving.router.intents import Intents, load_intents
+
+
+@dataclass
+class RouteResult:
+    route: str
+    confidence: float
+    answer: str = ""
+    scores: dict[str, float] = field(default_factory=dict)
+    sources: list[dict[str, Any]] = field(default_factory=list)  # path, title, heading, score, id, index
+    retrieved: list[dict[str, Any]] = field(default_factory=list)  # every retrieved chunk: id, score
+    fallback: bool = False  # domain route answered without documents (retrieval failed or empty)
+    retrieval_error: str | None = None
+    classify_ms: float | None = None
+    retrieval_ms: float | None = None
+    generation_ms: float | None = None
+    total_ms: float | None = None
+
+
+@dataclass
+class RouterEvent:
+    delta: str | None = None
+    result: RouteResult | None = None
+
+
+def _result(state: dict[str, Any], total_ms: float) -> RouteResult:
+    return RouteResult(
+        route=state.get("intent", "chat"),
+        confidence=float(state.get("confidence") or 0.0),
+        answer=state.get("answer", ""),
+        scores=state.get("scores") or {},
+        sources=state.get("sources") or [],
+        retrieved=[{"id": h.id, "score": h.score} for h in state.get("hits") or []],
+        fallback=bool(state.get("fallback")),
+        retrieval_error=state.get("retrieval_error"),
+        classify_ms=state.get("classify_ms"),
+        retrieval_ms=state.get("retrieval_ms"),
+        generation_ms=state.get("generation_ms"),
+        total_ms=total_ms,
+    )
+
+
+class Router:
+    def __init__(self, graph, classifier, retriever: Retriever | None, generate: Generate | None = None):
+        self.graph = graph
+        self.classifier = classifier
+        self.retriever = retriever
+        self.generate = generate
+
+    def warmup(self) -> None:
+        """Load the catalog, build BM25 and touch the models now rather than in the first request."""
+        if self.retriever is not None:
+            # an unusable index shows up per request as a flagged fallback, not at start
+            with contextlib.suppress(Exception):
+                self.retriever.refresh()
+
+    async def astream(
+        self,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any] | None = None,
+        generate: Generate | None = None,
+    ) -> AsyncIterator[RouterEvent]:
+        gen = generate or self.generate
+        t = time.perf_counter()
+        state: dict[str, Any] = {}
+        async for mode, chunk in self.graph.astream(
+            {"messages": messages, "params": params or {}},
+            config={"configurable": {"generate": gen}},
+            stream_mode=["custom", "values"],
+        ):
+            if mode == "custom" and isinstance(chunk, dict) and "delta" in chunk:
+                yield RouterEvent(delta=chunk["delta"])
+            elif mode == "values":
+                state = chunk
+        yield RouterEvent(result=_result(state, (time.perf_counter() - t) * 1000))
+
+    async def ainvoke(
+        self,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any] | None = None,
+        generate: Generate | None = None,
+    ) -> RouteResult:
+        result = None
+        async for ev in self.astream(messages, params, generate):
+            result = ev.result or result
+        assert result is not None
+        return result
+
+
+def build_router(
+    config: RouterConfig | None = None,
+    rag: RagConfig | None = None,
+    index_dir: Path | None = None,
+    embedder: Embedder | None = None,
+    generate: Generate | None = None,
+    intents: Intents | None = None,
+) -> Router:
+    """Everything the graph needs, built once at start. No index_dir: the domain route always falls back."""
+    config = config or RouterConfig()
+    rag = rag or RagConfig()
+    embedder = embedder or load_embedder(rag.embedder)
+    intents = intents or load_intents(config.intents_file)
+    classifier = EmbeddingClassifier(intents, embedder, config.threshold, config.neighbours)
+    if config.classifier == "llm":
+        if generate is None:
+            raise ValueError("router.classifier=llm needs a generate callable")
+        classifier = LLMClassifier(intents, generate, classifier)
+    retriever = Retriever(index_dir, rag, embedder) if index_dir else None
+    graph = build_graph(classifier, retriever, intents, config)
+    return Router(graph, classifier, retriever, generate)
