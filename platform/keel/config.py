@@ -17,6 +17,8 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from serving.config import EngineConfig, GatewayConfig
+from serving.rag.config import RagConfig
+from serving.router.config import RouterConfig
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
 
@@ -65,6 +67,8 @@ class KeelSettings(BaseSettings):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     requestlog: RequestLogConfig = Field(default_factory=RequestLogConfig)
+    rag: RagConfig = Field(default_factory=RagConfig)
+    router: RouterConfig = Field(default_factory=RouterConfig)
     extra: dict[str, Any] = Field(default_factory=dict, description="Sections owned by parts not wired yet.")
 
     @field_validator("data_dir", mode="before")
@@ -95,6 +99,11 @@ class KeelSettings(BaseSettings):
     @property
     def checkpoints_dir(self) -> Path:
         return self.data_dir / "checkpoints"
+
+    @property
+    def rag_index_dir(self) -> Path:
+        """The document index (Chroma + chunk catalog)."""
+        return self.rag.index_dir.expanduser() if self.rag.index_dir else self.data_dir / "rag"
 
     @property
     def journal_dir(self) -> Path:
