@@ -56,8 +56,8 @@ def _run(stage: str, config: Path, overrides: list[str] | None, resume: bool) ->
         raise fail(str(e)) from None
 
     from training.__main__ import run_stage
-    from training.checkpoint import CheckpointError
     from training.chat_template import TemplateError
+    from training.checkpoint import CheckpointError
     from training.config import RecipeError
     from training.data.snapshot import SnapshotError
     from training.stages.common import RunError
@@ -67,7 +67,9 @@ def _run(stage: str, config: Path, overrides: list[str] | None, resume: bool) ->
     except (RecipeError, RunError, SnapshotError, CheckpointError, TemplateError) as e:
         raise fail(str(e)) from None
     loss = result.metrics.get("loss")
-    typer.echo(f"{stage}: {result.steps} steps, final loss {loss if loss is None else round(loss, 4)} → {result.output}")
+    typer.echo(
+        f"{stage}: {result.steps} steps, final loss {loss if loss is None else round(loss, 4)} → {result.output}"
+    )
 
 
 @app.command()

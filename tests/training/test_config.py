@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from training.config import CPTConfig, DPOConfig, RecipeError, SFTConfig, help_text, make_config
+
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "training" / "recipes").glob("*.yaml"))
+
+
+def test_defaults_follow_the_seeds():
+    cpt = CPTConfig()
+    assert 1e-5 <= cpt.learning_rate <= 5e-5 and cpt.warmup_ratio == 0.1 and cpt.lr_scheduler_type == "cosine"
+    assert DPOConfig().loss_type == ["sigmoid"] and DPOConfig().beta == 0.1
+    assert SFTConfig().assistant_only_loss and not SFTConfig().bf16
+
+
+def test_every_field_has_help():
+    for stage in ("cpt", "sft", "dpo"):
+        for line in help_text(stage).splitlines():
+            assert line.split(": ", 1)[1].strip(), line
+
+
+def test_bad_recipe_is_one_line():
+    with pytest.raises(RecipeError, match="learning_rat"):
+        make_config("sft", {"learning_rat": 1})
+    with pytest.raises(RecipeError, match="max_steps"):
+        make_config("cpt", {"max_steps": "many"})
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_shipped_recipes_load_and_start_with_their_command(recipe: Path):
+    text = recipe.read_text(encoding="utf-8")
+    first = text.splitlines()[0]
+    assert first.startswith("# keel "), f"{recipe.name} must start with the command that runs it"
+    data = yaml.safe_load(text)
+    if recipe.name.startswith("data-"):
+        from training.data.prepare import PrepareConfig, make_prepare_config
+
+        assert isinstance(make_prepare_config(data), PrepareConfig)
+        assert "keel data prepare" in first
+    else:
+        stage = recipe.name.split("-")[-1].removesuffix(".yaml")
+        assert f"keel train {stage}" in first
+        assert make_config(stage, data).stage == stage

@@ -1,0 +1,123 @@
+"""CPT → SFT → DPO on the embedded model: a few real steps each on a repeated batch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.training.conftest import TINY
+from training.__main__ import run_stage
+from training.stages.common import RunError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def chain(base_model_dir, tiny_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("chain")
+    cpt = run_stage(
+        "cpt",
+        {
+            **TINY,
+            "model": str(base_model_dir),
+            "dataset": str(tiny_data["cpt"]),
+            "output_dir": str(root / "cpt"),
+            "max_steps": 4,
+            "learning_rate": 1e-4,
+            "eval_steps": 2,
+            "freeze_bottom_pct": 50,
+            "embed_lr_ratio": 0.1,
+            "merge_alpha": 0.2,
+            "early_stop_margin": 100.0,
+        },
+    )
+    sft = run_stage(
+        "sft",
+        {
+            **TINY,
+            "model": str(cpt.output),
+            "dataset": str(tiny_data["sft"]),
+            "output_dir": str(root / "sft"),
+            "max_steps": 4,
+            "learning_rate": 1e-4,
+            "max_length": 128,
+        },
+    )
+    dpo = run_stage(
+        "dpo",
+        {
+            **TINY,
+            "model": str(sft.output),
+            "dataset": str(tiny_data["dpo"]),
+            "output_dir": str(root / "dpo"),
+            "max_steps": 3,
+            "learning_rate": 5e-5,
+        },
+    )
+    return {"cpt": cpt, "sft": sft, "dpo": dpo}
+
+
+@pytest.mark.parametrize("stage", ["cpt", "sft", "dpo"])
+def test_loss_falls_and_checkpoint_is_complete(chain, stage):
+    result = chain[stage]
+    assert result.metrics["loss"] < result.metrics["first_loss"]
+    folder = result.output
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "chat_template.jinja",
+        "report.png",
+        "report.html",
+    ):
+        assert (folder / name).exists(), name
+    m = json.loads((folder / "manifest.json").read_text())
+    assert (
+        m["stage"] == stage and m["steps"] == result.steps and len(next(iter(m["datasets"].values()))) == 64
+    )
+    assert m["config"]["stage"] == stage and m["git_commit"]
+    assert not list(folder.parent.glob(f".{folder.name}.*"))  # no temp or work folder left behind
+
+
+def test_lineage(chain):
+    sft = json.loads((chain["sft"].output / "manifest.json").read_text())
+    dpo = json.loads((chain["dpo"].output / "manifest.json").read_text())
+    assert sft["parent"] == "cpt" and dpo["parent"] == "sft"
+    assert dpo["reference"] == str(chain["sft"].output)
+
+
+def test_cpt_reports_validation_ppl_and_defences(chain):
+    m = json.loads((chain["cpt"].output / "manifest.json").read_text())
+    assert m["metrics"]["eval_domain_ppl"] > 1 and m["metrics"]["eval_general_ppl"] > 1
+    assert m["frozen_layers"] == 15  # 50% of SmolLM2's 30 layers
+    records = [json.loads(x) for x in (chain["cpt"].output / "metrics.jsonl").read_text().splitlines()]
+    # eval_on_start gives the baseline (step 0) the early stop compares against
+    assert any(r["step"] == 0 and "eval_general_ppl" in r for r in records)
+
+
+def test_dpo_margin_rises(chain):
+    records = [json.loads(x) for x in (chain["dpo"].output / "metrics.jsonl").read_text().splitlines()]
+    margins = [r["rewards/margins"] for r in records if "rewards/margins" in r]
+    assert margins[-1] > margins[0] and chain["dpo"].metrics["rewards/accuracies"] > 0
+
+
+def test_sft_checkpoint_keeps_the_model_template(chain, base_model_dir):
+    assert "{% generation %}" not in (chain["sft"].output / "chat_template.jinja").read_text()
+
+
+def test_bad_inputs_fail_before_loading(tmp_path, tiny_data, base_model_dir):
+    with pytest.raises(RunError, match="not a Hugging Face model folder"):
+        run_stage(
+            "sft",
+            {
+                "model": str(tmp_path / "nope"),
+                "dataset": str(tiny_data["sft"]),
+                "output_dir": str(tmp_path / "o"),
+            },
+        )
+    with pytest.raises(RunError, match="not a prepared snapshot"):
+        run_stage(
+            "sft", {"model": str(base_model_dir), "dataset": str(tmp_path), "output_dir": str(tmp_path / "o")}
+        )
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,68 @@
+"""`python -m training <cpt|sft|dpo> --config recipe.yaml [key=value ...] [--resume]`.
+
+The entry point the `deepspeed` launcher (and the kill/resume test) runs: one process per rank. The
+recipe must be resolved (a real `model` folder, an `output_dir`); `keel train` resolves `base` and
+defaults for you and calls the same stage functions in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from training.checkpoint import CheckpointError
+from training.config import RecipeError, make_config
+from training.data.snapshot import SnapshotError
+from training.stages.common import RunError
+
+
+def parse_overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise RecipeError(f"override {item!r} is not key=value")
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
+
+
+def read_recipe(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise RecipeError(f"cannot read recipe {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe {path} must be a mapping")
+    return data
+
+
+def run_stage(stage: str, data: dict, resume: bool = False):
+    cfg = make_config(stage, data)
+    module = __import__(f"training.stages.{stage}", fromlist=["main"])
+    return module.main(cfg, resume=resume)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training")
+    ap.add_argument("stage", choices=["cpt", "sft", "dpo"])
+    ap.add_argument("--config", type=Path, required=True)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
+    ap.add_argument("overrides", nargs="*")
+    a = ap.parse_intermixed_args(argv)
+    try:
+        data = {**read_recipe(a.config), **parse_overrides(a.overrides)}
+        result = run_stage(a.stage, data, a.resume)
+    except (RecipeError, RunError, SnapshotError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"output": str(result.output), "steps": result.steps, "metrics": result.metrics}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Immutable dataset snapshots: a folder of JSONL files, a content hash and a stats file.
+
+Layout::
+
+    <snapshot>/train.jsonl          training rows
+    <snapshot>/eval/<name>.jsonl    held-out rows (never trained on), optional
+    <snapshot>/stats.json           counts (read, kept, dropped by reason, PII found, chars)
+    <snapshot>/snapshot.json        kind, content hash, files; written last
+
+The folder is written under a temporary name and renamed, so a half-written snapshot never exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SNAPSHOT_FILE = "snapshot.json"
+
+
+class SnapshotError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    path: Path
+    kind: str
+    hash: str
+    train: Path
+    evals: dict[str, Path]
+
+
+def content_hash(folder: Path) -> str:
+    """sha256 over the data files (relative name + bytes), in a stable order."""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*.jsonl")):
+        h.update(p.relative_to(folder).as_posix().encode() + b"\0")
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def write_snapshot(dest: Path, kind: str, fill: Callable[[Path], dict[str, Any]]) -> Snapshot:
+    """``fill(tmp)`` writes the JSONL files and returns stats; hash + metadata are added, then rename."""
+    dest = Path(dest)
+    if dest.exists():
+        raise SnapshotError(f"snapshot {dest} already exists (snapshots are immutable; choose a new name)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+        stats = fill(tmp)
+        digest = content_hash(tmp)
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False), encoding="utf-8")
+        meta = {
+            "kind": kind,
+            "hash": digest,
+            "files": sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*.jsonl")),
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        (tmp / SNAPSHOT_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        os.rename(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return load_snapshot(dest)
+
+
+def load_snapshot(path: Path | str) -> Snapshot:
+    """Open a snapshot folder; a bare JSONL file is accepted too (hashed on the fly, no evals)."""
+    path = Path(path)
+    if path.is_file():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        return Snapshot(path, "file", digest, path, {})
+    meta_file = path / SNAPSHOT_FILE
+    if not meta_file.exists():
+        raise SnapshotError(f"dataset {path} is not a prepared snapshot (no {SNAPSHOT_FILE})")
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    evals = {p.stem: p for p in sorted((path / "eval").glob("*.jsonl"))}
+    return Snapshot(path, meta["kind"], meta["hash"], path / "train.jsonl", evals)
+
+
+def iter_jsonl(path: Path):
+    """Yield (line_number, row) and fail with file:line on a malformed line."""
+    with Path(path).open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SnapshotError(f"{path}:{n}: malformed JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise SnapshotError(f"{path}:{n}: expected a JSON object")
+            yield n, row
+
+
+class JsonlWriter:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = path.open("w", encoding="utf-8")
+        self.rows = 0
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.rows += 1
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,301 @@
+"""The run skeleton every stage shares: setup → train → save (temp folder, rename, manifest last).
+
+A run uses two folders next to each other:
+    <output_dir>            the final checkpoint (appears only when complete)
+    .<name>.work/           resumable trainer states (checkpoint-N), metrics.jsonl, resolved config
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from training.checkpoint import CheckpointError, build_manifest, read_manifest, write_manifest
+from training.config import StageConfig
+from training.data.snapshot import Snapshot, load_snapshot
+
+
+class RunError(RuntimeError):
+    """A run problem worth one line."""
+
+
+@dataclass
+class RunPaths:
+    output: Path
+    work: Path
+    tmp: Path
+
+    @classmethod
+    def for_output(cls, output: Path) -> RunPaths:
+        output = Path(output).resolve()
+        return cls(
+            output, output.parent / f".{output.name}.work", output.parent / f".{output.name}.tmp-final"
+        )
+
+    def last_state(self) -> Path | None:
+        """Newest complete trainer state (trainer_state.json is written last by the Trainer)."""
+        states = [p for p in self.work.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+        return max(states, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+@dataclass
+class RunResult:
+    output: Path
+    steps: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_run(cfg: StageConfig, resume: bool) -> tuple[RunPaths, Snapshot]:
+    """Check inputs and folders before anything heavy is loaded."""
+    if not cfg.output_dir:
+        raise RunError("output_dir is empty")
+    model = Path(cfg.model)
+    if not (model / "config.json").exists():
+        raise RunError(f"model {model} is not a Hugging Face model folder (no config.json)")
+    if not cfg.dataset:
+        raise RunError("dataset is empty: prepare one with `keel data prepare`")
+    try:
+        snap = load_snapshot(cfg.dataset)
+    except (OSError, ValueError) as e:
+        raise RunError(str(e)) from None
+    paths = RunPaths.for_output(Path(cfg.output_dir))
+    if paths.output.exists():
+        raise RunError(f"output {paths.output} already exists")
+    if paths.work.exists() and not resume and is_main_process():
+        if paths.last_state() is not None:
+            raise RunError(f"{paths.work} holds an unfinished run: pass --resume, or delete it to start over")
+        shutil.rmtree(paths.work)
+    if resume and paths.last_state() is None:
+        raise RunError(f"--resume: no saved state in {paths.work}")
+    paths.work.mkdir(parents=True, exist_ok=True)
+    if is_main_process():
+        (paths.work / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
+    return paths, snap
+
+
+def is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def setup_torch(cfg: StageConfig) -> None:
+    import torch
+
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+
+
+def load_model(path: str, cfg: StageConfig):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.bfloat16 if cfg.bf16 else torch.float32
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def peft_config(cfg: StageConfig):
+    if cfg.lora_r <= 0:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.lora_target_modules),
+        task_type="CAUSAL_LM",
+    )
+
+
+def trainer_kwargs(cfg: StageConfig, paths: RunPaths, has_eval: bool) -> dict[str, Any]:
+    """TrainingArguments fields shared by SFTConfig and DPOConfig."""
+    from training.deepspeed import ensure_single_process_env, resolve
+
+    ds = resolve(cfg.deepspeed_stage, cfg.deepspeed_offload, cfg.deepspeed_config)
+    if ds is not None:
+        ensure_single_process_env()
+    kw: dict[str, Any] = dict(
+        output_dir=str(paths.work),
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=float(cfg.warmup_ratio),  # a float < 1 is a ratio in transformers 5
+        weight_decay=cfg.weight_decay,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        seed=cfg.seed,
+        bf16=cfg.bf16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        report_to=[],
+        deepspeed=ds,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+        use_cpu=_no_cuda(),
+    )
+    if has_eval:
+        kw["eval_strategy"] = "steps" if cfg.eval_steps > 0 else "no"
+        if cfg.eval_steps > 0:
+            kw["eval_steps"] = cfg.eval_steps
+    return kw
+
+
+def _no_cuda() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def read_rows(path: Path, limit: int = 0):
+    """A `datasets.Dataset` from a JSONL file (first ``limit`` rows when limit > 0)."""
+    from datasets import Dataset
+
+    from training.data.snapshot import iter_jsonl
+
+    rows = []
+    for _, row in iter_jsonl(path):
+        rows.append(row)
+        if limit and len(rows) >= limit:
+            break
+    if not rows:
+        raise RunError(f"dataset {path} is empty")
+    return Dataset.from_list(rows)
+
+
+def make_recorder():
+    """A TrainerCallback that keeps every log line (plus perplexities) for the manifest and report."""
+    from transformers import TrainerCallback
+
+    class Recorder(TrainerCallback):
+        def __init__(self) -> None:
+            self.records: list[dict[str, Any]] = []
+            self.sink: Path | None = None
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not logs:
+                return
+            rec = {"step": state.global_step, **logs}
+            for k, v in list(logs.items()):
+                if k.startswith("eval_") and k.endswith("_loss") and isinstance(v, int | float):
+                    rec[k[: -len("_loss")] + "_ppl"] = math.exp(min(v, 50.0))
+            self.records.append(rec)
+            if self.sink is not None and state.is_world_process_zero:
+                with self.sink.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(rec) + "\n")
+
+    return Recorder()
+
+
+def resume_records(paths: RunPaths) -> list[dict[str, Any]]:
+    sink = paths.work / "metrics.jsonl"
+    if not sink.exists():
+        return []
+    return [json.loads(line) for line in sink.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def final_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Last value of each numeric metric; ``first_loss`` too, to show the fall."""
+    out: dict[str, Any] = {}
+    for r in records:
+        for k, v in r.items():
+            if k != "step" and isinstance(v, int | float):
+                if k == "loss" and "first_loss" not in out:
+                    out["first_loss"] = v
+                out[k] = v
+    return out
+
+
+def run_training(trainer, paths: RunPaths, resume: bool, recorder) -> int:
+    """Train (resuming from the last saved state if asked); returns the global step reached."""
+    previous = resume_records(paths) if resume else []
+    recorder.records[:0] = previous
+    recorder.sink = paths.work / "metrics.jsonl"
+    if not resume and recorder.sink.exists():
+        recorder.sink.unlink()
+    state = paths.last_state() if resume else None
+    trainer.train(resume_from_checkpoint=str(state) if state else None)
+    return trainer.state.global_step
+
+
+def save_final(
+    trainer,
+    tokenizer,
+    cfg: StageConfig,
+    paths: RunPaths,
+    snap: Snapshot,
+    steps: int,
+    records: list[dict[str, Any]],
+    post_save=None,
+    extra: dict[str, Any] | None = None,
+) -> RunResult:
+    """Write the final checkpoint: weights (LoRA merged), tokenizer, report; manifest last; rename."""
+    if paths.tmp.exists() and is_main_process():
+        shutil.rmtree(paths.tmp)
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):  # peft: ship plain weights vLLM can load
+        model = model.merge_and_unload()
+        if is_main_process():
+            model.save_pretrained(paths.tmp, safe_serialization=True)
+    else:
+        trainer.save_model(str(paths.tmp))  # all ranks: ZeRO-3 gathers the partitioned weights here
+    metrics = final_metrics(records)
+    if not is_main_process():
+        return RunResult(paths.output, steps, metrics)
+    tokenizer.save_pretrained(paths.tmp)
+    (paths.tmp / "training_args.bin").unlink(missing_ok=True)
+    if post_save is not None:
+        post_save(paths.tmp)
+    with (paths.tmp / "metrics.jsonl").open("w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    parent_manifest = read_manifest(Path(cfg.model)) or {}
+    version = cfg.version or paths.output.name
+    summary = {"version": version, "stage": cfg.stage, "steps": steps, **metrics}
+    if cfg.report:
+        from training.report import write_report
+
+        write_report(paths.tmp, records, f"{cfg.stage} → {version}", summary)
+    manifest = build_manifest(
+        version=version,
+        parent=parent_manifest.get("version") or str(Path(cfg.model).resolve()),
+        stage=cfg.stage,
+        datasets={snap.kind if snap.kind != "file" else "train": snap.hash},
+        config=cfg.to_dict(),
+        steps=steps,
+        metrics=metrics,
+        extra={
+            "parent_path": str(Path(cfg.model).resolve()),
+            "dataset_paths": [str(snap.path)],
+            **(extra or {}),
+        },
+    )
+    write_manifest(paths.tmp, manifest)
+    if paths.output.exists():
+        raise CheckpointError(f"output {paths.output} appeared while training")
+    os.rename(paths.tmp, paths.output)
+    # The run finished: its resumable states are no longer needed; keep the log beside the checkpoint.
+    shutil.rmtree(paths.work, ignore_errors=True)
+    return RunResult(paths.output, steps, metrics)
+
+
+def now_tag() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")

@@ -1,0 +1,45 @@
+"""DPO: TRL DPOTrainer; the reference model is the parent checkpoint. Logs reward margins/accuracy."""
+
+from __future__ import annotations
+
+from training.config import DPOConfig
+from training.stages import common
+
+
+def main(cfg: DPOConfig, resume: bool = False) -> common.RunResult:
+    import trl
+
+    common.setup_torch(cfg)
+    paths, snap = common.prepare_run(cfg, resume)
+    recorder = common.make_recorder()
+    tokenizer = common.load_tokenizer(cfg.model)
+    peft = common.peft_config(cfg)
+    # With LoRA, TRL uses the adapter-disabled policy as the reference (that is the parent); otherwise
+    # load the parent explicitly.
+    ref = None if peft is not None else common.load_model(cfg.ref_model or cfg.model, cfg)
+    args = trl.DPOConfig(
+        **common.trainer_kwargs(cfg, paths, has_eval=False),
+        max_length=cfg.max_length,
+        beta=cfg.beta,
+        loss_type=list(cfg.loss_type),
+    )
+    trainer = trl.DPOTrainer(
+        model=common.load_model(cfg.model, cfg),
+        ref_model=ref,
+        args=args,
+        train_dataset=common.read_rows(snap.train, cfg.max_train_samples),
+        processing_class=tokenizer,
+        peft_config=peft,
+        callbacks=[recorder],
+    )
+    steps = common.run_training(trainer, paths, resume, recorder)
+    return common.save_final(
+        trainer,
+        tokenizer,
+        cfg,
+        paths,
+        snap,
+        steps,
+        recorder.records,
+        extra={"reference": cfg.ref_model or cfg.model},
+    )
