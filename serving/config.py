@@ -8,16 +8,26 @@ from pydantic import BaseModel, Field
 class EngineConfig(BaseModel):
     """How the platform starts and supervises vLLM OpenAI servers."""
 
-    host: str = Field("127.0.0.1", description="Engines bind loopback only: vLLM's admin routes are unauthenticated.")
-    base_port: int = Field(8100, description="First port tried for a managed engine; the next free one is used.")
+    host: str = Field(
+        "127.0.0.1", description="Engines bind loopback only: vLLM's admin routes are unauthenticated."
+    )
+    base_port: int = Field(
+        8100, description="First port tried for a managed engine; the next free one is used."
+    )
     python: str = Field("", description="Interpreter that runs vLLM (empty: the platform's own).")
-    dtype: str = Field("float32", description="vLLM --dtype. float32 is the safe CPU default (AVX2-only hosts).")
+    dtype: str = Field(
+        "float32", description="vLLM --dtype. float32 is the safe CPU default (AVX2-only hosts)."
+    )
     max_model_len: int = Field(2048, description="vLLM --max-model-len.")
     enforce_eager: bool = Field(True, description="Skip torch.compile: ~25 s start instead of ~2 min on CPU.")
-    kvcache_gib: int = Field(2, ge=1, description="VLLM_CPU_KVCACHE_SPACE (GiB, whole number) on CPU engines.")
+    kvcache_gib: int = Field(
+        2, ge=1, description="VLLM_CPU_KVCACHE_SPACE (GiB, whole number) on CPU engines."
+    )
     gpu_memory_utilization: float = Field(0.85, description="vLLM --gpu-memory-utilization on GPU engines.")
     extra_args: list[str] = Field(default_factory=list, description="Extra vLLM server arguments.")
-    extra_env: dict[str, str] = Field(default_factory=dict, description="Extra environment for engine processes.")
+    extra_env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment for engine processes."
+    )
     startup_timeout_s: float = Field(600.0, description="Give up on an engine that is not healthy by then.")
     restart_on_crash: bool = Field(True, description="Restart a managed engine that exits unexpectedly.")
     max_restarts: int = Field(5, description="Stop restarting after this many crashes in a row.")

@@ -32,7 +32,12 @@ class APIError(Exception):
         self.param = param
 
     def body(self) -> dict:
-        info = ErrorInfo(message=self.message, type=_TYPES.get(self.status, "server_error"), param=self.param, code=self.code)
+        info = ErrorInfo(
+            message=self.message,
+            type=_TYPES.get(self.status, "server_error"),
+            param=self.param,
+            code=self.code,
+        )
         return ErrorResponse(error=info).model_dump()
 
     def response(self, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -43,7 +43,12 @@ class PlatformProcess:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "keel", *args], env=self.env(), capture_output=True, text=True, check=check, timeout=300
+            [sys.executable, "-m", "keel", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=300,
         )
 
     def start(self, timeout: float = 600) -> PlatformProcess:
@@ -59,7 +64,9 @@ class PlatformProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"keel up exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"keel up exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return self
@@ -78,7 +85,11 @@ class PlatformProcess:
 
     def admin(self, method: str, path: str, **kw) -> httpx.Response:
         return httpx.request(
-            method, f"{self.url}{path}", headers={"Authorization": f"Bearer {self.admin_key}"}, timeout=60, **kw
+            method,
+            f"{self.url}{path}",
+            headers={"Authorization": f"Bearer {self.admin_key}"},
+            timeout=60,
+            **kw,
         )
 
     def rows(self, ids: list[str], timeout: float = 10.0) -> list[dict]:

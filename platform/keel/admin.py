@@ -70,7 +70,11 @@ def revoke_key(request: Request, key_id: str, _: Admin) -> dict:
 @router.get("/status")
 def status(request: Request, _: Admin) -> dict:
     p = request.app.state.platform
-    return {"version": p.pool.version, "requestlog": p.writer.stats(), "engine_error": p.supervisor.last_error}
+    return {
+        "version": p.pool.version,
+        "requestlog": p.writer.stats(),
+        "engine_error": p.supervisor.last_error,
+    }
 
 
 @router.get("/requests")
@@ -87,7 +91,9 @@ def list_requests(
         marks = ",".join("?" * len(id))
         cur = db.cursor().execute(f"SELECT {cols} FROM requests WHERE request_id IN ({marks})", id)
     else:
-        cur = db.cursor().execute(f"SELECT {cols} FROM requests ORDER BY created_at DESC LIMIT ?", [min(limit, 1000)])
+        cur = db.cursor().execute(
+            f"SELECT {cols} FROM requests ORDER BY created_at DESC LIMIT ?", [min(limit, 1000)]
+        )
     names = [d[0] for d in cur.description]
     out = []
     for row in cur.fetchall():

@@ -61,7 +61,9 @@ class Platform:
         self.keys = KeyStore(self.db)
         self.admin_key = _admin_key(s.run_dir)
         self.pool = EnginePool()
-        self.supervisor = EngineSupervisor(s.engine, s.gateway.served_model_name, s.data_dir / "logs", self.pool)
+        self.supervisor = EngineSupervisor(
+            s.engine, s.gateway.served_model_name, s.data_dir / "logs", self.pool
+        )
         self.client: httpx.AsyncClient | None = None
         self.chat: ChatService | None = None
         self.replayed = 0
@@ -86,7 +88,8 @@ class Platform:
         version, model_dir = registry.serving(self.db) or ("base", base_dir)
         if s.engine.external_urls:
             self.pool.endpoints = [
-                Endpoint(url=u.rstrip("/"), version=version, model_dir=str(model_dir)) for u in s.engine.external_urls
+                Endpoint(url=u.rstrip("/"), version=version, model_dir=str(model_dir))
+                for u in s.engine.external_urls
             ]
             return
         self.pool.endpoints = await self.supervisor.start_version(version, model_dir)
@@ -136,7 +139,9 @@ def create_app(platform: Platform) -> FastAPI:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         err = exc.errors()[0] if exc.errors() else {}
         param = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        return APIError(400, f"invalid '{param}': {err.get('msg', 'bad request')}", "invalid_request", param).response()
+        return APIError(
+            400, f"invalid '{param}': {err.get('msg', 'bad request')}", "invalid_request", param
+        ).response()
 
     app.include_router(gateway_router)
     app.include_router(admin_router)

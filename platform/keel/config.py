@@ -44,7 +44,9 @@ class RequestLogConfig(BaseModel):
     queue_size: int = Field(10_000, description="In-memory rows before spilling to disk.")
     batch_size: int = Field(512, description="Rows per DuckDB insert.")
     flush_interval_s: float = Field(0.25, description="Longest time a row waits in the queue.")
-    fsync: bool = Field(False, description="fsync the journal per row (power-loss safety; kill -9 is safe without).")
+    fsync: bool = Field(
+        False, description="fsync the journal per row (power-loss safety; kill -9 is safe without)."
+    )
 
 
 class _YamlSource(PydanticBaseSettingsSource):

@@ -18,7 +18,8 @@ SCHEMA_PACKAGE = "keel.schema"
 def schema_statements() -> list[str]:
     """All schema files in name order; each part of Keel adds its own numbered file."""
     files = sorted(
-        (f for f in resources.files(SCHEMA_PACKAGE).iterdir() if f.name.endswith(".sql")), key=lambda f: f.name
+        (f for f in resources.files(SCHEMA_PACKAGE).iterdir() if f.name.endswith(".sql")),
+        key=lambda f: f.name,
     )
     return [f.read_text(encoding="utf-8") for f in files]
 

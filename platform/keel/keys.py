@@ -74,7 +74,9 @@ class KeyStore:
         return KeyInfo(*rows[0])
 
     def list(self) -> list[KeyInfo]:
-        rows = self.db.fetchall("SELECT key_id, name, role, created_at, revoked_at FROM api_keys ORDER BY created_at")
+        rows = self.db.fetchall(
+            "SELECT key_id, name, role, created_at, revoked_at FROM api_keys ORDER BY created_at"
+        )
         return [KeyInfo(*r) for r in rows]
 
     def revoke(self, key_id: str) -> KeyInfo:

@@ -194,7 +194,11 @@ class RequestLogWriter:
                 while len(batch) < self.batch_size and not stop:
                     remaining = deadline - time.monotonic()
                     try:
-                        item = self.queue.get(timeout=max(remaining, 0)) if remaining > 0 else self.queue.get_nowait()
+                        item = (
+                            self.queue.get(timeout=max(remaining, 0))
+                            if remaining > 0
+                            else self.queue.get_nowait()
+                        )
                     except queue.Empty:
                         break
                     if item is None:

@@ -37,7 +37,11 @@ class EnginePool:
     @property
     def version(self) -> str | None:
         versions = {e.version for e in self.endpoints if e.healthy}
-        return next(iter(versions)) if len(versions) == 1 else (self.endpoints[0].version if self.endpoints else None)
+        return (
+            next(iter(versions))
+            if len(versions) == 1
+            else (self.endpoints[0].version if self.endpoints else None)
+        )
 
     def ready(self) -> bool:
         return any(e.healthy for e in self.endpoints)
@@ -62,7 +66,9 @@ class EnginePool:
             try:
                 await asyncio.wait_for(self._open.wait(), wait_s)
             except TimeoutError as e:
-                raise APIError(503, "engine swap in progress; retry shortly", code="engine_unavailable") from e
+                raise APIError(
+                    503, "engine swap in progress; retry shortly", code="engine_unavailable"
+                ) from e
         ep = self.pick()
         ep.outstanding += 1
         ep.idle.clear()

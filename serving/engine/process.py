@@ -64,7 +64,10 @@ _CAUSES = [
     ("address already in use", "port {port} is already in use"),
     ("errno 98", "port {port} is already in use"),
     ("out of memory", "out of memory while loading the model (lower engine.kvcache_gib or max_model_len)"),
-    ("cannot allocate memory", "out of memory while loading the model (lower engine.kvcache_gib or max_model_len)"),
+    (
+        "cannot allocate memory",
+        "out of memory while loading the model (lower engine.kvcache_gib or max_model_len)",
+    ),
     ("insufficient memory", "out of memory (lower engine.kvcache_gib or max_model_len)"),
     ("no available memory for the cache", "out of memory for the KV cache (raise engine.kvcache_gib)"),
     ("does not appear to have a file named config.json", "model folder {model} has no config.json"),
@@ -82,7 +85,11 @@ def diagnose(log_tail: str, port: int, model: str) -> str:
             return message.format(port=port, model=model)
     lines = [ln.strip() for ln in log_tail.splitlines() if ln.strip()]
     # vLLM prints the cause on a "Value error, ..." / "XxxError: ..." line, followed by help links.
-    errors = [ln for ln in lines if ("error" in ln.lower()) and "errors.pydantic.dev" not in ln and "warning" not in ln.lower()]
+    errors = [
+        ln
+        for ln in lines
+        if ("error" in ln.lower()) and "errors.pydantic.dev" not in ln and "warning" not in ln.lower()
+    ]
     last = (errors or lines or ["no output"])[-1]
     return f"engine exited: {last[:300]}"
 
@@ -182,7 +189,9 @@ class EngineProcess:
                     pass
                 time.sleep(0.5)
         self.stop()
-        raise EngineStartError(f"engine on port {self.port} not healthy after {timeout:.0f} s (see {self.log_path})")
+        raise EngineStartError(
+            f"engine on port {self.port} not healthy after {timeout:.0f} s (see {self.log_path})"
+        )
 
     def start(self) -> None:
         self.launch()

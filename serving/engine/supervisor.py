@@ -63,9 +63,13 @@ class EngineSupervisor:
                 except httpx.HTTPError:
                     pass
                 await asyncio.sleep(0.5)
-        raise EngineStartError(f"engine on port {proc.port} not healthy after {timeout:.0f} s (see {proc.log_path})")
+        raise EngineStartError(
+            f"engine on port {proc.port} not healthy after {timeout:.0f} s (see {proc.log_path})"
+        )
 
-    async def start_version(self, version: str, model_dir: Path, replicas: int | None = None) -> list[Endpoint]:
+    async def start_version(
+        self, version: str, model_dir: Path, replicas: int | None = None
+    ) -> list[Endpoint]:
         eps = []
         for _ in range(replicas or self.config.replicas):
             ep, _proc = await self.start_engine(version, model_dir)

@@ -22,7 +22,16 @@ from serving.gateway.auth import KeyVerifier, authenticate
 from serving.protocol import ChatCompletionRequest
 from serving.records import RecordSink, RequestRecord
 
-PASS_THROUGH_PARAMS = ("n", "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "stream")
+PASS_THROUGH_PARAMS = (
+    "n",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "seed",
+    "stream",
+)
 
 
 def new_request_id() -> str:
@@ -39,7 +48,9 @@ class RouteDecision:
 
     route: str = "direct"
     confidence: float | None = None
-    messages: list[dict[str, Any]] | None = None  # messages to send to the engine (e.g. with retrieved context)
+    messages: list[dict[str, Any]] | None = (
+        None  # messages to send to the engine (e.g. with retrieved context)
+    )
     reply: str | None = None
     sources: list[dict[str, Any]] = field(default_factory=list)
     retrieved: list[dict[str, Any]] = field(default_factory=list)
@@ -93,7 +104,10 @@ class ChatService:
             record.regenerate_of = request.headers.get("x-keel-regenerate-of")
             if req.model != self.config.served_model_name:
                 raise APIError(
-                    404, f"model '{req.model}' does not exist; use '{self.config.served_model_name}'", "model_not_found", "model"
+                    404,
+                    f"model '{req.model}' does not exist; use '{self.config.served_model_name}'",
+                    "model_not_found",
+                    "model",
                 )
             decision = await self._route(record)
             payload = dict(body)
@@ -140,7 +154,9 @@ class ChatService:
         except ValidationError as e:
             err = e.errors()[0]
             param = ".".join(str(p) for p in err.get("loc", ()))
-            raise APIError(400, f"invalid '{param}': {err.get('msg')}", "invalid_request", param or None) from e
+            raise APIError(
+                400, f"invalid '{param}': {err.get('msg')}", "invalid_request", param or None
+            ) from e
 
     async def _route(self, record: RequestRecord) -> RouteDecision:
         if self.router is None:
@@ -155,7 +171,12 @@ class ChatService:
 
     # ---- responses without the engine ---------------------------------------------------------------------
     def _canned(
-        self, record: RequestRecord, req: ChatCompletionRequest, decision: RouteDecision, t0: float, headers: dict
+        self,
+        record: RequestRecord,
+        req: ChatCompletionRequest,
+        decision: RouteDecision,
+        t0: float,
+        headers: dict,
     ) -> Response:
         text = decision.reply or ""
         created = int(time.time())
@@ -182,12 +203,19 @@ class ChatService:
             return Response(orjson.dumps(body), media_type="application/json", headers=headers)
 
         def chunk(choices: list, **more: Any) -> bytes:
-            c = {"id": record.request_id, "object": "chat.completion.chunk", "created": created, "model": req.model}
+            c = {
+                "id": record.request_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": req.model,
+            }
             return b"data: " + orjson.dumps({**c, "choices": choices, **more}) + b"\n\n"
 
         async def events() -> AsyncIterator[bytes]:
             for i in range(req.n):
-                yield chunk([{"index": i, "delta": {"role": "assistant", "content": text}, "finish_reason": None}])
+                yield chunk(
+                    [{"index": i, "delta": {"role": "assistant", "content": text}, "finish_reason": None}]
+                )
             yield chunk([{"index": i, "delta": {}, "finish_reason": "stop"} for i in range(req.n)], **extra)
             self.sink.submit(record)
             yield b"data: [DONE]\n\n"
@@ -337,7 +365,11 @@ class ChatService:
             record = None  # type: ignore[assignment]
             yield b"data: [DONE]\n\n"
         except (httpx.HTTPError, APIError) as e:
-            err = e if isinstance(e, APIError) else APIError(502, f"engine stream failed: {type(e).__name__}", "engine_error")
+            err = (
+                e
+                if isinstance(e, APIError)
+                else APIError(502, f"engine stream failed: {type(e).__name__}", "engine_error")
+            )
             if record is not None:
                 self._finish_stream(record, texts, finish, t0, t_gen)
                 record.status_code, record.error = err.status, err.message
@@ -353,11 +385,17 @@ class ChatService:
 
     @staticmethod
     def _finish_stream(
-        record: RequestRecord, texts: dict[int, list[str]], finish: dict[int, str | None], t0: float, t_gen: float
+        record: RequestRecord,
+        texts: dict[int, list[str]],
+        finish: dict[int, str | None],
+        t0: float,
+        t_gen: float,
     ) -> None:
         joined = {i: "".join(parts) for i, parts in texts.items()}
         indices = sorted(set(joined) | set(finish))
-        record.choices = [{"index": i, "text": joined.get(i, ""), "finish_reason": finish.get(i)} for i in indices]
+        record.choices = [
+            {"index": i, "text": joined.get(i, ""), "finish_reason": finish.get(i)} for i in indices
+        ]
         record.response_text = joined.get(0, "")
         record.finish_reason = finish.get(0)
         record.generation_ms = _ms(t_gen)

@@ -42,7 +42,12 @@ def test_non_stream_completion_is_logged(platform_server, openai_client):
 def test_stream_reassembles_to_non_stream_text(platform_server, openai_client):
     ref = openai_client.chat.completions.create(model="keel", messages=Q, max_tokens=32, temperature=0)
     stream = openai_client.chat.completions.create(
-        model="keel", messages=Q, max_tokens=32, temperature=0, stream=True, stream_options={"include_usage": True}
+        model="keel",
+        messages=Q,
+        max_tokens=32,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
     )
     parts, ids, usage, finish = [], set(), None, None
     for chunk in stream:
@@ -122,9 +127,17 @@ def test_revoked_key_is_refused(platform_server):
         (b"[1, 2]", 400, "invalid_json"),
         (b'{"model": "keel", "messages": "hello"}', 400, "invalid_request"),
         (b'{"model": "keel", "messages": []}', 400, "invalid_request"),
-        (b'{"model": "keel", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "many"}', 400, "invalid_request"),
+        (
+            b'{"model": "keel", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "many"}',
+            400,
+            "invalid_request",
+        ),
         (b'{"model": "keel", "messages": [{"role": "wizard", "content": "hi"}]}', 400, "invalid_request"),
-        (b'{"model": "keel", "messages": [{"role": "user", "content": "hi"}], "temperature": 9}', 400, "invalid_request"),
+        (
+            b'{"model": "keel", "messages": [{"role": "user", "content": "hi"}], "temperature": 9}',
+            400,
+            "invalid_request",
+        ),
         (b'{"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}', 404, "model_not_found"),
     ],
 )

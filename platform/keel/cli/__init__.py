@@ -26,7 +26,8 @@ class CliState:
 def _root(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="User YAML config file.")] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", "-s", help="Override a setting: section.key=value (repeatable).")
+        list[str] | None,
+        typer.Option("--set", "-s", help="Override a setting: section.key=value (repeatable)."),
     ] = None,
 ) -> None:
     CliState.config_file = config
@@ -50,14 +51,15 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def _register() -> None:
     # Each area owns one CLI module; they import only typer at module level.
-    from keel.cli import serve as _serve  # noqa: F401  (defines `up`, `model`)
     from keel.cli import keys as _keys
+    from keel.cli import serve as _serve  # noqa: F401  (defines `up`, `model`)
 
     app.add_typer(_keys.app, name="keys", help="Create, list and revoke API keys.")
     for name, help_ in [
         ("train", "Train CPT, SFT or DPO checkpoints."),
         ("data", "Prepare training datasets."),
         ("eval", "Evaluate checkpoints and apply promotion gates."),
+        ("index", "Build or update the document index (RAG)."),
     ]:
         try:
             mod = __import__(f"keel.cli.{name}", fromlist=["app"])

@@ -61,7 +61,9 @@ def create(
     """Create a key and print it once (only its hash is stored)."""
     out = _run("create", name=name, role=role)
     typer.echo(out["key"])
-    typer.echo(f"created {out['key_id']} ({out['name']}, {out['role']}); this key is not shown again", err=True)
+    typer.echo(
+        f"created {out['key_id']} ({out['name']}, {out['role']}); this key is not shown again", err=True
+    )
 
 
 @app.command("list")
@@ -78,7 +80,9 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable
 
     table = Table("key id", "name", "role", "created", "revoked")
     for r in rows:
-        table.add_row(r["key_id"], r["name"], r["role"], (r["created_at"] or "")[:19], (r["revoked_at"] or "")[:19])
+        table.add_row(
+            r["key_id"], r["name"], r["role"], (r["created_at"] or "")[:19], (r["revoked_at"] or "")[:19]
+        )
     Console().print(table)
 
 

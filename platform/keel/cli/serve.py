@@ -44,7 +44,10 @@ async def _serve(settings) -> int:
     except RuntimeError as e:
         typer.echo(f"error: {e}", err=True)
         return 1
-    typer.echo(f"keel: starting engine(s) for {settings.model.path or 'the embedded SmolLM2-135M-Instruct'} ...", err=True)
+    typer.echo(
+        f"keel: starting engine(s) for {settings.model.path or 'the embedded SmolLM2-135M-Instruct'} ...",
+        err=True,
+    )
     try:
         await platform.start()
     except (EngineStartError, ModelError) as e:
@@ -55,7 +58,10 @@ async def _serve(settings) -> int:
         await platform.stop()
         raise
     url = f"http://{settings.gateway.host}:{settings.gateway.port}"
-    typer.echo(f"keel: serving {platform.pool.version} as '{settings.gateway.served_model_name}' at {url}/v1", err=True)
+    typer.echo(
+        f"keel: serving {platform.pool.version} as '{settings.gateway.served_model_name}' at {url}/v1",
+        err=True,
+    )
     config = uvicorn.Config(
         create_app(platform),
         host=settings.gateway.host,
@@ -64,8 +70,32 @@ async def _serve(settings) -> int:
         lifespan="on",
         timeout_graceful_shutdown=60,
     )
-    await uvicorn.Server(config).serve()
+    await _graceful_server_class()(config).serve()
     return 0
+
+
+def _graceful_server_class():
+    import asyncio
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM after shutdown (exit status -15); a clean stop should exit 0."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+            try:
+                yield
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+
+    return GracefulServer
 
 
 model_app = typer.Typer(no_args_is_help=True)

@@ -1,0 +1,121 @@
+"""Gateway logic around a fake engine (allowed for unit tests): failures mid-stream, unreachable engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from serving.config import GatewayConfig
+from serving.engine.pool import Endpoint, EnginePool
+from serving.errors import APIError
+from serving.gateway.api import router
+from serving.gateway.auth import Principal
+from serving.gateway.chat import ChatService
+
+
+class Keys:
+    def verify(self, secret):
+        return Principal("key_t", "t") if secret == "good" else None
+
+
+class Sink:
+    def __init__(self):
+        self.records = []
+
+    def submit(self, record):
+        self.records.append(record)
+
+
+def chunk(text, finish=None):
+    return "data: " + json.dumps(
+        {"id": "x", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
+    )
+
+
+def make_app(engine_handler) -> tuple[FastAPI, Sink]:
+    app = FastAPI()
+    pool = EnginePool()
+    pool.endpoints = [Endpoint(url="http://engine", version="v1")]
+    sink = Sink()
+    client = httpx.AsyncClient(transport=httpx.MockTransport(engine_handler))
+    app.state.pool = pool
+    app.state.chat = ChatService(pool, sink, Keys(), GatewayConfig(), client)
+    app.include_router(router)
+    return app, sink
+
+
+async def call(app, body):
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+        return await c.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer good"})
+
+
+BODY = {"model": "keel", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+
+def test_engine_dying_mid_stream_ends_with_an_error_event_and_a_row():
+    async def engine(request):
+        async def body():
+            yield (chunk("Hel") + "\n\n").encode()
+            raise httpx.ReadError("engine died")
+
+        return httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})
+
+    app, sink = make_app(engine)
+    r = asyncio.run(call(app, BODY))
+    assert r.status_code == 200
+    events = [ln[6:] for ln in r.text.splitlines() if ln.startswith("data: ")]
+    assert json.loads(events[0])["choices"][0]["delta"]["content"] == "Hel"
+    assert json.loads(events[-1])["error"]["type"] == "server_error"
+    [rec] = sink.records
+    assert rec.status_code == 502 and rec.response_text == "Hel" and rec.checkpoint_version == "v1"
+
+
+def test_stream_closed_without_done_is_an_error():
+    async def engine(request):
+        return httpx.Response(200, text=chunk("a") + "\n\n", headers={"content-type": "text/event-stream"})
+
+    app, sink = make_app(engine)
+    r = asyncio.run(call(app, BODY))
+    assert '"error"' in r.text.splitlines()[-2] or '"error"' in r.text
+    assert sink.records[0].status_code == 502
+
+
+def test_unreachable_engine_is_502_json():
+    async def engine(request):
+        raise httpx.ConnectError("refused")
+
+    app, sink = make_app(engine)
+    for stream in (False, True):
+        r = asyncio.run(call(app, {**BODY, "stream": stream}))
+        assert r.status_code == 502 and r.json()["error"]["code"] == "engine_error"
+    assert [rec.status_code for rec in sink.records] == [502, 502]
+
+
+def test_no_ready_engine_is_503():
+    app, sink = make_app(lambda r: httpx.Response(200))
+    app.state.pool.endpoints[0].healthy = False
+    r = asyncio.run(call(app, {**BODY, "stream": False}))
+    assert r.status_code == 503 and sink.records[0].status_code == 503
+
+
+def test_pool_prefers_least_outstanding_and_holds_during_swap():
+    async def scenario():
+        pool = EnginePool()
+        a, b = Endpoint(url="a", version="v"), Endpoint(url="b", version="v")
+        pool.endpoints = [a, b]
+        async with pool.lease() as first, pool.lease() as second:
+            assert {first.url, second.url} == {"a", "b"}
+        pool.hold()
+        with pytest.raises(APIError):
+            async with pool.lease(wait_s=0.05):
+                pass
+        pool.release()
+        async with pool.lease() as ep:
+            assert ep.outstanding == 1
+
+    asyncio.run(scenario())
