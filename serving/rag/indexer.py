@@ -35,6 +35,7 @@ class IndexSummary:
     chunks_added: int = 0
     chunks_updated: int = 0
     chunks_removed: int = 0
+    chunks_reused: int = 0  # added with a stored vector of identical text
     chunks_total: int = 0
     chunks_embedded: int = 0  # vectors in Chroma after the run
     embed_seconds: float = 0.0
@@ -42,11 +43,15 @@ class IndexSummary:
 
     def line(self) -> str:
         unchanged = self.files - self.files_new - self.files_changed
-        rate = f", {self.chunks_added / self.embed_seconds:.1f} chunks/s" if self.embed_seconds > 0 else ""
+        rate = (
+            f", {(self.chunks_added - self.chunks_reused) / self.embed_seconds:.1f} chunks/s embedded"
+            if self.embed_seconds > 0
+            else ""
+        )
         return (
             f"{self.files} files ({self.files_new} new, {self.files_changed} changed, {unchanged} unchanged, "
             f"{self.files_removed} removed); chunks {self.chunks_added} added, {self.chunks_updated} updated, "
-            f"{self.chunks_removed} removed; {self.chunks_embedded}/{self.chunks_total} embedded; "
+            f"{self.chunks_removed} removed, {self.chunks_reused} reused; {self.chunks_embedded}/{self.chunks_total} embedded; "
             f"{self.seconds:.1f} s{rate}"
         )
 
@@ -77,10 +82,14 @@ class Indexer:
         shutil.rmtree(old, ignore_errors=True)
         return summary
 
-    def update(self, roots: Iterable[Path], dense: bool = True, progress: bool = True) -> IndexSummary:
+    def update(
+        self, roots: Iterable[Path], dense: bool = True, progress: bool = True, remove: Iterable[Path] = ()
+    ) -> IndexSummary:
+        """Make the index hold the files under `roots`; files indexed from other roots stay, except under `remove`."""
         t0 = time.perf_counter()
         cfg = self.config
         roots = [Path(r).expanduser().resolve() for r in roots]
+        forget = [Path(r).expanduser().resolve() for r in remove]
         s = IndexSummary()
 
         # 1. the existing index must be usable before we touch it
@@ -96,7 +105,7 @@ class Indexer:
         old = old or Catalog(embedder=cfg.embedder)
 
         # 2. read and chunk (InputError propagates before any write)
-        files = discover(roots)
+        files = discover(roots) if roots else []
         s.files = len(files)
         by_source: dict[str, list[Chunk]] = {}
         for c in old.chunks:
@@ -122,7 +131,7 @@ class Indexer:
         for src, info in old.files.items():
             if src in seen:
                 continue
-            if _under(src, roots):
+            if _under(src, roots) or _under(src, forget):
                 s.files_removed += 1
             else:  # indexed from another root earlier: keep
                 new.files[src] = info
@@ -145,6 +154,22 @@ class Indexer:
         except Exception as e:
             raise IndexStoreError(f"Chroma index at {self.index_dir / 'chroma'} cannot be read: {e}") from e
         have_meta = dict(zip(have["ids"], have["metadatas"], strict=True))
+        missing = [c for c in new.chunks if c.id not in have_meta]
+        # a chunk whose text is already embedded under another id (file moved or renamed, duplicate
+        # content) takes the stored vector instead of being embedded again
+        by_hash = {m.get("hash"): i for i, m in have_meta.items() if m}
+        reuse = [c for c in missing if c.hash in by_hash]
+        for i in range(0, len(reuse), 500):
+            part = reuse[i : i + 500]
+            got = collection.get(ids=list({by_hash[c.hash] for c in part}), include=["embeddings"])
+            vec = dict(zip(got["ids"], got["embeddings"], strict=True))
+            collection.add(
+                ids=[c.id for c in part],
+                embeddings=[vec[by_hash[c.hash]] for c in part],
+                documents=[c.text for c in part],
+                metadatas=[c.metadata() for c in part],
+            )
+        s.chunks_reused = len(reuse)
         stale = [i for i in have_meta if i not in new_ids]
         for i in range(0, len(stale), 1000):
             collection.delete(ids=stale[i : i + 1000])
@@ -154,7 +179,8 @@ class Indexer:
             part = moved[i : i + 1000]
             collection.update(ids=[c.id for c in part], metadatas=[c.metadata() for c in part])
         s.chunks_updated = len(moved)
-        missing = [c for c in new.chunks if c.id not in have_meta]
+        reused = {c.id for c in reuse}
+        missing = [c for c in missing if c.id not in reused]
         te = time.perf_counter()
         bar = tqdm(total=len(missing), unit="chunk", desc="embedding", disable=not progress or not missing)
         for i in range(0, len(missing), cfg.embed_batch):
@@ -169,6 +195,7 @@ class Indexer:
             s.chunks_added += len(part)
         bar.close()
         s.embed_seconds = time.perf_counter() - te if missing else 0.0
+        s.chunks_added += s.chunks_reused
         s.chunks_embedded = collection.count()
         s.seconds = time.perf_counter() - t0
         return s

