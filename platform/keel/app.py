@@ -58,6 +58,7 @@ class Platform:
             flush_interval_s=s.requestlog.flush_interval_s,
             fsync=s.requestlog.fsync,
         )
+        self.writer.enabled = s.requestlog.enabled
         self.keys = KeyStore(self.db)
         self.admin_key = _admin_key(s.run_dir)
         self.pool = EnginePool()

@@ -41,6 +41,9 @@ class ModelConfig(BaseModel):
 
 
 class RequestLogConfig(BaseModel):
+    enabled: bool = Field(
+        True, description="Turn the request log off (benchmarks only: nothing is recorded)."
+    )
     queue_size: int = Field(10_000, description="In-memory rows before spilling to disk.")
     batch_size: int = Field(512, description="Rows per DuckDB insert.")
     flush_interval_s: float = Field(0.25, description="Longest time a row waits in the queue.")

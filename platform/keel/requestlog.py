@@ -112,7 +112,7 @@ class RequestLogWriter:
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.fsync = fsync
-        self.queue: queue.Queue[tuple[int, dict] | None] = queue.Queue(maxsize=queue_size)
+        self.queue: queue.Queue[tuple[int, dict] | threading.Event | None] = queue.Queue(maxsize=queue_size)
         self.spill_path = journal_dir / "spill.jsonl"
         self.spill_lock = threading.Lock()
         self.spilled = 0
@@ -180,18 +180,29 @@ class RequestLogWriter:
                 self.spilled += 1
 
     # ---- writer thread ---------------------------------------------------------------------------------
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until every record submitted so far is in DuckDB (for readers that need read-your-writes)."""
+        if self._thread is None:
+            return True
+        marker = threading.Event()
+        self.queue.put(marker, timeout=timeout)
+        return marker.wait(timeout)
+
     def _run(self) -> None:
         stop = False
         while not stop:
             batch: list[tuple[int, dict]] = []
+            markers: list[threading.Event] = []
             try:
                 item = self.queue.get(timeout=self.flush_interval_s)
                 if item is None:
                     stop = True
+                elif isinstance(item, threading.Event):
+                    markers.append(item)
                 else:
                     batch.append(item)
                 deadline = time.monotonic() + self.flush_interval_s
-                while len(batch) < self.batch_size and not stop:
+                while len(batch) < self.batch_size and not stop and not markers:
                     remaining = deadline - time.monotonic()
                     try:
                         item = (
@@ -203,12 +214,20 @@ class RequestLogWriter:
                         break
                     if item is None:
                         stop = True
+                    elif isinstance(item, threading.Event):
+                        markers.append(item)
+                        break
                     else:
                         batch.append(item)
             except queue.Empty:
                 pass
             if batch:
                 self._commit(batch)
+            if markers:
+                if self.spill_path.exists():
+                    self._drain_spill()
+                for m in markers:
+                    m.set()
             if self.queue.empty() and self.spill_path.exists():
                 self._drain_spill()
 

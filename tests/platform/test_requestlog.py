@@ -60,3 +60,13 @@ def test_journal_from_a_crashed_process_is_replayed_once(tmp_path):
     w.close()
     assert count(db) == 6  # r0..r4 + r9, r0 not duplicated
     assert not list(journal.glob("*.jsonl"))
+
+
+def test_flush_gives_read_your_writes(tmp_path):
+    db = Database(tmp_path / "k.duckdb")
+    w = RequestLogWriter(db, tmp_path / "j", flush_interval_s=30)  # would otherwise wait 30 s
+    w.start()
+    w.submit(rec(1))
+    assert w.flush(5)
+    assert count(db) == 1
+    w.close()
