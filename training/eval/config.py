@@ -1,0 +1,48 @@
+"""The eval section of the settings (the platform fills it; eval never reads config files itself)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class EvalSettings(BaseModel):
+    data: Path | None = Field(
+        None, description="A folder laid out like shared/data (mmlu/, cmmlu/, general/, domain/<corpus>/)."
+    )
+    mmlu: Path | None = Field(
+        None, description="MMLU data (CSV release or Parquet/JSONL); overrides data/mmlu."
+    )
+    cmmlu: Path | None = Field(
+        None, description="CMMLU data (CSV release or Parquet/JSONL); overrides data/cmmlu."
+    )
+    general: Path | None = Field(None, description="Folder with en/valid.jsonl, zh/valid.jsonl.")
+    domain: Path | None = Field(None, description="Domain corpus folder with faq_qa.jsonl and docs/.")
+    policy: Path | None = Field(
+        None, description="Gate policy YAML; empty: training/eval/policies/default.yaml."
+    )
+    gate_per_subject: int = Field(10, description="Gate suite: questions per subject (fixed, hash-ranked).")
+    gate_general_docs: int = Field(100, description="Gate suite: general held-out texts per language.")
+    seed: int = Field(0, description="Selects the gate subset.")
+    threads: int | None = Field(None, description="torch threads for scoring (empty: torch's default).")
+
+    def resolved(self) -> dict[str, Path | None]:
+        """Per part, the path to read: an explicit path, else the part's folder under ``data``."""
+        out: dict[str, Path | None] = {}
+        for part, sub in (("mmlu", "mmlu"), ("cmmlu", "cmmlu"), ("general", "general"), ("domain", None)):
+            explicit = getattr(self, part)
+            if explicit is not None:
+                out[part] = Path(explicit).expanduser()
+            elif self.data is not None:
+                root = Path(self.data).expanduser()
+                if sub is not None:
+                    out[part] = root / sub if (root / sub).exists() else None
+                else:  # the first corpus under domain/ that has an FAQ file
+                    hits = (
+                        sorted((root / "domain").glob("*/faq_qa.jsonl")) if (root / "domain").is_dir() else []
+                    )
+                    out[part] = hits[0].parent if hits else None
+            else:
+                out[part] = None
+        return out

@@ -1,0 +1,271 @@
+"""Promotion gates: candidate vs the served checkpoint on identical items, with paired bootstrap CIs.
+
+A policy (YAML) lists gates; each names a metric and one threshold:
+- ``max_drop_points``  (``mmlu.acc``, ``mmlu.score``, ``cmmlu.acc``, ``cmmlu.score``): the candidate may be
+  at most X points (percentage points of accuracy, or of the mean probability of the correct letter) worse;
+- ``min_fall_pct``  (``domain.ppl``/``domain.bpb``): perplexity must fall by at least Y%;
+- ``max_rise_pct``  (``general.ppl``/``general.bpb``): perplexity may rise by at most Z%.
+
+``require_significance`` trusts only differences whose 95% CI excludes zero: a regression beyond the
+threshold fails only if it is significant, and a required improvement counts only if it is significant.
+A partial eval (a part missing, or ``--limit``) never passes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from training.eval.data import EvalDataError
+
+POLICY_DIR = Path(__file__).parent / "policies"
+DEFAULT_POLICY = POLICY_DIR / "default.yaml"
+
+Metric = Literal[
+    "mmlu.acc",
+    "mmlu.score",
+    "cmmlu.acc",
+    "cmmlu.score",
+    "domain.ppl",
+    "domain.bpb",
+    "general.ppl",
+    "general.bpb",
+]
+
+
+class GateRule(BaseModel):
+    metric: Metric = Field(description="What is compared.")
+    max_drop_points: float | None = Field(None, description="MC metrics: allowed drop in points.")
+    min_fall_pct: float | None = Field(None, description="Perplexity: required fall in percent.")
+    max_rise_pct: float | None = Field(None, description="Perplexity: allowed rise in percent.")
+    require_significance: bool | None = Field(None, description="Overrides the policy default for this gate.")
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> GateRule:
+        set_ = [
+            k for k in ("max_drop_points", "min_fall_pct", "max_rise_pct") if getattr(self, k) is not None
+        ]
+        if len(set_) != 1:
+            raise ValueError(
+                f"gate on {self.metric} needs exactly one of max_drop_points/min_fall_pct/max_rise_pct"
+            )
+        is_mc = self.metric.endswith((".acc", ".score"))
+        if is_mc != (set_[0] == "max_drop_points"):
+            raise ValueError(f"{set_[0]} does not apply to {self.metric}")
+        return self
+
+
+class GatePolicy(BaseModel):
+    confidence: float = Field(
+        0.95, gt=0, lt=1, description="Two-sided confidence of the bootstrap intervals."
+    )
+    bootstrap_samples: int = Field(2000, ge=100, description="Paired bootstrap resamples per delta.")
+    seed: int = Field(0, description="Bootstrap seed: the same inputs always give the same intervals.")
+    require_significance: bool = Field(False, description="Default for gates that do not say.")
+    gates: dict[str, GateRule] = Field(default_factory=dict)
+
+
+def load_policy(path: Path | None = None) -> GatePolicy:
+    path = Path(path) if path else DEFAULT_POLICY
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as e:
+        raise EvalDataError(f"{path}: gate policy not found") from e
+    except yaml.YAMLError as e:
+        raise EvalDataError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from e
+    try:
+        return GatePolicy.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise EvalDataError(f"{path}: {where}: {err['msg']}") from e
+
+
+# ---------------------------------------------------------------- paired comparison of two evals
+
+
+def _bootstrap(stat, n: int, samples: int, seed: int, chunk: int = 250) -> np.ndarray:
+    """``stat(idx)`` for ``samples`` resamples of n paired items (idx: (k, n) int array)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for start in range(0, samples, chunk):
+        k = min(chunk, samples - start)
+        out.append(stat(rng.integers(0, n, size=(k, n))))
+    return np.concatenate(out)
+
+
+def _ci(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    a = (1 - confidence) / 2
+    lo, hi = np.quantile(values, [a, 1 - a])
+    return float(lo), float(hi)
+
+
+def _mc_delta(cand: dict, base: dict, bench: str, field_: str, policy: GatePolicy) -> dict:
+    if bench not in cand or bench not in base:
+        return {"error": f"{bench} missing from the {'candidate' if bench not in cand else 'baseline'} eval"}
+    c_items = {r["id"]: r for r in cand[bench]["items"]}
+    b_items = {r["id"]: r for r in base[bench]["items"]}
+    if set(c_items) != set(b_items):
+        common = len(set(c_items) & set(b_items))
+        return {
+            "error": f"{bench}: the evals scored different items ({common} in common of {len(c_items)}/{len(b_items)})"
+        }
+    ids = sorted(c_items)
+    key = "correct" if field_ == "acc" else "p_correct"
+    c = np.array([float(c_items[i][key]) for i in ids])
+    b = np.array([float(b_items[i][key]) for i in ids])
+    d = (c - b) * 100.0  # points
+    boot = _bootstrap(lambda idx: d[idx].mean(axis=1), len(d), policy.bootstrap_samples, policy.seed)
+    lo, hi = _ci(boot, policy.confidence)
+    return {
+        "n": len(ids),
+        "baseline": float(b.mean() * 100),
+        "candidate": float(c.mean() * 100),
+        "delta": float(d.mean()),
+        "ci": [lo, hi],
+        "unit": "points",
+    }
+
+
+def _ppl_delta(cand: dict, base: dict, part: str, field_: str, policy: GatePolicy) -> dict:
+    if part not in cand or part not in base:
+        return {
+            "error": f"{part} perplexity missing from the {'candidate' if part not in cand else 'baseline'} eval"
+        }
+    if cand[part].get("version") != base[part].get("version"):
+        return {
+            "error": f"{part}: held-out set versions differ ({cand[part].get('version')} vs {base[part].get('version')})"
+        }
+    c_docs = {r["id"]: r for r in cand[part]["docs"]}
+    b_docs = {r["id"]: r for r in base[part]["docs"]}
+    if set(c_docs) != set(b_docs):
+        return {"error": f"{part}: the evals scored different texts"}
+    ids = sorted(c_docs)
+    cn, bn = (np.array([docs[i]["nll"] for i in ids]) for docs in (c_docs, b_docs))
+    if field_ == "ppl":
+        ct, bt = (np.array([docs[i]["tokens"] for i in ids], dtype=float) for docs in (c_docs, b_docs))
+        if not np.array_equal(ct, bt):
+            return {
+                "error": f"{part}: the tokenizers differ, so perplexity per token does not compare; gate on {part}.bpb"
+            }
+    else:  # bits per byte: the same bytes for both, whatever the tokenizer
+        ct = bt = np.array([c_docs[i]["bytes"] for i in ids], dtype=float) * math.log(2)
+
+    def value(nll, den, idx=None):
+        s_nll = nll[idx].sum(axis=-1) if idx is not None else nll.sum()
+        s_den = den[idx].sum(axis=-1) if idx is not None else den.sum()
+        return np.exp(s_nll / s_den) if field_ == "ppl" else s_nll / s_den
+
+    b_val, c_val = float(value(bn, bt)), float(value(cn, ct))
+    boot = _bootstrap(
+        lambda idx: (value(cn, ct, idx) / value(bn, bt, idx) - 1) * 100,
+        len(ids),
+        policy.bootstrap_samples,
+        policy.seed,
+    )
+    lo, hi = _ci(boot, policy.confidence)
+    return {
+        "n": len(ids),
+        "baseline": b_val,
+        "candidate": c_val,
+        "delta": (c_val / b_val - 1) * 100,
+        "ci": [lo, hi],
+        "unit": "%",
+    }
+
+
+def delta(cand: dict, base: dict, metric: str, policy: GatePolicy) -> dict:
+    part, field_ = metric.split(".")
+    if field_ in ("acc", "score"):
+        return _mc_delta(cand, base, part, field_, policy)
+    return _ppl_delta(cand, base, part, field_, policy)
+
+
+def _fmt(d: dict) -> str:
+    u = " pts" if d["unit"] == "points" else "%"
+    return f"Δ {d['delta']:+.2f}{u} (CI {d['ci'][0]:+.2f}..{d['ci'][1]:+.2f})"
+
+
+def evaluate_rule(rule: GateRule, d: dict, require_sig: bool) -> tuple[bool, str]:
+    if "error" in d:
+        return False, d["error"]
+    lo, hi = d["ci"]
+    text = _fmt(d)
+    if rule.max_drop_points is not None:
+        x = rule.max_drop_points
+        if d["delta"] >= -x:
+            return True, f"{text}: within the allowed drop of {x:g} pts"
+        if require_sig and hi >= 0:
+            return True, f"{text}: drop beyond {x:g} pts but not significant"
+        return False, f"{text}: drops more than the allowed {x:g} pts" + (" (significant)" if hi < 0 else "")
+    if rule.min_fall_pct is not None:
+        y = rule.min_fall_pct
+        if d["delta"] > -y:
+            return False, f"{text}: must fall by at least {y:g}%"
+        if require_sig and hi >= 0:
+            return False, f"{text}: fell by {-d['delta']:.2f}% but the fall is not significant"
+        return True, f"{text}: fell by at least {y:g}%"
+    z = rule.max_rise_pct
+    assert z is not None
+    if d["delta"] <= z:
+        return True, f"{text}: within the allowed rise of {z:g}%"
+    if require_sig and lo <= 0:
+        return True, f"{text}: rise beyond {z:g}% but not significant"
+    return False, f"{text}: rises more than the allowed {z:g}%" + (" (significant)" if lo > 0 else "")
+
+
+def compare(cand: dict, base: dict, policy: GatePolicy, metrics: list[str] | None = None) -> dict[str, dict]:
+    """Every metric both evals have (or the given ones) → delta with CI and whether it is significant."""
+    metrics = metrics or list(Metric.__args__)  # type: ignore[attr-defined]
+    out = {}
+    for m in metrics:
+        d = delta(cand, base, m, policy)
+        if "error" not in d:
+            d["significant"] = d["ci"][0] > 0 or d["ci"][1] < 0
+        out[m] = d
+    return out
+
+
+def decide(cand: dict, base: dict, policy: GatePolicy) -> dict:
+    """The gate decision: pass/fail per gate with reasons; overall pass only if every gate passes."""
+    rows, reasons = [], []
+    for label, ev in (("candidate", cand), ("baseline", base)):
+        if not ev.get("complete"):
+            missing = ", ".join(ev.get("missing") or []) or "run with --limit"
+            reasons.append(f"the {label} eval is partial ({missing}): a partial eval never passes")
+    if cand.get("fingerprint") != base.get("fingerprint"):
+        reasons.append("the two evals were run with different settings (suite, shots, data or subset)")
+    for name, rule in policy.gates.items():
+        d = delta(cand, base, rule.metric, policy)
+        if "error" not in d:
+            d["significant"] = d["ci"][0] > 0 or d["ci"][1] < 0
+        req = policy.require_significance if rule.require_significance is None else rule.require_significance
+        ok, why = evaluate_rule(rule, d, req)
+        rows.append(
+            {
+                "gate": name,
+                "metric": rule.metric,
+                "passed": ok,
+                "reason": why,
+                "require_significance": req,
+                **d,
+            }
+        )
+        if not ok:
+            reasons.append(f"{name}: {why}")
+    if not policy.gates:
+        reasons.append("the policy has no gates")
+    return {
+        "passed": not reasons,
+        "candidate": cand.get("checkpoint", {}),
+        "baseline": base.get("checkpoint", {}),
+        "suite": cand.get("name"),
+        "policy": policy.model_dump(),
+        "gates": rows,
+        "reasons": reasons,
+    }
