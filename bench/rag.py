@@ -1,7 +1,9 @@
 """Retrieval and routing benchmark: recall/MRR (dense, lexical, hybrid), router accuracy, added latency,
 index build rate and re-index time. Results go into docs/BENCHMARKS.md ("RAG and routing").
 
-    OMP_NUM_THREADS=2 python bench/rag.py --distractors 40 --index ~/.cache/keel-bench/rag
+    OMP_NUM_THREADS=2 python -P bench/rag.py --distractors 20 --index ~/.cache/keel-bench/rag
+
+(-P: bench/serving.py would otherwise shadow the serving package.)
 
 Indexes a subset of the demo corpus: every doc our QA sets reference plus N distractor docs (a fixed
 random sample), because the whole corpus takes ~35 min of both cores. The index is incremental, so a
