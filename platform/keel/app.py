@@ -19,11 +19,13 @@ from keel import registry
 from keel.basemodel import ensure_base
 from keel.config import KeelSettings
 from keel.db import Database
+from keel.feedback import DuckFeedbackStore
 from keel.keys import KeyStore
 from keel.requestlog import RequestLogWriter
 from serving.engine.pool import Endpoint, EnginePool
 from serving.engine.supervisor import EngineSupervisor
 from serving.errors import APIError
+from serving.feedback.service import FeedbackService
 from serving.gateway.chat import ChatService
 
 log = logging.getLogger("keel")
@@ -60,6 +62,7 @@ class Platform:
         )
         self.writer.enabled = s.requestlog.enabled
         self.keys = KeyStore(self.db)
+        self.feedback = FeedbackService(self.keys, DuckFeedbackStore(self.db, self.writer.flush))
         self.admin_key = _admin_key(s.run_dir)
         self.pool = EnginePool()
         self.supervisor = EngineSupervisor(
@@ -117,6 +120,8 @@ class Platform:
 
 def create_app(platform: Platform) -> FastAPI:
     from keel.admin import router as admin_router
+    from keel.annotation.admin import router as flywheel_admin_router
+    from serving.feedback.api import router as feedback_router
     from serving.gateway.api import router as gateway_router
 
     @asynccontextmanager
@@ -131,6 +136,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.platform = platform
     app.state.pool = platform.pool
     app.state.chat = platform.chat
+    app.state.feedback = platform.feedback
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -146,4 +152,6 @@ def create_app(platform: Platform) -> FastAPI:
 
     app.include_router(gateway_router)
     app.include_router(admin_router)
+    app.include_router(feedback_router)
+    app.include_router(flywheel_admin_router)
     return app

@@ -1,0 +1,1 @@
+"""Annotation: the review queue (leases), the page annotators use, and the flywheel admin routes."""

@@ -1,0 +1,166 @@
+"""The logic behind POST /v1/feedback: authenticate, validate, check ownership, store idempotently."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter, ValidationError
+
+from serving.errors import APIError
+from serving.feedback.protocol import (
+    ChoiceFeedback,
+    EditFeedback,
+    FeedbackObject,
+    FeedbackRequest,
+    RegenerateFeedback,
+    ThumbsFeedback,
+)
+from serving.gateway.auth import KeyVerifier, Principal, authenticate
+
+_ADAPTER: TypeAdapter = TypeAdapter(FeedbackRequest)
+# Roles that may judge any request (annotators compare answers they did not ask for).
+REVIEWER_ROLES = ("annotator", "admin")
+
+
+@dataclass(frozen=True)
+class RequestOwner:
+    request_id: str
+    key_id: str | None
+
+
+@dataclass
+class FeedbackRecord:
+    """One feedback row as the store receives it."""
+
+    request_id: str
+    key_id: str
+    kind: str
+    dedup_key: str
+    rating: int | None = None
+    comment: str | None = None
+    edited_text: str | None = None
+    other_request_id: str | None = None
+    preferred: str | None = None
+
+
+class FeedbackStore(Protocol):
+    def owner(self, request_id: str) -> RequestOwner | None: ...
+
+    def add(self, record: FeedbackRecord) -> tuple[str, datetime, bool]:
+        """Store (or find the identical) feedback: (feedback id, created at, duplicate?)."""
+        ...
+
+
+def to_record(fb: Any, principal: Principal) -> FeedbackRecord:
+    rec = FeedbackRecord(
+        request_id=fb.request_id, key_id=principal.key_id, kind=fb.type, comment=fb.comment, dedup_key=""
+    )
+    if isinstance(fb, ThumbsFeedback):
+        rec.rating = 1 if fb.rating == "up" else -1
+    elif isinstance(fb, EditFeedback):
+        rec.edited_text = fb.edited_text
+    elif isinstance(fb, RegenerateFeedback):
+        rec.other_request_id = fb.new_request_id
+    elif isinstance(fb, ChoiceFeedback):
+        rec.other_request_id, rec.preferred = fb.other_request_id, fb.preferred
+    # The same person sending the same judgement twice (a retry, a double click) is one row.
+    payload = orjson.dumps(
+        [
+            rec.request_id,
+            rec.key_id,
+            rec.kind,
+            rec.rating,
+            rec.comment,
+            rec.edited_text,
+            rec.other_request_id,
+            rec.preferred,
+        ]
+    )
+    rec.dedup_key = hashlib.sha256(payload).hexdigest()
+    return rec
+
+
+class FeedbackService:
+    def __init__(self, verifier: KeyVerifier, store: FeedbackStore, max_body_bytes: int = 1_048_576):
+        self.verifier = verifier
+        self.store = store
+        self.max_body_bytes = max_body_bytes
+
+    async def handle(self, request: Request) -> JSONResponse:
+        try:
+            principal = authenticate(self.verifier, request.headers.get("authorization"))
+            raw = await request.body()
+            if len(raw) > self.max_body_bytes:
+                raise APIError(
+                    413, f"request body is larger than {self.max_body_bytes} bytes", "body_too_large"
+                )
+            fb = self.parse(raw)
+            rec = to_record(fb, principal)
+            # the store touches the database (and may wait for the log writer): keep it off the event loop
+            fid, created, duplicate = await asyncio.to_thread(self._store, rec, principal)
+        except APIError as e:
+            return e.response()
+        out = FeedbackObject(
+            id=fid,
+            request_id=rec.request_id,
+            type=rec.kind,
+            created_at=int(created.timestamp()),
+            duplicate=duplicate,
+        )
+        return JSONResponse(out.model_dump(), status_code=200 if duplicate else 201)
+
+    @staticmethod
+    def parse(raw: bytes) -> Any:
+        if not raw:
+            raise APIError(400, "request body is empty; send a JSON object", "invalid_json")
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise APIError(400, f"request body is not valid JSON: {e}", "invalid_json") from e
+        if not isinstance(body, dict):
+            raise APIError(400, "request body must be a JSON object", "invalid_json")
+        try:
+            return _ADAPTER.validate_python(body)
+        except ValidationError as e:
+            err = e.errors()[0]
+            # drop the union tag pydantic puts in the location ("thumbs.rating" → "rating")
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("thumbs", "edit", "regenerate", "choice")]
+            param = ".".join(loc) or None
+            msg = err.get("msg", "bad request")
+            if err.get("type") == "union_tag_invalid" or err.get("type") == "union_tag_not_found":
+                param = "type"
+                msg = "'type' must be one of thumbs, edit, regenerate, choice"
+            raise APIError(
+                400, f"invalid '{param}': {msg}" if param else msg, "invalid_request", param
+            ) from e
+
+    def _store(self, rec: FeedbackRecord, principal: Principal) -> tuple[str, datetime, bool]:
+        self.check(rec, principal)
+        return self.store.add(rec)
+
+    def check(self, rec: FeedbackRecord, principal: Principal) -> None:
+        """Every id must exist; users judge only their own requests, reviewers any."""
+        ids = [("request_id", rec.request_id)]
+        if rec.other_request_id:
+            ids.append(
+                ("new_request_id" if rec.kind == "regenerate" else "other_request_id", rec.other_request_id)
+            )
+        if rec.kind == "choice" and principal.role not in REVIEWER_ROLES:
+            raise APIError(403, "choice feedback needs an annotator key", "permission_denied", "type")
+        if rec.other_request_id == rec.request_id:
+            raise APIError(400, "the two request ids must differ", "invalid_request", ids[1][0])
+        for param, rid in ids:
+            owner = self.store.owner(rid)
+            if owner is None:
+                raise APIError(404, f"no request with id '{rid}'", "request_not_found", param)
+            if principal.role not in REVIEWER_ROLES and owner.key_id != principal.key_id:
+                raise APIError(
+                    403, f"request '{rid}' was made with another API key", "permission_denied", param
+                )
