@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -121,3 +124,20 @@ def test_bad_inputs_fail_before_loading(tmp_path, tiny_data, base_model_dir):
             "sft", {"model": str(base_model_dir), "dataset": str(tmp_path), "output_dir": str(tmp_path / "o")}
         )
     assert not (tmp_path / "o").exists()
+
+
+def test_vllm_serves_the_dpo_checkpoint(chain, tmp_path):
+    """The end of the chain loads in vLLM (offline engine, eager, fp32) and generates."""
+    pytest.importorskip("vllm")
+    script = (
+        "from vllm import LLM, SamplingParams\n"
+        f"llm = LLM(model={str(chain['dpo'].output)!r}, enforce_eager=True, dtype='float32', max_model_len=512)\n"
+        "o = llm.chat([{'role': 'user', 'content': 'What is TiDB?'}], SamplingParams(max_tokens=8, temperature=0))\n"
+        "print('TOKENS', len(o[0].outputs[0].token_ids))\n"
+    )
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert int(next(x for x in run.stdout.splitlines() if x.startswith("TOKENS")).split()[1]) > 0

@@ -189,6 +189,7 @@ def make_recorder():
         def __init__(self) -> None:
             self.records: list[dict[str, Any]] = []
             self.sink: Path | None = None
+            self.resumed_from: str | None = None
 
         def on_log(self, args, state, control, logs=None, **kw):
             if not logs:
@@ -225,13 +226,16 @@ def final_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_training(trainer, paths: RunPaths, resume: bool, recorder) -> int:
-    """Train (resuming from the last saved state if asked); returns the global step reached."""
+    """Train (resuming from the last saved state if asked); returns the global step reached.
+
+    The state resumed from is remembered in ``recorder.resumed_from`` for the manifest."""
     previous = resume_records(paths) if resume else []
     recorder.records[:0] = previous
     recorder.sink = paths.work / "metrics.jsonl"
     if not resume and recorder.sink.exists():
         recorder.sink.unlink()
     state = paths.last_state() if resume else None
+    recorder.resumed_from = state.name if state else None
     trainer.train(resume_from_checkpoint=str(state) if state else None)
     return trainer.state.global_step
 
@@ -246,6 +250,7 @@ def save_final(
     records: list[dict[str, Any]],
     post_save=None,
     extra: dict[str, Any] | None = None,
+    resumed_from: str | None = None,
 ) -> RunResult:
     """Write the final checkpoint: weights (LoRA merged), tokenizer, report; manifest last; rename."""
     if paths.tmp.exists() and is_main_process():
@@ -285,6 +290,9 @@ def save_final(
         extra={
             "parent_path": str(Path(cfg.model).resolve()),
             "dataset_paths": [str(snap.path)],
+            "resumed_from": resumed_from,
+            "deepspeed": bool(getattr(trainer, "is_deepspeed_enabled", False)),
+            "world_size": trainer.args.world_size,
             **(extra or {}),
         },
     )

@@ -176,4 +176,6 @@ def main(cfg: CPTConfig, resume: bool = False) -> common.RunResult:
     extra = {"frozen_layers": frozen}
     if stopper is not None:
         extra["early_stopped_at"] = stopper.stopped_at
-    return common.save_final(trainer, tokenizer, cfg, paths, snap, steps, recorder.records, post_save, extra)
+    return common.save_final(
+        trainer, tokenizer, cfg, paths, snap, steps, recorder.records, post_save, extra, recorder.resumed_from
+    )

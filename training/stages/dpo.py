@@ -42,4 +42,5 @@ def main(cfg: DPOConfig, resume: bool = False) -> common.RunResult:
         steps,
         recorder.records,
         extra={"reference": cfg.ref_model or cfg.model},
+        resumed_from=recorder.resumed_from,
     )

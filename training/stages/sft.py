@@ -47,4 +47,6 @@ def main(cfg: SFTConfig, resume: bool = False) -> common.RunResult:
     trainer, tokenizer, original_template = build_trainer(cfg, paths, snap.train, [recorder])
     steps = common.run_training(trainer, paths, resume, recorder)
     tokenizer.chat_template = original_template  # serve with the model's own template
-    return common.save_final(trainer, tokenizer, cfg, paths, snap, steps, recorder.records)
+    return common.save_final(
+        trainer, tokenizer, cfg, paths, snap, steps, recorder.records, resumed_from=recorder.resumed_from
+    )

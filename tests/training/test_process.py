@@ -1,0 +1,86 @@
+"""Runs in child processes, as production does: DeepSpeed ZeRO-2 (gloo, CPU) and kill mid-run + --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.training.conftest import TINY
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cmd(stage: str, **over) -> list[str]:
+    args = [f"{k}={json.dumps(v) if isinstance(v, list | bool) else v}" for k, v in {**TINY, **over}.items()]
+    return [sys.executable, "-m", "training", stage, "--config", os.devnull, *args]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE")}
+    return {**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def test_deepspeed_zero2_on_cpu(base_model_dir, tiny_data, tmp_path):
+    out = tmp_path / "cpt-ds"
+    proc = subprocess.run(
+        _cmd(
+            "cpt",
+            model=base_model_dir,
+            dataset=tiny_data["cpt"],
+            output_dir=out,
+            max_steps=3,
+            learning_rate=1e-4,
+            deepspeed_stage=2,
+        ),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["deepspeed"] is True and m["config"]["deepspeed_stage"] == 2 and m["steps"] == 3
+    assert m["metrics"]["loss"] < m["metrics"]["first_loss"]
+
+
+def test_kill_mid_run_then_resume(base_model_dir, tiny_data, tmp_path):
+    out = tmp_path / "sft"
+    cmd = _cmd(
+        "sft",
+        model=base_model_dir,
+        dataset=tiny_data["sft"],
+        output_dir=out,
+        max_steps=5,
+        save_steps=2,
+        learning_rate=1e-4,
+    )
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    state = tmp_path / ".sft.work" / "checkpoint-2" / "trainer_state.json"
+    deadline = time.monotonic() + 300
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert state.exists(), "no resumable state was saved"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()  # no half checkpoint
+
+    # without --resume the unfinished run is protected
+    again = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = subprocess.run(
+        [*cmd, "--resume"], env=_env(), capture_output=True, text=True, timeout=600, cwd=REPO
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["steps"] == 5 and m["resumed_from"] in ("checkpoint-2", "checkpoint-4")
+    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert steps[0] == 1 and steps[-1] == 5  # the log spans both processes
