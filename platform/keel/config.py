@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from flywheel.config import MiningConfig
+from keel.annotation.config import AnnotationConfig
 from serving.config import EngineConfig, GatewayConfig
 from serving.rag.config import RagConfig
 from serving.router.config import RouterConfig
@@ -74,6 +76,8 @@ class KeelSettings(BaseSettings):
     requestlog: RequestLogConfig = Field(default_factory=RequestLogConfig)
     rag: RagConfig = Field(default_factory=RagConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
+    mining: MiningConfig = Field(default_factory=MiningConfig)
+    annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
     extra: dict[str, Any] = Field(default_factory=dict, description="Sections owned by parts not wired yet.")
 
     @field_validator("data_dir", mode="before")

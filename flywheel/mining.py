@@ -1,0 +1,407 @@
+"""Mining: requests + feedback → preference pairs and SFT examples, each with its provenance.
+
+Rules (each switchable in MiningConfig):
+- edit: chosen = the user's edit, rejected = the original answer; the edit is also an SFT example;
+- regeneration: an answer rated down, then its regeneration (header link or feedback) rated up;
+- choice: an annotator preferred one of two answers to the same prompt;
+- thumbs: an answer rated up vs one rated down for the same or a near-identical prompt (MinHash);
+- SFT: answers rated up.
+Then PII is scrubbed, near-duplicates (MinHash) and items overlapping evaluation sets are dropped, and
+failed requests (and refusals nobody labelled) are skipped. The function is pure over dicts, so the
+platform (DuckDB), the flywheel cycle and the benchmark call the same code; ``load_window`` reads the
+rows a run needs from a DuckDB connection passed in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from datasketch import MinHashLSH
+
+from flywheel.config import MiningConfig
+from flywheel.text import NearDupIndex, basic_scrub, minhash, normalise, prompt_text, stable_key
+
+
+@dataclass
+class MiningHooks:
+    """Pluggable text functions (the platform passes the training data pipeline's versions)."""
+
+    scrub: Callable[[str], str] = basic_scrub
+    eval_overlap: Callable[[str], str | None] | None = None  # → where it overlaps, or None
+    dedup_index: Callable[[float], Any] = NearDupIndex  # threshold → object with add_if_new(text, key)
+
+
+@dataclass
+class PairItem:
+    pair_key: str
+    source: str
+    prompt: list[dict[str, Any]]
+    chosen: str
+    rejected: str
+    route: str | None
+    retrieved: list[dict[str, Any]]
+    provenance: dict[str, Any]
+
+
+@dataclass
+class SftItem:
+    example_key: str
+    source: str
+    messages: list[dict[str, Any]]
+    route: str | None
+    provenance: dict[str, Any]
+
+
+@dataclass
+class MiningResult:
+    pairs: list[PairItem] = field(default_factory=list)
+    sft: list[SftItem] = field(default_factory=list)
+    stats: Counter = field(default_factory=Counter)
+
+
+def _json(v: Any) -> Any:
+    return json.loads(v) if isinstance(v, str) else v
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class _Req:
+    """A request row with the fields mining reads."""
+
+    __slots__ = (
+        "id",
+        "key_id",
+        "messages",
+        "text",
+        "route",
+        "retrieved",
+        "version",
+        "ok",
+        "regenerate_of",
+        "at",
+    )
+
+    def __init__(self, row: dict[str, Any]):
+        self.id = row["request_id"]
+        self.key_id = row.get("key_id")
+        self.messages = _json(row.get("messages")) or []
+        self.text = row.get("response_text") or ""
+        self.route = row.get("route")
+        self.retrieved = _json(row.get("retrieved")) or []
+        self.version = row.get("checkpoint_version")
+        status = row.get("status_code")
+        self.ok = not row.get("error") and (status is None or status < 400) and bool(self.text)
+        self.regenerate_of = row.get("regenerate_of")
+        self.at = row.get("created_at")
+
+
+class Miner:
+    def __init__(self, config: MiningConfig | None = None, hooks: MiningHooks | None = None):
+        self.cfg = config or MiningConfig()
+        self.hooks = hooks or MiningHooks()
+        self._refusals = [re.compile(p) for p in self.cfg.refusal_patterns]
+
+    def is_refusal(self, text: str) -> bool:
+        return any(p.search(text) for p in self._refusals)
+
+    # ---- entry -----------------------------------------------------------------------------------------------
+    def mine(
+        self,
+        requests: Iterable[dict[str, Any]],
+        feedback: Iterable[dict[str, Any]],
+        known_keys: set[str] | None = None,
+        existing_texts: Iterable[tuple[str, str]] = (),
+    ) -> MiningResult:
+        """``known_keys``: pair/example keys already stored (not emitted again); ``existing_texts``:
+        (key, text) of stored items so near-duplicates of earlier runs are dropped too."""
+        res = MiningResult()
+        reqs: dict[str, _Req] = {}
+        for row in requests:
+            r = _Req(row)
+            reqs[r.id] = r
+        res.stats["requests"] = len(reqs)
+        fbs = sorted(feedback, key=lambda f: (f.get("created_at") or _EPOCH, f["feedback_id"]))
+        res.stats["feedback"] = len(fbs)
+        rating: dict[str, tuple[int, str]] = {}  # latest thumbs per request: (±1, feedback id)
+        for f in fbs:
+            if f["kind"] == "thumbs" and f["request_id"] in reqs:
+                rating[f["request_id"]] = (int(f["rating"]), f["feedback_id"])
+
+        raw_pairs: list[PairItem] = []
+        raw_sft: list[SftItem] = []
+        paired: set[frozenset[str]] = set()
+
+        def usable(r: _Req | None, labelled: bool) -> bool:
+            if r is None:
+                res.stats["skipped_missing_request"] += 1
+                return False
+            if not r.ok:
+                res.stats["skipped_failed"] += 1
+                return False
+            if len(r.text.strip()) < self.cfg.min_chars:
+                res.stats["skipped_short"] += 1
+                return False
+            if not labelled and self.is_refusal(r.text):
+                res.stats["skipped_refusal"] += 1
+                return False
+            return True
+
+        def prov(rs: list[_Req], fids: list[str], rule: str) -> dict[str, Any]:
+            return {
+                "rule": rule,
+                "request_ids": [r.id for r in rs],
+                "feedback_ids": fids,
+                "routes": [r.route for r in rs],
+                "checkpoint_versions": [r.version for r in rs],
+            }
+
+        def pair(source: str, good: _Req, chosen: str, bad: _Req, rejected: str, fids: list[str]) -> None:
+            rs = [good] if good is bad else [good, bad]
+            raw_pairs.append(
+                PairItem(
+                    pair_key=stable_key(source, *sorted({r.id for r in rs}), *sorted(fids)),
+                    source=source,
+                    prompt=good.messages,
+                    chosen=chosen,
+                    rejected=rejected,
+                    route=good.route,
+                    retrieved=good.retrieved,
+                    provenance=prov(rs, fids, source),
+                )
+            )
+            paired.add(frozenset(r.id for r in rs))
+
+        # 1. edits (a label: allowed even for refusals; a failed request gives only the SFT example)
+        for f in fbs:
+            if f["kind"] != "edit":
+                continue
+            r = reqs.get(f["request_id"])
+            if r is None:
+                res.stats["skipped_missing_request"] += 1
+                continue
+            edited = f.get("edited_text") or ""
+            if self.cfg.pairs_from_edits and r.text and normalise(r.text) != normalise(edited):
+                pair("edit", r, edited, r, r.text, [f["feedback_id"]])
+            if self.cfg.sft_from_edits:
+                raw_sft.append(
+                    self._sft("edit", r, edited, [f["feedback_id"]], prov([r], [f["feedback_id"]], "edit"))
+                )
+
+        # 2. regenerations: links from the gateway header and from regenerate feedback
+        links: dict[tuple[str, str], list[str]] = {}
+        for r in reqs.values():
+            if r.regenerate_of:
+                links.setdefault((r.regenerate_of, r.id), [])
+        for f in fbs:
+            if f["kind"] == "regenerate" and f.get("other_request_id"):
+                links.setdefault((f["request_id"], f["other_request_id"]), []).append(f["feedback_id"])
+        if self.cfg.pairs_from_regenerations:
+            for (old_id, new_id), fids in links.items():
+                old, new = reqs.get(old_id), reqs.get(new_id)
+                if old is None or new is None or old.key_id != new.key_id:
+                    res.stats["skipped_regenerate_unlinked"] += 1
+                    continue
+                new_r, old_r = rating.get(new_id), rating.get(old_id)
+                old_bad = old_r is not None and old_r[0] < 0
+                if not (new_r and new_r[0] > 0) or (old_r and old_r[0] > 0):
+                    res.stats["regenerate_without_preference"] += 1
+                    continue
+                if self.cfg.regenerate_requires_thumbs_down and not old_bad:
+                    res.stats["regenerate_without_preference"] += 1
+                    continue
+                if usable(new, True) and usable(old, old_bad):
+                    rated = [x[1] for x in (old_r, new_r) if x]
+                    pair("regenerate", new, new.text, old, old.text, [*fids, *rated])
+
+        # 3. annotator choices
+        for f in fbs:
+            if f["kind"] != "choice":
+                continue
+            a, b = reqs.get(f["request_id"]), reqs.get(f.get("other_request_id") or "")
+            if f.get("preferred") not in ("this", "other"):
+                res.stats["choice_neither"] += 1
+                continue
+            if not (usable(a, True) and usable(b, True)):
+                continue
+            assert a is not None and b is not None
+            if not self._same_prompt(a, b):
+                res.stats["skipped_choice_prompt_mismatch"] += 1
+                continue
+            good, bad = (a, b) if f["preferred"] == "this" else (b, a)
+            pair("choice", good, good.text, bad, bad.text, [f["feedback_id"]])
+
+        # 4. thumbs: up vs down for the same or a near-identical prompt
+        ups = [reqs[i] for i, (v, _) in rating.items() if v > 0]
+        downs = [reqs[i] for i, (v, _) in rating.items() if v < 0]
+        if self.cfg.pairs_from_thumbs and ups and downs:
+            self._thumbs_pairs(ups, downs, rating, paired, pair, usable)
+
+        # 5. SFT from thumbs up
+        if self.cfg.sft_from_thumbs_up:
+            for r in ups:
+                if usable(r, True):
+                    fid = rating[r.id][1]
+                    raw_sft.append(self._sft("thumbs_up", r, r.text, [fid], prov([r], [fid], "thumbs_up")))
+
+        self._clean(raw_pairs, raw_sft, res, known_keys or set(), existing_texts)
+        return res
+
+    # ---- rules' helpers -----------------------------------------------------------------------------------
+    def _same_prompt(self, a: _Req, b: _Req) -> bool:
+        ta, tb = prompt_text(a.messages), prompt_text(b.messages)
+        if normalise(ta) == normalise(tb):
+            return True
+        return minhash(ta).jaccard(minhash(tb)) >= self.cfg.near_prompt_threshold
+
+    def _thumbs_pairs(self, ups, downs, rating, paired, pair, usable) -> None:
+        lsh = MinHashLSH(threshold=self.cfg.near_prompt_threshold, num_perm=128)
+        exact: dict[str, list[_Req]] = defaultdict(list)
+        sigs = {}
+        for d in downs:
+            t = prompt_text(d.messages)
+            exact[normalise(t)].append(d)
+            sigs[d.id] = minhash(t)
+            lsh.insert(d.id, sigs[d.id])
+        by_id = {d.id: d for d in downs}
+        for u in ups:
+            t = prompt_text(u.messages)
+            cands = {d.id: d for d in exact.get(normalise(t), [])}
+            sig = minhash(t)
+            for hit in lsh.query(sig):  # LSH proposes; the estimated Jaccard decides
+                if sig.jaccard(sigs[hit]) >= self.cfg.near_prompt_threshold:
+                    cands.setdefault(hit, by_id[hit])
+            made = 0
+            for d in sorted(cands.values(), key=lambda x: x.id):
+                if made >= self.cfg.max_pairs_per_prompt:
+                    break
+                if frozenset((u.id, d.id)) in paired or u.id == d.id:
+                    continue
+                if usable(u, True) and usable(d, True):
+                    pair("thumbs", u, u.text, d, d.text, [rating[u.id][1], rating[d.id][1]])
+                    made += 1
+
+    @staticmethod
+    def _sft(source: str, r: _Req, answer: str, fids: list[str], provenance: dict[str, Any]) -> SftItem:
+        return SftItem(
+            example_key=stable_key("sft", source, r.id, *sorted(fids)),
+            source=source,
+            messages=[*r.messages, {"role": "assistant", "content": answer}],
+            route=r.route,
+            provenance=provenance,
+        )
+
+    # ---- cleaning ---------------------------------------------------------------------------------------------
+    def scrub_messages(self, messages: list[dict[str, Any]], stats: Counter) -> list[dict[str, Any]]:
+        return [
+            {**m, "content": self.scrub(m["content"], stats)} if isinstance(m.get("content"), str) else m
+            for m in messages
+        ]
+
+    def scrub(self, text: str, stats: Counter) -> str:
+        if not self.cfg.scrub_pii:
+            return text
+        out = self.hooks.scrub(text)
+        if out != text:
+            stats["pii_scrubbed_texts"] += 1
+        return out
+
+    def overlaps_eval(self, texts: Iterable[str]) -> str | None:
+        if self.hooks.eval_overlap is None:
+            return None
+        for t in texts:
+            hit = self.hooks.eval_overlap(t)
+            if hit:
+                return hit
+        return None
+
+    def _clean(
+        self, pairs: list[PairItem], sft: list[SftItem], res: MiningResult, known: set[str], existing
+    ) -> None:
+        st = res.stats
+        pair_index = self.hooks.dedup_index(self.cfg.dedup_threshold)
+        sft_index = self.hooks.dedup_index(self.cfg.dedup_threshold)
+        for key, text in existing:
+            (sft_index if key.startswith("sft:") else pair_index).add_if_new(text, key)
+        for p in pairs:
+            if p.pair_key in known:
+                st["pairs_known"] += 1
+                continue
+            known.add(p.pair_key)
+            p.prompt = self.scrub_messages(p.prompt, st)
+            p.chosen, p.rejected = self.scrub(p.chosen, st), self.scrub(p.rejected, st)
+            user = [str(m.get("content")) for m in p.prompt if m.get("role") == "user"]
+            if self.overlaps_eval([*user, p.chosen]):
+                st["dropped_eval_overlap"] += 1
+                continue
+            text = f"{prompt_text(p.prompt)}\n\x00{p.chosen}\n\x00{p.rejected}"
+            if pair_index.add_if_new(text, p.pair_key) is not None:
+                st["dropped_duplicate_pairs"] += 1
+                continue
+            res.pairs.append(p)
+        for s in sft:
+            if s.example_key in known:
+                st["sft_known"] += 1
+                continue
+            known.add(s.example_key)
+            s.messages = self.scrub_messages(s.messages, st)
+            user = [str(m.get("content")) for m in s.messages if m.get("role") == "user"]
+            if self.overlaps_eval([*user, str(s.messages[-1]["content"])]):
+                st["dropped_eval_overlap"] += 1
+                continue
+            if sft_index.add_if_new(prompt_text(s.messages), s.example_key) is not None:
+                st["dropped_duplicate_sft"] += 1
+                continue
+            res.sft.append(s)
+        st["pairs"] = len(res.pairs)
+        st["sft"] = len(res.sft)
+        for p in res.pairs:
+            st[f"pairs_{p.source}"] += 1
+
+
+REQUEST_COLS = (
+    "request_id, created_at, key_id, messages, response_text, route, retrieved, checkpoint_version, "
+    "status_code, error, regenerate_of"
+)
+
+
+def load_window(con, since: datetime | None) -> tuple[list[dict], list[dict]]:
+    """(requests, feedback) a run needs: everything touched by feedback or regeneration links made after
+    ``since`` (None: all), plus every rated request (thumbs pairs compare across time)."""
+    since = since or _EPOCH
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _mine_ids AS
+           SELECT request_id AS id FROM feedback WHERE created_at > $since
+           UNION SELECT other_request_id FROM feedback WHERE created_at > $since AND other_request_id IS NOT NULL
+           UNION SELECT request_id FROM requests WHERE regenerate_of IS NOT NULL AND created_at > $since
+           UNION SELECT regenerate_of FROM requests WHERE regenerate_of IS NOT NULL AND created_at > $since
+           UNION SELECT request_id FROM feedback WHERE kind = 'thumbs'""",
+        {"since": since},
+    )
+    # neighbours through regeneration links, so a link made earlier still meets a rating made now
+    con.execute(
+        """INSERT INTO _mine_ids SELECT request_id FROM requests
+           WHERE regenerate_of IN (SELECT id FROM _mine_ids)
+           UNION SELECT regenerate_of FROM requests
+           WHERE request_id IN (SELECT id FROM _mine_ids) AND regenerate_of IS NOT NULL"""
+    )
+    cur = con.execute(
+        f"SELECT {REQUEST_COLS} FROM requests WHERE request_id IN (SELECT DISTINCT id FROM _mine_ids)"
+    )
+    names = [d[0] for d in cur.description]
+    requests = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    cur = con.execute(
+        """SELECT feedback_id, request_id, key_id, kind, rating, edited_text, other_request_id, preferred,
+                  created_at FROM feedback
+           WHERE request_id IN (SELECT id FROM _mine_ids) OR other_request_id IN (SELECT id FROM _mine_ids)"""
+    )
+    names = [d[0] for d in cur.description]
+    feedback = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    con.execute("DROP TABLE IF EXISTS _mine_ids")
+    return requests, feedback

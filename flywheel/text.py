@@ -1,0 +1,81 @@
+"""Small text helpers for mining: prompt text, MinHash near-duplicates, a fallback PII scrubber.
+
+The platform passes in the training data pipeline's scrubber and dedup index when it has them; these
+defaults keep flywheel usable (and testable) on its own without importing training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from datasketch import MinHash, MinHashLSH
+
+_WS = re.compile(r"\s+")
+
+
+def normalise(text: str) -> str:
+    return _WS.sub(" ", text).strip().lower()
+
+
+def content_text(content: Any) -> str:
+    """The text of a message content (a string or OpenAI content parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def prompt_text(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{m.get('role')}: {content_text(m.get('content'))}" for m in messages)
+
+
+def stable_key(*parts: Any) -> str:
+    return hashlib.sha256("\x00".join(str(p) for p in parts).encode("utf-8")).hexdigest()[:32]
+
+
+def minhash(text: str, num_perm: int = 128, k: int = 5) -> MinHash:
+    # character 5-grams: works for Chinese (no spaces) and English alike
+    t = normalise(text)
+    m = MinHash(num_perm=num_perm)
+    m.update_batch([g.encode("utf-8") for g in {t[i : i + k] for i in range(max(1, len(t) - k + 1))}])
+    return m
+
+
+class NearDupIndex:
+    """Exact + MinHash-LSH near-duplicate membership; ``add_if_new(text, key)`` returns a duplicate's key."""
+
+    def __init__(self, threshold: float = 0.9, num_perm: int = 128):
+        self.num_perm = num_perm
+        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self._exact: dict[str, str] = {}
+        self._n = 0
+
+    def add_if_new(self, text: str, key: str) -> str | None:
+        exact = hashlib.sha1(normalise(text).encode("utf-8")).hexdigest()
+        if exact in self._exact:
+            return self._exact[exact]
+        sig = minhash(text, self.num_perm)
+        for hit in self._lsh.query(sig):
+            return hit.split("#", 1)[0]
+        self._exact[exact] = key
+        self._lsh.insert(f"{key}#{self._n}", sig)
+        self._n += 1
+        return None
+
+
+_PII = [
+    ("<SECRET>", re.compile(r"\bsk-[A-Za-z0-9_-]{20,}\b")),
+    ("<EMAIL>", re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")),
+    ("<PHONE>", re.compile(r"(?<![\w-])(?:\+\d{1,3}[ -]?)?(?:\(\d{3}\) ?|\d{3}-)\d{3}-\d{4}(?![\w-])")),
+    ("<PHONE>", re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")),
+]
+
+
+def basic_scrub(text: str) -> str:
+    """Fallback PII scrubber (emails, phone numbers, API keys)."""
+    for repl, pat in _PII:
+        text = pat.sub(repl, text)
+    return text

@@ -1,0 +1,194 @@
+"""Mining and export against the platform's database (called by the admin API or the CLI)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from flywheel.mining import Miner, MiningHooks, PairItem, load_window
+from keel.db import Database
+
+
+def mining_hooks(settings) -> MiningHooks:
+    """The training data pipeline's PII scrubber, dedup index and eval guard, passed in as callables."""
+    from training.data.dedup import NearDupIndex
+    from training.data.heldout import EvalGuard
+    from training.data.pii import Scrubber
+    from training.data.prepare import _eval_texts
+
+    scrubber = Scrubber()
+    guard = None
+    if settings.mining.eval_sets:
+        guard = EvalGuard(settings.mining.dedup_threshold)
+        for src in settings.mining.eval_sets:
+            for text, where in _eval_texts(str(Path(src).expanduser())):
+                guard.add(text, where)
+    return MiningHooks(
+        scrub=scrubber.scrub,
+        eval_overlap=guard.overlap if guard is not None else None,
+        dedup_index=lambda t: NearDupIndex(t),
+    )
+
+
+def reviews_needed(key: str, fraction: float) -> int:
+    """Deterministic per pair: a `fraction` of pairs is reviewed twice."""
+    return 2 if (zlib.crc32(key.encode()) % 10_000) < fraction * 10_000 else 1
+
+
+def pair_row(p: PairItem, run_id: str | None, fraction: float) -> dict[str, Any]:
+    return {
+        "pair_id": "pair-" + uuid.uuid4().hex[:16],
+        "pair_key": p.pair_key,
+        "source": p.source,
+        "prompt": json.dumps(p.prompt, ensure_ascii=False),
+        "chosen": p.chosen,
+        "rejected": p.rejected,
+        "route": p.route,
+        "retrieved": json.dumps(p.retrieved, ensure_ascii=False),
+        "provenance": json.dumps(p.provenance, ensure_ascii=False),
+        "status": "pending",
+        "required_reviews": reviews_needed(p.pair_key, fraction),
+        "mining_run": run_id,
+    }
+
+
+def insert_pairs(db: Database, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    pair_tbl = pa.Table.from_pylist(rows)  # noqa: F841 - DuckDB reads it by name
+    with db.lock:
+        db.cursor().execute("INSERT OR IGNORE INTO pairs BY NAME SELECT * FROM pair_tbl")
+
+
+def run_mining(
+    db: Database, settings, full: bool = False, hooks: MiningHooks | None = None
+) -> dict[str, Any]:
+    cur = db.cursor()
+    since = None if full else cur.execute("SELECT max(until) FROM mining_runs").fetchone()[0]
+    until = datetime.now(UTC)
+    requests, feedback = load_window(cur, since)
+    known = {r[0] for r in cur.execute("SELECT pair_key FROM pairs").fetchall()}
+    known |= {r[0] for r in cur.execute("SELECT example_key FROM sft_examples").fetchall()}
+    existing = [
+        ("pair:" + k, f"{_prompt_text(p)}\n\x00{c}\n\x00{r}")
+        for k, p, c, r in cur.execute("SELECT pair_key, prompt, chosen, rejected FROM pairs").fetchall()
+    ]
+    existing += [
+        ("sft:" + k, _prompt_text(m))
+        for k, m in cur.execute("SELECT example_key, messages FROM sft_examples").fetchall()
+    ]
+    miner = Miner(settings.mining, hooks or mining_hooks(settings))
+    result = miner.mine(requests, feedback, known, existing)
+    run_id = "mine-" + until.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    frac = settings.annotation.double_annotate_fraction
+    insert_pairs(db, [pair_row(p, run_id, frac) for p in result.pairs])
+    sft_rows = [
+        {
+            "example_id": "sft-" + uuid.uuid4().hex[:16],
+            "example_key": s.example_key,
+            "source": s.source,
+            "messages": json.dumps(s.messages, ensure_ascii=False),
+            "route": s.route,
+            "provenance": json.dumps(s.provenance, ensure_ascii=False),
+            "mining_run": run_id,
+        }
+        for s in result.sft
+    ]
+    stats = dict(result.stats)
+    with db.lock:
+        c = db.cursor()
+        if sft_rows:
+            sft_tbl = pa.Table.from_pylist(sft_rows)  # noqa: F841
+            c.execute("INSERT OR IGNORE INTO sft_examples BY NAME SELECT * FROM sft_tbl")
+        c.execute(
+            "INSERT INTO mining_runs (run_id, since, until, stats) VALUES (?, ?, ?, ?)",
+            [run_id, since, until, json.dumps(stats)],
+        )
+    return {
+        "run_id": run_id,
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat(),
+        "stats": stats,
+    }
+
+
+def _prompt_text(messages: Any) -> str:
+    from flywheel.text import prompt_text
+
+    return prompt_text(json.loads(messages) if isinstance(messages, str) else messages)
+
+
+def run_export(db: Database, settings, out: str | None, include_unreviewed: bool = False) -> dict[str, Any]:
+    """Reviewed pairs (accepted, with swap/edit applied) and SFT examples → a TRL snapshot."""
+    from flywheel.export import dpo_row, sft_row, write_export
+
+    cur = db.cursor()
+    statuses = ["accepted", "pending"] if include_unreviewed else ["accepted"]
+    marks = ",".join("?" * len(statuses))
+    pair_rows = cur.execute(
+        f"""SELECT pair_id, source, prompt, coalesce(final_chosen, chosen), coalesce(final_rejected, rejected),
+                   route, provenance, status, reviewed_at FROM pairs WHERE status IN ({marks})
+            ORDER BY created_at, pair_id""",
+        statuses,
+    ).fetchall()
+    reviews: dict[str, list[dict]] = {}
+    for pid, who, decision, at in cur.execute(
+        "SELECT pair_id, annotator, decision, created_at FROM annotations WHERE decision <> 'skip' ORDER BY created_at"
+    ).fetchall():
+        reviews.setdefault(pid, []).append({"annotator": who, "decision": decision, "at": at.isoformat()})
+
+    pairs, sft, seen = [], [], set()
+    for pid, source, prompt, chosen, rejected, route, prov, status, _ in pair_rows:
+        prompt = json.loads(prompt)
+        meta = {
+            "pair_id": pid,
+            "source": source,
+            "route": route,
+            "status": status,
+            "reviews": reviews.get(pid, []),
+        }
+        pairs.append((dpo_row(prompt, chosen, rejected), {**meta, **json.loads(prov)}))
+        if status == "accepted":  # the reviewed chosen answer is a good SFT example too
+            row = sft_row([*prompt, {"role": "assistant", "content": chosen}])
+            key = json.dumps(row, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                sft.append(
+                    (
+                        row,
+                        {"pair_id": pid, "source": f"accepted_{source}", "route": route, **json.loads(prov)},
+                    )
+                )
+    for eid, source, messages, route, prov in cur.execute(
+        "SELECT example_id, source, messages, route, provenance FROM sft_examples ORDER BY created_at, example_id"
+    ).fetchall():
+        row = sft_row(json.loads(messages))
+        key = json.dumps(row, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            sft.append((row, {"example_id": eid, "source": source, "route": route, **json.loads(prov)}))
+
+    base = (
+        Path(settings.annotation.export_dir).expanduser()
+        if settings.annotation.export_dir
+        else settings.data_dir / "datasets"
+    )
+    name = out or "flywheel-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    dest = Path(name).expanduser()
+    if not dest.is_absolute():
+        dest = base / dest
+    res = write_export(dest, pairs, sft, {"include_unreviewed": include_unreviewed})
+    export_id = "export-" + uuid.uuid4().hex[:12]
+    stats = {"pairs": res.pairs, "sft": res.sft, "dpo_hash": res.dpo_hash, "sft_hash": res.sft_hash}
+    with db.lock:
+        db.cursor().execute(
+            "INSERT INTO exports (export_id, path, hash, stats) VALUES (?, ?, ?, ?)",
+            [export_id, str(res.path), res.hash, json.dumps(stats)],
+        )
+    return {"export_id": export_id, "path": str(res.path), "hash": res.hash, **stats}

@@ -1,0 +1,221 @@
+"""Mining on a planted log in a temp DuckDB file: every rule, provenance, dedup, PII, eval overlap, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from keel.annotation.ops import run_export, run_mining
+from keel.annotation.queue import ReviewQueue
+from keel.config import load_settings
+from keel.db import Database
+
+from flywheel.config import MiningConfig
+from flywheel.mining import Miner, load_window
+from tests.flywheel.planted import FAQ_Q, feedback, plant, request
+
+
+@pytest.fixture
+def setup(tmp_path: Path):
+    evals = tmp_path / "faq.jsonl"
+    evals.write_text(json.dumps({"question": FAQ_Q, "answer": "Edit the config."}) + "\n")
+    settings = load_settings(
+        overrides=[
+            f"data_dir={tmp_path / 'data'}",
+            f"mining.eval_sets=[{evals}]",
+            "annotation.double_annotate_fraction=0",
+        ]
+    )
+    db = Database(settings.db_path)
+    plant(db.cursor())
+    yield settings, db
+    db.close()
+
+
+def _pairs(db) -> dict[str, dict]:
+    cur = db.cursor().execute(
+        "SELECT source, prompt, chosen, rejected, provenance, pair_id, status FROM pairs"
+    )
+    out = {}
+    for source, prompt, chosen, rejected, prov, pid, status in cur.fetchall():
+        assert source not in out, f"two {source} pairs"
+        out[source] = {
+            "prompt": json.loads(prompt),
+            "chosen": chosen,
+            "rejected": rejected,
+            "prov": json.loads(prov),
+            "id": pid,
+            "status": status,
+        }
+    return out
+
+
+def test_planted_log_gives_expected_pairs(setup):
+    settings, db = setup
+    out = run_mining(db, settings)
+    st = out["stats"]
+    pairs = _pairs(db)
+    assert set(pairs) == {"edit", "regenerate", "choice", "thumbs"}
+
+    edit = pairs["edit"]
+    assert edit["chosen"] == "Use `CREATE INDEX idx ON t (c);`." and edit["rejected"] == "I do not know."
+    assert (
+        "alice@example.com" not in edit["prompt"][0]["content"] and "<EMAIL>" in edit["prompt"][0]["content"]
+    )
+    assert edit["prov"]["feedback_ids"] in (["f-edit"], ["f-edit2"])
+    assert st["dropped_duplicate_pairs"] == 1  # the second identical edit
+
+    regen = pairs["regenerate"]
+    assert regen["chosen"].startswith("TiKV is") and regen["rejected"] == "A kind of fruit."
+    assert regen["prov"]["request_ids"] == ["r-new", "r-old"]
+    assert set(regen["prov"]["feedback_ids"]) == {"f-down", "f-up"}
+
+    choice = pairs["choice"]
+    assert choice["chosen"].startswith("Raft is a consensus") and choice["rejected"] == "Raft is a boat."
+    assert choice["prov"]["checkpoint_versions"] == ["v2", "base"]
+    assert choice["prov"]["feedback_ids"] == ["f-choice"]
+
+    thumbs = pairs["thumbs"]
+    assert (thumbs["chosen"], thumbs["rejected"]) == ("Port 4000.", "Port 80.")
+    assert thumbs["prov"]["request_ids"] == ["r-good", "r-bad"]  # the failed r-fail is never used
+    assert st["skipped_failed"] >= 1
+
+    sft = {
+        r[0]: json.loads(r[1])
+        for r in db.fetchall(
+            "SELECT source || ':' || json_extract_string(provenance, '$.request_ids[0]'), messages FROM sft_examples"
+        )
+    }
+    assert set(sft) == {"edit:r-edit", "thumbs_up:r-new", "thumbs_up:r-good"} or set(sft) == {
+        "edit:r-edit2",
+        "thumbs_up:r-new",
+        "thumbs_up:r-good",
+    }
+    assert st["dropped_eval_overlap"] == 1  # r-eval's question is in the eval set
+    assert all(m[-1]["role"] == "assistant" for m in sft.values())
+
+    # a second run starts at the watermark: nothing new, nothing doubled
+    again = run_mining(db, settings)
+    assert again["stats"]["pairs"] == 0 and again["since"] == out["until"]
+    assert db.fetchall("SELECT count(*) FROM pairs")[0][0] == 4
+    # new feedback after the watermark is picked up
+    request(db.cursor(), "r-late", "k1", "Is TiDB MySQL compatible?", "No.", 30)
+    feedback(
+        db.cursor(), "f-late", "r-late", "k1", "edit", 31, edited_text="Yes, it speaks the MySQL protocol."
+    )
+    db.execute("UPDATE feedback SET created_at = now() WHERE feedback_id = 'f-late'")
+    late = run_mining(db, settings)
+    assert late["stats"]["pairs"] == 1 and late["stats"]["pairs_edit"] == 1
+
+
+def test_review_then_export_trl_snapshot(setup, tmp_path):
+    settings, db = setup
+    run_mining(db, settings)
+    queue = ReviewQueue(db, lease_s=60)
+    decisions = {"edit": "accept", "regenerate": "swap", "choice": "edit", "thumbs": "reject"}
+    by_source = {}
+    while (item := queue.next_item("k-ann")) is not None:
+        d = decisions[item["source"]]
+        by_source[item["source"]] = item["pair_id"]
+        queue.decide(
+            "k-ann",
+            "ann",
+            item["pair_id"],
+            item["lease_token"],
+            d,
+            "Raft: <b>consensus</b>." if d == "edit" else None,
+        )
+    assert set(by_source) == set(decisions)
+
+    out = run_export(db, settings, str(tmp_path / "snap"))
+    snap = Path(out["path"])
+    rows = [json.loads(x) for x in (snap / "dpo" / "train.jsonl").read_text().splitlines()]
+    prov = [json.loads(x) for x in (snap / "dpo" / "provenance.jsonl").read_text().splitlines()]
+    assert len(rows) == len(prov) == 3  # the rejected pair is not exported
+    got = {p["source"]: r for r, p in zip(rows, prov, strict=True)}
+    assert got["regenerate"]["chosen"] == [{"role": "assistant", "content": "A kind of fruit."}]  # swapped
+    assert got["choice"]["chosen"][0]["content"] == "Raft: <b>consensus</b>."  # the annotator's edit
+    assert all(set(r) == {"prompt", "chosen", "rejected"} and r["prompt"][-1]["role"] == "user" for r in rows)
+    assert all(p["reviews"] and p["request_ids"] for p in prov)
+
+    sft = [json.loads(x) for x in (snap / "sft" / "train.jsonl").read_text().splitlines()]
+    assert sft and all(set(r) == {"messages"} and r["messages"][-1]["role"] == "assistant" for r in sft)
+
+    # the training pipeline reads the parts as they are, and agrees on the content hash
+    from training.data.snapshot import content_hash, load_snapshot
+
+    for part in ("dpo", "sft"):
+        s = load_snapshot(snap / part)
+        assert s.kind == part and s.hash == content_hash(snap / part)
+    meta = json.loads((snap / "snapshot.json").read_text())
+    assert meta["hash"] == out["hash"] and meta["parts"]["dpo"]["rows"] == 3
+    with pytest.raises(ValueError, match="already exists"):
+        run_export(db, settings, str(snap))
+
+
+def test_leases_and_late_decisions(setup):
+    settings, db = setup
+    run_mining(db, settings)
+    queue = ReviewQueue(db, lease_s=60)
+    a, b = queue.next_item("k-a"), queue.next_item("k-b")
+    assert a["pair_id"] != b["pair_id"]  # never the same item at once
+    from keel.annotation.queue import LeaseError
+
+    with pytest.raises(LeaseError):  # k-b cannot answer k-a's item
+        queue.decide("k-b", "b", a["pair_id"], b["lease_token"], "accept")
+    first = queue.decide("k-a", "a", a["pair_id"], a["lease_token"], "accept")
+    again = queue.decide("k-a", "a", a["pair_id"], a["lease_token"], "accept")
+    assert again["duplicate"] and again["annotation_id"] == first["annotation_id"]
+    db.execute(
+        "UPDATE pairs SET lease_expires_at = now() - INTERVAL 1 SECOND WHERE pair_id = ?", [b["pair_id"]]
+    )
+    with pytest.raises(LeaseError):
+        queue.decide("k-b", "b", b["pair_id"], b["lease_token"], "accept")
+    assert db.fetchall("SELECT count(*) FROM annotations")[0][0] == 1  # nothing double-counted
+
+
+def test_double_annotation_agreement(setup):
+    settings, db = setup
+    run_mining(db, settings)
+    db.execute("UPDATE pairs SET required_reviews = 2")
+    queue = ReviewQueue(db, lease_s=60)
+    for key, decide in (("k1", lambda s: "accept"), ("k2", lambda s: "accept" if s != "thumbs" else "swap")):
+        while (item := queue.next_item(key)) is not None:
+            queue.decide(key, key, item["pair_id"], item["lease_token"], decide(item["source"]))
+    ag = queue.agreement()
+    assert ag["items"] == 4 and ag["agreement"] == 0.75
+    status = dict(db.fetchall("SELECT source, status FROM pairs"))
+    assert status["thumbs"] == "disputed" and status["edit"] == "accepted"
+
+
+def test_pure_miner_dedup_and_refusals():
+    rows = [
+        {
+            "request_id": f"r{i}",
+            "key_id": "k",
+            "messages": [{"role": "user", "content": "Hi there, what is PD?"}],
+            "response_text": t,
+        }
+        for i, t in enumerate(["I'm sorry, but I can't help with that.", "PD is the placement driver."])
+    ]
+    fb = [{"feedback_id": "f0", "request_id": "r0", "kind": "thumbs", "rating": -1}]
+    fb += [{"feedback_id": "f1", "request_id": "r1", "kind": "thumbs", "rating": 1}]
+    miner = Miner(MiningConfig())
+    assert miner.is_refusal(rows[0]["response_text"]) and not miner.is_refusal(rows[1]["response_text"])
+    res = miner.mine(rows, fb)
+    assert [(p.chosen, p.rejected) for p in res.pairs] == [
+        (rows[1]["response_text"], rows[0]["response_text"])
+    ]
+    # the default scrubber (no training pipeline passed in) still removes contact details
+    res = Miner().mine(
+        [{**rows[1], "messages": [{"role": "user", "content": "call +1 (415) 555-0100"}]}], fb[1:]
+    )
+    assert "555-0100" not in json.dumps(res.sft[0].messages)
+
+
+def test_load_window_on_duckdb(setup):
+    _, db = setup
+    reqs, fbs = load_window(db.cursor(), None)
+    assert {r["request_id"] for r in reqs} >= {"r-old", "r-new", "r-a", "r-b"}
+    assert len(fbs) == 9
