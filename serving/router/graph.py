@@ -1,4 +1,4 @@
-"""The routing graph: classify → {domain: retrieve → answer with sources; chat: answer; out_of_scope: refuse}.
+"""The routing graph: classify → {domain: retrieve → prompt → generate; chat → generate; out_of_scope: refuse}.
 
 Generation is pluggable: the graph gets a `generate(messages, params)` async callable that yields text
 deltas (the gateway passes one that calls the engine). Nodes push each delta through LangGraph's
@@ -43,6 +43,8 @@ class RouteState(TypedDict, total=False):
     retrieval_error: str | None
     fallback: bool
     sources: list[dict[str, Any]]
+    engine_messages: list[dict[str, Any]]
+    sources_text: str
     answer: str
     generation_ms: float
 
@@ -111,8 +113,14 @@ def build_graph(
     intents: Intents,
     config: RouterConfig | None = None,
     template_path: Path | None = None,
+    with_generation: bool = True,
 ):
-    """Compile the routing graph. The generate callable comes per call: config["configurable"]["generate"]."""
+    """Compile the routing graph.
+
+    With generation, the `generate` callable comes per call in config["configurable"]["generate"] and
+    tokens stream with stream_mode="custom". Without, the graph stops once the engine messages are
+    ready (state "engine_messages", "sources_text"), for callers that run the engine themselves.
+    """
     cfg = config or RouterConfig()
     tpath = Path(template_path or cfg.domain_template or DEFAULT_TEMPLATE)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(tpath.parent)), keep_trailing_newline=True)
@@ -155,30 +163,11 @@ def build_graph(
         ms = (time.perf_counter() - t) * 1000
         return {"hits": hits, "retrieval_ms": ms, "retrieval_error": err, "fallback": not hits}
 
-    async def _generate(
-        state: RouteState, run_config: RunnableConfig, messages: list[dict[str, Any]], tail: str = ""
-    ) -> RouteState:
-        generate = (run_config.get("configurable") or {}).get("generate")
-        if generate is None:
-            raise RuntimeError("router graph needs config['configurable']['generate']")
-        write = get_stream_writer()
-        parts: list[str] = []
-        t = time.perf_counter()
-        async for delta in _stream(generate, messages, state.get("params") or {}):
-            if delta:
-                parts.append(delta)
-                write({"delta": delta})
-        ms = (time.perf_counter() - t) * 1000
-        if tail:
-            parts.append(tail)
-            write({"delta": tail})
-        return {"answer": "".join(parts), "generation_ms": ms}
-
-    async def answer_domain(state: RouteState, config: RunnableConfig) -> RouteState:
+    async def prompt(state: RouteState) -> RouteState:
+        """Domain route: the engine messages with the retrieved chunks; without hits, the user's messages."""
         hits = state.get("hits") or []
         if not hits:  # retrieval failed: answer directly, flagged as fallback
-            out = await _generate(state, config, state["messages"])
-            return {**out, "sources": []}
+            return {"engine_messages": state["messages"], "sources": [], "sources_text": ""}
         docs, used = [], 0
         for n, h in enumerate(hits, 1):
             text = h.text[: max(0, cfg.max_context_chars - used)]
@@ -197,16 +186,34 @@ def build_graph(
             m for m in state["messages"] if m.get("role") != "system"
         ]
         tail = format_sources(sources) if cfg.sources_in_message else ""
-        out = await _generate(state, config, messages, tail)
-        return {**out, "sources": sources}
+        return {"engine_messages": messages, "sources": sources, "sources_text": tail}
 
-    async def answer_chat(state: RouteState, config: RunnableConfig) -> RouteState:
-        return {**(await _generate(state, config, state["messages"])), "sources": []}
+    async def chat(state: RouteState) -> RouteState:
+        return {"engine_messages": state["messages"], "sources": [], "sources_text": ""}
+
+    async def generate(state: RouteState, config: RunnableConfig) -> RouteState:
+        """Stream the engine's answer through the graph's stream writer, then the sources list."""
+        fn = (config.get("configurable") or {}).get("generate")
+        if fn is None:
+            raise RuntimeError("router graph needs config['configurable']['generate']")
+        write = get_stream_writer()
+        parts: list[str] = []
+        t = time.perf_counter()
+        async for delta in _stream(fn, state["engine_messages"], state.get("params") or {}):
+            if delta:
+                parts.append(delta)
+                write({"delta": delta})
+        ms = (time.perf_counter() - t) * 1000
+        if tail := state.get("sources_text"):
+            parts.append(tail)
+            write({"delta": tail})
+        return {"answer": "".join(parts), "generation_ms": ms}
 
     async def refuse(state: RouteState) -> RouteState:
         text = intents.refusal(state.get("lang", "en"))
-        get_stream_writer()({"delta": text})
-        return {"answer": text, "generation_ms": 0.0, "sources": []}
+        if with_generation:
+            get_stream_writer()({"delta": text})
+        return {"answer": text, "generation_ms": 0.0, "sources": [], "sources_text": ""}
 
     def route(state: RouteState) -> str:
         return {"domain": "retrieve", "chat": "chat", "out_of_scope": "refuse"}.get(state["intent"], "chat")
@@ -214,13 +221,19 @@ def build_graph(
     g = StateGraph(RouteState)
     g.add_node("classify", classify)
     g.add_node("retrieve", retrieve)
-    g.add_node("answer", answer_domain)
-    g.add_node("chat", answer_chat)
+    g.add_node("prompt", prompt)
+    g.add_node("chat", chat)
     g.add_node("refuse", refuse)
     g.add_edge(START, "classify")
     g.add_conditional_edges("classify", route, ["retrieve", "chat", "refuse"])
-    g.add_edge("retrieve", "answer")
-    g.add_edge("answer", END)
-    g.add_edge("chat", END)
+    g.add_edge("retrieve", "prompt")
     g.add_edge("refuse", END)
+    if with_generation:
+        g.add_node("generate", generate)
+        g.add_edge("prompt", "generate")
+        g.add_edge("chat", "generate")
+        g.add_edge("generate", END)
+    else:  # planning only: the caller (the gateway) sends engine_messages to the engine itself
+        g.add_edge("prompt", END)
+        g.add_edge("chat", END)
     return g.compile()

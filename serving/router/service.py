@@ -46,8 +46,17 @@ class RouterEvent:
     result: RouteResult | None = None
 
 
-def _result(state: dict[str, Any], total_ms: float) -> RouteResult:
-    return RouteResult(
+@dataclass
+class RoutePlan(RouteResult):
+    """A route decided and its prompt built, generation left to the caller."""
+
+    engine_messages: list[dict[str, Any]] | None = None  # None on out_of_scope: `answer` is the reply
+    sources_text: str = ""  # what to append to the engine's answer
+
+
+def _result(state: dict[str, Any], total_ms: float, cls: type = RouteResult, **more: Any) -> RouteResult:
+    return cls(
+        **more,
         route=state.get("intent", "chat"),
         confidence=float(state.get("confidence") or 0.0),
         answer=state.get("answer", ""),
@@ -64,8 +73,16 @@ def _result(state: dict[str, Any], total_ms: float) -> RouteResult:
 
 
 class Router:
-    def __init__(self, graph, classifier, retriever: Retriever | None, generate: Generate | None = None):
+    def __init__(
+        self,
+        graph,
+        classifier,
+        retriever: Retriever | None,
+        generate: Generate | None = None,
+        plan_graph=None,
+    ):
         self.graph = graph
+        self.plan_graph = plan_graph
         self.classifier = classifier
         self.retriever = retriever
         self.generate = generate
@@ -96,6 +113,18 @@ class Router:
             elif mode == "values":
                 state = chunk
         yield RouterEvent(result=_result(state, (time.perf_counter() - t) * 1000))
+
+    async def plan(self, messages: list[dict[str, Any]], params: dict[str, Any] | None = None) -> RoutePlan:
+        """Classify, retrieve and build the engine messages without generating (the gateway generates)."""
+        t = time.perf_counter()
+        state = await self.plan_graph.ainvoke({"messages": messages, "params": params or {}})
+        return _result(
+            state,
+            (time.perf_counter() - t) * 1000,
+            RoutePlan,
+            engine_messages=state.get("engine_messages") if state.get("intent") != "out_of_scope" else None,
+            sources_text=state.get("sources_text") or "",
+        )
 
     async def ainvoke(
         self,
@@ -130,4 +159,5 @@ def build_router(
         classifier = LLMClassifier(intents, generate, classifier)
     retriever = Retriever(index_dir, rag, embedder) if index_dir else None
     graph = build_graph(classifier, retriever, intents, config)
-    return Router(graph, classifier, retriever, generate)
+    plan_graph = build_graph(classifier, retriever, intents, config, with_generation=False)
+    return Router(graph, classifier, retriever, generate, plan_graph)
