@@ -171,16 +171,17 @@ def main() -> None:
     cache = Path.home() / ".cache" / "keel-test" / "checkpoints"
     model_dir = ensure_base(cache, None)
     work = Path(tempfile.mkdtemp(prefix="keel-bench-"))
-    main_p = PlatformProcess(data_dir=work / "on", model_dir=model_dir).start()
+    main_p = PlatformProcess(data_dir=work / "on", model_dir=model_dir, overrides=["router.enabled=false"]).start()
     engine = main_p.engine_urls()[0]
     ext = f'engine.external_urls=["{engine}"]'
+    # the gateway alone is measured here; routing + retrieval has its own benchmark (bench/rag.py)
     big_dir = work / "big"
     big_dir.mkdir()
     prefill_s = prefill_rows(big_dir / "keel.duckdb", args.prefill)
     off_p = PlatformProcess(
-        data_dir=work / "off", model_dir=model_dir, overrides=[ext, "requestlog.enabled=false"]
+        data_dir=work / "off", model_dir=model_dir, overrides=[ext, "router.enabled=false", "requestlog.enabled=false"]
     ).start()
-    big_p = PlatformProcess(data_dir=big_dir, model_dir=model_dir, overrides=[ext]).start()
+    big_p = PlatformProcess(data_dir=big_dir, model_dir=model_dir, overrides=[ext, "router.enabled=false"]).start()
     results: dict[tuple[str, int], Run] = {}
     try:
         variants = [

@@ -57,3 +57,15 @@ def openai_client(platform_server, api_key):
     import openai
 
     return openai.OpenAI(base_url=f"{platform_server.url}/v1", api_key=api_key, max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def openai_factory():
+    """An openai client for any PlatformProcess (creates a key on it)."""
+    import openai
+
+    def make(platform):
+        key = platform.create_key("client")
+        return openai.OpenAI(base_url=f"{platform.url}/v1", api_key=key, max_retries=0, timeout=120)
+
+    return make

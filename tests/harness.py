@@ -41,15 +41,14 @@ class PlatformProcess:
         env.pop("KEEL_CONFIG", None)
         return env
 
+    def cli_argv(self) -> list[str]:
+        return [sys.executable, "-m", "keel", *[a for o in self.overrides for a in ("--set", o)]]
+
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "keel", *args],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            check=check,
-            timeout=300,
-        )
+        proc = subprocess.run([*self.cli_argv(), *args], env=self.env(), capture_output=True, text=True, timeout=600)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"keel {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        return proc
 
     def start(self, timeout: float = 600) -> PlatformProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)

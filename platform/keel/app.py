@@ -21,9 +21,11 @@ from keel.config import KeelSettings
 from keel.db import Database
 from keel.feedback import DuckFeedbackStore
 from keel.keys import KeyStore
+from keel.promotion import PromotionService
 from keel.requestlog import RequestLogWriter
 from serving.engine.pool import Endpoint, EnginePool
 from serving.engine.supervisor import EngineSupervisor
+from serving.engine.swap import Swapper
 from serving.errors import APIError
 from serving.feedback.service import FeedbackService
 from serving.gateway.chat import ChatService
@@ -69,6 +71,8 @@ class Platform:
             s.engine, s.gateway.served_model_name, s.data_dir / "logs", self.pool
         )
         self.client: httpx.AsyncClient | None = None
+        self.swapper: Swapper | None = None
+        self.promotions = PromotionService(self.db, None)
         self.chat: ChatService | None = None
         self.replayed = 0
         self._stopped = False
@@ -85,6 +89,15 @@ class Platform:
         self.chat = ChatService(
             self.pool, self.writer, self.keys, s.gateway, self.client, router=await self._router()
         )
+        self.swapper = Swapper(
+            self.pool,
+            None if s.engine.external_urls else self.supervisor,
+            self.client,
+            s.gateway.served_model_name,
+            drain_timeout_s=s.swap.drain_timeout_s,
+            warmup_timeout_s=s.swap.warmup_timeout_s,
+        )
+        self.promotions = PromotionService(self.db, self.swapper)
         await self.start_engines()
 
     async def _router(self):
@@ -135,6 +148,7 @@ class Platform:
 
 def create_app(platform: Platform) -> FastAPI:
     from keel.admin import router as admin_router
+    from keel.admin_registry import router as registry_router
     from keel.annotation.admin import router as flywheel_admin_router
     from serving.feedback.api import router as feedback_router
     from serving.gateway.api import router as gateway_router
@@ -169,4 +183,5 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(feedback_router)
     app.include_router(flywheel_admin_router)
+    app.include_router(registry_router)
     return app

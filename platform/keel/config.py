@@ -54,6 +54,11 @@ class RequestLogConfig(BaseModel):
     )
 
 
+class SwapConfig(BaseModel):
+    drain_timeout_s: float = Field(120.0, description="Longest wait for in-flight requests (streams too) on the old weights.")
+    warmup_timeout_s: float = Field(120.0, description="Longest wait for the warm-up completion on new weights.")
+
+
 class _YamlSource(PydanticBaseSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]):
         super().__init__(settings_cls)
@@ -74,6 +79,7 @@ class KeelSettings(BaseSettings):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     requestlog: RequestLogConfig = Field(default_factory=RequestLogConfig)
+    swap: SwapConfig = Field(default_factory=SwapConfig)
     rag: RagConfig = Field(default_factory=RagConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
     mining: MiningConfig = Field(default_factory=MiningConfig)

@@ -1,42 +1,178 @@
-"""Checkpoint registry (minimal core: which version serves; the full registry extends this)."""
+"""Checkpoint registry: a DuckDB row per checkpoint plus the folder's manifest.json, kept in step."""
 
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from keel.db import Database
+
+STATUSES = ("candidate", "serving", "retired", "rejected")
+
+
+class RegistryError(ValueError):
+    """One line for the user."""
+
+
+@dataclass
+class Checkpoint:
+    version: str
+    path: str
+    parent: str | None
+    stage: str | None
+    status: str
+    created_at: str | None
+    promoted_at: str | None
+    promoted_by: str | None
+    retired_at: str | None
+    rolled_back_at: str | None
+    rolled_back_by: str | None
+    manifest: dict[str, Any]
+
+    @property
+    def gate(self) -> dict[str, Any] | None:
+        return (self.manifest.get("eval") or {}).get("gate")
+
+    @property
+    def gate_passed(self) -> bool | None:
+        g = self.gate
+        return None if g is None else bool(g.get("passed"))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["gate_passed"] = self.gate_passed
+        return d
+
+
+_COLS = "version, path, parent, stage, status, created_at, promoted_at, promoted_by, retired_at, rolled_back_at, rolled_back_by, manifest"
+
+
+def _iso(v: Any) -> str | None:
+    return v.isoformat() if v is not None else None
+
+
+def _row(r: tuple) -> Checkpoint:
+    v, path, parent, stage, status, created, prom, prom_by, ret, rb, rb_by, manifest = r
+    m = json.loads(manifest) if isinstance(manifest, str) else (manifest or {})
+    live = read_manifest(Path(path))  # the folder's manifest is the fresher one (eval writes into it)
+    if live is not None:
+        m = {**m, **live}
+    return Checkpoint(v, path, parent, stage, status, _iso(created), _iso(prom), prom_by, _iso(ret), _iso(rb), rb_by, m)
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except json.JSONDecodeError as e:
+        raise RegistryError(f"{folder}/manifest.json is not valid JSON") from e
+
+
+def update_manifest(folder: Path, changes: dict[str, Any]) -> None:
+    """Merge changes into manifest.json atomically; silently skips folders we do not own (no manifest)."""
+    m = read_manifest(folder)
+    if m is None or not os.access(folder, os.W_OK):
+        return
+    m.update(changes)
+    tmp = folder / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(m, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, folder / "manifest.json")
 
 
 def register(db: Database, version: str, path: Path, manifest: dict, status: str = "candidate") -> None:
     db.execute(
-        "INSERT INTO checkpoints (version, path, parent, stage, status, manifest) VALUES (?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (version) DO NOTHING",
-        [
-            version,
-            str(path),
-            manifest.get("parent"),
-            manifest.get("stage"),
-            status,
-            json.dumps(manifest, default=str),
-        ],
+        f"INSERT INTO checkpoints (version, path, parent, stage, status, manifest) VALUES (?, ?, ?, ?, ?, ?) "
+        f"ON CONFLICT (version) DO NOTHING",
+        [version, str(path), manifest.get("parent"), manifest.get("stage"), status, json.dumps(manifest, default=str)],
     )
+
+
+def add(db: Database, path: Path, version: str | None = None) -> Checkpoint:
+    """Register a training output folder. It must be complete: a folder without manifest.json is not a checkpoint."""
+    path = path.expanduser().resolve()
+    if not path.is_dir():
+        raise RegistryError(f"checkpoint folder not found: {path}")
+    manifest = read_manifest(path)
+    if manifest is None:
+        raise RegistryError(f"{path} has no manifest.json: not a complete checkpoint")
+    version = version or manifest.get("version") or path.name
+    existing = find(db, version)
+    if existing is not None:
+        if Path(existing.path).resolve() == path:
+            return existing
+        raise RegistryError(f"version {version!r} is already registered for {existing.path}")
+    register(db, version, path, manifest)
+    return get(db, version)
+
+
+def find(db: Database, version: str) -> Checkpoint | None:
+    rows = db.fetchall(f"SELECT {_COLS} FROM checkpoints WHERE version = ?", [version])
+    return _row(rows[0]) if rows else None
+
+
+def get(db: Database, version: str) -> Checkpoint:
+    cp = find(db, version)
+    if cp is None:
+        raise RegistryError(f"unknown version {version!r} (see `keel checkpoints list`)")
+    return cp
+
+
+def list_all(db: Database) -> list[Checkpoint]:
+    return [_row(r) for r in db.fetchall(f"SELECT {_COLS} FROM checkpoints ORDER BY created_at")]
 
 
 def serving(db: Database) -> tuple[str, Path] | None:
-    rows = db.fetchall(
-        "SELECT version, path FROM checkpoints WHERE status = 'serving' ORDER BY created_at DESC LIMIT 1"
-    )
+    rows = db.fetchall("SELECT version, path FROM checkpoints WHERE status = 'serving' ORDER BY promoted_at DESC NULLS LAST LIMIT 1")
     return (rows[0][0], Path(rows[0][1])) if rows else None
+
+
+def mark_serving(db: Database, version: str, by: str, rollback: bool = False) -> None:
+    """`version` serves from now on; the one that served before is retired (one transaction)."""
+    now = datetime.now(UTC)
+    with db.lock:
+        cur = db.cursor()
+        cur.execute("BEGIN")
+        try:
+            if rollback:
+                cur.execute(
+                    "UPDATE checkpoints SET status = 'retired', retired_at = ?, rolled_back_at = ?, rolled_back_by = ? "
+                    "WHERE status = 'serving' AND version <> ?",
+                    [now, now, by, version],
+                )
+            else:
+                cur.execute(
+                    "UPDATE checkpoints SET status = 'retired', retired_at = ? WHERE status = 'serving' AND version <> ?",
+                    [now, version],
+                )
+            cur.execute(
+                "UPDATE checkpoints SET status = 'serving', promoted_at = ?, promoted_by = ? WHERE version = ?",
+                [now, by, version],
+            )
+            cur.execute("COMMIT")
+        except Exception:
+            cur.execute("ROLLBACK")
+            raise
+    for cp in list_all(db):
+        update_manifest(Path(cp.path), {"status": cp.status, "promoted_at": cp.promoted_at, "promoted_by": cp.promoted_by,
+                                        "rolled_back_at": cp.rolled_back_at, "rolled_back_by": cp.rolled_back_by})
+
+
+def set_status(db: Database, version: str, status: str) -> None:
+    if status not in STATUSES:
+        raise RegistryError(f"unknown status {status!r}")
+    db.execute("UPDATE checkpoints SET status = ? WHERE version = ?", [status, version])
+    update_manifest(Path(get(db, version).path), {"status": status})
 
 
 def ensure_base_registered(db: Database, base_dir: Path) -> None:
     """`base` is the first serving version when nothing else has been promoted."""
-    manifest_path = base_dir / "manifest.json"
-    manifest = (
-        json.loads(manifest_path.read_text())
-        if manifest_path.exists()
-        else {"version": "base", "stage": "base"}
-    )
+    manifest = read_manifest(base_dir) or {"version": "base", "stage": "base"}
     has_serving = serving(db) is not None
     register(db, "base", base_dir, manifest, status="candidate" if has_serving else "serving")
+    if not has_serving:
+        db.execute("UPDATE checkpoints SET promoted_at = now(), promoted_by = 'keel' WHERE version = 'base'")

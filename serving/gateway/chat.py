@@ -228,6 +228,7 @@ class ChatService:
     ) -> Response:
         async with self.pool.lease() as ep:
             record.checkpoint_version, record.engine_url = ep.version, ep.url
+            record.meta["dispatched_at"] = time.time()
             t_gen = time.perf_counter()
             try:
                 r = await self.client.post(
@@ -283,6 +284,7 @@ class ChatService:
         try:
             ep: Endpoint = await stack.enter_async_context(self.pool.lease())
             record.checkpoint_version, record.engine_url = ep.version, ep.url
+            record.meta["dispatched_at"] = time.time()
             t_gen = time.perf_counter()
             upstream_req = self.client.build_request(
                 "POST", f"{ep.url}/v1/chat/completions", json=payload, timeout=self.config.request_timeout_s

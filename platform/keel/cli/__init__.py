@@ -51,10 +51,12 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def _register() -> None:
     # Each area owns one CLI module; they import only typer at module level.
+    from keel.cli import checkpoints as _checkpoints  # also defines `promote`, `rollback`
     from keel.cli import keys as _keys
     from keel.cli import serve as _serve  # noqa: F401  (defines `up`, `model`)
 
     app.add_typer(_keys.app, name="keys", help="Create, list and revoke API keys.")
+    app.add_typer(_checkpoints.app, name="checkpoints", help="The checkpoint registry and swap history.")
     for name, help_ in [
         ("train", "Train CPT, SFT or DPO checkpoints."),
         ("data", "Prepare training datasets."),

@@ -1,0 +1,83 @@
+"""Admin API for the checkpoint registry, promotion and rollback (the CLI and the flywheel call these)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from keel import registry
+from keel.admin import Admin
+from keel.promotion import PromotionError
+from serving.errors import APIError
+
+router = APIRouter(prefix="/admin")
+
+
+class AddBody(BaseModel):
+    path: str
+    version: str | None = None
+
+
+class PromoteBody(BaseModel):
+    version: str
+    force: bool = False
+    by: str | None = None
+    reason: str | None = None
+
+
+class RollbackBody(BaseModel):
+    to: str | None = None
+    by: str | None = None
+    reason: str | None = None
+
+
+def _db(request: Request):
+    return request.app.state.platform.db
+
+
+@router.get("/checkpoints")
+def list_checkpoints(request: Request, _: Admin) -> list[dict]:
+    return [c.to_dict() for c in registry.list_all(_db(request))]
+
+
+@router.get("/checkpoints/{version}")
+def show_checkpoint(request: Request, version: str, _: Admin) -> dict:
+    try:
+        return registry.get(_db(request), version).to_dict()
+    except registry.RegistryError as e:
+        raise APIError(404, str(e)) from e
+
+
+@router.post("/checkpoints")
+def add_checkpoint(request: Request, body: AddBody, _: Admin) -> dict:
+    try:
+        return registry.add(_db(request), Path(body.path), body.version).to_dict()
+    except registry.RegistryError as e:
+        raise APIError(400, str(e)) from e
+
+
+@router.post("/promote")
+async def promote(request: Request, body: PromoteBody, who: Admin) -> dict:
+    service = request.app.state.platform.promotions
+    try:
+        out = await service.promote(body.version, force=body.force, by=body.by or who, reason=body.reason)
+    except PromotionError as e:
+        raise APIError(409, str(e), code="promotion_refused") from e
+    return out.to_dict()
+
+
+@router.post("/rollback")
+async def rollback(request: Request, body: RollbackBody, who: Admin) -> dict:
+    service = request.app.state.platform.promotions
+    try:
+        out = await service.rollback(body.to, by=body.by or who, reason=body.reason)
+    except PromotionError as e:
+        raise APIError(409, str(e), code="rollback_refused") from e
+    return out.to_dict()
+
+
+@router.get("/swaps")
+def swaps(request: Request, _: Admin, limit: int = 50) -> list[dict]:
+    return request.app.state.platform.promotions.history(limit)

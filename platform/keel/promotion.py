@@ -1,0 +1,137 @@
+"""Promote and roll back: checks, one swap at a time, and a history row for every attempt."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from keel import registry
+from keel.db import Database
+from serving.engine.compat import CheckpointError, check_servable
+from serving.engine.swap import Swapper, SwapError
+
+
+class PromotionError(RuntimeError):
+    """Refused or failed; serving is untouched. One line."""
+
+
+@dataclass
+class Outcome:
+    swap_id: str
+    kind: str
+    from_version: str | None
+    to_version: str
+    strategy: str
+    seconds: float
+    held_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+class PromotionService:
+    """Used by the admin API (platform running) and by the CLI directly (platform stopped: swapper=None)."""
+
+    def __init__(self, db: Database, swapper: Swapper | None):
+        self.db = db
+        self.swapper = swapper
+
+    def _start_row(self, kind: str, frm: str | None, to: str, forced: bool, by: str, reason: str | None) -> str:
+        swap_id = "swap_" + uuid.uuid4().hex[:12]
+        self.db.execute(
+            "INSERT INTO swaps (swap_id, kind, from_version, to_version, status, reason, forced, by_whom) "
+            "VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+            [swap_id, kind, frm, to, reason, forced, by],
+        )
+        return swap_id
+
+    def _finish_row(self, swap_id: str, status: str, strategy: str | None, seconds: float | None, held: float | None, reason: str | None = None) -> None:
+        self.db.execute(
+            "UPDATE swaps SET status = ?, strategy = ?, seconds = ?, held_seconds = ?, finished_at = ?, "
+            "reason = coalesce(?, reason) WHERE swap_id = ?",
+            [status, strategy, seconds, held, datetime.now(UTC), reason, swap_id],
+        )
+
+    def current(self) -> str | None:
+        s = registry.serving(self.db)
+        return s[0] if s else None
+
+    async def promote(self, version: str, *, force: bool = False, by: str = "unknown", reason: str | None = None) -> Outcome:
+        try:
+            cp = registry.get(self.db, version)
+        except registry.RegistryError as e:
+            raise PromotionError(str(e)) from e
+        current = self.current()
+        if version == current:
+            raise PromotionError(f"{version} is already serving")
+        if cp.status == "rejected" and not force:
+            raise PromotionError(f"{version} was rejected; use --force to promote it anyway (recorded)")
+        if cp.gate_passed is False and not force:
+            raise PromotionError(f"{version} failed its gates; use --force to promote it anyway (recorded)")
+        return await self._swap("promote", cp, current, force, by, reason)
+
+    def previous(self) -> str:
+        """The version that served before the current one."""
+        current = self.current()
+        rows = self.db.fetchall(
+            "SELECT from_version FROM swaps WHERE status = 'succeeded' AND to_version = ? AND from_version IS NOT NULL "
+            "ORDER BY finished_at DESC LIMIT 1",
+            [current],
+        )
+        if not rows:
+            raise PromotionError(f"nothing to roll back to: {current} has no recorded predecessor")
+        return rows[0][0]
+
+    async def rollback(self, to: str | None = None, *, by: str = "unknown", reason: str | None = None) -> Outcome:
+        target = to or self.previous()
+        try:
+            cp = registry.get(self.db, target)
+        except registry.RegistryError as e:
+            raise PromotionError(str(e)) from e
+        current = self.current()
+        if target == current:
+            raise PromotionError(f"{target} is already serving")
+        return await self._swap("rollback", cp, current, False, by, reason)
+
+    async def _swap(self, kind: str, cp: registry.Checkpoint, current: str | None, force: bool, by: str, reason: str | None) -> Outcome:
+        path = Path(cp.path)
+        try:
+            check_servable(path)
+        except CheckpointError as e:
+            raise PromotionError(str(e)) from e
+        if self.swapper is not None and self.swapper.lock.locked():
+            raise PromotionError("another swap is running; try again when it has finished")
+        swap_id = self._start_row(kind, current, cp.version, force, by, reason)
+        if self.swapper is None:  # platform not running: the next `keel up` serves it
+            registry.mark_serving(self.db, cp.version, by, rollback=kind == "rollback")
+            self._finish_row(swap_id, "succeeded", "offline", 0.0, 0.0)
+            return Outcome(swap_id, kind, current, cp.version, "offline", 0.0, 0.0)
+        try:
+            result = await self.swapper.swap(cp.version, path)
+        except SwapError as e:
+            self._finish_row(swap_id, "failed", None, None, None, reason=f"failed: {e}")
+            raise PromotionError(f"{kind} to {cp.version} failed, still serving {current}: {e}") from e
+        except BaseException as e:
+            self._finish_row(swap_id, "failed", None, None, None, reason=f"failed: {type(e).__name__}: {e}")
+            raise
+        registry.mark_serving(self.db, cp.version, by, rollback=kind == "rollback")
+        self._finish_row(swap_id, "succeeded", result.strategy, result.seconds, result.held_s)
+        return Outcome(swap_id, kind, current, cp.version, result.strategy, result.seconds, result.held_s)
+
+    def history(self, limit: int = 50) -> list[dict[str, Any]]:
+        cur = self.db.cursor().execute(
+            "SELECT swap_id, kind, from_version, to_version, strategy, status, reason, forced, by_whom, started_at, "
+            "finished_at, seconds, held_seconds FROM swaps ORDER BY started_at DESC LIMIT ?",
+            [limit],
+        )
+        names = [d[0] for d in cur.description]
+        out = []
+        for row in cur.fetchall():
+            d = dict(zip(names, row, strict=True))
+            for k in ("started_at", "finished_at"):
+                d[k] = d[k].isoformat() if d[k] else None
+            out.append(d)
+        return out

@@ -1,0 +1,193 @@
+"""Hot swap of the served weights with no failed request.
+
+In place (same architecture and tokenizer): new requests are held at the gateway, in-flight ones
+finish on the old weights (the gateway drains them, then vLLM's ``/pause?mode=wait`` — never
+``keep``, which freezes in-flight requests and resumes them on the new weights, mixing two versions
+in one response), ``reload_weights`` from the new folder, reset the prefix cache, resume, release.
+With several replicas one is reloaded out of rotation first, then traffic switches to it at one
+instant and the rest follow, so capacity never drops to zero.
+
+Blue/green (otherwise): start engines on the new version, wait for health and a warm-up completion,
+switch the pool atomically, drain the old engines (streams included) and stop them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from serving.engine.compat import CheckpointError, check_servable, same_architecture
+from serving.engine.pool import Endpoint, EnginePool
+from serving.engine.supervisor import EngineSupervisor
+
+log = logging.getLogger("keel.swap")
+
+
+class SwapError(RuntimeError):
+    """The swap did not happen; serving is unchanged. One line."""
+
+
+@dataclass
+class SwapResult:
+    strategy: str
+    from_version: str | None
+    to_version: str
+    seconds: float
+    held_s: float = 0.0
+
+
+async def _engine_call(client: httpx.AsyncClient, ep: Endpoint, path: str, json: dict | None = None, timeout: float = 300) -> None:
+    r = await client.post(f"{ep.url}{path}", json=json, timeout=timeout)
+    if r.status_code >= 400:
+        raise SwapError(f"engine {ep.url}{path} answered {r.status_code}: {r.text[:200]}")
+
+
+async def reload_endpoint(client: httpx.AsyncClient, ep: Endpoint, new_dir: Path) -> None:
+    """Pause (waiting for anything in flight), reload, reset the prefix cache, resume."""
+    await _engine_call(client, ep, "/pause?mode=wait")
+    try:
+        await _engine_call(
+            client, ep, "/collective_rpc", {"method": "reload_weights", "kwargs": {"weights_path": str(new_dir)}}
+        )
+        await _engine_call(client, ep, "/reset_prefix_cache")
+    finally:
+        await _engine_call(client, ep, "/resume")
+
+
+async def warm_up(client: httpx.AsyncClient, ep: Endpoint, served_name: str, timeout: float) -> None:
+    body = {"model": served_name, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4}
+    try:
+        r = await client.post(f"{ep.url}/v1/chat/completions", json=body, timeout=timeout)
+    except httpx.HTTPError as e:
+        raise SwapError(f"warm-up request to {ep.url} failed: {type(e).__name__}") from e
+    if r.status_code != 200 or not r.json().get("choices"):
+        raise SwapError(f"warm-up request to {ep.url} failed with {r.status_code}")
+
+
+class Swapper:
+    def __init__(
+        self,
+        pool: EnginePool,
+        supervisor: EngineSupervisor | None,
+        client: httpx.AsyncClient,
+        served_name: str,
+        drain_timeout_s: float = 120.0,
+        warmup_timeout_s: float = 120.0,
+    ):
+        self.pool = pool
+        self.supervisor = supervisor
+        self.client = client
+        self.served_name = served_name
+        self.drain_timeout_s = drain_timeout_s
+        self.warmup_timeout_s = warmup_timeout_s
+        self.lock = asyncio.Lock()
+
+    def plan(self, new_dir: Path) -> tuple[str, str]:
+        """("in_place" | "blue_green", why)."""
+        try:
+            check_servable(new_dir)
+        except CheckpointError as e:
+            raise SwapError(str(e)) from e
+        current = self.pool.endpoints[0].model_dir if self.pool.endpoints else None
+        if current is None:
+            return "blue_green", "no engine is serving"
+        ok, why = same_architecture(Path(current), new_dir)
+        return ("in_place", "same architecture and tokenizer") if ok else ("blue_green", why)
+
+    async def swap(self, version: str, new_dir: Path, strategy: str | None = None) -> SwapResult:
+        if self.lock.locked():
+            raise SwapError("another swap is running; try again when it has finished")
+        async with self.lock:
+            planned, why = self.plan(new_dir)
+            strategy = strategy or planned
+            if strategy == "in_place" and planned != "in_place":
+                raise SwapError(f"cannot swap in place: {why}")
+            from_version = self.pool.version
+            t0 = time.perf_counter()
+            if strategy == "in_place":
+                held = await self._in_place(version, new_dir)
+            else:
+                held = await self._blue_green(version, new_dir)
+            return SwapResult(strategy, from_version, version, time.perf_counter() - t0, held)
+
+    async def _in_place(self, version: str, new_dir: Path) -> float:
+        eps = [e for e in self.pool.endpoints if e.healthy]
+        if not eps:
+            raise SwapError("no healthy engine to reload")
+        if len(eps) == 1:
+            return await self._reload_held(eps[0], version, new_dir)
+        # Several replicas: reload the first out of rotation, switch to it, then roll the rest.
+        first, rest = eps[0], eps[1:]
+        first.healthy = False
+        try:
+            if not await self.pool.drain(first, self.drain_timeout_s):
+                raise SwapError(f"in-flight requests on {first.url} did not finish in {self.drain_timeout_s:.0f} s")
+            await self._reload_checked(first, new_dir)
+        except BaseException:
+            first.healthy = True
+            raise
+        first.version, first.model_dir = version, str(new_dir)
+        for ep in rest:  # one instant: new requests go only to the new version from here on
+            ep.healthy = False
+        first.healthy = True
+        for ep in rest:
+            await self.pool.drain(ep, self.drain_timeout_s)
+            await self._reload_checked(ep, new_dir)
+            ep.version, ep.model_dir = version, str(new_dir)
+            ep.healthy = True
+        return 0.0
+
+    async def _reload_held(self, ep: Endpoint, version: str, new_dir: Path) -> float:
+        t_hold = time.perf_counter()
+        self.pool.hold()
+        try:
+            if not await self.pool.drain(ep, self.drain_timeout_s):
+                raise SwapError(f"in-flight requests did not finish in {self.drain_timeout_s:.0f} s; nothing changed")
+            await self._reload_checked(ep, new_dir)
+            ep.version, ep.model_dir = version, str(new_dir)
+        finally:
+            self.pool.release()
+        return time.perf_counter() - t_hold
+
+    async def _reload_checked(self, ep: Endpoint, new_dir: Path) -> None:
+        old_dir = ep.model_dir
+        try:
+            await reload_endpoint(self.client, ep, new_dir)
+            await warm_up(self.client, ep, self.served_name, self.warmup_timeout_s)
+        except (SwapError, httpx.HTTPError) as e:
+            # Put the old weights back so the engine never serves a half-loaded model.
+            if old_dir:
+                try:
+                    await reload_endpoint(self.client, ep, Path(old_dir))
+                except (SwapError, httpx.HTTPError):
+                    ep.healthy = False
+                    log.exception("could not restore %s on %s", old_dir, ep.url)
+            raise SwapError(f"reload on {ep.url} failed: {e}") from e
+
+    async def _blue_green(self, version: str, new_dir: Path) -> float:
+        if self.supervisor is None:
+            raise SwapError("blue/green needs managed engines; external engines can only be swapped in place")
+        old = list(self.pool.endpoints)
+        started: list[Endpoint] = []
+        try:
+            for _ in range(max(1, len(old))):
+                ep, _proc = await self.supervisor.start_engine(version, new_dir)
+                started.append(ep)
+                await warm_up(self.client, ep, self.served_name, self.warmup_timeout_s)
+        except BaseException as e:
+            for ep in started:
+                await self.supervisor.stop_endpoint(ep)
+            if isinstance(e, Exception) and not isinstance(e, SwapError):
+                raise SwapError(f"new engine failed: {e}") from e
+            raise
+        self.pool.endpoints = started  # the switch: one assignment on the event loop
+        for ep in old:
+            if not await self.pool.drain(ep, self.drain_timeout_s):
+                log.warning("engine %s still had requests after %.0f s; stopping it", ep.url, self.drain_timeout_s)
+            await self.supervisor.stop_endpoint(ep)
+        return 0.0

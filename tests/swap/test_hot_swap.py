@@ -1,0 +1,197 @@
+"""Promote and roll back under load, both strategies: zero failed requests, one switch point per swap."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.swap.conftest import derive_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+class Load:
+    """Concurrent streaming and non-streaming requests until stopped; records every outcome."""
+
+    def __init__(self, url: str, key: str, workers: int = 12):
+        self.url, self.key, self.workers = url, key, workers
+        self.ok: list[str] = []
+        self.failures: list[str] = []
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._worker, args=(i,), daemon=True) for i in range(workers)]
+
+    def _worker(self, i: int) -> None:
+        n = 0
+        with httpx.Client(timeout=180, headers={"Authorization": f"Bearer {self.key}"}) as c:
+            while not self._stop.is_set():
+                stream = (i + n) % 2 == 0
+                n += 1
+                body = {"model": "keel", "messages": [{"role": "user", "content": f"Say something about the number {n}."}],
+                        "max_tokens": 8, "temperature": 0, "stream": stream}
+                t0 = time.perf_counter()
+                try:
+                    r = c.post(f"{self.url}/v1/chat/completions", json=body)
+                    complete = r.status_code == 200 and (
+                        r.text.rstrip().endswith("data: [DONE]") and '"error"' not in r.text
+                        if stream else r.json()["choices"][0]["finish_reason"] in ("stop", "length")
+                    )
+                    if complete:
+                        self.ok.append(r.headers["x-request-id"])
+                        self.latencies.append(time.perf_counter() - t0)
+                    else:
+                        self.failures.append(f"{r.status_code}: {r.text[:200]}")
+                except Exception as e:  # noqa: BLE001 - any failure counts
+                    self.failures.append(repr(e))
+
+    def __enter__(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def wait_for(self, n: int, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.ok) + len(self.failures) < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join(200)
+
+
+def versions_in_dispatch_order(platform, ids: list[str]) -> list[str]:
+    rows = []
+    for i in range(0, len(ids), 200):
+        rows += platform.rows(ids[i : i + 200], timeout=30)
+    assert len(rows) == len(ids)
+    rows.sort(key=lambda r: r["meta"]["dispatched_at"])
+    return [r["checkpoint_version"] for r in rows]
+
+
+def switches(seq: list[str]) -> list[tuple[str, str]]:
+    return [(a, b) for a, b in zip(seq, seq[1:], strict=False) if a != b]
+
+
+def run_swap_cycle(platform, version: str, expected_strategy: str) -> None:
+    key = platform.create_key(f"load-{version}")
+    with Load(platform.url, key) as load:
+        load.wait_for(60)
+        out = platform.cli("promote", version, "--reason", "test").stdout
+        assert f"promoted {version}" in out and expected_strategy in out
+        assert httpx.get(f"{platform.url}/health").json()["checkpoint_version"] == version
+        load.wait_for(300)
+        out = platform.cli("rollback").stdout
+        assert "rolled back to base" in out and expected_strategy in out
+        load.wait_for(520)
+    assert not load.failures, load.failures[:5]
+    assert len(load.ok) >= 500
+    seq = versions_in_dispatch_order(platform, load.ok)
+    assert switches(seq) == [("base", version), (version, "base")]
+    history = json.loads(platform.cli("checkpoints", "history", "--json").stdout)
+    assert [(h["kind"], h["status"], h["strategy"]) for h in history[:2]] == [
+        ("rollback", "succeeded", expected_strategy),
+        ("promote", "succeeded", expected_strategy),
+    ]
+
+
+def test_in_place_promote_and_rollback_under_load(swap_platform, base_model_dir):
+    v2 = derive_checkpoint(base_model_dir, swap_platform.root / "v2", "v2", scale=1.05)
+    swap_platform.cli("checkpoints", "add", str(v2))
+    run_swap_cycle(swap_platform, "v2", "in_place")
+    listed = json.loads(swap_platform.cli("checkpoints", "list", "--json").stdout)
+    status = {c["version"]: c for c in listed}
+    assert status["base"]["status"] == "serving" and status["v2"]["status"] == "retired"
+    assert status["base"]["rolled_back_at"] is None and status["v2"]["rolled_back_by"]
+    assert json.loads((v2 / "manifest.json").read_text())["status"] == "retired"
+
+
+def test_blue_green_promote_and_rollback_under_load(swap_platform, base_model_dir):
+    v3 = derive_checkpoint(base_model_dir, swap_platform.root / "v3", "v3", template_note="new template")
+    swap_platform.cli("checkpoints", "add", str(v3))
+    engines_before = swap_platform.engine_urls()
+    run_swap_cycle(swap_platform, "v3", "blue_green")
+    engines_after = swap_platform.engine_urls()
+    assert len(engines_after) == 1 and engines_after != engines_before
+    # the old engines are gone: exactly one vLLM server answers
+    for url in engines_before:
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{url}/health", timeout=2)
+
+
+def test_broken_checkpoint_is_refused_and_serving_continues(swap_platform, base_model_dir, openai_factory):
+    broken = derive_checkpoint(base_model_dir, swap_platform.root / "broken", "broken")
+    weights = broken / "model.safetensors"
+    with open(weights, "r+b") as f:
+        f.truncate(weights.stat().st_size // 2)
+    swap_platform.cli("checkpoints", "add", str(broken))
+    r = swap_platform.cli("promote", "broken", check=False)
+    assert r.returncode == 1 and "truncated" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert httpx.get(f"{swap_platform.url}/health").json()["checkpoint_version"] == "base"
+    client = openai_factory(swap_platform)
+    assert client.chat.completions.create(model="keel", messages=[{"role": "user", "content": "hi"}], max_tokens=2).choices
+
+
+def test_refusals_are_one_line_and_change_nothing(swap_platform, base_model_dir):
+    failed = derive_checkpoint(base_model_dir, swap_platform.root / "gated", "gated", scale=1.02,
+                               manifest_extra={"eval": {"gate": {"passed": False, "decision": "x.json"}}})
+    swap_platform.cli("checkpoints", "add", str(failed))
+    r = swap_platform.cli("promote", "gated", check=False)
+    assert r.returncode == 1 and "failed its gates" in r.stderr
+    r = swap_platform.cli("promote", "nope", check=False)
+    assert r.returncode == 1 and "unknown version" in r.stderr
+    (swap_platform.root / "incomplete").mkdir()
+    r = swap_platform.cli("checkpoints", "add", str(swap_platform.root / "incomplete"), check=False)
+    assert r.returncode == 1 and "not a complete checkpoint" in r.stderr
+    # --force is allowed and recorded; two swaps at once: the second is refused
+    first = subprocess.Popen(
+        [*swap_platform.cli_argv(), "promote", "gated", "--force", "--reason", "hotfix"],
+        env=swap_platform.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(0.3)
+    second = swap_platform.cli("rollback", "--to", "base", check=False)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    if second.returncode != 0:
+        assert "another swap is running" in second.stderr or "already serving" in second.stderr
+    history = json.loads(swap_platform.cli("checkpoints", "history", "--json").stdout)
+    forced = [h for h in history if h["to_version"] == "gated" and h["status"] == "succeeded"]
+    assert forced and forced[0]["forced"] is True and forced[0]["reason"] == "hotfix"
+    if httpx.get(f"{swap_platform.url}/health").json()["checkpoint_version"] != "base":
+        swap_platform.cli("rollback", "--to", "base")
+    assert httpx.get(f"{swap_platform.url}/health").json()["checkpoint_version"] == "base"
+
+
+def test_killing_the_new_engine_during_warm_up_leaves_serving_unharmed(swap_platform, base_model_dir, openai_factory):
+    v5 = derive_checkpoint(base_model_dir, swap_platform.root / "v5", "v5", template_note="v5")
+    swap_platform.cli("checkpoints", "add", str(v5))
+    serving_ports = {u.rsplit(":", 1)[1] for u in swap_platform.engine_urls()}
+    promote = subprocess.Popen([*swap_platform.cli_argv(), "promote", "v5"], env=swap_platform.env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and time.monotonic() < deadline:
+        ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+        for line in ps.splitlines():
+            if "vllm.entrypoints.openai.api_server" in line and str(v5) in line:
+                pid = int(line.split()[0])
+                os.kill(pid, signal.SIGKILL)
+                killed = pid
+                break
+        time.sleep(0.2)
+    assert killed, "the new engine never appeared"
+    out, err = promote.communicate(timeout=300)
+    assert promote.returncode == 1 and "still serving base" in err
+    assert httpx.get(f"{swap_platform.url}/health").json()["checkpoint_version"] == "base"
+    assert {u.rsplit(":", 1)[1] for u in swap_platform.engine_urls()} == serving_ports
+    client = openai_factory(swap_platform)
+    assert client.chat.completions.create(model="keel", messages=[{"role": "user", "content": "hi"}], max_tokens=2).choices
+    history = json.loads(swap_platform.cli("checkpoints", "history", "--json").stdout)
+    assert history[0]["to_version"] == "v5" and history[0]["status"] == "failed"
