@@ -86,11 +86,14 @@ class LLMClassifier:
         listing = "\n".join(f"- {n}: {i.description}" for n, i in self.intents.intents.items())
         msgs = [{"role": "user", "content": _LLM_PROMPT.format(intents=listing, text=text)}]
         out = []
-        stream = self.generate(msgs, {"max_tokens": 8, "temperature": 0.0})
-        if not hasattr(stream, "__aiter__"):
-            stream = await stream
-        async for delta in stream:
-            out.append(delta)
+        try:
+            stream = self.generate(msgs, {"max_tokens": 8, "temperature": 0.0})
+            if not hasattr(stream, "__aiter__"):
+                stream = await stream
+            async for delta in stream:
+                out.append(delta)
+        except Exception:  # engine busy or down: routing must still answer
+            out = []
         answer = "".join(out).strip().lower()
         for name in sorted(ROUTES, key=len, reverse=True):
             if re.search(rf"\b{name}\b", answer):

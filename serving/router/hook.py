@@ -9,8 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from serving.engine.pool import EnginePool
 from serving.gateway.chat import RouteDecision
 from serving.router.service import Router
+
+
+def engine_generate(pool: EnginePool, client, model: str, timeout_s: float = 60.0):
+    """A `generate` callable over the engine pool (one non-streamed completion), for the LLM classifier."""
+
+    async def generate(messages: list[dict[str, Any]], params: dict[str, Any]):
+        body = {"model": model, "messages": messages, **params, "stream": False}
+        async with pool.lease() as ep:
+            r = await client.post(f"{ep.url}/v1/chat/completions", json=body, timeout=timeout_s)
+        r.raise_for_status()
+        yield (r.json()["choices"][0]["message"].get("content") or "")
+
+    return generate
 
 
 def gateway_router(router: Router):

@@ -83,4 +83,6 @@ def test_out_of_scope_is_refused_without_the_engine(routed):
     text, keel, rid = _stream(client, OOS)
     assert text == completion.choices[0].message.content and keel["route"] == "out_of_scope"
     [row] = server.rows([rid])
-    assert row["route"] == "out_of_scope" and row["checkpoint_version"] is None and row["route_confidence"] > 0
+    assert (
+        row["route"] == "out_of_scope" and row["checkpoint_version"] is None and row["route_confidence"] > 0
+    )

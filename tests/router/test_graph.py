@@ -93,3 +93,24 @@ def test_corrupt_index_mid_flight_is_a_fallback(corpus_copy):
     _, res = _run(router, "GC 是怎么清理旧版本数据的？", engine)
     assert res.route == "domain" and res.fallback and "corrupt" in res.retrieval_error
     assert len(engine.calls) == 1
+
+
+def test_llm_classifier_switch_and_fallback(small_index):
+    from serving.router.classifier import LLMClassifier
+
+    async def says_chat(messages, params):
+        assert "Intent:" in messages[-1]["content"] and params["max_tokens"] <= 8
+        yield " chat"
+
+    async def broken(messages, params):
+        raise RuntimeError("engine down")
+        yield ""  # pragma: no cover
+
+    cfg = RouterConfig(classifier="llm")
+    router = build_router(cfg, index_dir=small_index[1], generate=says_chat)
+    assert isinstance(router.classifier, LLMClassifier)
+    c = asyncio.run(router.classifier.classify("TiKV 怎么扩容？"))
+    assert (c.intent, c.method) == ("chat", "llm")
+    router = build_router(cfg, index_dir=small_index[1], generate=broken)
+    c = asyncio.run(router.classifier.classify("TiKV 怎么扩容？"))
+    assert (c.intent, c.method) == ("domain", "llm-fallback")
