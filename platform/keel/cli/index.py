@@ -49,3 +49,11 @@ def index(
     except KeyboardInterrupt:
         raise fail("interrupted; the index keeps what was embedded and the next run resumes", 130) from None
     typer.echo(f"indexed {summary.line()} → {settings.rag_index_dir}")
+    if (settings.run_dir / "platform.json").exists():
+        # Chroma is thread-safe, not process-safe: the platform's open collection may not see vectors
+        # another process wrote; the catalog (BM25 and chunk texts) it reloads on its next request
+        typer.echo(
+            "note: a running platform searches the new catalog at once (lexical); restart it to "
+            "search the new vectors",
+            err=True,
+        )
