@@ -1,0 +1,250 @@
+"""`keel eval run|gate|compare`: evaluate checkpoints and apply the promotion gate.
+
+    keel eval run CHECKPOINT --suite gate --data ../shared/data          # <ckpt>/eval/gate-0shot.json
+    keel eval gate CANDIDATE --baseline base --data ../shared/data       # decision.json + report.html
+    keel eval compare CANDIDATE --baseline base --data ../shared/data    # report only, no policy
+
+CHECKPOINT/--baseline take a folder or a version name under <data_dir>/checkpoints. Data paths come from
+the options, else from the settings' ``extra.eval`` section (see training/eval/config.py).
+Other eval commands (rag, router) live in this module too; each keeps its heavy imports inside.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
+
+
+class Suite(StrEnum):
+    gate = "gate"
+    full = "full"
+
+
+SuiteOpt = Annotated[Suite, typer.Option("--suite", help="gate: fixed stratified subset; full: everything.")]
+ShotsOpt = Annotated[int, typer.Option("--shots", help="0 or 5 (dev-split exemplars, as lm-eval).")]
+LimitOpt = Annotated[
+    int | None,
+    typer.Option("--limit", help="At most N questions per subject / texts per set (partial eval)."),
+]
+DataOpt = Annotated[Path | None, typer.Option("--data", help="Folder laid out like shared/data.")]
+MmluOpt = Annotated[Path | None, typer.Option("--mmlu", help="MMLU data (CSV release, Parquet or JSONL).")]
+CmmluOpt = Annotated[Path | None, typer.Option("--cmmlu", help="CMMLU data (CSV release, Parquet or JSONL).")]
+GeneralOpt = Annotated[Path | None, typer.Option("--general", help="Folder with en/ zh/ valid.jsonl.")]
+DomainOpt = Annotated[
+    Path | None, typer.Option("--domain", help="Domain corpus folder (faq_qa.jsonl, docs/).")
+]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch threads.")]
+BaselineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--baseline", "-b", help="Served checkpoint (folder or version); default: the candidate's parent."
+    ),
+]
+PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Gate policy YAML.")]
+RerunOpt = Annotated[bool, typer.Option("--rerun", help="Re-score even when a matching eval JSON exists.")]
+
+
+def _eval_config(suite: Suite, shots: int, limit, data, mmlu, cmmlu, general, domain, threads):
+    from keel.cli import load
+    from training.eval.config import EvalSettings
+    from training.eval.runner import EvalConfig
+
+    raw = dict(load().extra.get("eval") or {})
+    for key, val in (
+        ("data", data),
+        ("mmlu", mmlu),
+        ("cmmlu", cmmlu),
+        ("general", general),
+        ("domain", domain),
+    ):
+        if val is not None:
+            raw[key] = val
+    if threads is not None:
+        raw["threads"] = threads
+    es = EvalSettings.model_validate(raw)
+    paths = es.resolved()
+    cfg = EvalConfig(
+        suite=suite.value,
+        shots=shots,
+        limit=limit,
+        gate_per_subject=es.gate_per_subject,
+        gate_general_docs=es.gate_general_docs,
+        seed=es.seed,
+        threads=es.threads,
+        **{k: (v.resolve() if v else None) for k, v in paths.items()},
+    )
+    return cfg, es
+
+
+def _checkpoint(ref: str) -> Path:
+    from keel.cli import load
+
+    p = Path(ref).expanduser()
+    if p.exists():
+        return p
+    named = load().checkpoints_dir / ref
+    return named if named.exists() else p
+
+
+def _baseline(candidate: Path, ref: str | None) -> Path:
+    from training.eval.manifest import read_manifest
+
+    if ref:
+        return _checkpoint(ref)
+    parent = read_manifest(candidate).get("parent")
+    if not parent:
+        raise ValueError(f"{candidate}: manifest has no parent; pass --baseline")
+    return _checkpoint(str(parent))
+
+
+def _warn_missing(cfg) -> None:
+    missing = [k for k in ("mmlu", "cmmlu", "general", "domain") if getattr(cfg, k) is None]
+    if missing:
+        typer.echo(
+            f"note: no data for {', '.join(missing)}: the eval is partial and cannot pass a gate", err=True
+        )
+
+
+@app.command()
+def run(
+    checkpoint: Annotated[str, typer.Argument(help="Checkpoint folder or version name.")],
+    suite: SuiteOpt = Suite.gate,
+    shots: ShotsOpt = 0,
+    limit: LimitOpt = None,
+    data: DataOpt = None,
+    mmlu: MmluOpt = None,
+    cmmlu: CmmluOpt = None,
+    general: GeneralOpt = None,
+    domain: DomainOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Evaluate one checkpoint; writes <checkpoint>/eval/<suite>-<shots>shot.json and links it in the manifest."""
+    from keel.cli import fail
+    from training.eval.data import EvalDataError
+
+    try:
+        cfg, _ = _eval_config(suite, shots, limit, data, mmlu, cmmlu, general, domain, threads)
+        _warn_missing(cfg)
+        from training.eval.runner import run_eval
+
+        out = run_eval(_checkpoint(checkpoint), cfg)
+    except (EvalDataError, ValueError) as e:
+        raise fail(str(e)) from None
+    r = out.result
+    for name in ("mmlu", "cmmlu"):
+        if name in r:
+            o = r[name]["summary"]["overall"]
+            typer.echo(f"{name}: acc {o['acc']:.4f}  score {o['score']:.4f}  ({o['n']} questions)")
+    for name in ("domain", "general"):
+        if name in r:
+            s = r[name]["summary"]
+            typer.echo(f"{name} ppl {s['ppl']:.3f}  bpb {s['bpb']:.4f}  ({s['tokens']} tokens)")
+    typer.echo(f"eval: {out.path}{'' if r['complete'] else '  (partial)'}")
+
+
+def _compare(
+    candidate, baseline, suite, shots, limit, data, mmlu, cmmlu, general, domain, threads, policy, rerun, gate
+):
+    from keel.cli import fail
+    from training.eval.data import EvalDataError
+
+    try:
+        cfg, es = _eval_config(suite, shots, limit, data, mmlu, cmmlu, general, domain, threads)
+        _warn_missing(cfg)
+        cand = _checkpoint(candidate)
+        base = _baseline(cand, baseline)
+        from training.eval.compare import compare_checkpoints
+
+        return compare_checkpoints(cand, base, cfg, policy or es.policy, apply_policy=gate, rerun=rerun)
+    except (EvalDataError, ValueError) as e:
+        raise fail(str(e)) from None
+
+
+@app.command()
+def gate(
+    candidate: Annotated[str, typer.Argument(help="Candidate checkpoint folder or version.")],
+    baseline: BaselineOpt = None,
+    suite: SuiteOpt = Suite.gate,
+    shots: ShotsOpt = 0,
+    limit: LimitOpt = None,
+    data: DataOpt = None,
+    mmlu: MmluOpt = None,
+    cmmlu: CmmluOpt = None,
+    general: GeneralOpt = None,
+    domain: DomainOpt = None,
+    threads: ThreadsOpt = None,
+    policy: PolicyOpt = None,
+    rerun: RerunOpt = False,
+) -> None:
+    """Candidate vs served on identical items: pass/fail per gate, decision JSON and HTML report. Exit 1 on fail."""
+    out = _compare(
+        candidate,
+        baseline,
+        suite,
+        shots,
+        limit,
+        data,
+        mmlu,
+        cmmlu,
+        general,
+        domain,
+        threads,
+        policy,
+        rerun,
+        True,
+    )
+    for g in out.decision["gates"]:
+        typer.echo(f"{'pass' if g['passed'] else 'FAIL'}  {g['gate']:<14} {g['reason']}")
+    typer.echo(f"report: {out.report}")
+    typer.echo(f"decision: {out.decision_path}")
+    if not out.decision["passed"]:
+        typer.echo("gate: FAIL — " + "; ".join(out.decision["reasons"][:3]), err=True)
+        raise typer.Exit(1)
+    typer.echo("gate: PASS")
+
+
+@app.command()
+def compare(
+    candidate: Annotated[str, typer.Argument(help="Candidate checkpoint folder or version.")],
+    baseline: BaselineOpt = None,
+    suite: SuiteOpt = Suite.gate,
+    shots: ShotsOpt = 0,
+    limit: LimitOpt = None,
+    data: DataOpt = None,
+    mmlu: MmluOpt = None,
+    cmmlu: CmmluOpt = None,
+    general: GeneralOpt = None,
+    domain: DomainOpt = None,
+    threads: ThreadsOpt = None,
+    rerun: RerunOpt = False,
+) -> None:
+    """Deltas with 95% CIs and the HTML report, without applying a policy."""
+    out = _compare(
+        candidate,
+        baseline,
+        suite,
+        shots,
+        limit,
+        data,
+        mmlu,
+        cmmlu,
+        general,
+        domain,
+        threads,
+        None,
+        rerun,
+        False,
+    )
+    for m, d in out.deltas.items():
+        if "error" in d:
+            continue
+        typer.echo(
+            f"{m:<12} {d['baseline']:9.3f} → {d['candidate']:9.3f}  Δ {d['delta']:+.2f} {d['unit']}  "
+            f"CI {d['ci'][0]:+.2f}..{d['ci'][1]:+.2f}{'  *' if d['significant'] else ''}"
+        )
+    typer.echo(f"report: {out.report}")

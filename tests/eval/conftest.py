@@ -1,0 +1,106 @@
+"""Tiny benchmark folders in every supported layout, written per test into tmp_path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+MMLU_ROWS = [
+    ["What is 2 + 2?", "4", "3", "None", "NA", "A"],
+    ["Which is a colour?", "None", "red", "dog", "NA", "B"],
+    ["Pick the prime.", "4", "6", "7", "8", "C"],
+    ["Which is not a number?", "1", "2", "3", "NA", "D"],
+    ["Water freezes at (Celsius)", "0", "10", "50", "100", "A"],
+]
+CMMLU_ROWS = [
+    ["中国的首都是", "北京", "上海", "广州", "深圳", "A"],
+    ["一加一等于", "三", "二", "四", "五", "B"],
+    ["水的化学式是", "CO2", "O2", "H2O", "NaCl", "C"],
+    ["太阳从哪边升起", "西", "南", "北", "东", "D"],
+    ["一年有几个月", "十二", "十", "十一", "九", "A"],
+]
+
+
+def write_mmlu(root: Path, subjects=("abstract_algebra", "anatomy")) -> Path:
+    import csv
+
+    for split in ("dev", "test"):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for s in subjects:
+            with open(root / split / f"{s}_{split}.csv", "w", newline="", encoding="utf-8") as f:
+                csv.writer(f).writerows(MMLU_ROWS)
+    return root
+
+
+def write_cmmlu(root: Path, subjects=("agronomy", "anatomy")) -> Path:
+    import csv
+
+    for split in ("dev", "test"):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for s in subjects:
+            with open(root / split / f"{s}.csv", "w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(["", "Question", "A", "B", "C", "D", "Answer"])
+                w.writerows([i, *r] for i, r in enumerate(CMMLU_ROWS))
+    return root
+
+
+def write_general(root: Path) -> Path:
+    texts = {
+        "en": ["The cat sat on the mat and looked at the garden.", "Paris is the capital of France."],
+        "zh": ["北京是中华人民共和国的首都。", "长江是中国最长的河流。"],
+    }
+    for lang, rows in texts.items():
+        (root / lang).mkdir(parents=True, exist_ok=True)
+        (root / lang / "valid.jsonl").write_text(
+            "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in rows), encoding="utf-8"
+        )
+    return root
+
+
+DOMAIN_ANSWER = (
+    "TiDB 支持二级索引。可以使用 CREATE INDEX 语句在表上创建二级索引，查询时优化器会自动选择合适的索引。"
+)
+
+
+def write_domain(root: Path) -> Path:
+    (root / "docs" / "faq").mkdir(parents=True, exist_ok=True)
+    (root / "docs" / "faq" / "sql-faq.md").write_text(
+        f"# SQL FAQ\n\n## TiDB 是否支持二级索引？\n\n{DOMAIN_ANSWER}\n", encoding="utf-8"
+    )
+    (root / "docs" / "overview.md").write_text("# 概览\n\nTiDB 是分布式数据库。\n", encoding="utf-8")
+    rows = [
+        {
+            "id": "q1",
+            "question": "TiDB 是否支持二级索引？",
+            "answer": DOMAIN_ANSWER,
+            "source": "faq/sql-faq.md",
+        }
+    ]
+    (root / "faq_qa.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
+    return root
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> Path:
+    """A folder laid out like shared/data, with a few questions and texts per part."""
+    root = tmp_path / "data"
+    write_mmlu(root / "mmlu")
+    write_cmmlu(root / "cmmlu")
+    write_general(root / "general")
+    write_domain(root / "domain" / "tidb")
+    return root
+
+
+@pytest.fixture(scope="module")
+def scoring_model(base_model_dir):
+    import torch
+
+    from training.eval.model import load_scoring_model
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    return load_scoring_model(base_model_dir)
