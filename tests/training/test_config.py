@@ -45,3 +45,19 @@ def test_shipped_recipes_load_and_start_with_their_command(recipe: Path):
         stage = recipe.name.split("-")[-1].removesuffix(".yaml")
         assert f"keel train {stage}" in first
         assert make_config(stage, data).stage == stage
+
+
+def test_shipped_deepspeed_configs_match_the_generator(tmp_path):
+    import json
+
+    from training.deepspeed import write_shipped, zero_config
+
+    shipped = Path(__file__).resolve().parents[2] / "deploy" / "deepspeed"
+    for generated in write_shipped(tmp_path):
+        assert json.loads((shipped / generated.name).read_text()) == json.loads(generated.read_text()), (
+            generated.name
+        )
+    z3 = zero_config(3, "cpu")["zero_optimization"]
+    assert z3["offload_param"]["device"] == "cpu" and z3["stage3_gather_16bit_weights_on_model_save"]
+    with pytest.raises(ValueError):
+        zero_config(4)
