@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from keel import registry
+from keel.annotation.candidates import CandidateSampler
 from keel.basemodel import ensure_base
 from keel.config import KeelSettings
 from keel.db import Database
@@ -65,6 +66,7 @@ class Platform:
         self.writer.enabled = s.requestlog.enabled
         self.keys = KeyStore(self.db)
         self.feedback = FeedbackService(self.keys, DuckFeedbackStore(self.db, self.writer.flush))
+        self.candidates = CandidateSampler(self)
         self.admin_key = _admin_key(s.run_dir)
         self.pool = EnginePool()
         self.supervisor = EngineSupervisor(
@@ -99,6 +101,7 @@ class Platform:
         )
         self.promotions = PromotionService(self.db, self.swapper)
         await self.start_engines()
+        self.candidates.start()
 
     async def _router(self):
         """The intent router (classify → retrieve → prompt) as the gateway's hook; None when disabled."""
@@ -143,6 +146,7 @@ class Platform:
             return
         self._stopped = True
         (self.settings.run_dir / "platform.json").unlink(missing_ok=True)
+        await self.candidates.stop()
         await self.supervisor.stop_all()
         if self.client is not None:
             await self.client.aclose()
@@ -154,6 +158,7 @@ def create_app(platform: Platform) -> FastAPI:
     from keel.admin import router as admin_router
     from keel.admin_registry import router as registry_router
     from keel.annotation.admin import router as flywheel_admin_router
+    from keel.annotation.routes import router as annotation_router
     from serving.feedback.api import router as feedback_router
     from serving.gateway.api import router as gateway_router
 
@@ -187,5 +192,6 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(feedback_router)
     app.include_router(flywheel_admin_router)
+    app.include_router(annotation_router)
     app.include_router(registry_router)
     return app

@@ -1,0 +1,196 @@
+"""Second answers for sampled prompts, generated off the request path, so annotators have pairs.
+
+An asyncio task in the platform wakes every ``candidate_interval_s``, takes logged requests it has not
+looked at yet, keeps a deterministic ``candidate_rate`` share of them (by request id hash) and asks an
+engine for another answer at a different temperature and seed — from another checkpoint version when
+two are being served. The answer lands in ``candidates`` and the two answers become a pending pair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+import uuid
+import zlib
+from datetime import datetime
+from typing import Any
+
+from keel.annotation.ops import insert_pairs, reviews_needed
+from serving.engine.pool import Endpoint
+
+log = logging.getLogger("keel.candidates")
+
+
+def sampled(request_id: str, rate: float) -> bool:
+    return (zlib.crc32(request_id.encode()) % 10_000) < rate * 10_000
+
+
+class CandidateSampler:
+    def __init__(self, platform):
+        self.p = platform
+        self.cfg = platform.settings.annotation
+        self.watermark: datetime | None = None
+        self.generated = 0
+        self._task: asyncio.Task | None = None
+        self._scrub = None
+
+    def start(self) -> None:
+        if self.cfg.candidate_rate > 0 and self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="keel-candidates")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.candidate_interval_s)
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # never take the platform down; try again next tick
+                log.warning("candidate sampler: %s", e)
+
+    async def tick(self) -> int:
+        rows = await asyncio.to_thread(self._pick)
+        made = 0
+        for row in rows:
+            out = await self._generate(row)
+            if out is not None:
+                await asyncio.to_thread(self._store, row, *out)
+                made += 1
+        self.generated += made
+        return made
+
+    def _pick(self) -> list[dict[str, Any]]:
+        cur = self.p.db.cursor()
+        cur.execute(
+            """SELECT request_id, created_at, messages, params, response_text, route, retrieved, checkpoint_version
+               FROM requests
+               WHERE created_at > coalesce(?::TIMESTAMPTZ, '1970-01-01'::TIMESTAMPTZ)
+                 AND endpoint = '/v1/chat/completions' AND error IS NULL AND coalesce(status_code, 200) < 400
+                 AND coalesce(response_text, '') <> '' AND regenerate_of IS NULL
+               ORDER BY created_at LIMIT 1000""",
+            [self.watermark],
+        )
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        picked = []
+        for r in rows:
+            if len(picked) >= self.cfg.candidate_batch:
+                break
+            self.watermark = r["created_at"]
+            if sampled(r["request_id"], self.cfg.candidate_rate):
+                picked.append(r)
+        return picked
+
+    def _endpoint(self, version: str | None) -> Endpoint | None:
+        healthy = [e for e in self.p.pool.endpoints if e.healthy]
+        other = [e for e in healthy if e.version != version]
+        pool = other or healthy
+        return min(pool, key=lambda e: e.outstanding) if pool else None
+
+    async def _generate(self, row: dict[str, Any]) -> tuple[str, Endpoint, float] | None:
+        messages = json.loads(row["messages"]) if isinstance(row["messages"], str) else row["messages"]
+        params = json.loads(row["params"]) if isinstance(row["params"], str) else (row["params"] or {})
+        chat = self.p.chat
+        engine_messages, suffix = messages, ""
+        if chat is not None and chat.router is not None:
+            decision = await chat.router(messages)
+            if decision.reply is not None:
+                return None  # a canned reply: nothing to compare
+            engine_messages = decision.messages or messages
+            suffix = decision.meta.get("sources_text", "") if decision.sources else ""
+        ep = self._endpoint(row.get("checkpoint_version"))
+        if ep is None or self.p.client is None:
+            return None
+        payload = {
+            "model": self.p.settings.gateway.served_model_name,
+            "messages": engine_messages,
+            "temperature": self.cfg.candidate_temperature,
+            "seed": random.randrange(1 << 30),
+            "max_tokens": min(
+                int(params.get("max_tokens") or self.cfg.candidate_max_tokens), self.cfg.candidate_max_tokens
+            ),
+        }
+        t0 = time.perf_counter()
+        ep.outstanding += 1  # counted like a request so the balancer and drains see it
+        ep.idle.clear()
+        try:
+            r = await self.p.client.post(f"{ep.url}/v1/chat/completions", json=payload)
+        finally:
+            ep.outstanding -= 1
+            if ep.outstanding == 0:
+                ep.idle.set()
+        if r.status_code >= 400:
+            log.warning("candidate for %s: engine answered %s", row["request_id"], r.status_code)
+            return None
+        text = (r.json()["choices"][0]["message"].get("content") or "") + suffix
+        return (text, ep, (time.perf_counter() - t0) * 1000.0) if text.strip() else None
+
+    def _store(self, row: dict[str, Any], text: str, ep: Endpoint, latency_ms: float) -> None:
+        if self._scrub is None:
+            from training.data.pii import Scrubber
+
+            self._scrub = Scrubber().scrub
+        rid, original = row["request_id"], row["response_text"]
+        cid = "cand-" + uuid.uuid4().hex[:16]
+        db = self.p.db
+        db.execute(
+            """INSERT INTO candidates (candidate_id, request_id, response_text, checkpoint_version, params, latency_ms)
+               VALUES (?, ?, ?, ?, ?, ?)""",
+            [
+                cid,
+                rid,
+                text,
+                ep.version,
+                json.dumps({"temperature": self.cfg.candidate_temperature}),
+                latency_ms,
+            ],
+        )
+        messages = json.loads(row["messages"]) if isinstance(row["messages"], str) else row["messages"]
+        messages = [
+            {**m, "content": self._scrub(m["content"])} if isinstance(m.get("content"), str) else m
+            for m in messages
+        ]
+        # which answer is proposed as better is arbitrary here: alternate by id so neither side is favoured
+        a, b = (original, text) if zlib.crc32(cid.encode()) % 2 else (text, original)
+        key = f"candidate:{rid}:{cid}"
+        insert_pairs(
+            db,
+            [
+                {
+                    "pair_id": "pair-" + uuid.uuid4().hex[:16],
+                    "pair_key": key,
+                    "source": "candidate",
+                    "prompt": json.dumps(messages, ensure_ascii=False),
+                    "chosen": self._scrub(a),
+                    "rejected": self._scrub(b),
+                    "route": row.get("route"),
+                    "retrieved": row.get("retrieved")
+                    if isinstance(row.get("retrieved"), str)
+                    else json.dumps(row.get("retrieved") or []),
+                    "provenance": json.dumps(
+                        {
+                            "rule": "candidate",
+                            "request_ids": [rid],
+                            "candidate_id": cid,
+                            "feedback_ids": [],
+                            "routes": [row.get("route")],
+                            "checkpoint_versions": [row.get("checkpoint_version"), ep.version],
+                            "original_is": "chosen" if a == original else "rejected",
+                        }
+                    ),
+                    "status": "pending",
+                    "required_reviews": reviews_needed(key, self.cfg.double_annotate_fraction),
+                }
+            ],
+        )

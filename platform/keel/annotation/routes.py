@@ -1,0 +1,170 @@
+"""The annotation page and its JSON API, served by the platform.
+
+Log in with an annotator (or admin) key; the page keeps a session cookie (HttpOnly, SameSite=Strict).
+API calls also accept ``Authorization: Bearer <key>``. Markdown is rendered on the server with raw HTML
+disabled, so text from users and models is inert on the page.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markdown_it import MarkdownIt
+from pydantic import BaseModel, Field
+
+from keel.annotation.queue import DECISIONS, Filters, LeaseError, ReviewQueue
+from serving.errors import APIError
+from serving.gateway.auth import Principal, bearer_token
+
+router = APIRouter(prefix="/annotate")
+COOKIE = "keel_annotate"
+ROLES = ("annotator", "admin")
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).with_name("templates")), autoescape=select_autoescape(["html"])
+)
+# commonmark with raw HTML off: <script> in an answer is shown as text, never run
+_md = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+def render_markdown(text: str) -> str:
+    return _md.render(text or "")
+
+
+class AnnotationService:
+    def __init__(self, platform):
+        cfg = platform.settings.annotation
+        self.platform = platform
+        self.queue = ReviewQueue(platform.db, cfg.lease_s)
+        self.sessions: dict[str, Principal] = {}
+
+
+def service(request: Request) -> AnnotationService:
+    state = request.app.state
+    if getattr(state, "annotation", None) is None:
+        state.annotation = AnnotationService(state.platform)
+    return state.annotation
+
+
+Service = Annotated[AnnotationService, Depends(service)]
+
+
+def _principal(request: Request, svc: AnnotationService) -> Principal | None:
+    token = bearer_token(request.headers.get("authorization"))
+    if token:
+        p = svc.platform.keys.verify(token)
+        return p if p is not None and p.role in ROLES else None
+    sid = request.cookies.get(COOKIE)
+    return svc.sessions.get(sid) if sid else None
+
+
+def annotator(request: Request, svc: Service) -> Principal:
+    p = _principal(request, svc)
+    if p is None:
+        raise APIError(401, "log in with an annotator key", "invalid_api_key")
+    return p
+
+
+Annotator = Annotated[Principal, Depends(annotator)]
+
+
+@router.get("", response_class=HTMLResponse)
+def page(request: Request, svc: Service) -> Response:
+    p = _principal(request, svc)
+    if p is None:
+        return HTMLResponse(_templates.get_template("login.html").render(error=None))
+    return HTMLResponse(_templates.get_template("annotate.html").render(name=p.name, decisions=DECISIONS))
+
+
+@router.post("/login")
+def login(svc: Service, key: Annotated[str, Form()] = "") -> Response:
+    p = svc.platform.keys.verify(key.strip()) if key.strip() else None
+    if p is None or p.role not in ROLES:
+        html = _templates.get_template("login.html").render(error="That key is not an active annotator key.")
+        return HTMLResponse(html, status_code=401)
+    sid = secrets.token_urlsafe(24)
+    svc.sessions[sid] = p
+    r = RedirectResponse("/annotate", status_code=303)
+    r.set_cookie(COOKIE, sid, httponly=True, samesite="strict", path="/annotate")
+    return r
+
+
+@router.post("/logout")
+def logout(request: Request, svc: Service) -> Response:
+    svc.sessions.pop(request.cookies.get(COOKIE, ""), None)
+    r = RedirectResponse("/annotate", status_code=303)
+    r.delete_cookie(COOKIE, path="/annotate")
+    return r
+
+
+def _date(v: str | None) -> datetime | None:
+    if not v:
+        return None
+    try:
+        return datetime.fromisoformat(v)
+    except ValueError as e:
+        raise APIError(400, f"'{v}' is not a date (YYYY-MM-DD)", "invalid_request") from e
+
+
+@router.get("/api/next")
+def next_item(
+    svc: Service,
+    who: Annotator,
+    route: str | None = None,
+    source: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> dict[str, Any]:
+    filters = Filters(route or None, source or None, _date(since), _date(until))
+    item = svc.queue.next_item(who.key_id, filters)
+    if item is None:
+        return {"item": None}
+    item["html"] = {
+        "a": render_markdown(item["chosen"]),
+        "b": render_markdown(item["rejected"]),
+        "prompt": [
+            {"role": m.get("role"), "html": render_markdown(str(m.get("content") or ""))}
+            for m in item["prompt"]
+        ],
+        "sources": [
+            {
+                "title": str(s.get("title") or s.get("source") or s.get("id") or ""),
+                "html": render_markdown(str(s.get("text") or s.get("content") or "")),
+            }
+            for s in item.get("retrieved") or []
+            if isinstance(s, dict)
+        ],
+    }
+    return {"item": item}
+
+
+class DecisionBody(BaseModel):
+    pair_id: str
+    lease_token: str
+    decision: str
+    edited_text: str | None = Field(None, max_length=100_000)
+
+
+@router.post("/api/decision")
+def decide(body: DecisionBody, svc: Service, who: Annotator) -> Response:
+    try:
+        out = svc.queue.decide(
+            who.key_id, who.name, body.pair_id, body.lease_token, body.decision, body.edited_text
+        )
+    except LeaseError as e:
+        raise APIError(409, str(e), "lease_expired") from e
+    except KeyError as e:
+        raise APIError(404, f"no pair with id '{body.pair_id}'", "pair_not_found", "pair_id") from e
+    except ValueError as e:
+        raise APIError(400, str(e), "invalid_request", "decision") from e
+    return JSONResponse(out)
+
+
+@router.get("/api/progress")
+def progress(svc: Service, who: Annotator) -> dict[str, Any]:
+    return svc.queue.progress(who.key_id)
