@@ -141,3 +141,30 @@ def test_vllm_serves_the_dpo_checkpoint(chain, tmp_path):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert int(next(x for x in run.stdout.splitlines() if x.startswith("TOKENS")).split()[1]) > 0
+
+
+def test_lora_adapters_are_merged_on_save(base_model_dir, tiny_data, tmp_path):
+    from safetensors import safe_open
+
+    res = run_stage(
+        "sft",
+        {
+            **TINY,
+            "model": str(base_model_dir),
+            "dataset": str(tiny_data["sft"]),
+            "output_dir": str(tmp_path / "lora"),
+            "max_steps": 2,
+            "learning_rate": 1e-3,
+            "lora_r": 4,
+            "report": False,
+        },
+    )
+    assert not (res.output / "adapter_config.json").exists()
+    with (
+        safe_open(str(res.output / "model.safetensors"), "pt") as f,
+        safe_open(str(base_model_dir / "model.safetensors"), "pt") as b,
+    ):
+        keys = set(f.keys())
+        assert keys == set(b.keys())  # plain weight names vLLM expects, no lora_A/lora_B
+        name = "model.layers.0.self_attn.q_proj.weight"
+        assert not f.get_tensor(name).equal(b.get_tensor(name))  # the merged delta is there
