@@ -10,6 +10,11 @@ import typer
 app = typer.Typer(no_args_is_help=True)
 
 
+@app.callback()
+def _group() -> None:
+    """Prepare training datasets (a group, so `keel data prepare` stays a subcommand)."""
+
+
 @app.command()
 def prepare(
     config: Annotated[
