@@ -11,7 +11,7 @@ from typing import Any
 from keel import registry
 from keel.db import Database
 from serving.engine.compat import CheckpointError, check_servable
-from serving.engine.swap import Swapper, SwapError
+from serving.engine.swap import SwapError, Swapper
 
 
 class PromotionError(RuntimeError):
@@ -39,7 +39,9 @@ class PromotionService:
         self.db = db
         self.swapper = swapper
 
-    def _start_row(self, kind: str, frm: str | None, to: str, forced: bool, by: str, reason: str | None) -> str:
+    def _start_row(
+        self, kind: str, frm: str | None, to: str, forced: bool, by: str, reason: str | None
+    ) -> str:
         swap_id = "swap_" + uuid.uuid4().hex[:12]
         self.db.execute(
             "INSERT INTO swaps (swap_id, kind, from_version, to_version, status, reason, forced, by_whom) "
@@ -48,7 +50,15 @@ class PromotionService:
         )
         return swap_id
 
-    def _finish_row(self, swap_id: str, status: str, strategy: str | None, seconds: float | None, held: float | None, reason: str | None = None) -> None:
+    def _finish_row(
+        self,
+        swap_id: str,
+        status: str,
+        strategy: str | None,
+        seconds: float | None,
+        held: float | None,
+        reason: str | None = None,
+    ) -> None:
         self.db.execute(
             "UPDATE swaps SET status = ?, strategy = ?, seconds = ?, held_seconds = ?, finished_at = ?, "
             "reason = coalesce(?, reason) WHERE swap_id = ?",
@@ -59,7 +69,9 @@ class PromotionService:
         s = registry.serving(self.db)
         return s[0] if s else None
 
-    async def promote(self, version: str, *, force: bool = False, by: str = "unknown", reason: str | None = None) -> Outcome:
+    async def promote(
+        self, version: str, *, force: bool = False, by: str = "unknown", reason: str | None = None
+    ) -> Outcome:
         try:
             cp = registry.get(self.db, version)
         except registry.RegistryError as e:
@@ -85,7 +97,9 @@ class PromotionService:
             raise PromotionError(f"nothing to roll back to: {current} has no recorded predecessor")
         return rows[0][0]
 
-    async def rollback(self, to: str | None = None, *, by: str = "unknown", reason: str | None = None) -> Outcome:
+    async def rollback(
+        self, to: str | None = None, *, by: str = "unknown", reason: str | None = None
+    ) -> Outcome:
         target = to or self.previous()
         try:
             cp = registry.get(self.db, target)
@@ -96,7 +110,15 @@ class PromotionService:
             raise PromotionError(f"{target} is already serving")
         return await self._swap("rollback", cp, current, False, by, reason)
 
-    async def _swap(self, kind: str, cp: registry.Checkpoint, current: str | None, force: bool, by: str, reason: str | None) -> Outcome:
+    async def _swap(
+        self,
+        kind: str,
+        cp: registry.Checkpoint,
+        current: str | None,
+        force: bool,
+        by: str,
+        reason: str | None,
+    ) -> Outcome:
         path = Path(cp.path)
         try:
             check_servable(path)

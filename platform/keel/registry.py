@@ -61,7 +61,9 @@ def _row(r: tuple) -> Checkpoint:
     live = read_manifest(Path(path))  # the folder's manifest is the fresher one (eval writes into it)
     if live is not None:
         m = {**m, **live}
-    return Checkpoint(v, path, parent, stage, status, _iso(created), _iso(prom), prom_by, _iso(ret), _iso(rb), rb_by, m)
+    return Checkpoint(
+        v, path, parent, stage, status, _iso(created), _iso(prom), prom_by, _iso(ret), _iso(rb), rb_by, m
+    )
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:
@@ -86,9 +88,16 @@ def update_manifest(folder: Path, changes: dict[str, Any]) -> None:
 
 def register(db: Database, version: str, path: Path, manifest: dict, status: str = "candidate") -> None:
     db.execute(
-        f"INSERT INTO checkpoints (version, path, parent, stage, status, manifest) VALUES (?, ?, ?, ?, ?, ?) "
-        f"ON CONFLICT (version) DO NOTHING",
-        [version, str(path), manifest.get("parent"), manifest.get("stage"), status, json.dumps(manifest, default=str)],
+        "INSERT INTO checkpoints (version, path, parent, stage, status, manifest) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (version) DO NOTHING",
+        [
+            version,
+            str(path),
+            manifest.get("parent"),
+            manifest.get("stage"),
+            status,
+            json.dumps(manifest, default=str),
+        ],
     )
 
 
@@ -127,7 +136,9 @@ def list_all(db: Database) -> list[Checkpoint]:
 
 
 def serving(db: Database) -> tuple[str, Path] | None:
-    rows = db.fetchall("SELECT version, path FROM checkpoints WHERE status = 'serving' ORDER BY promoted_at DESC NULLS LAST LIMIT 1")
+    rows = db.fetchall(
+        "SELECT version, path FROM checkpoints WHERE status = 'serving' ORDER BY promoted_at DESC NULLS LAST LIMIT 1"
+    )
     return (rows[0][0], Path(rows[0][1])) if rows else None
 
 
@@ -158,8 +169,16 @@ def mark_serving(db: Database, version: str, by: str, rollback: bool = False) ->
             cur.execute("ROLLBACK")
             raise
     for cp in list_all(db):
-        update_manifest(Path(cp.path), {"status": cp.status, "promoted_at": cp.promoted_at, "promoted_by": cp.promoted_by,
-                                        "rolled_back_at": cp.rolled_back_at, "rolled_back_by": cp.rolled_back_by})
+        update_manifest(
+            Path(cp.path),
+            {
+                "status": cp.status,
+                "promoted_at": cp.promoted_at,
+                "promoted_by": cp.promoted_by,
+                "rolled_back_at": cp.rolled_back_at,
+                "rolled_back_by": cp.rolled_back_by,
+            },
+        )
 
 
 def set_status(db: Database, version: str, status: str) -> None:

@@ -49,7 +49,11 @@ def tokenizer_fingerprint(folder: Path) -> str:
     cfg = folder / "tokenizer_config.json"
     if cfg.exists():  # the chat template may live here or in chat_template.jinja
         data = json.loads(cfg.read_text())
-        h.update(json.dumps({k: data.get(k) for k in ("chat_template", "bos_token", "eos_token")}, sort_keys=True).encode())
+        h.update(
+            json.dumps(
+                {k: data.get(k) for k in ("chat_template", "bos_token", "eos_token")}, sort_keys=True
+            ).encode()
+        )
     tpl = folder / "chat_template.jinja"
     if tpl.exists():
         h.update(tpl.read_bytes())

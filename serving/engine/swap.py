@@ -41,7 +41,9 @@ class SwapResult:
     held_s: float = 0.0
 
 
-async def _engine_call(client: httpx.AsyncClient, ep: Endpoint, path: str, json: dict | None = None, timeout: float = 300) -> None:
+async def _engine_call(
+    client: httpx.AsyncClient, ep: Endpoint, path: str, json: dict | None = None, timeout: float = 300
+) -> None:
     r = await client.post(f"{ep.url}{path}", json=json, timeout=timeout)
     if r.status_code >= 400:
         raise SwapError(f"engine {ep.url}{path} answered {r.status_code}: {r.text[:200]}")
@@ -52,7 +54,10 @@ async def reload_endpoint(client: httpx.AsyncClient, ep: Endpoint, new_dir: Path
     await _engine_call(client, ep, "/pause?mode=wait")
     try:
         await _engine_call(
-            client, ep, "/collective_rpc", {"method": "reload_weights", "kwargs": {"weights_path": str(new_dir)}}
+            client,
+            ep,
+            "/collective_rpc",
+            {"method": "reload_weights", "kwargs": {"weights_path": str(new_dir)}},
         )
         await _engine_call(client, ep, "/reset_prefix_cache")
     finally:
@@ -126,7 +131,9 @@ class Swapper:
         first.healthy = False
         try:
             if not await self.pool.drain(first, self.drain_timeout_s):
-                raise SwapError(f"in-flight requests on {first.url} did not finish in {self.drain_timeout_s:.0f} s")
+                raise SwapError(
+                    f"in-flight requests on {first.url} did not finish in {self.drain_timeout_s:.0f} s"
+                )
             await self._reload_checked(first, new_dir)
         except BaseException:
             first.healthy = True
@@ -147,7 +154,9 @@ class Swapper:
         self.pool.hold()
         try:
             if not await self.pool.drain(ep, self.drain_timeout_s):
-                raise SwapError(f"in-flight requests did not finish in {self.drain_timeout_s:.0f} s; nothing changed")
+                raise SwapError(
+                    f"in-flight requests did not finish in {self.drain_timeout_s:.0f} s; nothing changed"
+                )
             await self._reload_checked(ep, new_dir)
             ep.version, ep.model_dir = version, str(new_dir)
         finally:
@@ -188,6 +197,8 @@ class Swapper:
         self.pool.endpoints = started  # the switch: one assignment on the event loop
         for ep in old:
             if not await self.pool.drain(ep, self.drain_timeout_s):
-                log.warning("engine %s still had requests after %.0f s; stopping it", ep.url, self.drain_timeout_s)
+                log.warning(
+                    "engine %s still had requests after %.0f s; stopping it", ep.url, self.drain_timeout_s
+                )
             await self.supervisor.stop_endpoint(ep)
         return 0.0

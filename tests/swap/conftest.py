@@ -9,7 +9,15 @@ import pytest
 from tests.harness import PlatformProcess
 
 
-def derive_checkpoint(base: Path, dest: Path, version: str, *, scale: float | None = None, template_note: str | None = None, manifest_extra: dict | None = None) -> Path:
+def derive_checkpoint(
+    base: Path,
+    dest: Path,
+    version: str,
+    *,
+    scale: float | None = None,
+    template_note: str | None = None,
+    manifest_extra: dict | None = None,
+) -> Path:
     """A copy of `base` with perturbed weights (same architecture) or a changed chat template (forces blue/green)."""
     shutil.copytree(base, dest)
     if scale is not None:
@@ -33,7 +41,11 @@ def derive_checkpoint(base: Path, dest: Path, version: str, *, scale: float | No
 def swap_platform(base_model_dir, tmp_path_factory):
     """A platform of its own with a managed engine: swaps must not disturb the session platform."""
     root = tmp_path_factory.mktemp("swap")
-    p = PlatformProcess(data_dir=root / "data", model_dir=base_model_dir, overrides=["swap.drain_timeout_s=60", "router.enabled=false"]).start()
+    p = PlatformProcess(
+        data_dir=root / "data",
+        model_dir=base_model_dir,
+        overrides=["swap.drain_timeout_s=60", "router.enabled=false"],
+    ).start()
     p.root = root  # type: ignore[attr-defined]
     try:
         yield p

@@ -26,7 +26,9 @@ class Load:
         self.failures: list[str] = []
         self.latencies: list[float] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._worker, args=(i,), daemon=True) for i in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._worker, args=(i,), daemon=True) for i in range(workers)
+        ]
 
     def _worker(self, i: int) -> None:
         n = 0
@@ -34,14 +36,20 @@ class Load:
             while not self._stop.is_set():
                 stream = (i + n) % 2 == 0
                 n += 1
-                body = {"model": "keel", "messages": [{"role": "user", "content": f"Say something about the number {n}."}],
-                        "max_tokens": 8, "temperature": 0, "stream": stream}
+                body = {
+                    "model": "keel",
+                    "messages": [{"role": "user", "content": f"Say something about the number {n}."}],
+                    "max_tokens": 8,
+                    "temperature": 0,
+                    "stream": stream,
+                }
                 t0 = time.perf_counter()
                 try:
                     r = c.post(f"{self.url}/v1/chat/completions", json=body)
                     complete = r.status_code == 200 and (
                         r.text.rstrip().endswith("data: [DONE]") and '"error"' not in r.text
-                        if stream else r.json()["choices"][0]["finish_reason"] in ("stop", "length")
+                        if stream
+                        else r.json()["choices"][0]["finish_reason"] in ("stop", "length")
                     )
                     if complete:
                         self.ok.append(r.headers["x-request-id"])
@@ -80,13 +88,15 @@ def switches(seq: list[str]) -> list[tuple[str, str]]:
     return [(a, b) for a, b in zip(seq, seq[1:], strict=False) if a != b]
 
 
-def run_swap_cycle(platform, version: str, expected_strategy: str) -> None:
+def run_swap_cycle(platform, version: str, expected_strategy: str) -> dict[str, list[str]]:
+    engines: dict[str, list[str]] = {"before": platform.engine_urls()}
     key = platform.create_key(f"load-{version}")
     with Load(platform.url, key) as load:
         load.wait_for(60)
         out = platform.cli("promote", version, "--reason", "test").stdout
         assert f"promoted {version}" in out and expected_strategy in out
         assert httpx.get(f"{platform.url}/health").json()["checkpoint_version"] == version
+        engines["promoted"] = platform.engine_urls()
         load.wait_for(300)
         out = platform.cli("rollback").stdout
         assert "rolled back to base" in out and expected_strategy in out
@@ -100,6 +110,8 @@ def run_swap_cycle(platform, version: str, expected_strategy: str) -> None:
         ("rollback", "succeeded", expected_strategy),
         ("promote", "succeeded", expected_strategy),
     ]
+    engines["after"] = platform.engine_urls()
+    return engines
 
 
 def test_in_place_promote_and_rollback_under_load(swap_platform, base_model_dir):
@@ -116,14 +128,14 @@ def test_in_place_promote_and_rollback_under_load(swap_platform, base_model_dir)
 def test_blue_green_promote_and_rollback_under_load(swap_platform, base_model_dir):
     v3 = derive_checkpoint(base_model_dir, swap_platform.root / "v3", "v3", template_note="new template")
     swap_platform.cli("checkpoints", "add", str(v3))
-    engines_before = swap_platform.engine_urls()
-    run_swap_cycle(swap_platform, "v3", "blue_green")
-    engines_after = swap_platform.engine_urls()
-    assert len(engines_after) == 1 and engines_after != engines_before
-    # the old engines are gone: exactly one vLLM server answers
-    for url in engines_before:
-        with pytest.raises(httpx.HTTPError):
-            httpx.get(f"{url}/health", timeout=2)
+    engines = run_swap_cycle(swap_platform, "v3", "blue_green")
+    assert engines["promoted"] != engines["before"]  # a new engine took over
+    assert len(engines["after"]) == 1
+    # the engines that served before each switch are stopped (a port may be reused by the newest one)
+    for url in engines["before"] + engines["promoted"]:
+        if url not in engines["after"]:
+            with pytest.raises(httpx.HTTPError):
+                httpx.get(f"{url}/health", timeout=2)
 
 
 def test_broken_checkpoint_is_refused_and_serving_continues(swap_platform, base_model_dir, openai_factory):
@@ -136,12 +148,19 @@ def test_broken_checkpoint_is_refused_and_serving_continues(swap_platform, base_
     assert r.returncode == 1 and "truncated" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert httpx.get(f"{swap_platform.url}/health").json()["checkpoint_version"] == "base"
     client = openai_factory(swap_platform)
-    assert client.chat.completions.create(model="keel", messages=[{"role": "user", "content": "hi"}], max_tokens=2).choices
+    assert client.chat.completions.create(
+        model="keel", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    ).choices
 
 
 def test_refusals_are_one_line_and_change_nothing(swap_platform, base_model_dir):
-    failed = derive_checkpoint(base_model_dir, swap_platform.root / "gated", "gated", scale=1.02,
-                               manifest_extra={"eval": {"gate": {"passed": False, "decision": "x.json"}}})
+    failed = derive_checkpoint(
+        base_model_dir,
+        swap_platform.root / "gated",
+        "gated",
+        scale=1.02,
+        manifest_extra={"eval": {"gate": {"passed": False, "decision": "x.json"}}},
+    )
     swap_platform.cli("checkpoints", "add", str(failed))
     r = swap_platform.cli("promote", "gated", check=False)
     assert r.returncode == 1 and "failed its gates" in r.stderr
@@ -153,7 +172,10 @@ def test_refusals_are_one_line_and_change_nothing(swap_platform, base_model_dir)
     # --force is allowed and recorded; two swaps at once: the second is refused
     first = subprocess.Popen(
         [*swap_platform.cli_argv(), "promote", "gated", "--force", "--reason", "hotfix"],
-        env=swap_platform.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=swap_platform.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(0.3)
     second = swap_platform.cli("rollback", "--to", "base", check=False)
@@ -169,16 +191,23 @@ def test_refusals_are_one_line_and_change_nothing(swap_platform, base_model_dir)
     assert httpx.get(f"{swap_platform.url}/health").json()["checkpoint_version"] == "base"
 
 
-def test_killing_the_new_engine_during_warm_up_leaves_serving_unharmed(swap_platform, base_model_dir, openai_factory):
+def test_killing_the_new_engine_during_warm_up_leaves_serving_unharmed(
+    swap_platform, base_model_dir, openai_factory
+):
     v5 = derive_checkpoint(base_model_dir, swap_platform.root / "v5", "v5", template_note="v5")
     swap_platform.cli("checkpoints", "add", str(v5))
     serving_ports = {u.rsplit(":", 1)[1] for u in swap_platform.engine_urls()}
-    promote = subprocess.Popen([*swap_platform.cli_argv(), "promote", "v5"], env=swap_platform.env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    promote = subprocess.Popen(
+        [*swap_platform.cli_argv(), "promote", "v5"],
+        env=swap_platform.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     killed = None
     deadline = time.monotonic() + 120
     while killed is None and time.monotonic() < deadline:
-        ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+        ps = subprocess.run(["ps", "-eww", "-o", "pid,args"], capture_output=True, text=True).stdout
         for line in ps.splitlines():
             if "vllm.entrypoints.openai.api_server" in line and str(v5) in line:
                 pid = int(line.split()[0])
@@ -192,6 +221,8 @@ def test_killing_the_new_engine_during_warm_up_leaves_serving_unharmed(swap_plat
     assert httpx.get(f"{swap_platform.url}/health").json()["checkpoint_version"] == "base"
     assert {u.rsplit(":", 1)[1] for u in swap_platform.engine_urls()} == serving_ports
     client = openai_factory(swap_platform)
-    assert client.chat.completions.create(model="keel", messages=[{"role": "user", "content": "hi"}], max_tokens=2).choices
+    assert client.chat.completions.create(
+        model="keel", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    ).choices
     history = json.loads(swap_platform.cli("checkpoints", "history", "--json").stdout)
     assert history[0]["to_version"] == "v5" and history[0]["status"] == "failed"

@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from keel.cli import app as root, fail, load
+from keel.cli import app as root
+from keel.cli import fail, load
 
 app = typer.Typer(no_args_is_help=True)
 
