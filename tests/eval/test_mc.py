@@ -31,7 +31,8 @@ def reference_logprobs(sm, prompt: str) -> np.ndarray:
 def test_scores_equal_reference(tmp_path, scoring_model, shots):
     bench = load_benchmark(write_mmlu(tmp_path / "mmlu", subjects=("anatomy",)), "mmlu")
     s = bench.subjects["anatomy"]
-    prompts = [build_prompt(bench, s, item, shots) for item in s.test]
+    # 5-shot prompts are long and the reference runs each four times: three questions are enough there.
+    prompts = [build_prompt(bench, s, item, shots) for item in s.test[: 5 if shots == 0 else 3]]
     # A small token budget forces several batches with different padding and prefix-cache reuse.
     fast = score_prompts(scoring_model, prompts, MCScoreConfig(shots=shots, batch_tokens=200))
     ref = np.stack([reference_logprobs(scoring_model, p) for p in prompts])
@@ -39,12 +40,12 @@ def test_scores_equal_reference(tmp_path, scoring_model, shots):
 
 
 def test_planted_accuracy(tmp_path, scoring_model):
-    """Plant answers: half agree with the reference argmax, half do not → accuracy is exactly known."""
+    """Plant answers: half agree with the model's argmax, half do not → accuracy is exactly known."""
     bench = load_benchmark(write_cmmlu(tmp_path / "cmmlu", subjects=("agronomy",)), "cmmlu")
     s = bench.subjects["agronomy"]
-    ref_pred = [
-        int(np.argmax(reference_logprobs(scoring_model, build_prompt(bench, s, it, 0)))) for it in s.test
-    ]
+    # The letter scores themselves are checked against the reference above; here the bookkeeping is.
+    lp = score_prompts(scoring_model, [build_prompt(bench, s, it, 0) for it in s.test], MCScoreConfig())
+    ref_pred = [int(np.argmax(row)) for row in lp]
     planted = [
         MCItem(it.id, it.subject, it.question, it.choices, p if k % 2 == 0 else (p + 1) % 4)
         for k, (it, p) in enumerate(zip(s.test, ref_pred, strict=True))

@@ -22,7 +22,7 @@ from training.eval.prompts import build_prompt
 @dataclass
 class MCScoreConfig:
     shots: int = 0  # 0 or 5 (dev exemplars, lm-eval's first_n sampler)
-    batch_tokens: int = 6144  # new tokens per forward pass (padding included); bounds memory and latency
+    batch_tokens: int = 2048  # new tokens per forward pass (padding included); bounds memory and latency
     max_batch: int = 32
     min_shared_prefix: int = 8  # shorter shared prefixes are not worth a cache copy
 
@@ -50,8 +50,10 @@ def _common_prefix_len(seqs: list[list[int]]) -> int:
     return n
 
 
-def score_prompts(sm: ScoringModel, prompts: list[str], cfg: MCScoreConfig) -> np.ndarray:
-    """Log-probabilities (n, 4) of " A".." D" after each prompt (prompts of one subject)."""
+def score_prompts(
+    sm: ScoringModel, prompts: list[str], cfg: MCScoreConfig, progress: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """Log-probabilities (n, 4) of " A".." D" after each prompt."""
     import torch
 
     model, tok = sm.model, sm.tokenizer
@@ -99,6 +101,8 @@ def score_prompts(sm: ScoringModel, prompts: list[str], cfg: MCScoreConfig) -> n
             logits = head(hidden[torch.arange(len(rows)), last]).float()
             logprobs = torch.log_softmax(logits, dim=-1)[:, letters]
             out[idx] = logprobs.double().numpy()
+            if progress:
+                progress(len(idx))
             start = end
     return out
 
@@ -110,16 +114,21 @@ def score_benchmark(
     progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
     """Per-item records: id, subject, answer, pred, correct, p_correct (renormalised over A-D), logprobs."""
+    # 0-shot prompts share only the description's first words: score all subjects together so batches
+    # fill up (a gate suite has ~10 questions per subject). k-shot prompts share the long exemplar
+    # prefix within a subject: score per subject so that prefix is computed once and reused.
+    items = [(s, it) for s in bench.subjects.values() for it in s.test]
+    groups = (
+        [items] if cfg.shots == 0 else [[(s, it) for it in s.test] for s in bench.subjects.values() if s.test]
+    )
     records = []
-    for subject in bench.subjects.values():
-        if not subject.test:
-            continue
-        prompts = [build_prompt(bench, subject, item, cfg.shots) for item in subject.test]
-        lp = score_prompts(sm, prompts, cfg)
+    for group in groups:
+        prompts = [build_prompt(bench, s, item, cfg.shots) for s, item in group]
+        lp = score_prompts(sm, prompts, cfg, progress)
         # Probability of the correct letter among the four: a continuous score that moves before accuracy.
         renorm = np.exp(lp - lp.max(axis=1, keepdims=True))
         renorm /= renorm.sum(axis=1, keepdims=True)
-        for item, row, p in zip(subject.test, lp, renorm, strict=True):
+        for (_, item), row, p in zip(group, lp, renorm, strict=True):
             pred = int(np.argmax(row))  # ties go to the first letter, as lm-eval's argmax does
             records.append(
                 {
@@ -132,8 +141,6 @@ def score_benchmark(
                     "logprobs": [round(float(x), 5) for x in row],
                 }
             )
-        if progress:
-            progress(len(subject.test))
     return records
 
 

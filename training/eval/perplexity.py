@@ -22,7 +22,7 @@ from training.eval.model import ScoringModel
 class PerplexityConfig:
     window: int = 1024  # tokens per forward pass (capped at the model's context)
     stride: int = 512  # new tokens per window after the first; window - stride tokens of context
-    batch_tokens: int = 8192
+    batch_tokens: int = 4096
     vocab_chunk: int = 256  # positions projected to the vocabulary at once (bounds memory)
 
 

@@ -40,7 +40,7 @@ class EvalConfig:
     gate_per_subject: int = 10  # gate suite: questions per subject (hash-ranked, fixed)
     gate_general_docs: int = 100  # gate suite: general texts per language (hash-ranked, fixed)
     seed: int = 0  # selects the gate subset; change it and every checkpoint must be re-evaluated
-    batch_tokens: int = 6144
+    batch_tokens: int = 2048
     ppl_window: int = 1024
     ppl_stride: int = 512
     threads: int | None = None  # torch threads; None leaves torch's default

@@ -1,0 +1,256 @@
+"""Eval speed and a peer check against lm-evaluation-harness, on the same model, items and machine.
+
+    # our scorer vs lm-eval (hf backend) on the first N questions of a few subjects; per-item agreement
+    python bench/eval.py peer --data ../shared/data --limit 40 --threads 2
+    # seconds for the gate suite, and a full MMLU + CMMLU estimate from a timed sample
+    python bench/eval.py suite --data ../shared/data --threads 2
+
+lm-eval runs offline on the local CSVs through generated task YAMLs (`dataset_path: csv`, FACTS.md), with
+the same prompts as its built-in mmlu/cmmlu tasks. Needs `pip install lm-eval==0.4.13` (leaves torch alone).
+Results are printed as JSON and written to bench/results/eval-*.json; docs/BENCHMARKS.md has the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+MMLU_SUBJECTS = ["anatomy", "college_computer_science", "high_school_geography"]
+CMMLU_SUBJECTS = ["agronomy", "chinese_history"]
+
+
+def _base_model() -> Path:
+    from keel.basemodel import ensure_base
+
+    cache = Path(os.environ.get("KEEL_TEST_CACHE", Path.home() / ".cache" / "keel-test"))
+    return ensure_base(cache / "checkpoints", None)
+
+
+def _task_yaml(bench: str, subject: str, data: Path) -> str:
+    """An lm-eval task equal to its built-in mmlu_<s>/cmmlu_<s>, reading the local CSV release."""
+    from training.eval.data import MCBenchmark, MCSubject, _subject_meta
+    from training.eval.prompts import description
+
+    display, _ = _subject_meta(bench, subject, data / bench)
+    if bench == "mmlu":
+        files = {
+            "test": data / "mmlu/test" / f"{subject}_test.csv",
+            "dev": data / "mmlu/dev" / f"{subject}_dev.csv",
+        }
+        kwargs = {"column_names": ["question", "A", "B", "C", "D", "answer"], "keep_default_na": False}
+        text = "{{question.strip()}}\nA. {{A}}\nB. {{B}}\nC. {{C}}\nD. {{D}}\nAnswer:"
+        target = "{{['A', 'B', 'C', 'D'].index(answer)}}"
+    else:
+        files = {"test": data / "cmmlu/test" / f"{subject}.csv", "dev": data / "cmmlu/dev" / f"{subject}.csv"}
+        kwargs = {"keep_default_na": False}
+        text = "{{Question.strip()}}\nA. {{A}}\nB. {{B}}\nC. {{C}}\nD. {{D}}\n答案："
+        target = "{{['A', 'B', 'C', 'D'].index(Answer)}}"
+
+    desc = description(MCBenchmark(bench, str(data / bench), {}), MCSubject(subject, display, []))  # type: ignore[arg-type]
+    doc = {
+        "task": f"keel_{bench}_{subject}",
+        "dataset_path": "csv",
+        "dataset_kwargs": {"data_files": {k: str(v) for k, v in files.items()}, **kwargs},
+        "test_split": "test",
+        "fewshot_split": "dev",
+        "fewshot_config": {"sampler": "first_n"},
+        "output_type": "multiple_choice",
+        "description": desc,
+        "doc_to_text": text,
+        "doc_to_choice": ["A", "B", "C", "D"],
+        "doc_to_target": target,
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+        "metadata": {"version": 1.0},
+    }
+    return json.dumps(doc, ensure_ascii=False)  # JSON is valid YAML
+
+
+def run_lm_eval(model: Path, data: Path, limit: int, shots: int, threads: int, batch: int) -> dict:
+    tasks_dir = Path(tempfile.mkdtemp(prefix="keel-lmeval-tasks-"))
+    out_dir = Path(tempfile.mkdtemp(prefix="keel-lmeval-out-"))
+    names = []
+    for bench, subjects in (("mmlu", MMLU_SUBJECTS), ("cmmlu", CMMLU_SUBJECTS)):
+        for s in subjects:
+            (tasks_dir / f"keel_{bench}_{s}.yaml").write_text(_task_yaml(bench, s, data), encoding="utf-8")
+            names.append(f"keel_{bench}_{s}")
+    cmd = [
+        "lm_eval",
+        "--model", "hf",
+        "--model_args", f"pretrained={model},dtype=float32",
+        "--device", "cpu",
+        "--tasks", ",".join(names),
+        "--include_path", str(tasks_dir),
+        "--num_fewshot", str(shots),
+        "--limit", str(limit),
+        "--batch_size", str(batch),
+        "--log_samples",
+        "--output_path", str(out_dir),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    t0, c0 = time.perf_counter(), os.times()
+    subprocess.run(cmd, check=True, env=env)
+    c1 = os.times()
+    wall = time.perf_counter() - t0
+    cpu = (c1.children_user - c0.children_user) + (c1.children_system - c0.children_system)
+    per_task = {}
+    for f in out_dir.rglob("samples_*.jsonl"):
+        task = f.name[len("samples_") :].rsplit("_", 1)[0]
+        rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows.sort(key=lambda r: r["doc_id"])
+        per_task[task] = [
+            {"acc": float(r["acc"]), "logprobs": [float(x[0]) for x in r["filtered_resps"]]} for r in rows
+        ]
+    return {"wall_s": wall, "cpu_s": cpu, "tasks": per_task, "command": " ".join(cmd)}
+
+
+def run_ours(model: Path, data: Path, limit: int, shots: int, threads: int) -> dict:
+    import numpy as np
+    import torch
+
+    from training.eval.data import MCBenchmark, load_benchmark
+    from training.eval.mc import MCScoreConfig, score_benchmark
+    from training.eval.model import load_scoring_model
+
+    torch.set_num_threads(threads)
+    t0, c0 = time.perf_counter(), time.process_time()
+    sm = load_scoring_model(model)
+    per_task, n = {}, 0
+    for bench, subjects in (("mmlu", MMLU_SUBJECTS), ("cmmlu", CMMLU_SUBJECTS)):
+        full = load_benchmark(data / bench, bench)  # type: ignore[arg-type]
+        for s in subjects:
+            subj = full.subjects[s]
+            subj.test = subj.test[:limit]  # lm-eval's --limit takes the first N in file order too
+            recs = score_benchmark(sm, MCBenchmark(bench, full.source, {s: subj}), MCScoreConfig(shots=shots))
+            per_task[f"keel_{bench}_{s}"] = [
+                {"acc": float(r["correct"]), "logprobs": r["logprobs"]} for r in recs
+            ]
+            n += len(recs)
+    return {
+        "wall_s": time.perf_counter() - t0,
+        "cpu_s": time.process_time() - c0,
+        "questions": n,
+        "tasks": per_task,
+        "acc_mean": float(np.mean([r["acc"] for v in per_task.values() for r in v])),
+    }
+
+
+def peer(args) -> dict:
+    import numpy as np
+
+    model = _base_model()
+    ours = run_ours(model, args.data, args.limit, args.shots, args.threads)
+    theirs = run_lm_eval(model, args.data, args.limit, args.shots, args.threads, args.batch_size)
+    rows, max_diff, agree, total = [], 0.0, 0, 0
+    for task, mine in ours["tasks"].items():
+        other = theirs["tasks"].get(task, [])
+        if len(other) != len(mine):
+            raise SystemExit(f"{task}: lm-eval scored {len(other)} items, ours {len(mine)}")
+        a_m = float(np.mean([r["acc"] for r in mine]))
+        a_t = float(np.mean([r["acc"] for r in other]))
+        for x, y in zip(mine, other, strict=True):
+            max_diff = max(max_diff, float(np.max(np.abs(np.array(x["logprobs"]) - np.array(y["logprobs"])))))
+            agree += int(np.argmax(x["logprobs"]) == np.argmax(y["logprobs"]))
+            total += 1
+        rows.append({"task": task, "n": len(mine), "acc_keel": a_m, "acc_lm_eval": a_t})
+    all_m = float(np.mean([r["acc"] for v in ours["tasks"].values() for r in v]))
+    all_t = float(np.mean([r["acc"] for v in theirs["tasks"].values() for r in v]))
+    return {
+        "shots": args.shots,
+        "limit_per_subject": args.limit,
+        "threads": args.threads,
+        "questions": total,
+        "per_task": rows,
+        "acc_keel": all_m,
+        "acc_lm_eval": all_t,
+        "acc_diff_points": 100 * (all_m - all_t),
+        "same_prediction_share": agree / total,
+        "max_abs_logprob_diff": max_diff,
+        "keel_wall_s": ours["wall_s"],
+        "keel_cpu_s": ours["cpu_s"],
+        "lm_eval_wall_s": theirs["wall_s"],
+        "lm_eval_cpu_s": theirs["cpu_s"],
+        "speedup_wall": theirs["wall_s"] / ours["wall_s"],
+        "speedup_cpu": theirs["cpu_s"] / ours["cpu_s"],
+        "lm_eval_command": theirs["command"],
+    }
+
+
+def suite(args) -> dict:
+    """Gate suite end to end (model load included), plus a full-run estimate from the gate suite's rate."""
+    import shutil
+
+    import torch
+
+    from training.eval.data import load_benchmark
+    from training.eval.runner import EvalConfig, run_eval
+
+    torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="keel-bench-eval-"))
+    ckpt = work / "base"
+    shutil.copytree(_base_model(), ckpt, ignore=shutil.ignore_patterns("eval"))
+    d = args.data
+    cfg = EvalConfig(
+        suite="gate",
+        shots=args.shots,
+        mmlu=d / "mmlu",
+        cmmlu=d / "cmmlu",
+        general=d / "general",
+        domain=d / "domain" / "tidb-docs-zh",
+        threads=args.threads,
+    )
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = run_eval(ckpt, cfg)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    r = out.result
+    n_mc = r["mmlu"]["summary"]["overall"]["n"] + r["cmmlu"]["summary"]["overall"]["n"]
+    mc_s = r["timings_s"]["mmlu"] + r["timings_s"]["cmmlu"]
+    full_q = load_benchmark(d / "mmlu", "mmlu").n_test() + load_benchmark(d / "cmmlu", "cmmlu").n_test()
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "shots": args.shots,
+        "threads": args.threads,
+        "gate_suite_wall_s": wall,
+        "gate_suite_cpu_s": cpu,
+        "timings_s": r["timings_s"],
+        "gate_mc_questions": n_mc,
+        "mc_s_per_question": mc_s / n_mc,
+        "full_mmlu_cmmlu_questions": full_q,
+        "full_mmlu_cmmlu_estimate_s": full_q * mc_s / n_mc,
+        "mmlu": r["mmlu"]["summary"]["overall"],
+        "cmmlu": r["cmmlu"]["summary"]["overall"],
+        "domain_ppl": r["domain"]["summary"]["ppl"],
+        "general_ppl": r["general"]["summary"]["ppl"],
+        "load_avg_1m_at_end": os.getloadavg()[0],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=["peer", "suite"])
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    p.add_argument("--limit", type=int, default=40, help="peer: first N questions per subject")
+    p.add_argument("--shots", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=8, help="lm-eval --batch_size")
+    args = p.parse_args()
+    args.data = args.data.resolve()
+    result = peer(args) if args.mode == "peer" else suite(args)
+    result["load_avg_1m_at_end"] = os.getloadavg()[0]
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    print(text)
+    out = REPO / "bench" / "results" / f"eval-{args.mode}-{args.shots}shot.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
