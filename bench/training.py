@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# This file is named like the `training` package; drop bench/ from the path so imports find the package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 RECIPES = REPO / "training" / "recipes"
 
 

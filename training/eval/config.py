@@ -23,7 +23,7 @@ class EvalSettings(BaseModel):
         None, description="Gate policy YAML; empty: training/eval/policies/default.yaml."
     )
     gate_per_subject: int = Field(10, description="Gate suite: questions per subject (fixed, hash-ranked).")
-    gate_general_docs: int = Field(100, description="Gate suite: general held-out texts per language.")
+    gate_general_docs: int = Field(50, description="Gate suite: general held-out texts per language.")
     seed: int = Field(0, description="Selects the gate subset.")
     threads: int | None = Field(None, description="torch threads for scoring (empty: torch's default).")
 

@@ -38,7 +38,7 @@ class EvalConfig:
     general: Path | None = None  # folder with en/valid.jsonl and zh/valid.jsonl
     domain: Path | None = None  # domain corpus folder with faq_qa.jsonl and docs/
     gate_per_subject: int = 10  # gate suite: questions per subject (hash-ranked, fixed)
-    gate_general_docs: int = 100  # gate suite: general texts per language (hash-ranked, fixed)
+    gate_general_docs: int = 50  # gate suite: general texts per language (hash-ranked, fixed)
     seed: int = 0  # selects the gate subset; change it and every checkpoint must be re-evaluated
     batch_tokens: int = 2048
     ppl_window: int = 1024

@@ -165,8 +165,8 @@ def main(cfg: CPTConfig, resume: bool = False) -> common.RunResult:
         callbacks=callbacks,
     )
     steps = common.run_training(trainer, paths, resume, recorder)
-    if evals:
-        trainer.evaluate()  # final validation perplexities for the manifest
+    if evals and (cfg.eval_steps <= 0 or steps % cfg.eval_steps):
+        trainer.evaluate()  # final validation perplexities for the manifest (unless just measured)
     post_save = None
     if cfg.merge_alpha > 0:
 
