@@ -42,12 +42,48 @@ def port_is_free(host: str, port: int) -> bool:
 
 
 def find_free_port(host: str, start: int, taken: set[int] | None = None) -> int:
+    """A free port: from the OS when ``start`` is 0 (no two platforms race for the same one), else scanning up."""
+    if start == 0:
+        for _ in range(50):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((host, 0))
+                port = s.getsockname()[1]
+            if port not in (taken or set()):
+                return port
     port = start
     while port < start + 1000:
         if port not in (taken or set()) and port_is_free(host, port):
             return port
         port += 1
     raise EngineStartError(f"no free port in {start}..{start + 999}")
+
+
+def listener_pid(port: int) -> int | None:
+    """The pid listening on a TCP port (Linux /proc via psutil), or None."""
+    import psutil
+
+    try:
+        for c in psutil.net_connections(kind="tcp"):
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
+                return c.pid
+    except (psutil.AccessDenied, OSError):
+        return None
+    return None
+
+
+def owns_port(pid: int, port: int) -> bool:
+    """True when `port` is served by `pid` or one of its children: /health from a stranger must not count."""
+    import psutil
+
+    owner = listener_pid(port)
+    if owner is None:
+        return True  # cannot tell (no permission): fall back to trusting /health
+    if owner == pid:
+        return True
+    try:
+        return owner in {c.pid for c in psutil.Process(pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _die_with_parent() -> None:
@@ -183,7 +219,9 @@ class EngineProcess:
                 if not self.alive():
                     raise EngineStartError(diagnose(self.log_tail(), self.port, str(self.model_dir)))
                 try:
-                    if client.get(f"{self.url}/health").status_code == 200:
+                    if client.get(f"{self.url}/health").status_code == 200 and owns_port(
+                        self.proc.pid, self.port
+                    ):
                         return
                 except httpx.HTTPError:
                     pass

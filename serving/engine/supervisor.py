@@ -11,7 +11,7 @@ import httpx
 
 from serving.config import EngineConfig
 from serving.engine.pool import Endpoint, EnginePool
-from serving.engine.process import EngineProcess, EngineStartError, diagnose, find_free_port
+from serving.engine.process import EngineProcess, EngineStartError, diagnose, find_free_port, owns_port
 
 log = logging.getLogger("keel.engine")
 
@@ -58,7 +58,8 @@ class EngineSupervisor:
                 if not proc.alive():
                     raise EngineStartError(diagnose(proc.log_tail(), proc.port, str(proc.model_dir)))
                 try:
-                    if (await client.get(f"{proc.url}/health")).status_code == 200:
+                    healthy = (await client.get(f"{proc.url}/health")).status_code == 200
+                    if healthy and proc.proc is not None and owns_port(proc.proc.pid, proc.port):
                         return
                 except httpx.HTTPError:
                     pass
@@ -104,6 +105,9 @@ class EngineSupervisor:
                     continue
                 try:
                     proc.stop()
+                    if self.config.base_port == 0:
+                        proc.port = find_free_port(self.config.host, 0, self._taken_ports())
+                        ep.url = proc.url
                     proc.launch()
                     await self.wait_healthy(proc, self.config.startup_timeout_s)
                     ep.healthy = True

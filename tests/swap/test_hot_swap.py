@@ -88,52 +88,50 @@ def switches(seq: list[str]) -> list[tuple[str, str]]:
     return [(a, b) for a, b in zip(seq, seq[1:], strict=False) if a != b]
 
 
-def run_swap_cycle(platform, version: str, expected_strategy: str) -> dict[str, list[str]]:
-    engines: dict[str, list[str]] = {"before": platform.engine_urls()}
-    key = platform.create_key(f"load-{version}")
-    with Load(platform.url, key) as load:
-        load.wait_for(60)
-        out = platform.cli("promote", version, "--reason", "test").stdout
-        assert f"promoted {version}" in out and expected_strategy in out
-        assert httpx.get(f"{platform.url}/health").json()["checkpoint_version"] == version
-        engines["promoted"] = platform.engine_urls()
-        load.wait_for(300)
-        out = platform.cli("rollback").stdout
-        assert "rolled back to base" in out and expected_strategy in out
+def test_promote_and_rollback_under_load_both_strategies(swap_platform, base_model_dir):
+    """One steady load across four swaps: in place (same weights layout) and blue/green (new chat template)."""
+    root = swap_platform.root
+    v2 = derive_checkpoint(base_model_dir, root / "v2", "v2", scale=1.05)
+    v3 = derive_checkpoint(base_model_dir, root / "v3", "v3", template_note="new template")
+    for cp in (v2, v3):
+        swap_platform.cli("checkpoints", "add", str(cp))
+    engines = {"before": swap_platform.engine_urls()}
+    key = swap_platform.create_key("load")
+    with Load(swap_platform.url, key) as load:
+        for version, strategy in (("v2", "in_place"), ("v3", "blue_green")):
+            load.wait_for(len(load.ok) + 60)
+            out = swap_platform.cli("promote", version, "--reason", "test").stdout
+            assert f"promoted {version}" in out and strategy in out, out
+            assert httpx.get(f"{swap_platform.url}/health").json()["checkpoint_version"] == version
+            engines[version] = swap_platform.engine_urls()
+            load.wait_for(len(load.ok) + 60)
+            out = swap_platform.cli("rollback").stdout
+            assert "rolled back to base" in out and strategy in out, out
         load.wait_for(520)
     assert not load.failures, load.failures[:5]
     assert len(load.ok) >= 500
-    seq = versions_in_dispatch_order(platform, load.ok)
-    assert switches(seq) == [("base", version), (version, "base")]
-    history = json.loads(platform.cli("checkpoints", "history", "--json").stdout)
-    assert [(h["kind"], h["status"], h["strategy"]) for h in history[:2]] == [
-        ("rollback", "succeeded", expected_strategy),
-        ("promote", "succeeded", expected_strategy),
+    seq = versions_in_dispatch_order(swap_platform, load.ok)
+    assert switches(seq) == [("base", "v2"), ("v2", "base"), ("base", "v3"), ("v3", "base")]
+
+    history = json.loads(swap_platform.cli("checkpoints", "history", "--json").stdout)
+    assert [(h["kind"], h["to_version"], h["status"], h["strategy"]) for h in history[:4]] == [
+        ("rollback", "base", "succeeded", "blue_green"),
+        ("promote", "v3", "succeeded", "blue_green"),
+        ("rollback", "base", "succeeded", "in_place"),
+        ("promote", "v2", "succeeded", "in_place"),
     ]
-    engines["after"] = platform.engine_urls()
-    return engines
-
-
-def test_in_place_promote_and_rollback_under_load(swap_platform, base_model_dir):
-    v2 = derive_checkpoint(base_model_dir, swap_platform.root / "v2", "v2", scale=1.05)
-    swap_platform.cli("checkpoints", "add", str(v2))
-    run_swap_cycle(swap_platform, "v2", "in_place")
-    listed = json.loads(swap_platform.cli("checkpoints", "list", "--json").stdout)
-    status = {c["version"]: c for c in listed}
-    assert status["base"]["status"] == "serving" and status["v2"]["status"] == "retired"
-    assert status["base"]["rolled_back_at"] is None and status["v2"]["rolled_back_by"]
+    listed = {c["version"]: c for c in json.loads(swap_platform.cli("checkpoints", "list", "--json").stdout)}
+    assert listed["base"]["status"] == "serving" and listed["v2"]["status"] == "retired"
+    assert listed["v3"]["rolled_back_by"] and listed["v3"]["rolled_back_at"]
     assert json.loads((v2 / "manifest.json").read_text())["status"] == "retired"
 
-
-def test_blue_green_promote_and_rollback_under_load(swap_platform, base_model_dir):
-    v3 = derive_checkpoint(base_model_dir, swap_platform.root / "v3", "v3", template_note="new template")
-    swap_platform.cli("checkpoints", "add", str(v3))
-    engines = run_swap_cycle(swap_platform, "v3", "blue_green")
-    assert engines["promoted"] != engines["before"]  # a new engine took over
-    assert len(engines["after"]) == 1
-    # the engines that served before each switch are stopped (a port may be reused by the newest one)
-    for url in engines["before"] + engines["promoted"]:
-        if url not in engines["after"]:
+    # in place keeps the engine; blue/green replaced it, and the engines it replaced are stopped
+    assert engines["v2"] == engines["before"]
+    assert engines["v3"] != engines["before"]
+    after = swap_platform.engine_urls()
+    assert len(after) == 1
+    for url in engines["before"] + engines["v3"]:
+        if url not in after:
             with pytest.raises(httpx.HTTPError):
                 httpx.get(f"{url}/health", timeout=2)
 
