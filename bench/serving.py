@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -111,7 +110,6 @@ async def load(name: str, url: str, key: str | None, n: int, concurrency: int, m
 
 def prefill_rows(db_path: Path, rows: int) -> float:
     import duckdb
-
     from keel.db import connect
 
     connect(db_path).close()
@@ -171,7 +169,9 @@ def main() -> None:
     cache = Path.home() / ".cache" / "keel-test" / "checkpoints"
     model_dir = ensure_base(cache, None)
     work = Path(tempfile.mkdtemp(prefix="keel-bench-"))
-    main_p = PlatformProcess(data_dir=work / "on", model_dir=model_dir, overrides=["router.enabled=false"]).start()
+    main_p = PlatformProcess(
+        data_dir=work / "on", model_dir=model_dir, overrides=["router.enabled=false"]
+    ).start()
     engine = main_p.engine_urls()[0]
     ext = f'engine.external_urls=["{engine}"]'
     # the gateway alone is measured here; routing + retrieval has its own benchmark (bench/rag.py)
@@ -179,9 +179,13 @@ def main() -> None:
     big_dir.mkdir()
     prefill_s = prefill_rows(big_dir / "keel.duckdb", args.prefill)
     off_p = PlatformProcess(
-        data_dir=work / "off", model_dir=model_dir, overrides=[ext, "router.enabled=false", "requestlog.enabled=false"]
+        data_dir=work / "off",
+        model_dir=model_dir,
+        overrides=[ext, "router.enabled=false", "requestlog.enabled=false"],
     ).start()
-    big_p = PlatformProcess(data_dir=big_dir, model_dir=model_dir, overrides=[ext, "router.enabled=false"]).start()
+    big_p = PlatformProcess(
+        data_dir=big_dir, model_dir=model_dir, overrides=[ext, "router.enabled=false"]
+    ).start()
     results: dict[tuple[str, int], Run] = {}
     try:
         variants = [

@@ -45,7 +45,9 @@ class PlatformProcess:
         return [sys.executable, "-m", "keel", *[a for o in self.overrides for a in ("--set", o)]]
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([*self.cli_argv(), *args], env=self.env(), capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [*self.cli_argv(), *args], env=self.env(), capture_output=True, text=True, timeout=600
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"keel {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
         return proc

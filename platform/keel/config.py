@@ -55,8 +55,12 @@ class RequestLogConfig(BaseModel):
 
 
 class SwapConfig(BaseModel):
-    drain_timeout_s: float = Field(120.0, description="Longest wait for in-flight requests (streams too) on the old weights.")
-    warmup_timeout_s: float = Field(120.0, description="Longest wait for the warm-up completion on new weights.")
+    drain_timeout_s: float = Field(
+        120.0, description="Longest wait for in-flight requests (streams too) on the old weights."
+    )
+    warmup_timeout_s: float = Field(
+        120.0, description="Longest wait for the warm-up completion on new weights."
+    )
 
 
 class _YamlSource(PydanticBaseSettingsSource):
