@@ -171,6 +171,9 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--stages", default="cpt,sft,dpo")
     ap.add_argument("--out", default="bench-training.json")
+    ap.add_argument(
+        "--datasets", default="", help="Reuse snapshots <dir>/tidb-<stage> (skips the data-prep figure)."
+    )
     a = ap.parse_args()
     results: dict = {
         "steps": a.steps,
@@ -179,10 +182,13 @@ def main() -> None:
         "threads": os.environ.get("OMP_NUM_THREADS"),
     }
     with tempfile.TemporaryDirectory() as tmp:
-        results["data_prep"] = bench_data(Path(tmp))
-        print(json.dumps(results["data_prep"], indent=1), flush=True)
+        if not a.datasets:
+            results["data_prep"] = bench_data(Path(tmp))
+            print(json.dumps(results["data_prep"], indent=1), flush=True)
         for stage in a.stages.split(","):
-            ds = str(Path(tmp) / stage)
+            ds = (
+                str(Path(a.datasets).expanduser() / f"tidb-{stage}") if a.datasets else str(Path(tmp) / stage)
+            )
             keel = run_child("keel", stage, a.model, ds, a.steps, a.max_length)
             plain = run_child("plain", stage, a.model, ds, a.steps, a.max_length)
             results[stage] = {

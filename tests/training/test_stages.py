@@ -94,6 +94,7 @@ def test_cpt_reports_validation_ppl_and_defences(chain):
     m = json.loads((chain["cpt"].output / "manifest.json").read_text())
     assert m["metrics"]["eval_domain_ppl"] > 1 and m["metrics"]["eval_general_ppl"] > 1
     assert m["frozen_layers"] == 15  # 50% of SmolLM2's 30 layers
+    assert m["group_lrs"] == pytest.approx([1e-5, 1e-4])  # embed_tokens/lm_head at 0.1x the main LR
     records = [json.loads(x) for x in (chain["cpt"].output / "metrics.jsonl").read_text().splitlines()]
     # eval_on_start gives the baseline (step 0) the early stop compares against
     assert any(r["step"] == 0 and "eval_general_ppl" in r for r in records)

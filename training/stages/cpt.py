@@ -61,7 +61,8 @@ def make_trainer_class(embed_lr_ratio: float):
                     "lr": lr * (embed_lr_ratio if is_embed else 1.0),
                     "weight_decay": self.args.weight_decay if has_decay else 0.0,
                 }
-                for (is_embed, has_decay), ps in groups.items()
+                # the main group first: the Trainer logs the first group's LR
+                for (is_embed, has_decay), ps in sorted(groups.items())
             ]
             cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
             kwargs.pop("lr", None)
@@ -173,7 +174,13 @@ def main(cfg: CPTConfig, resume: bool = False) -> common.RunResult:
         def post_save(folder: Path) -> None:
             average_with_parent(folder, Path(cfg.model), cfg.merge_alpha)
 
-    extra = {"frozen_layers": frozen}
+    opt = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate/DeepSpeed wrap it
+    extra = {
+        "frozen_layers": frozen,
+        "group_lrs": sorted({g.get("initial_lr", g["lr"]) for g in opt.param_groups})
+        if opt is not None
+        else [],
+    }
     if stopper is not None:
         extra["early_stopped_at"] = stopper.stopped_at
     return common.save_final(
