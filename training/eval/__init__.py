@@ -1,6 +1,6 @@
 """Checkpoint evaluation and promotion gates: MMLU/CMMLU letter scoring, perplexity, gate decisions, reports.
 
-Runs as a child process (``keel eval …`` or ``python -m training.eval.runner``): reads a checkpoint folder
+Runs as a child process (``keel eval …``): reads a checkpoint folder
 and data files, writes JSON and HTML beside the checkpoint. It never imports serving or the platform.
 """
 

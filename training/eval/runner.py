@@ -1,6 +1,6 @@
 """Evaluate one checkpoint: MMLU, CMMLU, domain and general perplexity → ``<ckpt>/eval/<name>.json``.
 
-    python -m training.eval.runner CHECKPOINT --suite gate --data ../shared/data
+    keel eval run CHECKPOINT --suite gate --data ../shared/data     (the CLI builds an EvalConfig and calls run_eval)
 
 The eval JSON keeps per-item scores (letters, p(correct)) and per-document losses, so two checkpoints
 can later be compared on identical items with paired bootstrap intervals.
