@@ -151,7 +151,7 @@ def write_report(
     benches, ppl = _bench_rows(cand, base), _ppl_rows(cand, base)
     png = out_dir / f"{name}.png"
     c_ver, b_ver = cand["checkpoint"]["version"], base["checkpoint"]["version"]
-    render_png(benches, ppl, png, (f"cand {c_ver}", f"base {b_ver}"))
+    render_png(benches, ppl, png, (f"{c_ver} (candidate)", f"{b_ver} (served)"))
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     html = env.from_string(TEMPLATE).render(
         cand=cand["checkpoint"],
