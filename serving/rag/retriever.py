@@ -57,11 +57,11 @@ class Retriever:
         self.index_dir = Path(index_dir)
         self.config = config or RagConfig()
         self._embedder = embedder
-        self._lock = threading.Lock()
+        self._reload = threading.Lock()
         self._stamp: tuple[int, int] | None = None
-        self._chunks: dict[str, Chunk] = {}
-        self._lexical: LexicalIndex | None = None
+        self._snapshot: tuple[dict[str, Chunk], LexicalIndex | None] = ({}, None)
         self._collection = None
+        self._next_open = 0.0
 
     @property
     def embedder(self) -> Embedder:
@@ -70,25 +70,40 @@ class Retriever:
         return self._embedder
 
     def refresh(self) -> None:
-        """Reload the catalog (and rebuild BM25) if the indexer replaced it since the last look."""
+        """Pick up a catalog the indexer replaced since the last look (BM25 rebuilt: seconds on a big corpus).
+
+        The rebuild runs outside the request path's way: while one thread rebuilds, others keep
+        searching the previous catalog instead of waiting.
+        """
         path = catalog_path(self.index_dir)
         try:
             st = path.stat()
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
-            st = None
-        stamp = (st.st_mtime_ns, st.st_size) if st else None
-        with self._lock:
-            if stamp == self._stamp and (self._collection is not None or stamp is None):
-                return
-            catalog = load_catalog(self.index_dir)
-            chunks = catalog.chunks if catalog else []
-            self._chunks = {c.id: c for c in chunks}
-            self._lexical = LexicalIndex([c.id for c in chunks], [c.text for c in chunks])
-            if self._collection is None:
-                self._collection = open_collection(
-                    self.index_dir, self.config.collection, self.config.embedder, create=False
-                )
-            self._stamp = stamp
+            stamp = None
+        if stamp != self._stamp and self._reload.acquire(blocking=self._stamp is None or not self._chunks):
+            try:
+                if stamp != self._stamp:
+                    catalog = load_catalog(self.index_dir)
+                    chunks = catalog.chunks if catalog else []
+                    lexical = LexicalIndex([c.id for c in chunks], [c.text for c in chunks])
+                    # one assignment, so a concurrent search sees the old pair or the new pair
+                    self._snapshot = ({c.id: c for c in chunks}, lexical)
+                    self._stamp = stamp
+            finally:
+                self._reload.release()
+        if self._collection is None and stamp is not None and time.monotonic() >= self._next_open:
+            with self._reload:
+                if self._collection is None:
+                    self._collection = open_collection(
+                        self.index_dir, self.config.collection, self.config.embedder, create=False
+                    )
+                    # no vectors yet (lexical-only index): look again in a few seconds, not per query
+                    self._next_open = time.monotonic() + 5.0
+
+    @property
+    def _chunks(self) -> dict[str, Chunk]:
+        return self._snapshot[0]
 
     def __len__(self) -> int:
         self.refresh()
@@ -98,7 +113,10 @@ class Retriever:
         self.refresh()
         return self._collection.count() if self._collection is not None else 0
 
-    def dense_search(self, query: str, k: int) -> list[tuple[str, float]]:
+    def dense_search(
+        self, query: str, k: int, chunks: dict[str, Chunk] | None = None
+    ) -> list[tuple[str, float]]:
+        chunks = self._chunks if chunks is None else chunks
         col = self._collection
         if col is None:
             return []
@@ -108,9 +126,7 @@ class Retriever:
         emb = self.embedder.embed_queries([query])
         res = col.query(query_embeddings=emb, n_results=min(k, n), include=["distances"])
         # cosine space: distance = 1 - similarity; ids no longer in the catalog are vectors of deleted files
-        return [
-            (i, 1.0 - d) for i, d in zip(res["ids"][0], res["distances"][0], strict=True) if i in self._chunks
-        ]
+        return [(i, 1.0 - d) for i, d in zip(res["ids"][0], res["distances"][0], strict=True) if i in chunks]
 
     def search(self, query: str, k: int | None = None, mode: str | None = None) -> list[Hit]:
         cfg = self.config
@@ -118,14 +134,11 @@ class Retriever:
         mode = mode or cfg.mode
         try:
             self.refresh()
-            if not self._chunks:
+            chunks, lex = self._snapshot
+            if not chunks:
                 raise RetrievalError(f"the index at {self.index_dir} is empty; run `keel index PATH`")
-            dense = self.dense_search(query, cfg.candidates) if mode in ("hybrid", "dense") else []
-            lexical = (
-                self._lexical.search(query, cfg.candidates)
-                if mode in ("hybrid", "lexical") and self._lexical
-                else []
-            )
+            dense = self.dense_search(query, cfg.candidates, chunks) if mode in ("hybrid", "dense") else []
+            lexical = lex.search(query, cfg.candidates) if mode in ("hybrid", "lexical") and lex else []
         except (IndexStoreError, RetrievalError):
             raise
         except Exception as e:  # a Chroma failure mid-request is a retrieval failure, not a crash
@@ -143,7 +156,7 @@ class Retriever:
             )
         hits = []
         for cid, score in ranked[:k]:
-            c = self._chunks[cid]
+            c = chunks[cid]
             hits.append(
                 Hit(
                     cid,

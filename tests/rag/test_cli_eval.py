@@ -23,8 +23,9 @@ def _app() -> typer.Typer:
 def _settings(monkeypatch, index: Path) -> None:
     monkeypatch.setattr(CliState, "config_file", None, raising=False)
     monkeypatch.setattr(CliState, "overrides", [f"rag.index_dir={index}"], raising=False)
-    if hasattr(CliState, "_settings"):
-        monkeypatch.delattr(CliState, "_settings")
+    # keel.cli.load() caches the settings on CliState: start from none and leave none behind
+    monkeypatch.setattr(CliState, "_settings", None, raising=False)
+    monkeypatch.delattr(CliState, "_settings")
 
 
 def test_eval_rag_reports_recall_per_mode(small_index, tmp_path: Path, monkeypatch):

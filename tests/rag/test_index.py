@@ -106,6 +106,8 @@ def test_cli_reports_corrupt_index_in_one_line(corpus_copy, monkeypatch):
     docs, index = corpus_copy
     (index / "chroma" / "chroma.sqlite3").write_bytes(b"garbage" * 100)
     monkeypatch.setattr(CliState, "overrides", [], raising=False)
+    monkeypatch.setattr(CliState, "_settings", None, raising=False)  # load() caches settings here
+    monkeypatch.delattr(CliState, "_settings")
     _register()
     res = CliRunner().invoke(app, ["--set", f"rag.index_dir={index}", "index", str(docs), "-q"])
     assert res.exit_code == 1
