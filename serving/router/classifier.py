@@ -8,6 +8,7 @@ message resembles nothing we know and is out_of_scope.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -63,7 +64,8 @@ class EmbeddingClassifier:
         return Classification(best, conf, scores)
 
     async def classify(self, text: str) -> Classification:
-        return self.classify_sync(text)
+        # embedding is ~20 ms of CPU (native code, GIL released): keep it off the event loop
+        return await asyncio.to_thread(self.classify_sync, text)
 
 
 _LLM_PROMPT = """Classify the user's message into exactly one intent. Answer with the intent name only.
