@@ -29,6 +29,7 @@ class RouterConfig(BaseModel):
     )
     context_chunks: int = Field(4, description="Retrieved chunks put into the domain prompt.")
     max_context_chars: int = Field(
-        1200, description="Upper bound on the retrieved text in the prompt (~1.1 tokens/char, embedded model)."
+        1200,
+        description="Upper bound on the retrieved text in the prompt (~1.1 tokens/char, embedded model).",
     )
     sources_in_message: bool = Field(True, description="Append a short 'Sources' list to domain answers.")
