@@ -63,6 +63,24 @@ Router = Callable[[list[dict[str, Any]]], Awaitable[RouteDecision]]
 Finisher = Callable[[RouteDecision], str]
 
 
+async def _sse_data(upstream: httpx.Response) -> AsyncIterator[bytes]:
+    """The ``data:`` payloads of an SSE stream, split on raw bytes (no text decoding per line)."""
+    buf = b""
+    async for raw in upstream.aiter_bytes():
+        buf += raw
+        while True:
+            end = buf.find(b"\n\n")
+            if end < 0:
+                break
+            event, buf = buf[:end], buf[end + 2 :]
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    yield line[5:].strip()
+    for line in buf.split(b"\n"):
+        if line.startswith(b"data:"):
+            yield line[5:].strip()
+
+
 def format_error_event(err: APIError) -> bytes:
     return b"data: " + orjson.dumps(err.body()) + b"\n\n"
 
@@ -321,12 +339,11 @@ class ChatService:
         finish: dict[int, str | None] = {}
         done = False
         suffix = decision.meta.get("sources_text", "") if decision.sources else ""
+        engine_id: bytes | None = None
+        our_id = record.request_id.encode()
         try:
-            async for line in upstream.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
+            async for data in _sse_data(upstream):
+                if data == b"[DONE]":
                     done = True
                     break
                 chunk = orjson.loads(data)
@@ -335,7 +352,9 @@ class ChatService:
                     record.status_code, record.error = err.status, err.message
                     yield format_error_event(err)
                     continue
-                chunk["id"] = record.request_id
+                if engine_id is None and isinstance(chunk.get("id"), str):
+                    engine_id = chunk["id"].encode()
+                modified = False
                 usage = chunk.get("usage")
                 if usage:
                     record.prompt_tokens = usage.get("prompt_tokens")
@@ -353,13 +372,17 @@ class ChatService:
                         if suffix:  # the sources list is the last content of each choice
                             c.setdefault("delta", {})["content"] = (c["delta"].get("content") or "") + suffix
                             texts.setdefault(i, []).append(suffix)
+                            modified = True
                 if not choices and not client_wants_usage:
                     continue
                 if self.router is not None and (not choices or any(c.get("finish_reason") for c in choices)):
                     chunk["keel"] = {"route": decision.route, "sources": decision.sources}
-                if not client_wants_usage:
-                    chunk.pop("usage", None)
-                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                    modified = True
+                if modified or engine_id is None:
+                    chunk["id"] = record.request_id
+                    yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                else:  # the common token chunk: forward the engine's bytes, only the id swapped
+                    yield b"data: " + data.replace(engine_id, our_id) + b"\n\n"
             if not done and record.error is None:
                 raise APIError(502, "engine closed the stream early", "engine_error")
             self._finish_stream(record, texts, finish, t0, t_gen)
