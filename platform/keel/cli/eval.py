@@ -248,3 +248,14 @@ def compare(
             f"CI {d['ci'][0]:+.2f}..{d['ci'][1]:+.2f}{'  *' if d['significant'] else ''}"
         )
     typer.echo(f"report: {out.report}")
+
+
+def _attach_retrieval_evals() -> None:
+    # `keel eval rag` and `keel eval router` live in eval_rag.py (light imports at module level).
+    from keel.cli.eval_rag import eval_rag, eval_router
+
+    app.command("rag")(eval_rag)
+    app.command("router")(eval_router)
+
+
+_attach_retrieval_evals()
