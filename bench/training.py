@@ -48,7 +48,7 @@ def child_keel(stage: str, model: str, dataset: str, out: str, steps: int, max_l
             "save_steps": 10_000,
             "logging_steps": 1,
             "max_train_samples": 64,
-            "max_eval_samples": 8,
+            **({"max_eval_samples": 8} if stage == "cpt" else {}),
         },
     )
     records = [json.loads(x) for x in (Path(out) / "metrics.jsonl").read_text().splitlines()]
