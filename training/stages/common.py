@@ -191,6 +191,12 @@ def make_recorder():
             self.sink: Path | None = None
             self.resumed_from: str | None = None
 
+        def on_step_end(self, args, state, control, **kw):
+            # The Trainer also saves a resumable state after the last step; the final checkpoint is
+            # written right after, so that 3x-model-size write (weights + optimizer) is pure overhead.
+            if state.max_steps > 0 and state.global_step >= state.max_steps:
+                control.should_save = False
+
         def on_log(self, args, state, control, logs=None, **kw):
             if not logs:
                 return
