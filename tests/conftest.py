@@ -69,3 +69,9 @@ def openai_factory():
         return openai.OpenAI(base_url=f"{platform.url}/v1", api_key=key, max_retries=0, timeout=120)
 
     return make
+
+
+def pytest_collection_modifyitems(config, items):
+    """Hot-swap tests first: they start and stop engines of their own, and on a 2-core host they are most
+    reliable before the session platform's engine exists (vLLM pins each CPU engine's worker to core 0)."""
+    items.sort(key=lambda item: 0 if "/tests/swap/" in str(item.path) else 1)

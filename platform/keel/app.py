@@ -98,6 +98,7 @@ class Platform:
             s.gateway.served_model_name,
             drain_timeout_s=s.swap.drain_timeout_s,
             warmup_timeout_s=s.swap.warmup_timeout_s,
+            start_timeout_s=s.swap.start_timeout_s,
         )
         self.promotions = PromotionService(self.db, self.swapper)
         await self.start_engines()

@@ -55,6 +55,9 @@ class RequestLogConfig(BaseModel):
 
 
 class SwapConfig(BaseModel):
+    start_timeout_s: float = Field(
+        300.0, description="Blue/green: a new engine not healthy by then is retried once on a fresh port."
+    )
     drain_timeout_s: float = Field(
         120.0, description="Longest wait for in-flight requests (streams too) on the old weights."
     )

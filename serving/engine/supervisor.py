@@ -30,7 +30,9 @@ class EngineSupervisor:
     def _taken_ports(self) -> set[int]:
         return {p.port for p in self.processes.values()}
 
-    async def start_engine(self, version: str, model_dir: Path) -> tuple[Endpoint, EngineProcess]:
+    async def start_engine(
+        self, version: str, model_dir: Path, timeout: float | None = None
+    ) -> tuple[Endpoint, EngineProcess]:
         """Launch one engine and wait for /health. Launch happens on the loop thread: PDEATHSIG is per thread."""
         port = find_free_port(self.config.host, self.config.base_port, self._taken_ports())
         proc = EngineProcess(
@@ -43,7 +45,7 @@ class EngineSupervisor:
         )
         proc.launch()
         try:
-            await self.wait_healthy(proc, self.config.startup_timeout_s)
+            await self.wait_healthy(proc, timeout or self.config.startup_timeout_s)
         except BaseException:
             await asyncio.to_thread(proc.stop)
             raise

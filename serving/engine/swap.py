@@ -23,6 +23,7 @@ import httpx
 
 from serving.engine.compat import CheckpointError, check_servable, same_architecture
 from serving.engine.pool import Endpoint, EnginePool
+from serving.engine.process import EngineStartError
 from serving.engine.supervisor import EngineSupervisor
 
 log = logging.getLogger("keel.swap")
@@ -83,6 +84,7 @@ class Swapper:
         served_name: str,
         drain_timeout_s: float = 120.0,
         warmup_timeout_s: float = 120.0,
+        start_timeout_s: float = 300.0,
     ):
         self.pool = pool
         self.supervisor = supervisor
@@ -90,6 +92,7 @@ class Swapper:
         self.served_name = served_name
         self.drain_timeout_s = drain_timeout_s
         self.warmup_timeout_s = warmup_timeout_s
+        self.start_timeout_s = start_timeout_s
         self.lock = asyncio.Lock()
 
     def plan(self, new_dir: Path) -> tuple[str, str]:
@@ -178,6 +181,19 @@ class Swapper:
                     log.exception("could not restore %s on %s", old_dir, ep.url)
             raise SwapError(f"reload on {ep.url} failed: {e}") from e
 
+    async def _start_with_retry(self, version: str, new_dir: Path) -> Endpoint:
+        """A start that hangs (seen on an oversubscribed 2-core host) gets one more try on a fresh port."""
+        assert self.supervisor is not None
+        for attempt in (1, 2):
+            try:
+                ep, _proc = await self.supervisor.start_engine(version, new_dir, timeout=self.start_timeout_s)
+                return ep
+            except EngineStartError as e:
+                if attempt == 2 or "not healthy after" not in str(e):
+                    raise SwapError(f"new engine failed: {e}") from e
+                log.warning("new engine did not start in %.0f s; trying once more", self.start_timeout_s)
+        raise AssertionError("unreachable")
+
     async def _blue_green(self, version: str, new_dir: Path) -> float:
         if self.supervisor is None:
             raise SwapError("blue/green needs managed engines; external engines can only be swapped in place")
@@ -185,7 +201,7 @@ class Swapper:
         started: list[Endpoint] = []
         try:
             for _ in range(max(1, len(old))):
-                ep, _proc = await self.supervisor.start_engine(version, new_dir)
+                ep = await self._start_with_retry(version, new_dir)
                 started.append(ep)
                 await warm_up(self.client, ep, self.served_name, self.warmup_timeout_s)
         except BaseException as e:
