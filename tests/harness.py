@@ -46,7 +46,7 @@ class PlatformProcess:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(
-            [*self.cli_argv(), *args], env=self.env(), capture_output=True, text=True, timeout=600
+            [*self.cli_argv(), *args], env=self.env(), capture_output=True, text=True, timeout=900
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"keel {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")

@@ -131,7 +131,7 @@ def diagnose(log_tail: str, port: int, model: str) -> str:
     return f"engine exited: {last[:300]}"
 
 
-@dataclass
+@dataclass(eq=False)
 class EngineProcess:
     """A managed vLLM server. ``start`` returns once /health answers or raises EngineStartError."""
 
@@ -141,6 +141,9 @@ class EngineProcess:
     config: EngineConfig
     log_path: Path
     version: str = ""
+    cpu_bind: str | None = (
+        None  # VLLM_CPU_OMP_THREADS_BIND for this engine (CPU hosts), chosen by the supervisor
+    )
     proc: subprocess.Popen | None = None
     _log_file: object | None = field(default=None, repr=False)
 
@@ -182,6 +185,8 @@ class EngineProcess:
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TRANSFORMERS_OFFLINE", "1")
+        if self.cpu_bind is not None and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+            env["VLLM_CPU_OMP_THREADS_BIND"] = self.cpu_bind
         env.update(self.config.extra_env)
         return env
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -11,7 +12,14 @@ import httpx
 
 from serving.config import EngineConfig
 from serving.engine.pool import Endpoint, EnginePool
-from serving.engine.process import EngineProcess, EngineStartError, diagnose, find_free_port, owns_port
+from serving.engine.process import (
+    EngineProcess,
+    EngineStartError,
+    _is_cuda_host,
+    diagnose,
+    find_free_port,
+    owns_port,
+)
 
 log = logging.getLogger("keel.engine")
 
@@ -26,6 +34,18 @@ class EngineSupervisor:
         self._stopping = False
         self._monitor: asyncio.Task | None = None
         self.last_error: str | None = None
+        self._starting: set[EngineProcess] = set()
+
+    def _pick_core(self) -> str | None:
+        """vLLM's CPU auto-binding pins every engine's worker to the same core; a second engine (blue/green,
+        replicas) then starves behind the first. Give each new engine the core our live engines use least."""
+        if _is_cuda_host() or "VLLM_CPU_OMP_THREADS_BIND" in self.config.extra_env:
+            return None
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < 2:
+            return None
+        used = [p.cpu_bind for p in self.processes.values() if p.alive()]
+        return str(min(cores, key=lambda c: (used.count(str(c)), c)))
 
     def _taken_ports(self) -> set[int]:
         return {p.port for p in self.processes.values()}
@@ -42,13 +62,17 @@ class EngineSupervisor:
             config=self.config,
             log_path=self.logs_dir / f"engine-{port}.log",
             version=version,
+            cpu_bind=self._pick_core(),
         )
         proc.launch()
+        self._starting.add(proc)  # so a shutdown during start-up stops it too
         try:
             await self.wait_healthy(proc, timeout or self.config.startup_timeout_s)
         except BaseException:
             await asyncio.to_thread(proc.stop)
             raise
+        finally:
+            self._starting.discard(proc)
         ep = Endpoint(url=proc.url, version=version, model_dir=str(model_dir), managed=True)
         self.processes[id(ep)] = proc
         return ep, proc
@@ -123,6 +147,7 @@ class EngineSupervisor:
         self._stopping = True
         if self._monitor is not None:
             self._monitor.cancel()
-        procs = list(self.processes.values())
+        procs = list(self.processes.values()) + list(self._starting)
         self.processes.clear()
+        self._starting.clear()
         await asyncio.gather(*(asyncio.to_thread(p.stop) for p in procs))

@@ -44,7 +44,7 @@ def swap_platform(base_model_dir, tmp_path_factory):
     p = PlatformProcess(
         data_dir=root / "data",
         model_dir=base_model_dir,
-        overrides=["swap.drain_timeout_s=60", "router.enabled=false"],
+        overrides=["swap.drain_timeout_s=60", "swap.start_timeout_s=280", "router.enabled=false"],
     ).start()
     p.root = root  # type: ignore[attr-defined]
     try:

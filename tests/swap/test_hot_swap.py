@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 class Load:
     """Concurrent streaming and non-streaming requests until stopped; records every outcome."""
 
-    def __init__(self, url: str, key: str, workers: int = 12):
+    def __init__(self, url: str, key: str, workers: int = 4):
         self.url, self.key, self.workers = url, key, workers
         self.ok: list[str] = []
         self.failures: list[str] = []
@@ -224,3 +224,49 @@ def test_killing_the_new_engine_during_warm_up_leaves_serving_unharmed(
     ).choices
     history = json.loads(swap_platform.cli("checkpoints", "history", "--json").stdout)
     assert history[0]["to_version"] == "v5" and history[0]["status"] == "failed"
+
+
+def engine_pids(model_dir_marker: str) -> list[int]:
+    ps = subprocess.run(["ps", "-eww", "-o", "pid,args"], capture_output=True, text=True).stdout
+    return [
+        int(ln.split()[0])
+        for ln in ps.splitlines()
+        if "vllm.entrypoints.openai.api_server" in ln and model_dir_marker in ln
+    ]
+
+
+def test_crashed_engine_is_restarted(swap_platform, openai_factory):
+    [url] = swap_platform.engine_urls()
+    port = url.rsplit(":", 1)[1]
+    [pid] = [p for p in engine_pids("--port " + port)]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 300
+    healthy_again = False
+    while time.monotonic() < deadline:
+        body = httpx.get(f"{swap_platform.url}/health", timeout=5).json()
+        engines = body["engines"]
+        if (
+            engines
+            and engines[0]["healthy"]
+            and body["status"] == "ok"
+            and engine_pids("--port " + engines[0]["url"].rsplit(":", 1)[1])
+        ):
+            healthy_again = True
+            break
+        time.sleep(1)
+    assert healthy_again, "the supervisor did not restart the crashed engine"
+    client = openai_factory(swap_platform)
+    assert client.chat.completions.create(
+        model="keel", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    ).choices
+
+
+def test_sigterm_leaves_no_engine_behind(swap_platform):
+    ports = [u.rsplit(":", 1)[1] for u in swap_platform.engine_urls()]
+    assert all(engine_pids("--port " + p) for p in ports)
+    swap_platform.stop()
+    assert swap_platform.proc.returncode == 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(engine_pids("--port " + p) for p in ports):
+        time.sleep(0.5)
+    assert not any(engine_pids("--port " + p) for p in ports), "engine processes outlived the platform"
