@@ -86,7 +86,7 @@ def list_requests(
 ) -> list[dict]:
     """Request log rows, newest first (optionally only the given request ids)."""
     db = request.app.state.platform.db
-    cols = "request_id, created_at, key_id, model, checkpoint_version, stream, messages, params, response_text, choices, finish_reason, route, route_confidence, retrieved, prompt_tokens, completion_tokens, ttft_ms, latency_ms, retrieval_ms, generation_ms, status_code, error, regenerate_of, meta"
+    cols = "request_id, created_at, key_id, model, checkpoint_version, engine_url, stream, messages, params, response_text, choices, finish_reason, route, route_confidence, retrieved, prompt_tokens, completion_tokens, ttft_ms, latency_ms, retrieval_ms, generation_ms, status_code, error, regenerate_of, meta"
     if id:
         marks = ",".join("?" * len(id))
         cur = db.cursor().execute(f"SELECT {cols} FROM requests WHERE request_id IN ({marks})", id)

@@ -253,10 +253,9 @@ class EngineProcess:
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                try:
+                # a process stuck in the kernel: PDEATHSIG and the kernel reap it; never block a swap on it
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    pass  # a process stuck in the kernel; PDEATHSIG and the kernel reap it, never block a swap on it
         if self._log_file is not None:
             self._log_file.close()  # type: ignore[attr-defined]
             self._log_file = None

@@ -106,6 +106,21 @@ class EngineSupervisor:
     def process_of(self, ep: Endpoint) -> EngineProcess | None:
         return self.processes.get(id(ep))
 
+    async def restart_on(self, ep: Endpoint, version: str, model_dir: Path, timeout: float) -> None:
+        """Relaunch a managed engine on another checkpoint (same port); the caller keeps it out of rotation."""
+        await self._relaunch(self.processes[id(ep)], ep, version, model_dir, timeout)
+
+    async def _relaunch(
+        self, proc: EngineProcess, ep: Endpoint, version: str, model_dir: Path, timeout: float
+    ) -> None:
+        await asyncio.to_thread(proc.stop)
+        proc.model_dir, proc.version = model_dir, version
+        if self.config.base_port == 0:  # the old port may linger in TIME_WAIT; take a fresh one
+            proc.port = find_free_port(self.config.host, 0, self._taken_ports())
+            ep.url = proc.url
+        proc.launch()
+        await self.wait_healthy(proc, timeout)
+
     async def stop_endpoint(self, ep: Endpoint) -> None:
         proc = self.processes.pop(id(ep), None)
         if proc is not None:
@@ -130,12 +145,9 @@ class EngineSupervisor:
                 if not self.config.restart_on_crash or crashes[key] > self.config.max_restarts:
                     continue
                 try:
-                    proc.stop()
-                    if self.config.base_port == 0:
-                        proc.port = find_free_port(self.config.host, 0, self._taken_ports())
-                        ep.url = proc.url
-                    proc.launch()
-                    await self.wait_healthy(proc, self.config.startup_timeout_s)
+                    # an in-place swap may have changed the weights this endpoint serves: restart on those
+                    model_dir = Path(ep.model_dir) if ep.model_dir else proc.model_dir
+                    await self._relaunch(proc, ep, ep.version, model_dir, self.config.startup_timeout_s)
                     ep.healthy = True
                     crashes[key] = 0
                     log.warning("engine %s restarted", proc.url)

@@ -145,12 +145,34 @@ class Swapper:
         for ep in rest:  # one instant: new requests go only to the new version from here on
             ep.healthy = False
         first.healthy = True
+        # From here the new version serves; a replica that fails to follow stays out of rotation (it must
+        # never answer with the old weights again) and a managed one is restarted on the new folder.
         for ep in rest:
-            await self.pool.drain(ep, self.drain_timeout_s)
-            await self._reload_checked(ep, new_dir)
+            if not await self.pool.drain(ep, self.drain_timeout_s):
+                log.warning(
+                    "replica %s still busy after %.0f s; reloading anyway", ep.url, self.drain_timeout_s
+                )
+            try:
+                await self._reload_checked(ep, new_dir)
+            except SwapError as e:
+                await self._replace_replica(ep, version, new_dir, e)
+                continue
             ep.version, ep.model_dir = version, str(new_dir)
             ep.healthy = True
         return 0.0
+
+    async def _replace_replica(self, ep: Endpoint, version: str, new_dir: Path, cause: SwapError) -> None:
+        log.error("replica %s did not take %s in place (%s)", ep.url, version, cause)
+        ep.version, ep.model_dir = version, str(new_dir)
+        if self.supervisor is None or self.supervisor.process_of(ep) is None:
+            return  # an external replica: out of rotation until someone restarts it on the new version
+        try:
+            await self.supervisor.restart_on(ep, version, new_dir, self.start_timeout_s)
+            await warm_up(self.client, ep, self.served_name, self.warmup_timeout_s)
+        except (EngineStartError, SwapError, httpx.HTTPError) as e:
+            log.error("replica %s could not be restarted on %s: %s", ep.url, version, e)
+            return
+        ep.healthy = True
 
     async def _reload_held(self, ep: Endpoint, version: str, new_dir: Path) -> float:
         t_hold = time.perf_counter()
