@@ -23,6 +23,8 @@ from serving.rag.config import RagConfig
 from serving.router.config import RouterConfig
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
+# the demo corpus beside a checkout (repo/../shared/data/...); absent in an installed wheel
+DEMO_CORPUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "domain" / "tidb-docs-zh" / "docs"
 
 
 class ConfigError(ValueError):
@@ -126,6 +128,14 @@ class KeelSettings(BaseSettings):
     def rag_index_dir(self) -> Path:
         """The document index (Chroma + chunk catalog)."""
         return self.rag.index_dir.expanduser() if self.rag.index_dir else self.data_dir / "rag"
+
+    @property
+    def rag_corpus_paths(self) -> list[Path]:
+        """What `keel up` indexes in the background: the configured paths, else the demo corpus if present."""
+        if self.rag.corpus_paths is not None:
+            return [Path(p).expanduser() for p in self.rag.corpus_paths]
+        demo = DEMO_CORPUS
+        return [demo] if demo.is_dir() else []
 
     @property
     def journal_dir(self) -> Path:

