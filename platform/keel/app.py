@@ -76,6 +76,8 @@ class Platform:
         self.swapper: Swapper | None = None
         self.promotions = PromotionService(self.db, None)
         self.chat: ChatService | None = None
+        self.router = None
+        self.indexer = None  # serving.rag.background.BackgroundIndexer once started
         self.replayed = 0
         self._stopped = False
 
@@ -101,6 +103,7 @@ class Platform:
             start_timeout_s=s.swap.start_timeout_s,
         )
         self.promotions = PromotionService(self.db, self.swapper)
+        self._start_indexer()
         await self.start_engines()
         self.candidates.start()
 
@@ -120,6 +123,21 @@ class Platform:
         self.router = await asyncio.to_thread(build_router, s.router, s.rag, s.rag_index_dir, None, gen)
         await asyncio.to_thread(self.router.warmup)
         return gateway_router(self.router)
+
+    def _start_indexer(self) -> None:
+        """The only writer of the document index while the platform runs (Chroma is not process-safe):
+        the configured corpus is indexed now, lexical in seconds, dense in the background."""
+        from serving.rag.background import BackgroundIndexer
+
+        s = self.settings
+        retriever = getattr(self.router, "retriever", None)
+        self.indexer = BackgroundIndexer(
+            s.rag_index_dir, s.rag, s.rag.background, on_catalog=retriever.refresh if retriever else None
+        )
+        self.indexer.start()
+        if paths := s.rag_corpus_paths:
+            log.info("indexing %s in the background", ", ".join(map(str, paths)))
+            self.indexer.submit(paths)
 
     async def start_engines(self) -> None:
         s = self.settings
@@ -148,6 +166,8 @@ class Platform:
         self._stopped = True
         (self.settings.run_dir / "platform.json").unlink(missing_ok=True)
         await self.candidates.stop()
+        if self.indexer is not None:
+            await asyncio.to_thread(self.indexer.stop)
         await self.supervisor.stop_all()
         if self.client is not None:
             await self.client.aclose()
@@ -157,6 +177,7 @@ class Platform:
 
 def create_app(platform: Platform) -> FastAPI:
     from keel.admin import router as admin_router
+    from keel.admin_index import router as index_router
     from keel.admin_registry import router as registry_router
     from keel.annotation.admin import router as flywheel_admin_router
     from keel.annotation.routes import router as annotation_router
@@ -195,4 +216,5 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(flywheel_admin_router)
     app.include_router(annotation_router)
     app.include_router(registry_router)
+    app.include_router(index_router)
     return app

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,13 +38,15 @@ class IndexSummary:
     chunks_reused: int = 0  # added with a stored vector of identical text
     chunks_total: int = 0
     chunks_embedded: int = 0  # vectors in Chroma after the run
+    chunks_missing: int = 0  # chunks without a vector when embedding started
+    interrupted: bool = False  # embedding stopped early (shutdown, newer work); the next run resumes
     embed_seconds: float = 0.0
     seconds: float = 0.0
 
     def line(self) -> str:
         unchanged = self.files - self.files_new - self.files_changed
         rate = (
-            f", {(self.chunks_added - self.chunks_reused) / self.embed_seconds:.1f} chunks/s embedded"
+            f", {(self.chunks_added - self.chunks_reused) / self.embed_seconds:.2f} chunks/s embedded"
             if self.embed_seconds > 0
             else ""
         )
@@ -149,12 +151,61 @@ class Indexer:
             return s
 
         # 4. bring Chroma in line with the catalog
+        self._sync(collection, new, s, progress=progress)
+        s.seconds = time.perf_counter() - t0
+        return s
+
+    def embed_missing(
+        self,
+        progress: bool = False,
+        batch: int | None = None,
+        pause_s: float = 0.0,
+        should_stop: Callable[[], bool] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> IndexSummary:
+        """Make Chroma match the current catalog (the dense half of `update`), resumable at any batch.
+
+        Background indexing calls this with small batches, a pause between them and a stop test, so
+        it yields the CPU to serving and hands the catalog back to a newer lexical update quickly.
+        """
+        t0 = time.perf_counter()
+        s = IndexSummary()
+        catalog = load_catalog(self.index_dir)
+        if catalog is None:
+            return s
+        if catalog.embedder != self.config.embedder:
+            raise IndexStoreError(
+                f"index at {self.index_dir} was built with embedder {catalog.embedder!r}, config says "
+                f"{self.config.embedder!r}; rebuild with --rebuild"
+            )
+        collection = open_collection(
+            self.index_dir, self.config.collection, self.config.embedder, create=True
+        )
+        s.files = len(catalog.files)
+        s.chunks_total = len(catalog.chunks)
+        self._sync(collection, catalog, s, progress, batch, pause_s, should_stop, on_progress)
+        s.seconds = time.perf_counter() - t0
+        return s
+
+    def _sync(
+        self,
+        collection,
+        catalog: Catalog,
+        s: IndexSummary,
+        progress: bool = True,
+        batch: int | None = None,
+        pause_s: float = 0.0,
+        should_stop: Callable[[], bool] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Delete vectors of removed chunks, update moved chunks' metadata, reuse or embed missing ones."""
         try:
             have = collection.get(include=["metadatas"])
         except Exception as e:
             raise IndexStoreError(f"Chroma index at {self.index_dir / 'chroma'} cannot be read: {e}") from e
+        new_ids = {c.id for c in catalog.chunks}
         have_meta = dict(zip(have["ids"], have["metadatas"], strict=True))
-        missing = [c for c in new.chunks if c.id not in have_meta]
+        missing = [c for c in catalog.chunks if c.id not in have_meta]
         # a chunk whose text is already embedded under another id (file moved or renamed, duplicate
         # content) takes the stored vector instead of being embedded again
         by_hash = {m.get("hash"): i for i, m in have_meta.items() if m}
@@ -174,28 +225,36 @@ class Indexer:
         for i in range(0, len(stale), 1000):
             collection.delete(ids=stale[i : i + 1000])
         s.chunks_removed = len(stale)
-        moved = [c for c in new.chunks if c.id in have_meta and have_meta[c.id] != c.metadata()]
+        moved = [c for c in catalog.chunks if c.id in have_meta and have_meta[c.id] != c.metadata()]
         for i in range(0, len(moved), 1000):
             part = moved[i : i + 1000]
             collection.update(ids=[c.id for c in part], metadatas=[c.metadata() for c in part])
         s.chunks_updated = len(moved)
         reused = {c.id for c in reuse}
         missing = [c for c in missing if c.id not in reused]
+        s.chunks_missing = len(missing)
+        step = batch or self.config.embed_batch
         te = time.perf_counter()
         bar = tqdm(total=len(missing), unit="chunk", desc="embedding", disable=not progress or not missing)
-        for i in range(0, len(missing), cfg.embed_batch):
-            part = missing[i : i + cfg.embed_batch]
+        done = 0
+        for i in range(0, len(missing), step):
+            if should_stop is not None and should_stop():
+                s.interrupted = True
+                break
+            part = missing[i : i + step]
             # documents go through the collection's embedding function (passage prefix)
             collection.add(
                 ids=[c.id for c in part],
                 documents=[c.text for c in part],
                 metadatas=[c.metadata() for c in part],
             )
+            done += len(part)
             bar.update(len(part))
-            s.chunks_added += len(part)
+            if on_progress is not None:
+                on_progress(done, len(missing))
+            if pause_s > 0 and done < len(missing):
+                time.sleep(pause_s)
         bar.close()
-        s.embed_seconds = time.perf_counter() - te if missing else 0.0
-        s.chunks_added += s.chunks_reused
+        s.embed_seconds = time.perf_counter() - te if done else 0.0
+        s.chunks_added += done + s.chunks_reused
         s.chunks_embedded = collection.count()
-        s.seconds = time.perf_counter() - t0
-        return s
