@@ -39,6 +39,9 @@ class PlatformProcess:
         env["KEEL_DATA_DIR"] = str(self.data_dir)
         env["KEEL_MODEL__PATH"] = str(self.model_dir)
         env.pop("KEEL_CONFIG", None)
+        # `keel up` would index the demo corpus (~35 min of embedding); tests that want auto-indexing
+        # pass rag.corpus_paths=[...] in overrides (which win over the environment)
+        env.setdefault("KEEL_RAG__CORPUS_PATHS", "[]")
         return env
 
     def cli_argv(self) -> list[str]:
