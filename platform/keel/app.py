@@ -103,8 +103,10 @@ class Platform:
             start_timeout_s=s.swap.start_timeout_s,
         )
         self.promotions = PromotionService(self.db, self.swapper)
-        self._start_indexer()
         await self.start_engines()
+        # after the engines: their start-up needs both cores more than BM25 does, and a failed start
+        # leaves the index alone
+        self._start_indexer()
         self.candidates.start()
 
     async def _router(self):
