@@ -2,6 +2,7 @@
 
 Run (prints a Markdown table and saves bench/results/swap.json):
     python bench/swap.py --workers 12 --steady-s 30
+    python bench/swap.py --workers 12 --steady-s 30 --replicas 2 --in-place-only   # rolling across replicas
 
 A steady mixed load (half streaming, half not, 6 tokens each) runs through the gateway the whole time;
 the checkpoint is promoted in place (same architecture), rolled back, promoted blue/green (changed chat
@@ -80,6 +81,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=12)
     ap.add_argument("--steady-s", type=float, default=30.0)
+    ap.add_argument("--replicas", type=int, default=1, help="managed engines per version (rolling in place)")
+    ap.add_argument("--in-place-only", action="store_true", help="skip the blue/green promote + rollback")
     args = ap.parse_args()
 
     from keel.basemodel import ensure_base
@@ -88,7 +91,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="keel-swap-bench-"))
     v2 = derive_checkpoint(base, work / "v2", "v2", scale=1.05)
     v3 = derive_checkpoint(base, work / "v3", "v3", template_note="bench")
-    p = PlatformProcess(data_dir=work / "data", model_dir=base, overrides=["router.enabled=false"]).start()
+    overrides = ["router.enabled=false", f"engine.replicas={args.replicas}"]
+    if args.replicas > 1:
+        overrides.append("engine.kvcache_gib=1")
+    p = PlatformProcess(data_dir=work / "data", model_dir=base, overrides=overrides).start(timeout=900)
     try:
         for cp in (v2, v3):
             p.cli("checkpoints", "add", str(cp))
@@ -97,7 +103,10 @@ def main() -> None:
         time.sleep(5)  # warm
         steady = (time.time(), time.time() + args.steady_s)
         time.sleep(args.steady_s)
-        for cmd in (["promote", "v2"], ["rollback"], ["promote", "v3"], ["rollback"]):
+        swaps = [["promote", "v2"], ["rollback"]]
+        if not args.in_place_only:
+            swaps += [["promote", "v3"], ["rollback"]]
+        for cmd in swaps:
             p.cli(*cmd)
             time.sleep(3)
         load.stop()
@@ -136,7 +145,8 @@ def main() -> None:
     print(table)
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "swap.json").write_text(
+    name = "swap.json" if args.replicas == 1 else f"swap-replicas{args.replicas}.json"
+    (out / name).write_text(
         json.dumps(
             {"args": vars(args), "swaps": results, "total": total, "failed": failed_total, "table": table},
             indent=2,
