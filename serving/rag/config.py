@@ -47,6 +47,11 @@ class RagConfig(BaseModel):
     candidates: int = Field(
         30, description="Hits taken from each of the dense and lexical lists before fusion."
     )
+    fusion: Literal["document", "chunk"] = Field(
+        "document",
+        description="'document': rank documents by their best chunk in each list, then fuse "
+        "(recall is per document); 'chunk': plain RRF over chunks.",
+    )
     rrf_k: int = Field(60, description="Reciprocal-rank-fusion constant: score = sum 1/(rrf_k + rank).")
     dense_weight: float = Field(1.0, description="Weight of the dense list in the fusion.")
     lexical_weight: float = Field(1.0, description="Weight of the lexical (BM25) list in the fusion.")

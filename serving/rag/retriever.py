@@ -52,6 +52,29 @@ def rrf(lists: list[list[str]], weights: list[float], k: int) -> list[tuple[str,
     return sorted(scores.items(), key=lambda kv: -kv[1])
 
 
+def doc_rrf(
+    lists: list[list[str]], weights: list[float], k: int, doc_of: dict[str, str]
+) -> list[tuple[str, float]]:
+    """Fuse at the document level, then list each document's chunks under it.
+
+    A document is ranked in each list by its best chunk (its first appearance), so a document with
+    five matching sections does not push five other documents down one list while being counted
+    once. Output: the best chunk of every document in fused document order, then the other chunks in
+    the same order; every chunk carries its document's fused score.
+    """
+    doc_lists = [list(dict.fromkeys(doc_of[i] for i in ids)) for ids in lists]
+    doc_score = dict(rrf(doc_lists, weights, k))
+    chunk_score = dict(rrf(lists, weights, k))
+    order = sorted(chunk_score, key=lambda i: (-doc_score[doc_of[i]], -chunk_score[i]))
+    first: list[str] = []
+    rest: list[str] = []
+    seen: set[str] = set()
+    for i in order:
+        (rest if doc_of[i] in seen else first).append(i)
+        seen.add(doc_of[i])
+    return [(i, doc_score[doc_of[i]]) for i in first + rest]
+
+
 class Retriever:
     def __init__(self, index_dir: Path, config: RagConfig | None = None, embedder: Embedder | None = None):
         self.index_dir = Path(index_dir)
@@ -148,6 +171,13 @@ class Retriever:
             ranked = dense
         elif mode == "lexical":
             ranked = lexical
+        elif cfg.fusion == "document":
+            ranked = doc_rrf(
+                [[i for i, _ in dense], [i for i, _ in lexical]],
+                [cfg.dense_weight, cfg.lexical_weight],
+                cfg.rrf_k,
+                {i: chunks[i].source for i, _ in dense + lexical},
+            )
         else:
             ranked = rrf(
                 [[i for i, _ in dense], [i for i, _ in lexical]],

@@ -109,10 +109,44 @@ def test_cli_reports_corrupt_index_in_one_line(corpus_copy, monkeypatch):
     monkeypatch.setattr(CliState, "_settings", None, raising=False)  # load() caches settings here
     monkeypatch.delattr(CliState, "_settings")
     _register()
-    res = CliRunner().invoke(app, ["--set", f"rag.index_dir={index}", "index", str(docs), "-q"])
+    # a private data_dir: a `keel up` someone runs on ~/.keel must not receive this request
+    sets = ["--set", f"rag.index_dir={index}", "--set", f"data_dir={index.parent / 'data'}"]
+    res = CliRunner().invoke(app, [*sets, "index", str(docs), "-q"])
     assert res.exit_code == 1
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: Chroma index at"), res.output
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("empty.md", b"", "empty file"),
+        ("blob.txt", b"PK\x03\x04\x00\x00binary", "binary file"),
+        (None, None, "no such file or folder"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_index_untouched(
+    corpus_copy, tmp_path, monkeypatch, name, data, message
+):
+    from keel.cli import CliState, _register, app
+    from typer.testing import CliRunner
+
+    docs, index = corpus_copy
+    before, ids = catalog_path(index).read_bytes(), _chroma_ids(index)
+    target = tmp_path / "missing"
+    if name is not None:
+        target = docs / name
+        target.write_bytes(data)
+    monkeypatch.setattr(CliState, "overrides", [], raising=False)
+    monkeypatch.setattr(CliState, "_settings", None, raising=False)
+    monkeypatch.delattr(CliState, "_settings")
+    _register()
+    args = ["--set", f"rag.index_dir={index}", "--set", f"data_dir={tmp_path / 'data'}", "index", "-q"]
+    res = CliRunner().invoke(app, [*args, str(docs if name else target)])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 1 and len(lines) == 1 and message in lines[0], res.output
+    assert lines[0].startswith("error: ") and str(target) in lines[0]
+    assert catalog_path(index).read_bytes() == before and _chroma_ids(index) == ids
 
 
 def test_lexical_only_then_dense_resumes(small_index, tmp_path: Path):

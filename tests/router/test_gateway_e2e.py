@@ -1,6 +1,13 @@
-"""Every route end to end: real `keel up` with the router on, real vLLM, the openai client, DuckDB rows."""
+"""Every route end to end: real `keel up` with the router on, real vLLM, the openai client, DuckDB rows.
+
+The platform indexes its configured corpus by itself at start (rag.corpus_paths: four real TiDB docs
+copied to a temporary folder): lexical at once, dense in the background, into a fresh index folder.
+"""
 
 from __future__ import annotations
+
+import shutil
+import time
 
 import openai
 import pytest
@@ -14,17 +21,34 @@ CHAT = [{"role": "user", "content": "你好，谢谢你的帮助！"}]
 OOS = [{"role": "user", "content": "帮我写一首关于春天的诗"}]
 
 
+def _index_status(p: PlatformProcess, done, timeout: float = 600.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = p.admin("GET", "/admin/index").json()
+        if done(st) or time.monotonic() > deadline:
+            return st
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def routed(base_model_dir, small_index, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("keel-routed")
+    docs = tmp / "docs"
+    shutil.copytree(small_index[0], docs)  # the docs only: the platform builds the index itself
     p = PlatformProcess(
-        data_dir=tmp_path_factory.mktemp("keel-routed"),
+        data_dir=tmp / "data",
         model_dir=base_model_dir,
-        overrides=["router.enabled=true", f"rag.index_dir={small_index[1]}"],
+        overrides=["router.enabled=true", f"rag.corpus_paths=[{docs}]", "rag.background.pause_s=0"],
     )
     p.start()
     try:
+        # lexical first (seconds), then every chunk embedded in the platform's background worker; the
+        # tests compare stream and non-stream sources, so they start on the finished index
+        st = _index_status(p, lambda s: s["chunks_total"] and not s["dense_pending"] and s["state"] == "idle")
+        assert st["chunks_total"] > 0 and st["chunks_embedded"] == st["chunks_total"], st
+        assert "4 files (4 new" in st["last_lexical"], st
         key = p.create_key("router-tests")
-        yield p, openai.OpenAI(base_url=f"{p.url}/v1", api_key=key, max_retries=0, timeout=120)
+        yield p, openai.OpenAI(base_url=f"{p.url}/v1", api_key=key, max_retries=0, timeout=120), docs
     finally:
         p.stop()
 
@@ -42,7 +66,7 @@ def _stream(client, messages):
 
 
 def test_domain_route_cites_sources_and_logs_retrieval(routed):
-    server, client = routed
+    server, client, _ = routed
     raw = client.chat.completions.with_raw_response.create(
         model="keel", messages=DOMAIN, max_tokens=24, temperature=0
     )
@@ -67,7 +91,7 @@ def test_domain_route_cites_sources_and_logs_retrieval(routed):
 
 
 def test_chat_route_streams_from_the_engine(routed):
-    server, client = routed
+    server, client, _ = routed
     text, keel, rid = _stream(client, CHAT)
     assert text and keel == {"route": "chat", "sources": []}
     [row] = server.rows([rid])
@@ -76,7 +100,7 @@ def test_chat_route_streams_from_the_engine(routed):
 
 
 def test_out_of_scope_is_refused_without_the_engine(routed):
-    server, client = routed
+    server, client, _ = routed
     completion = client.chat.completions.create(model="keel", messages=OOS, max_tokens=24)
     assert completion.choices[0].message.content.startswith("抱歉")
     assert completion.model_extra["keel"]["route"] == "out_of_scope"
@@ -86,3 +110,45 @@ def test_out_of_scope_is_refused_without_the_engine(routed):
     assert (
         row["route"] == "out_of_scope" and row["checkpoint_version"] is None and row["route_confidence"] > 0
     )
+
+
+def test_keel_index_goes_through_the_running_platform(routed, tmp_path):
+    server, client, docs = routed
+    new = tmp_path / "extra"
+    new.mkdir()
+    (new / "keel-zebra.md").write_text(
+        "---\ntitle: ZEBRA 参数说明\n---\n\n# ZEBRA 参数说明\n\n"
+        "`tidb_zebra_stripes` 控制斑马条纹的数量，默认值为 7，取值范围 1 到 42。\n",
+        encoding="utf-8",
+    )
+    proc = server.cli("index", str(new), "-q")  # the platform owns Chroma: the CLI must not open it
+    assert "platform at" in proc.stdout and "1 files (1 new" in proc.stdout, proc.stdout
+    assert proc.stdout.strip().splitlines()[-1].startswith("embedded "), proc.stdout
+    st = server.admin("GET", "/admin/index").json()
+    assert st["chunks_embedded"] == st["chunks_total"] and not st["dense_pending"], st
+
+    q = [{"role": "user", "content": "TiDB 的 tidb_zebra_stripes 参数默认值是多少？"}]
+    completion = client.chat.completions.create(model="keel", messages=q, max_tokens=16, temperature=0)
+    keel = completion.model_extra["keel"]
+    assert keel["route"] == "domain" and keel["sources"][0]["path"].endswith("keel-zebra.md"), keel
+
+    bad = server.cli("index", str(tmp_path / "missing"), check=False)
+    assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0
+    assert "no such file or folder" in bad.stderr, bad.stderr
+
+
+def test_retrieval_failure_is_a_flagged_direct_answer(routed):
+    """Runs last in this module: it breaks the platform's index on purpose."""
+    server, client, _ = routed
+    catalog = server.data_dir / "rag" / "catalog.json"
+    catalog.write_text("{not json", encoding="utf-8")  # the retriever reloads it on the next query
+    raw = client.chat.completions.with_raw_response.create(
+        model="keel", messages=DOMAIN, max_tokens=16, temperature=0
+    )
+    assert raw.http_response.status_code == 200
+    completion = raw.parse()
+    assert completion.model_extra["keel"] == {"route": "domain", "sources": []}
+    assert "Sources:" not in completion.choices[0].message.content
+    [row] = server.rows([raw.headers["x-request-id"]])
+    assert row["status_code"] == 200 and row["route"] == "domain" and row["retrieved"] == []
+    assert row["meta"]["fallback"] is True and "corrupt" in row["meta"]["retrieval_error"]
