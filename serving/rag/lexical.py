@@ -98,6 +98,23 @@ _STOP_EN = set(
 )
 
 
+def _stem(word: str) -> str:
+    """Plural -s only: "resources"/"resource", "indexes"/"index" meet; anything more would guess."""
+    if len(word) > 4 and word.endswith("es") and word[-3] in "sxz":
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss") and word[-2] not in "u":
+        return word[:-1]
+    return word
+
+
+def path_words(relpath: str) -> str:
+    """A document's path as words ("sql-statements/sql-statement-select.md" → "sql statements sql
+    statement select"). Chinese documentation sites usually keep English file names: for an English
+    question against Chinese text they are the one place the document names its topic in English."""
+    stem = relpath.rsplit(".", 1)[0]
+    return " ".join(w for w in re.split(r"[/_\-.\s]+", stem) if w)
+
+
 def tokenize(text: str) -> list[str]:
     out: list[str] = []
     for tok in _TOKEN.findall(text):
@@ -109,9 +126,9 @@ def tokenize(text: str) -> list[str]:
         low = tok.lower()
         parts = [p for p in _PARTS.split(low) if p]
         if low not in _STOP_EN:
-            out.append(low)
+            out.append(_stem(low) if len(parts) == 1 else low)
         if len(parts) > 1:
-            out.extend(p for p in parts if p not in _STOP_EN)
+            out.extend(_stem(p) for p in parts if p not in _STOP_EN)
     return out
 
 

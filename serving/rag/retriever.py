@@ -16,8 +16,13 @@ from pathlib import Path
 from serving.rag.chunking import Chunk
 from serving.rag.config import RagConfig
 from serving.rag.embedder import Embedder, load_embedder
-from serving.rag.lexical import LexicalIndex
+from serving.rag.lexical import LexicalIndex, path_words
 from serving.rag.store import IndexStoreError, catalog_path, load_catalog, open_collection
+
+
+def lexical_text(c: Chunk) -> str:
+    """What BM25 indexes for a chunk: its text (title / heading path included) and its file's path words."""
+    return f"{c.text}\n{path_words(c.relpath)}"
 
 
 class RetrievalError(RuntimeError):
@@ -109,7 +114,7 @@ class Retriever:
                 if stamp != self._stamp:
                     catalog = load_catalog(self.index_dir)
                     chunks = catalog.chunks if catalog else []
-                    lexical = LexicalIndex([c.id for c in chunks], [c.text for c in chunks])
+                    lexical = LexicalIndex([c.id for c in chunks], [lexical_text(c) for c in chunks])
                     # one assignment, so a concurrent search sees the old pair or the new pair
                     self._snapshot = ({c.id: c for c in chunks}, lexical)
                     self._stamp = stamp
