@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import threading
 import time
 
@@ -11,7 +13,7 @@ import pytest
 
 from tests.harness import PlatformProcess
 from tests.swap.conftest import derive_checkpoint
-from tests.swap.test_hot_swap import Load, switches
+from tests.swap.test_hot_swap import Load, engine_pids, switches
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +36,13 @@ def replicas_platform(base_model_dir, tmp_path_factory):
         yield p
     finally:
         p.stop()
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of a process group (zombies waiting for init to reap them do not count)."""
+    ps = subprocess.run(["ps", "-eo", "pid=,pgid=,stat="], capture_output=True, text=True).stdout
+    rows = [ln.split() for ln in ps.splitlines()]
+    return [int(r[0]) for r in rows if int(r[1]) == pgid and not r[2].startswith("Z")]
 
 
 class HealthWatch:
@@ -102,3 +111,17 @@ def test_rolling_in_place_swap_across_two_replicas_under_load(replicas_platform,
     engines = httpx.get(f"{p.url}/health").json()["engines"]
     assert sorted(e["url"] for e in engines) == sorted(engines_before)
     assert {(e["version"], e["healthy"]) for e in engines} == {("base", True)}
+
+
+def test_kill_9_of_the_platform_takes_its_engines_down(replicas_platform):
+    """PR_SET_PDEATHSIG: engines (and vLLM's engine-core children in their process groups) die with us."""
+    ports = [u.rsplit(":", 1)[1] for u in replicas_platform.engine_urls()]
+    leaders = [pid for port in ports for pid in engine_pids("--port " + port)]
+    assert len(leaders) == 2
+    assert all(group_members(pid) for pid in leaders)
+    replicas_platform.signal(signal.SIGKILL)
+    replicas_platform.wait(30)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(group_members(pid) for pid in leaders):
+        time.sleep(0.5)
+    assert not any(group_members(pid) for pid in leaders), "engine processes outlived a killed platform"
