@@ -53,12 +53,8 @@ def _register() -> None:
     # Each area owns one CLI module; they import only typer at module level.
     from keel.cli import checkpoints as _checkpoints  # also defines `promote`, `rollback`
     from keel.cli import keys as _keys
+    from keel.cli import mine as _mine  # noqa: F401  (defines `mine`, `export`)
     from keel.cli import serve as _serve  # noqa: F401  (defines `up`, `model`)
-
-    try:  # defines `mine`, `export`
-        from keel.cli import mine as _mine  # noqa: F401
-    except ModuleNotFoundError:
-        pass
 
     app.add_typer(_keys.app, name="keys", help="Create, list and revoke API keys.")
     app.add_typer(_checkpoints.app, name="checkpoints", help="The checkpoint registry and swap history.")
