@@ -38,7 +38,14 @@ def routed(base_model_dir, small_index, tmp_path_factory):
     p = PlatformProcess(
         data_dir=tmp / "data",
         model_dir=base_model_dir,
-        overrides=["router.enabled=true", f"rag.corpus_paths=[{docs}]", "rag.background.pause_s=0"],
+        # nice 19 is the default (tests/rag/test_background.py checks it); here a milder one keeps a
+        # busy test machine from starving the ~30-chunk embedding this fixture waits for
+        overrides=[
+            "router.enabled=true",
+            f"rag.corpus_paths=[{docs}]",
+            "rag.background.pause_s=0",
+            "rag.background.nice=5",
+        ],
     )
     p.start()
     try:
