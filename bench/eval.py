@@ -74,6 +74,32 @@ def _task_yaml(bench: str, subject: str, data: Path) -> str:
     return json.dumps(doc, ensure_ascii=False)  # JSON is valid YAML
 
 
+def _run_tree(cmd: list[str], env: dict, stdout=None) -> tuple[float, float]:
+    """Run cmd; (wall s, CPU s of the whole process tree). The tree is polled with psutil because vLLM's
+    engine processes are grandchildren that getrusage(RUSAGE_CHILDREN) may never see reaped."""
+    import psutil
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=stdout)
+    seen: dict[int, float] = {}
+    root = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            for p in [root, *root.children(recursive=True)]:
+                try:
+                    t = p.cpu_times()
+                    seen[p.pid] = t.user + t.system + t.children_user + t.children_system
+                except psutil.Error:
+                    pass
+        except psutil.Error:
+            pass
+        time.sleep(0.25)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    return wall, sum(seen.values())
+
+
 def run_lm_eval(model: Path, data: Path, limit: int, shots: int, threads: int, batch: int) -> dict:
     tasks_dir = Path(tempfile.mkdtemp(prefix="keel-lmeval-tasks-"))
     out_dir = Path(tempfile.mkdtemp(prefix="keel-lmeval-out-"))
@@ -96,11 +122,7 @@ def run_lm_eval(model: Path, data: Path, limit: int, shots: int, threads: int, b
         "--output_path", str(out_dir),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    t0, c0 = time.perf_counter(), os.times()
-    subprocess.run(cmd, check=True, env=env)
-    c1 = os.times()
-    wall = time.perf_counter() - t0
-    cpu = (c1.children_user - c0.children_user) + (c1.children_system - c0.children_system)
+    wall, cpu = _run_tree(cmd, env)
     per_task = {}
     for f in out_dir.rglob("samples_*.jsonl"):
         task = f.name[len("samples_") :].rsplit("_", 1)[0]
@@ -112,30 +134,54 @@ def run_lm_eval(model: Path, data: Path, limit: int, shots: int, threads: int, b
     return {"wall_s": wall, "cpu_s": cpu, "tasks": per_task, "command": " ".join(cmd)}
 
 
-def run_ours(model: Path, data: Path, limit: int, shots: int, threads: int) -> dict:
+def run_ours(
+    model: Path,
+    data: Path,
+    limit: int,
+    shots: int,
+    threads: int,
+    backend: str = "transformers",
+    dtype: str = "float32",
+) -> dict:
+    """Score the peer items in this process; timings split into start-up (model/engine load) and scoring."""
     import numpy as np
     import torch
 
     from training.eval.data import MCBenchmark, load_benchmark
     from training.eval.mc import MCScoreConfig, score_benchmark
-    from training.eval.model import load_scoring_model
 
     torch.set_num_threads(threads)
     t0, c0 = time.perf_counter(), time.process_time()
-    sm = load_scoring_model(model)
+    sm, scorer = None, None
+    if backend == "vllm":
+        from training.eval.vllm_backend import VLLMScorer
+
+        scorer = VLLMScorer(model, dtype=dtype)
+    else:
+        from training.eval.model import load_scoring_model
+
+        sm = load_scoring_model(model, dtype=dtype)  # type: ignore[arg-type]
+    t_loaded = time.perf_counter()
     per_task, n = {}, 0
     for bench, subjects in (("mmlu", MMLU_SUBJECTS), ("cmmlu", CMMLU_SUBJECTS)):
         full = load_benchmark(data / bench, bench)  # type: ignore[arg-type]
         for s in subjects:
             subj = full.subjects[s]
             subj.test = subj.test[:limit]  # lm-eval's --limit takes the first N in file order too
-            recs = score_benchmark(sm, MCBenchmark(bench, full.source, {s: subj}), MCScoreConfig(shots=shots))
+            recs = score_benchmark(
+                sm, MCBenchmark(bench, full.source, {s: subj}), MCScoreConfig(shots=shots), scorer=scorer
+            )
             per_task[f"keel_{bench}_{s}"] = [
                 {"acc": float(r["correct"]), "logprobs": r["logprobs"]} for r in recs
             ]
             n += len(recs)
+    t_end = time.perf_counter()
+    if scorer is not None:
+        scorer.close()
     return {
-        "wall_s": time.perf_counter() - t0,
+        "wall_s": t_end - t0,
+        "start_s": t_loaded - t0,
+        "score_s": t_end - t_loaded,
         "cpu_s": time.process_time() - c0,
         "questions": n,
         "tasks": per_task,
@@ -182,6 +228,86 @@ def peer(args) -> dict:
         "speedup_cpu": theirs["cpu_s"] / ours["cpu_s"],
         "lm_eval_command": theirs["command"],
     }
+
+
+def _accuracy_check(mine: dict, ref: dict) -> dict:
+    """Accuracy of one side vs the reference side on the same items, and per-item agreement."""
+    import numpy as np
+
+    a = [r for t in sorted(ref) for r in mine[t]]
+    b = [r for t in sorted(ref) for r in ref[t]]
+    same = np.mean([np.argmax(x["logprobs"]) == np.argmax(y["logprobs"]) for x, y in zip(a, b, strict=True)])
+    diff = max(
+        float(np.max(np.abs(np.array(x["logprobs"]) - np.array(y["logprobs"]))))
+        for x, y in zip(a, b, strict=True)
+    )
+    acc = float(np.mean([x["acc"] for x in a]))
+    return {"acc": acc, "same_prediction_share": float(same), "max_abs_logprob_diff": diff}
+
+
+def side(args) -> dict:
+    """One keel side of `speed`, run in its own process so its start-up and CPU are counted like lm-eval's."""
+    model = _base_model()
+    r = run_ours(model, args.data, args.limit, args.shots, args.threads, args.backend, args.dtype)
+    Path(args.out).write_text(json.dumps(r), encoding="utf-8")
+    return {k: v for k, v in r.items() if k != "tasks"}
+
+
+def speed(args) -> dict:
+    """keel sides vs lm-eval on the same items, interleaved round by round (A, B, C, A, B, C ...).
+
+    Every side is a fresh process: wall and CPU seconds (the process tree's, vLLM's engine included)
+    cover start-up, model load and scoring, as lm-eval's do. Load average is recorded around each run.
+    """
+    import numpy as np
+
+    model = _base_model()
+    sides = args.sides.split(",")
+    runs: dict[str, list[dict]] = {s: [] for s in sides}
+    tasks: dict[str, dict] = {}
+    for rnd in range(args.rounds):
+        for name in sides:
+            la0 = os.getloadavg()[0]
+            if name == "lm_eval":
+                r = run_lm_eval(model, args.data, args.limit, args.shots, args.threads, args.batch_size)
+                tasks[name] = r.pop("tasks")
+                r.pop("command")
+            else:
+                _, backend, dtype = name.split(":")
+                out = Path(tempfile.mkstemp(prefix="keel-side-", suffix=".json")[1])
+                cmd = [sys.executable, __file__, "side", "--backend", backend, "--dtype", dtype,
+                       "--out", str(out), "--data", str(args.data), "--limit", str(args.limit),
+                       "--shots", str(args.shots), "--threads", str(args.threads)]  # fmt: skip
+                env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+                wall, cpu = _run_tree(cmd, env, stdout=subprocess.DEVNULL)
+                inner = json.loads(out.read_text(encoding="utf-8"))
+                out.unlink()
+                tasks[name] = inner.pop("tasks")
+                r = {
+                    "wall_s": wall,
+                    "cpu_s": cpu,
+                    "start_s": inner["start_s"],
+                    "score_s": inner["score_s"],
+                }
+            r["load_avg_1m"] = [round(la0, 2), round(os.getloadavg()[0], 2)]
+            r["round"] = rnd
+            runs[name].append(r)
+            print(f"round {rnd} {name}: {json.dumps(r)}", file=sys.stderr, flush=True)
+    ref = tasks["lm_eval"] if "lm_eval" in tasks else tasks[sides[0]]
+    summary = {}
+    for name in sides:
+        wall = float(np.median([r["wall_s"] for r in runs[name]]))
+        cpu = float(np.median([r["cpu_s"] for r in runs[name]]))
+        summary[name] = {"median_wall_s": wall, "median_cpu_s": cpu, **_accuracy_check(tasks[name], ref)}
+    if "lm_eval" in summary:
+        lw, lc = summary["lm_eval"]["median_wall_s"], summary["lm_eval"]["median_cpu_s"]
+        for v in summary.values():
+            v["speedup_wall_vs_lm_eval"] = lw / v["median_wall_s"]
+            v["speedup_cpu_vs_lm_eval"] = lc / v["median_cpu_s"]
+            v["acc_diff_points_vs_lm_eval"] = 100 * (v["acc"] - summary["lm_eval"]["acc"])
+    n = sum(len(v) for v in ref.values())
+    return {"shots": args.shots, "limit_per_subject": args.limit, "questions": n, "threads": args.threads,
+            "rounds": args.rounds, "summary": summary, "runs": runs}  # fmt: skip
 
 
 def suite(args) -> dict:
@@ -235,15 +361,25 @@ def suite(args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["peer", "suite"])
+    p.add_argument("mode", choices=["peer", "suite", "speed", "side"])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--limit", type=int, default=40, help="peer: first N questions per subject")
     p.add_argument("--shots", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=8, help="lm-eval --batch_size")
+    p.add_argument(
+        "--sides", default="lm_eval,keel:transformers:float32,keel:transformers:bfloat16,keel:vllm:float32"
+    )
+    p.add_argument("--rounds", type=int, default=2, help="speed: interleaved rounds")
+    p.add_argument("--backend", default="transformers")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--out", default="")
     args = p.parse_args()
     args.data = args.data.resolve()
-    result = peer(args) if args.mode == "peer" else suite(args)
+    modes = {"peer": peer, "suite": suite, "speed": speed, "side": side}
+    result = modes[args.mode](args)
+    if args.mode == "side":
+        return
     result["load_avg_1m_at_end"] = os.getloadavg()[0]
     text = json.dumps(result, indent=2, ensure_ascii=False)
     print(text)

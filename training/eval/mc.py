@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -66,7 +67,7 @@ def score_prompts(
     shared = min(shared, min(len(s) for s in seqs) - 1)
     if shared < cfg.min_shared_prefix:
         shared = 0
-    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    decoder = model.get_decoder()
     out = np.zeros((len(seqs), 4), dtype=np.float64)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     with torch.inference_mode():
@@ -98,7 +99,7 @@ def score_prompts(
             hidden = decoder(input_ids=ids, use_cache=prefix_cache is not None, **kwargs).last_hidden_state
             last = torch.tensor([len(r) - 1 for r in rows])
             # Only the last position's logits are needed: project those rows, not (batch x width x vocab).
-            logits = head(hidden[torch.arange(len(rows)), last]).float()
+            logits = sm.project(hidden[torch.arange(len(rows)), last])
             logprobs = torch.log_softmax(logits, dim=-1)[:, letters]
             out[idx] = logprobs.double().numpy()
             if progress:
@@ -107,13 +108,23 @@ def score_prompts(
     return out
 
 
+class PromptScorer(Protocol):
+    def score_prompts(
+        self, prompts: list[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray: ...
+
+
 def score_benchmark(
-    sm: ScoringModel,
+    sm: ScoringModel | None,
     bench: MCBenchmark,
     cfg: MCScoreConfig,
     progress: Callable[[int], None] | None = None,
+    scorer: PromptScorer | None = None,
 ) -> list[dict]:
-    """Per-item records: id, subject, answer, pred, correct, p_correct (renormalised over A-D), logprobs."""
+    """Per-item records: id, subject, answer, pred, correct, p_correct (renormalised over A-D), logprobs.
+
+    ``scorer`` (e.g. the vLLM backend) replaces the transformers model ``sm`` for the letter scores.
+    """
     # 0-shot prompts share only the description's first words: score all subjects together so batches
     # fill up (a gate suite has ~10 questions per subject). k-shot prompts share the long exemplar
     # prefix within a subject: score per subject so that prefix is computed once and reused.
@@ -124,7 +135,11 @@ def score_benchmark(
     records = []
     for group in groups:
         prompts = [build_prompt(bench, s, item, cfg.shots) for s, item in group]
-        lp = score_prompts(sm, prompts, cfg, progress)
+        if scorer is not None:
+            lp = scorer.score_prompts(prompts, progress)
+        else:
+            assert sm is not None
+            lp = score_prompts(sm, prompts, cfg, progress)
         # Probability of the correct letter among the four: a continuous score that moves before accuracy.
         renorm = np.exp(lp - lp.max(axis=1, keepdims=True))
         renorm /= renorm.sum(axis=1, keepdims=True)

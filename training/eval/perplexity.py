@@ -60,7 +60,7 @@ def score_texts(
         segs.extend((i, w, s) for w, s in _windows(ids, window, stride))
     nll = np.zeros(len(texts))
     ntok = np.zeros(len(texts), dtype=np.int64)
-    decoder, head = sm.model.get_decoder(), sm.model.get_output_embeddings()
+    decoder = sm.model.get_decoder()
     order = sorted(range(len(segs)), key=lambda k: len(segs[k][1]))
     start = 0
     with torch.inference_mode():
@@ -77,7 +77,7 @@ def score_texts(
             hidden = decoder(input_ids=ids, use_cache=False).last_hidden_state
             token_nll = torch.zeros((len(batch), width - 1))
             for c in range(0, width - 1, cfg.vocab_chunk):
-                logits = head(hidden[:, c : min(c + cfg.vocab_chunk, width - 1)]).float()
+                logits = sm.project(hidden[:, c : min(c + cfg.vocab_chunk, width - 1)])
                 targets = ids[:, c + 1 : c + 1 + logits.shape[1]]
                 token_nll[:, c : c + logits.shape[1]] = torch.nn.functional.cross_entropy(
                     logits.transpose(1, 2), targets, reduction="none"
