@@ -21,6 +21,7 @@ from keel.annotation.config import AnnotationConfig
 from serving.config import EngineConfig, GatewayConfig
 from serving.rag.config import RagConfig
 from serving.router.config import RouterConfig
+from training.eval.config import EvalSettings
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
 # the demo corpus beside a checkout (repo/../shared/data/...); absent in an installed wheel
@@ -93,6 +94,7 @@ class KeelSettings(BaseSettings):
     router: RouterConfig = Field(default_factory=RouterConfig)
     mining: MiningConfig = Field(default_factory=MiningConfig)
     annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
     extra: dict[str, Any] = Field(default_factory=dict, description="Sections owned by parts not wired yet.")
 
     @field_validator("data_dir", mode="before")

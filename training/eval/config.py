@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class EvalSettings(BaseModel):
@@ -26,6 +27,21 @@ class EvalSettings(BaseModel):
     gate_general_docs: int = Field(50, description="Gate suite: general held-out texts per language.")
     seed: int = Field(0, description="Selects the gate subset.")
     threads: int | None = Field(None, description="torch threads for scoring (empty: torch's default).")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Scoring dtype of the model body; auto: bfloat16 where the CPU has native bf16 "
+        "(AVX512-BF16/AMX), else float32. The vocabulary projection is always float32.",
+    )
+    backend: Literal["transformers", "vllm"] = Field(
+        "transformers",
+        description="Letter scoring: batched transformers, or an in-process vLLM engine "
+        "(worth its ~25-60 s start only on long runs; see docs/BENCHMARKS.md).",
+    )
+
+    @field_validator("data", "mmlu", "cmmlu", "general", "domain", "policy", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: object) -> object:
+        return None if v in ("", "null") else v
 
     def resolved(self) -> dict[str, Path | None]:
         """Per part, the path to read: an explicit path, else the part's folder under ``data``."""
