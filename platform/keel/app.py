@@ -179,6 +179,7 @@ class Platform:
 
 def create_app(platform: Platform) -> FastAPI:
     from keel.admin import router as admin_router
+    from keel.admin_evals import router as evals_router
     from keel.admin_index import router as index_router
     from keel.admin_registry import router as registry_router
     from keel.annotation.admin import router as flywheel_admin_router
@@ -218,5 +219,6 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(flywheel_admin_router)
     app.include_router(annotation_router)
     app.include_router(registry_router)
+    app.include_router(evals_router)
     app.include_router(index_router)
     return app
