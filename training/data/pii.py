@@ -1,8 +1,8 @@
 """PII scrubbing: emails, phone numbers, ID/card numbers, secrets/API keys → placeholders, with counts.
 
 Regexes are checked (Luhn for cards, the checksum for Chinese resident IDs) so version strings and
-long numbers in technical docs are not mangled. Person names need an NER model; none is installed
-here, so names are not scrubbed (presidio can be plugged in via ``Scrubber(extra=...)``).
+long numbers in technical docs are not mangled. Person names need an NER model: the optional
+`training.data.names.NameScrubber` (Presidio + spaCy) plugs in via ``Scrubber(extra=[...])``.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ class Scrubber:
         text = self._sub("phone", PHONE, text)
         for fn in self.extra:
             text, n = fn(text)
-            self.counts["extra"] += n
+            if n:
+                self.counts[getattr(fn, "kind", "extra")] += n
         return text
 
 

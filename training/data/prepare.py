@@ -24,6 +24,7 @@ from training.data import readers
 from training.data.clean import clean_markdown, garbage_reason, normalise, split_long
 from training.data.dedup import NearDupIndex
 from training.data.heldout import EvalGuard, is_heldout_path
+from training.data.names import DEFAULT_MODEL, NameScrubber
 from training.data.pii import Scrubber
 from training.data.snapshot import JsonlWriter, Snapshot, SnapshotError, iter_jsonl, write_snapshot
 
@@ -57,6 +58,10 @@ class PrepareConfig:
     dedup_threshold: float = _f(0.9, "MinHash Jaccard threshold for near-duplicates.")
     overlap_threshold: float = _f(0.9, "MinHash threshold for train/eval overlap.")
     pii: bool = _f(True, "Scrub PII (emails, phones, ID/card numbers, secrets).")
+    pii_names: bool = _f(
+        False, "Also replace English person names (Presidio + spaCy NER; `pip install -e .[names]`)."
+    )
+    pii_names_model: str = _f(DEFAULT_MODEL, "Installed spaCy pipeline package the name detector uses.")
     max_rows_per_source: int = _f(0, "Read at most N rows per source (0: all). For smoke runs.")
     seed: int = _f(0, "Shuffle/mix seed.")
 
@@ -84,7 +89,8 @@ class Pipeline:
 
     def __init__(self, cfg: PrepareConfig):
         self.cfg = cfg
-        self.scrubber = Scrubber()
+        names = [NameScrubber(cfg.pii_names_model).load()] if cfg.pii and cfg.pii_names else []
+        self.scrubber = Scrubber(extra=names)
         self.dedup = NearDupIndex(cfg.dedup_threshold)
         self.guard = EvalGuard(cfg.overlap_threshold)
         self.stats: dict[str, Any] = {"dropped": Counter(), "read": 0, "kept": 0, "bytes_in": 0}
