@@ -1,4 +1,8 @@
-"""`keel eval run|gate` end to end on the embedded base and a candidate trained for a few steps."""
+"""`keel eval run|gate` end to end on the embedded base and a candidate trained for a few steps.
+
+The CLI runs in-process against a registry in tmp (no platform running, so it opens the DuckDB file
+itself); the gate's baseline comes from that registry's serving version, not the candidate's parent.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,17 @@ from tests.eval.conftest import DOMAIN_ANSWER
 from training.eval.manifest import read_manifest
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path, monkeypatch):
+    """Each test gets its own data dir (registry database) and freshly loaded settings."""
+    from keel.cli import CliState
+
+    monkeypatch.setenv("KEEL_DATA_DIR", str(tmp_path / "keel-data"))
+    monkeypatch.delattr(CliState, "_settings", raising=False)
+    yield tmp_path / "keel-data"
+    monkeypatch.delattr(CliState, "_settings", raising=False)
 
 
 def _app():
@@ -47,14 +62,26 @@ def _candidate(base_model_dir, dest):
         opt.step()
     model.save_pretrained(dest)
     tok.save_pretrained(dest)
-    (dest / "manifest.json").write_text(json.dumps({"version": "cand-1", "parent": "base", "stage": "cpt"}))
+    # The parent named here is not the served checkpoint: the gate must still compare with what serves.
+    (dest / "manifest.json").write_text(json.dumps({"version": "cand-1", "parent": "cpt-0", "stage": "cpt"}))
     return dest
 
 
+def _registry(data_dir):
+    from keel.db import Database
+
+    return Database(data_dir / "keel.duckdb")
+
+
 @pytest.mark.slow
-def test_run_and_gate_end_to_end(base_model_dir, tiny_data, tmp_path, artifacts_dir):
+def test_run_and_gate_end_to_end(base_model_dir, tiny_data, tmp_path, artifacts_dir, isolated_settings):
+    from keel import evals, registry
+
     torch.set_num_threads(min(2, torch.get_num_threads()))
     base = _served_copy(base_model_dir, tmp_path / "base")
+    db = _registry(isolated_settings)
+    registry.ensure_base_registered(db, base)  # `keel up` does this: base is what serves
+    db.close()
     cand = _candidate(base_model_dir, tmp_path / "cand")
 
     res = runner.invoke(_app(), ["run", str(base), "--data", str(tiny_data)])
@@ -65,7 +92,8 @@ def test_run_and_gate_end_to_end(base_model_dir, tiny_data, tmp_path, artifacts_
     assert ev["cmmlu"]["summary"]["overall"]["n"] == 10 and ev["domain"]["summary"]["docs"] == 1
     assert read_manifest(base)["eval"]["runs"]["gate-0shot"]["path"] == "eval/gate-0shot.json"
 
-    res = runner.invoke(_app(), ["gate", str(cand), "--baseline", str(base), "--data", str(tiny_data)])
+    # No --baseline: the registry's serving version (base), although the candidate's parent is cpt-0.
+    res = runner.invoke(_app(), ["gate", str(cand), "--data", str(tiny_data)])
     assert res.exit_code in (0, 1), res.output
     m = read_manifest(cand)
     gate = m["eval"]["gate"]
@@ -77,14 +105,69 @@ def test_run_and_gate_end_to_end(base_model_dir, tiny_data, tmp_path, artifacts_
     assert (cand / gate["report"]).read_text().count("<tr>") > 6
     shutil.copy(cand / gate["png"], artifacts_dir / "eval-gate-e2e.png")
 
+    # The registry recorded both runs and the decision; the candidate got registered on the way.
+    db = _registry(isolated_settings)
+    try:
+        recs = {(r["version"], r["kind"]): r for r in evals.list_for(db)}
+        assert recs[("base", "run")]["complete"] and recs[("cand-1", "run")]["complete"]
+        g = recs[("cand-1", "gate")]
+        assert g["baseline"] == "base" and g["passed"] == decision["passed"]
+        assert registry.get(db, "cand-1").gate_passed == decision["passed"]
+    finally:
+        db.close()
 
-def test_bad_inputs_are_one_line_errors(tmp_path, tiny_data):
+    # A partial eval (--limit) is recorded but never passes, whatever the scores.
+    res = runner.invoke(_app(), ["gate", str(cand), "--data", str(tiny_data), "--limit", "2"])
+    assert res.exit_code == 1, res.output
+    assert json.loads((cand / read_manifest(cand)["eval"]["gate"]["decision"]).read_text())["passed"] is False
+
+
+def test_gate_without_a_serving_checkpoint_is_one_line(tmp_path, tiny_data):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "manifest.json").write_text("{}")
+    res = runner.invoke(_app(), ["gate", str(tmp_path / "c"), "--data", str(tiny_data)])
+    assert res.exit_code == 1 and res.output.strip().count("\n") == 0
+    assert "no serving checkpoint in the registry" in res.output
+
+
+BAD_INPUTS = {
+    "missing column": (
+        "cmmlu/test/agronomy.csv",
+        ",Question,A,B,C,Answer\n0,q,a,b,c,A\n",
+        "agronomy.csv: missing column 'D'",
+    ),
+    "answer outside A-D": (
+        "cmmlu/test/agronomy.csv",
+        ",Question,A,B,C,D,Answer\n0,q,a,b,c,NA,F\n",
+        "agronomy.csv: row 1: answer 'F' is not one of A-D",
+    ),
+    "empty subject file": ("mmlu/test/anatomy_test.csv", "", "anatomy_test.csv: no questions"),
+    "short MMLU row": ("mmlu/test/anatomy_test.csv", "q,a,b,c,A\n", "anatomy_test.csv: expected 6 columns"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_inputs_are_one_line_errors(tmp_path, tiny_data, case):
+    rel, text, message = BAD_INPUTS[case]
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "manifest.json").write_text("{}")
+    (tiny_data / rel).write_text(text, encoding="utf-8")
+    res = runner.invoke(_app(), ["run", str(tmp_path / "ck"), "--data", str(tiny_data)])
+    assert res.exit_code == 1 and res.output.strip().count("\n") == 0, res.output
+    assert message in res.output
+    assert not (tmp_path / "ck" / "eval").exists()  # nothing half-written
+
+
+def test_checkpoint_without_manifest_is_one_line(tmp_path, tiny_data):
     (tmp_path / "nomanifest").mkdir()
     res = runner.invoke(_app(), ["run", str(tmp_path / "nomanifest"), "--data", str(tiny_data)])
     assert res.exit_code == 1
     assert res.output.strip().count("\n") == 0 and "nomanifest: no manifest.json" in res.output
-    (tmp_path / "ck").mkdir()
-    (tmp_path / "ck" / "manifest.json").write_text("{}")
-    (tiny_data / "cmmlu" / "test" / "agronomy.csv").write_text(",Question,A,B,C,D,Answer\n0,q,a,b,c,NA,F\n")
-    res = runner.invoke(_app(), ["run", str(tmp_path / "ck"), "--data", str(tiny_data)])
-    assert res.exit_code == 1 and "agronomy.csv: row 1: answer 'F' is not one of A-D" in res.output
+
+
+def test_none_and_na_options_are_text_not_missing(tmp_path, tiny_data):
+    """The tiny MMLU rows have options "None" and "NA": they parse as text, the run gets past reading."""
+    from training.eval.data import load_benchmark
+
+    b = load_benchmark(tiny_data / "mmlu", "mmlu")
+    assert b.subjects["anatomy"].test[0].choices == ("4", "3", "None", "NA")

@@ -21,6 +21,7 @@ from training.eval.data import EvalDataError, MCBenchmark, MCSubject, gate_subse
 from training.eval.heldout import HeldoutSet, domain_heldout, general_heldout
 from training.eval.manifest import checkpoint_version, read_manifest, update_manifest, write_json_atomic
 from training.eval.mc import MCScoreConfig, score_benchmark, summarize
+from training.eval.model import resolve_dtype
 
 SCHEMA = 1
 PARTS = ("mmlu", "cmmlu", "domain", "general")
@@ -44,6 +45,8 @@ class EvalConfig:
     ppl_window: int = 1024
     ppl_stride: int = 512
     threads: int | None = None  # torch threads; None leaves torch's default
+    dtype: Literal["auto", "float32", "bfloat16"] = "float32"  # model body; the vocab projection stays fp32
+    backend: Literal["transformers", "vllm"] = "transformers"  # letter scoring; perplexity is transformers
 
     @property
     def name(self) -> str:
@@ -55,6 +58,8 @@ class EvalConfig:
         d = {
             k: str(getattr(self, k)) for k in (*keys, "gate_general_docs", "seed", "ppl_window", "ppl_stride")
         }
+        # Scores differ slightly between dtypes and backends: compare like with like only.
+        d["dtype"], d["backend"] = resolve_dtype(self.dtype), self.backend
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -120,7 +125,12 @@ def run_eval(checkpoint: Path, cfg: EvalConfig, update_checkpoint_manifest: bool
         per_lang = cfg.gate_general_docs if cfg.suite == "gate" else None
         heldout["general"] = general_heldout(Path(cfg.general), per_lang, cfg.seed)
 
-    sm = load_scoring_model(checkpoint)
+    sm = load_scoring_model(checkpoint, dtype=cfg.dtype)
+    scorer = None
+    if cfg.backend == "vllm" and benches:
+        from training.eval.vllm_backend import VLLMScorer
+
+        scorer = VLLMScorer(checkpoint, dtype=sm.dtype)
     total = sum(b.n_test() for b in benches.values()) + sum(
         min(len(v), cfg.limit) if cfg.limit is not None else len(v)
         for hs in heldout.values()
@@ -138,17 +148,27 @@ def run_eval(checkpoint: Path, cfg: EvalConfig, update_checkpoint_manifest: bool
         "suite": cfg.suite,
         "shots": cfg.shots,
         "fingerprint": cfg.fingerprint(),
+        "dtype": sm.dtype,
+        "backend": cfg.backend,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "created_at": datetime.now(UTC).isoformat(),
         "timings_s": {},
     }
     mc_cfg = MCScoreConfig(shots=cfg.shots, batch_tokens=cfg.batch_tokens)
     with tqdm(total=total, desc=f"eval {result['checkpoint']['version']} ({cfg.name})", unit="item") as bar:
-        for name, bench in benches.items():
-            t0 = time.perf_counter()
-            records = score_benchmark(sm, bench, mc_cfg, progress=bar.update)
-            result["timings_s"][name] = round(time.perf_counter() - t0, 2)
-            result[name] = {"source": bench.source, "summary": summarize(bench, records), "items": records}
+        try:
+            for name, bench in benches.items():
+                t0 = time.perf_counter()
+                records = score_benchmark(sm, bench, mc_cfg, progress=bar.update, scorer=scorer)
+                result["timings_s"][name] = round(time.perf_counter() - t0, 2)
+                result[name] = {
+                    "source": bench.source,
+                    "summary": summarize(bench, records),
+                    "items": records,
+                }
+        finally:
+            if scorer is not None:
+                scorer.close()
         for name, hs in heldout.items():
             t0 = time.perf_counter()
             result[name] = _ppl_part(sm, hs, cfg, bar)

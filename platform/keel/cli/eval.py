@@ -1,11 +1,13 @@
 """`keel eval run|gate|compare`: evaluate checkpoints and apply the promotion gate.
 
     keel eval run CHECKPOINT --suite gate --data ../shared/data          # <ckpt>/eval/gate-0shot.json
-    keel eval gate CANDIDATE --baseline base --data ../shared/data       # decision.json + report.html
+    keel eval gate CANDIDATE --data ../shared/data                       # vs the serving checkpoint: decision.json + report.html
     keel eval compare CANDIDATE --baseline base --data ../shared/data    # report only, no policy
 
 CHECKPOINT/--baseline take a folder or a version name under <data_dir>/checkpoints. Data paths come from
-the options, else from the settings' ``extra.eval`` section (see training/eval/config.py).
+the options, else from the settings' typed ``eval`` section (training/eval/config.py); `--set eval.dtype=float32`
+or `--set eval.backend=vllm` change the scoring. Runs and gate decisions are recorded in the registry (through
+the admin API while `keel up` runs, else in the database file).
 Other eval commands (rag, router) live in this module too; each keeps its heavy imports inside.
 """
 
@@ -42,7 +44,9 @@ ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch threads
 BaselineOpt = Annotated[
     str | None,
     typer.Option(
-        "--baseline", "-b", help="Served checkpoint (folder or version); default: the candidate's parent."
+        "--baseline",
+        "-b",
+        help="Checkpoint to compare with (folder or version); default: the registry's serving one.",
     ),
 ]
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Gate policy YAML.")]
@@ -50,23 +54,19 @@ RerunOpt = Annotated[bool, typer.Option("--rerun", help="Re-score even when a ma
 
 
 def _eval_config(suite: Suite, shots: int, limit, data, mmlu, cmmlu, general, domain, threads):
+    """The typed ``eval`` settings section with this command's options laid over it."""
     from keel.cli import load
-    from training.eval.config import EvalSettings
     from training.eval.runner import EvalConfig
 
-    raw = dict(load().extra.get("eval") or {})
-    for key, val in (
-        ("data", data),
-        ("mmlu", mmlu),
-        ("cmmlu", cmmlu),
-        ("general", general),
-        ("domain", domain),
-    ):
-        if val is not None:
-            raw[key] = val
-    if threads is not None:
-        raw["threads"] = threads
-    es = EvalSettings.model_validate(raw)
+    given = {
+        "data": data,
+        "mmlu": mmlu,
+        "cmmlu": cmmlu,
+        "general": general,
+        "domain": domain,
+        "threads": threads,
+    }
+    es = load().eval.model_copy(update={k: v for k, v in given.items() if v is not None})
     paths = es.resolved()
     cfg = EvalConfig(
         suite=suite.value,
@@ -76,6 +76,8 @@ def _eval_config(suite: Suite, shots: int, limit, data, mmlu, cmmlu, general, do
         gate_general_docs=es.gate_general_docs,
         seed=es.seed,
         threads=es.threads,
+        dtype=es.dtype,
+        backend=es.backend,
         **{k: (v.resolve() if v else None) for k, v in paths.items()},
     )
     return cfg, es
@@ -91,15 +93,75 @@ def _checkpoint(ref: str) -> Path:
     return named if named.exists() else p
 
 
-def _baseline(candidate: Path, ref: str | None) -> Path:
-    from training.eval.manifest import read_manifest
+class _Registry:
+    """The registry through the running platform's admin API, or the database file when none runs."""
 
+    def __init__(self) -> None:
+        from keel.cli import load
+        from keel.remote import AdminClient, running_platform
+
+        settings = load()
+        live = running_platform(settings)
+        self.client = AdminClient(*live) if live else None
+        self.db_path = settings.db_path
+
+    def _db(self):
+        from keel.db import Database
+
+        return Database(self.db_path)
+
+    def serving(self) -> tuple[str, Path] | None:
+        if self.client is not None:
+            rows = self.client.call("GET", "/admin/checkpoints")
+            hit = [r for r in rows if r["status"] == "serving"]
+            return (hit[0]["version"], Path(hit[0]["path"])) if hit else None
+        if not self.db_path.exists():
+            return None
+        from keel import registry
+
+        db = self._db()
+        try:
+            return registry.serving(db)
+        finally:
+            db.close()
+
+    def record(self, kind: str, checkpoint: Path, path: Path) -> dict:
+        body = {
+            "kind": kind,
+            "checkpoint": str(Path(checkpoint).resolve()),
+            "path": str(Path(path).resolve()),
+        }
+        if self.client is not None:
+            return self.client.call("POST", "/admin/evals", json=body)
+        from keel import evals
+
+        db = self._db()
+        try:
+            return evals.record(db, evals.EvalRecord(**body))
+        finally:
+            db.close()
+
+
+def _baseline(ref: str | None) -> Path:
+    """``--baseline``, else the checkpoint the registry says is serving now (the issue's "served")."""
     if ref:
         return _checkpoint(ref)
-    parent = read_manifest(candidate).get("parent")
-    if not parent:
-        raise ValueError(f"{candidate}: manifest has no parent; pass --baseline")
-    return _checkpoint(str(parent))
+    served = _Registry().serving()
+    if served is None:
+        raise ValueError("no serving checkpoint in the registry (run `keel up` once, or pass --baseline)")
+    return served[1]
+
+
+def _record(kind: str, checkpoint: Path, path: Path | None) -> None:
+    """Record in the registry; a registry problem is reported, the files written stay valid."""
+    if path is None:
+        return
+    try:
+        row = _Registry().record(kind, checkpoint, path)
+        typer.echo(f"recorded: {row['eval_id']}")
+    except Exception as e:  # noqa: BLE001 - one line, the eval itself succeeded
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        typer.echo(f"warning: not recorded in the registry: {msg}", err=True)
 
 
 def _warn_missing(cfg) -> None:
@@ -132,10 +194,12 @@ def run(
         _warn_missing(cfg)
         from training.eval.runner import run_eval
 
-        out = run_eval(_checkpoint(checkpoint), cfg)
+        ckpt = _checkpoint(checkpoint)
+        out = run_eval(ckpt, cfg)
     except (EvalDataError, ValueError) as e:
         raise fail(str(e)) from None
     r = out.result
+    _record("run", ckpt, out.path)
     for name in ("mmlu", "cmmlu"):
         if name in r:
             o = r[name]["summary"]["overall"]
@@ -152,17 +216,22 @@ def _compare(
 ):
     from keel.cli import fail
     from training.eval.data import EvalDataError
+    from training.eval.runner import eval_path
 
     try:
         cfg, es = _eval_config(suite, shots, limit, data, mmlu, cmmlu, general, domain, threads)
         _warn_missing(cfg)
         cand = _checkpoint(candidate)
-        base = _baseline(cand, baseline)
+        base = _baseline(baseline)
         from training.eval.compare import compare_checkpoints
 
-        return compare_checkpoints(cand, base, cfg, policy or es.policy, apply_policy=gate, rerun=rerun)
+        out = compare_checkpoints(cand, base, cfg, policy or es.policy, apply_policy=gate, rerun=rerun)
     except (EvalDataError, ValueError) as e:
         raise fail(str(e)) from None
+    for ckpt in (base, cand):  # both eval JSONs (reused or fresh), then the decision
+        _record("run", ckpt, eval_path(ckpt, cfg))
+    _record("gate" if gate else "comparison", cand, out.decision_path if gate else out.report)
+    return out
 
 
 @app.command()
