@@ -66,8 +66,9 @@ def record(db: Database, rec: EvalRecord) -> dict[str, Any]:
             baseline, passed, complete, summary = name.partition("-vs-")[2] or None, None, None, {}
         eval_id = f"{version}/{name}"
     db.execute(
-        "INSERT OR REPLACE INTO evals (eval_id, version, kind, name, baseline, complete, passed, path, summary) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO evals "
+        "(eval_id, version, kind, name, baseline, complete, passed, path, summary, recorded_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
         [
             eval_id,
             version,
