@@ -2,8 +2,13 @@
 
     # our scorer vs lm-eval (hf backend) on the first N questions of a few subjects; per-item agreement
     python bench/eval.py peer --data ../shared/data --limit 40 --threads 2
-    # seconds for the gate suite, and a full MMLU + CMMLU estimate from a timed sample
-    python bench/eval.py suite --data ../shared/data --threads 2
+    # seconds for the gate suite (bf16 body, transformers backend)
+    python bench/eval.py suite --data ../shared/data --threads 2 --dtype bfloat16
+    # keel sides vs lm-eval on the same items, interleaved, wall + process-tree CPU seconds, load average
+    python bench/eval.py speed --limit 20 --rounds 1 \
+        --sides lm_eval,keel:transformers:float32,keel:transformers:bfloat16,keel:vllm:bfloat16
+    # full MMLU + CMMLU test sets, with a time budget (what got done is measured, not extrapolated)
+    nice -n 10 python bench/eval.py full --threads 1 --dtype bfloat16 --budget-s 2400
 
 lm-eval runs offline on the local CSVs through generated task YAMLs (`dataset_path: csv`, FACTS.md), with
 the same prompts as its built-in mmlu/cmmlu tasks. Needs `pip install lm-eval==0.4.13` (leaves torch alone).
@@ -310,6 +315,63 @@ def speed(args) -> dict:
             "rounds": args.rounds, "summary": summary, "runs": runs}  # fmt: skip
 
 
+def full(args) -> dict:
+    """Full MMLU then CMMLU test sets, subject by subject, with a progress bar; after every subject the
+    seconds and questions so far go to bench/results/eval-full-progress.json, so a run stopped at a time
+    budget (--budget-s) still leaves a measured part, not an extrapolation."""
+    import torch
+    from tqdm import tqdm
+
+    from training.eval.data import MCBenchmark, load_benchmark
+    from training.eval.mc import MCScoreConfig, score_benchmark, summarize
+
+    torch.set_num_threads(args.threads)
+    progress_path = REPO / "bench" / "results" / "eval-full-progress.json"
+    progress_path.parent.mkdir(parents=True, exist_ok=True)
+    t0, c0 = time.perf_counter(), time.process_time()
+    benches = {b: load_benchmark(args.data / b, b) for b in ("mmlu", "cmmlu")}  # type: ignore[arg-type]
+    total = sum(b.n_test() for b in benches.values())
+    sm, scorer = None, None
+    if args.backend == "vllm":
+        from training.eval.vllm_backend import VLLMScorer
+
+        scorer = VLLMScorer(_base_model(), dtype=args.dtype)
+    else:
+        from training.eval.model import load_scoring_model
+
+        sm = load_scoring_model(_base_model(), dtype=args.dtype)
+    state: dict = {"backend": args.backend, "dtype": args.dtype, "threads": args.threads, "shots": args.shots,
+                   "questions_total": total, "start_s": time.perf_counter() - t0, "done": {}}  # fmt: skip
+    records: dict[str, list] = {b: [] for b in benches}
+    with tqdm(total=total, desc="full MMLU+CMMLU", unit="q", mininterval=10) as bar:
+        for name, bench in benches.items():
+            for sname, subj in bench.subjects.items():
+                if time.perf_counter() - t0 > args.budget_s:
+                    break
+                one = MCBenchmark(bench.name, bench.source, {sname: subj})
+                recs = score_benchmark(
+                    sm, one, MCScoreConfig(shots=args.shots), progress=bar.update, scorer=scorer
+                )
+                records[name].extend(recs)
+                state["done"][name] = {"subjects": state["done"].get(name, {}).get("subjects", 0) + 1,
+                                       "questions": len(records[name])}  # fmt: skip
+                state["questions_done"] = sum(len(v) for v in records.values())
+                state["wall_s"] = time.perf_counter() - t0
+                state["cpu_s"] = time.process_time() - c0
+                state["load_avg_1m"] = os.getloadavg()[0]
+                progress_path.write_text(json.dumps(state, indent=2), encoding="utf-8")
+    if scorer is not None:
+        scorer.close()
+    state["complete"] = state.get("questions_done", 0) == total
+    for name, recs in records.items():
+        if recs:
+            full_b = MCBenchmark(
+                name, benches[name].source, {k: v for k, v in benches[name].subjects.items()}
+            )  # type: ignore[arg-type]
+            state[name] = summarize(full_b, recs)["overall"]
+    return state
+
+
 def suite(args) -> dict:
     """Gate suite end to end (model load included), plus a full-run estimate from the gate suite's rate."""
     import shutil
@@ -332,6 +394,8 @@ def suite(args) -> dict:
         general=d / "general",
         domain=d / "domain" / "tidb-docs-zh",
         threads=args.threads,
+        dtype=args.dtype,
+        backend=args.backend,
     )
     t0, c0 = time.perf_counter(), time.process_time()
     out = run_eval(ckpt, cfg)
@@ -344,6 +408,8 @@ def suite(args) -> dict:
     return {
         "shots": args.shots,
         "threads": args.threads,
+        "dtype": r["dtype"],
+        "backend": r["backend"],
         "gate_suite_wall_s": wall,
         "gate_suite_cpu_s": cpu,
         "timings_s": r["timings_s"],
@@ -361,7 +427,7 @@ def suite(args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["peer", "suite", "speed", "side"])
+    p.add_argument("mode", choices=["peer", "suite", "speed", "side", "full"])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--limit", type=int, default=40, help="peer: first N questions per subject")
     p.add_argument("--shots", type=int, default=0)
@@ -374,9 +440,10 @@ def main() -> None:
     p.add_argument("--backend", default="transformers")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--out", default="")
+    p.add_argument("--budget-s", type=float, default=float("inf"), help="full: stop after this many seconds")
     args = p.parse_args()
     args.data = args.data.resolve()
-    modes = {"peer": peer, "suite": suite, "speed": speed, "side": side}
+    modes = {"peer": peer, "suite": suite, "speed": speed, "side": side, "full": full}
     result = modes[args.mode](args)
     if args.mode == "side":
         return
