@@ -47,10 +47,10 @@ class RagConfig(BaseModel):
     candidates: int = Field(
         30, description="Hits taken from each of the dense and lexical lists before fusion."
     )
-    fusion: Literal["document", "chunk"] = Field(
-        "document",
-        description="'document': rank documents by their best chunk in each list, then fuse "
-        "(recall is per document); 'chunk': plain RRF over chunks.",
+    fusion: Literal["chunk", "document"] = Field(
+        "chunk",
+        description="'chunk': RRF over chunks; 'document': rank documents by their best chunk in each "
+        "list, then fuse (lost on our tuning half: MRR 0.858 vs 0.891).",
     )
     rrf_k: int = Field(60, description="Reciprocal-rank-fusion constant: score = sum 1/(rrf_k + rank).")
     dense_weight: float = Field(1.0, description="Weight of the dense list in the fusion.")

@@ -107,14 +107,6 @@ def _stem(word: str) -> str:
     return word
 
 
-def path_words(relpath: str) -> str:
-    """A document's path as words ("sql-statements/sql-statement-select.md" → "sql statements sql
-    statement select"). Chinese documentation sites usually keep English file names: for an English
-    question against Chinese text they are the one place the document names its topic in English."""
-    stem = relpath.rsplit(".", 1)[0]
-    return " ".join(w for w in re.split(r"[/_\-.\s]+", stem) if w)
-
-
 def tokenize(text: str) -> list[str]:
     out: list[str] = []
     for tok in _TOKEN.findall(text):

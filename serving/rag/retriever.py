@@ -16,13 +16,8 @@ from pathlib import Path
 from serving.rag.chunking import Chunk
 from serving.rag.config import RagConfig
 from serving.rag.embedder import Embedder, load_embedder
-from serving.rag.lexical import LexicalIndex, path_words
+from serving.rag.lexical import LexicalIndex
 from serving.rag.store import IndexStoreError, catalog_path, load_catalog, open_collection
-
-
-def lexical_text(c: Chunk) -> str:
-    """What BM25 indexes for a chunk: its text (title / heading path included) and its file's path words."""
-    return f"{c.text}\n{path_words(c.relpath)}"
 
 
 class RetrievalError(RuntimeError):
@@ -86,6 +81,7 @@ class Retriever:
         self.config = config or RagConfig()
         self._embedder = embedder
         self._reload = threading.Lock()
+        self._open = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._snapshot: tuple[dict[str, Chunk], LexicalIndex | None] = ({}, None)
         self._collection = None
@@ -109,19 +105,21 @@ class Retriever:
             stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
             stamp = None
-        if stamp != self._stamp and self._reload.acquire(blocking=self._stamp is None or not self._chunks):
+        # never wait for another thread's rebuild (the platform's niced indexer can take many seconds
+        # under load): search what is loaded, or fall back when nothing is loaded yet
+        if stamp != self._stamp and self._reload.acquire(blocking=False):
             try:
                 if stamp != self._stamp:
                     catalog = load_catalog(self.index_dir)
                     chunks = catalog.chunks if catalog else []
-                    lexical = LexicalIndex([c.id for c in chunks], [lexical_text(c) for c in chunks])
+                    lexical = LexicalIndex([c.id for c in chunks], [c.text for c in chunks])
                     # one assignment, so a concurrent search sees the old pair or the new pair
                     self._snapshot = ({c.id: c for c in chunks}, lexical)
                     self._stamp = stamp
             finally:
                 self._reload.release()
         if self._collection is None and stamp is not None and time.monotonic() >= self._next_open:
-            with self._reload:
+            with self._open:  # not `_reload`: a BM25 rebuild in another thread must not hold this up
                 if self._collection is None:
                     self._collection = open_collection(
                         self.index_dir, self.config.collection, self.config.embedder, create=False
