@@ -56,6 +56,7 @@ def write_report(folder: Path, records: list[dict[str, Any]], title: str, summar
     (folder / "report.html").write_text(
         f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<h1>{html.escape(title)}</h1><img src='data:image/png;base64,{img}'>"
+        f"<p>panels: {html.escape(', '.join(name for name, _ in panels))}</p>"
         f"<table border=1 cellpadding=3>{rows}</table>",
         encoding="utf-8",
     )

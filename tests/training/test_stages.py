@@ -80,6 +80,11 @@ def test_loss_falls_and_checkpoint_is_complete(chain, stage):
         m["stage"] == stage and m["steps"] == result.steps and len(next(iter(m["datasets"].values()))) == 64
     )
     assert m["config"]["stage"] == stage and m["git_commit"]
+    panels = {"cpt": "validation perplexity", "sft": "learning rate", "dpo": "DPO rewards"}[stage]
+    assert (
+        "training loss, learning rate" in (folder / "report.html").read_text()
+        and panels in (folder / "report.html").read_text()
+    )
     assert not list(folder.parent.glob(f".{folder.name}.*"))  # no temp or work folder left behind
 
 
@@ -127,12 +132,13 @@ def test_bad_inputs_fail_before_loading(tmp_path, tiny_data, base_model_dir):
     assert not (tmp_path / "o").exists()
 
 
-def test_vllm_serves_the_dpo_checkpoint(chain, tmp_path):
-    """The end of the chain loads in vLLM (offline engine, eager, fp32) and generates."""
+@pytest.mark.parametrize("stage", ["cpt", "sft", "dpo"])
+def test_vllm_serves_every_checkpoint(chain, stage, tmp_path):
+    """Each checkpoint of the chain loads in vLLM (offline engine, eager, fp32) and generates."""
     pytest.importorskip("vllm")
     script = (
         "from vllm import LLM, SamplingParams\n"
-        f"llm = LLM(model={str(chain['dpo'].output)!r}, enforce_eager=True, dtype='float32', max_model_len=512)\n"
+        f"llm = LLM(model={str(chain[stage].output)!r}, enforce_eager=True, dtype='float32', max_model_len=512)\n"
         "o = llm.chat([{'role': 'user', 'content': 'What is TiDB?'}], SamplingParams(max_tokens=8, temperature=0))\n"
         "print('TOKENS', len(o[0].outputs[0].token_ids))\n"
     )
@@ -169,3 +175,42 @@ def test_lora_adapters_are_merged_on_save(base_model_dir, tiny_data, tmp_path):
         assert keys == set(b.keys())  # plain weight names vLLM expects, no lora_A/lora_B
         name = "model.layers.0.self_attn.q_proj.weight"
         assert not f.get_tensor(name).equal(b.get_tensor(name))  # the merged delta is there
+
+
+def test_cpt_stops_early_when_general_ppl_rises(base_model_dir, tmp_path):
+    """A high LR on repeated Chinese text pushes English perplexity up; the run stops and says when."""
+    from tests.training.conftest import DOMAIN_TEXT, write_jsonl
+    from training.data.snapshot import write_snapshot
+
+    english = (
+        "The committee met on Tuesday to discuss the new library, which will open next spring near the "
+        "river. Several residents asked whether the old reading room would be kept, and the architect "
+        "explained that its windows and wooden shelves are part of the design."
+    )
+
+    def fill(tmp):
+        write_jsonl(tmp / "train.jsonl", [{"text": DOMAIN_TEXT}] * 4)
+        write_jsonl(tmp / "eval" / "general.jsonl", [{"text": english}])
+        return {"rows": 4}
+
+    snap = write_snapshot(tmp_path / "snap", "cpt", fill)
+    res = run_stage(
+        "cpt",
+        {
+            **TINY,
+            "model": str(base_model_dir),
+            "dataset": str(snap.path),
+            "output_dir": str(tmp_path / "cpt"),
+            "max_steps": 8,
+            "learning_rate": 1e-3,
+            "warmup_ratio": 0.0,
+            "eval_steps": 1,
+            "early_stop_margin": 0.05,
+            "report": False,
+        },
+    )
+    m = json.loads((res.output / "manifest.json").read_text())
+    assert m["early_stopped_at"] is not None and res.steps == m["early_stopped_at"] < 8
+    records = [json.loads(x) for x in (res.output / "metrics.jsonl").read_text().splitlines()]
+    general = [r["eval_general_ppl"] for r in records if "eval_general_ppl" in r]
+    assert general[-1] > general[0] * 1.05
