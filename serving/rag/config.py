@@ -55,3 +55,9 @@ class RagConfig(BaseModel):
     rrf_k: int = Field(60, description="Reciprocal-rank-fusion constant: score = sum 1/(rrf_k + rank).")
     dense_weight: float = Field(1.0, description="Weight of the dense list in the fusion.")
     lexical_weight: float = Field(1.0, description="Weight of the lexical (BM25) list in the fusion.")
+    bm25_k1: float = Field(1.5, description="BM25 term-frequency saturation.")
+    bm25_b: float = Field(
+        0.5,
+        description="BM25 length normalisation (0.75 is the textbook value; chunks here are capped at "
+        "chunk_chars, and 0.3–0.5 did better on our tuning half: hybrid MRR 0.897 vs 0.891, English R@5 0.9 vs 0.8).",
+    )

@@ -127,9 +127,9 @@ def tokenize(text: str) -> list[str]:
 class LexicalIndex:
     """An in-memory BM25 index over chunk ids; rebuilt from the catalog in seconds, so never persisted."""
 
-    def __init__(self, ids: list[str], texts: list[str]):
+    def __init__(self, ids: list[str], texts: list[str], k1: float = 1.5, b: float = 0.5):
         self.ids = list(ids)
-        self._bm25 = bm25s.BM25()
+        self._bm25 = bm25s.BM25(k1=k1, b=b)
         if self.ids:
             self._bm25.index([tokenize(t) or ["\u2400"] for t in texts], show_progress=False)
 

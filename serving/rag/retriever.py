@@ -110,9 +110,12 @@ class Retriever:
         if stamp != self._stamp and self._reload.acquire(blocking=False):
             try:
                 if stamp != self._stamp:
+                    cfg = self.config
                     catalog = load_catalog(self.index_dir)
                     chunks = catalog.chunks if catalog else []
-                    lexical = LexicalIndex([c.id for c in chunks], [c.text for c in chunks])
+                    lexical = LexicalIndex(
+                        [c.id for c in chunks], [c.text for c in chunks], cfg.bm25_k1, cfg.bm25_b
+                    )
                     # one assignment, so a concurrent search sees the old pair or the new pair
                     self._snapshot = ({c.id: c for c in chunks}, lexical)
                     self._stamp = stamp
