@@ -61,6 +61,8 @@ def record(db: Database, rec: EvalRecord) -> dict[str, Any]:
         if rec.kind == "gate":
             d = _load(path)
             baseline, passed, complete = d.get("baseline"), bool(d.get("passed")), None
+            if isinstance(baseline, dict):  # decision.json names the checkpoint: {path, version, ...}
+                baseline = baseline.get("version")
             summary = {"reasons": d.get("reasons", []), "gates": d.get("gates", [])}
         else:
             baseline, passed, complete, summary = name.partition("-vs-")[2] or None, None, None, {}

@@ -63,3 +63,41 @@ def test_planted_accuracy(tmp_path, scoring_model):
         lp = np.array(r["logprobs"])
         probs = np.exp(lp) / np.exp(lp).sum()
         assert r["p_correct"] == pytest.approx(probs[LETTERS.index(r["answer"])], abs=1e-5)
+
+
+def test_bf16_body_keeps_fp32_projection_and_stays_close(tmp_path, scoring_model, base_model_dir):
+    """bf16 runs the decoder body only: the vocabulary projection reads an fp32 copy of the head, and
+    letter log-probabilities stay near the fp32 ones (bf16 has ~3 significant digits per activation)."""
+    from training.eval.model import load_scoring_model
+
+    sm16 = load_scoring_model(base_model_dir, dtype="bfloat16")
+    assert sm16.dtype == "bfloat16" and sm16.head_weight.dtype == torch.float32
+    assert next(sm16.model.get_decoder().parameters()).dtype == torch.bfloat16
+    bench = load_benchmark(write_mmlu(tmp_path / "mmlu", subjects=("anatomy",)), "mmlu")
+    s = bench.subjects["anatomy"]
+    prompts = [build_prompt(bench, s, item, 0) for item in s.test]
+    lp16 = score_prompts(sm16, prompts, MCScoreConfig())
+    lp32 = score_prompts(scoring_model, prompts, MCScoreConfig())
+    assert lp16.dtype == np.float64 and np.isfinite(lp16).all()
+    # Renormalised over the four letters (what accuracy and p_correct use), the two agree closely.
+    p16 = np.exp(lp16) / np.exp(lp16).sum(1, keepdims=True)
+    p32 = np.exp(lp32) / np.exp(lp32).sum(1, keepdims=True)
+    np.testing.assert_allclose(p16, p32, atol=0.1)
+
+
+@pytest.mark.slow
+def test_vllm_backend_matches_transformers(tmp_path, scoring_model, base_model_dir):
+    """The vLLM backend (logprob_token_ids, one request per question) gives the same four log-probs."""
+    from training.eval.vllm_backend import VLLMScorer
+
+    bench = load_benchmark(write_mmlu(tmp_path / "mmlu", subjects=("anatomy",)), "mmlu")
+    s = bench.subjects["anatomy"]
+    prompts = [build_prompt(bench, s, item, shots) for shots in (0, 5) for item in s.test[:3]]
+    scorer = VLLMScorer(base_model_dir, dtype="float32")
+    try:
+        lp_v = scorer.score_prompts(prompts)
+    finally:
+        scorer.close()
+    lp_t = score_prompts(scoring_model, prompts, MCScoreConfig())
+    np.testing.assert_allclose(lp_v, lp_t, atol=2e-3)
+    assert (lp_v.argmax(1) == lp_t.argmax(1)).all()
