@@ -16,7 +16,9 @@ TIDB = (
     "使用 TiUP 部署 TiKV 和 TiFlash 节点，并通过 Grafana 与 Prometheus 监控。\n\n"
     "```sql\nCREATE USER 'jennifer'@'%';\nCREATE TABLE t (a VARCHAR(255), b INT);\n```\n\n"
     "Use `tiup cluster display` to check TiUP Cluster status, then run `SAVEPOINT svp1`.\n\n"
-    "goroutineID=42 Txn 1 conflicts with Txn 2 on PRIMARY KEY(a)."
+    "goroutineID=42 Txn 1 conflicts with Txn 2 on PRIMARY KEY(a).\n\n"
+    "# Load Base Split\n\n"
+    "    Mar 14 16:55:03 localhost kernel: Hardware name: QEMU Standard PC\n"
 )
 
 

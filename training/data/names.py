@@ -6,8 +6,8 @@ installed package, nothing is downloaded).
 
 A small English NER model run over technical Chinese docs tags product and SQL identifiers as people
 (TiUP, TiKV, ``VARCHAR(255``, ``goroutineID``: 556 hits in a 477 KB sample of the TiDB docs, almost
-all wrong). So the detector only sees English prose paragraphs (not code blocks, inline code, or
-paragraphs with Chinese in them), and a span is replaced only when it is shaped like a name
+all wrong). So the detector only sees English prose paragraphs (not code blocks, indented code or log lines,
+headings, inline code, or paragraphs with Chinese in them), and a span is replaced only when it is shaped like a name
 (capitalised alphabetic words, no inner capitals or digits). Chinese names are not detected: the only
 offline Chinese tagger with its model on PyPI that we found (jieba's ``nr`` POS tag) marked 索引
 ("index") and 布尔 ("boolean") as names 400 times in the same sample.
@@ -27,6 +27,8 @@ FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.M | re.S)
 INLINE_CODE = re.compile(r"`[^`\n]+`")
 CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
 CODE_CHARS = re.compile(r"[(){}\[\];=<>_$|\\]")
+# Headings (titles name features, not people) and indented code/log lines (Markdown code blocks)
+NOT_PROSE_LINE = re.compile(r"^(?:#|    |\t).*$", re.M)
 # One name word: "Alice", "O'Neil", "Jean-Luc", or an initial "J."
 NAME_WORD = re.compile(r"(?:[A-Z][a-z]+(?:['’-][A-Z]?[a-z]+)*|[A-Z]\.)")
 NAME = re.compile(rf"{NAME_WORD.pattern}(?:\s+{NAME_WORD.pattern})*")
@@ -114,7 +116,9 @@ class NameScrubber:
         hits: list[tuple[int, int]] = []
         for start, end in spans:
             para = text[start:end]
-            code = [m.span() for m in INLINE_CODE.finditer(para)]
+            code = [m.span() for m in INLINE_CODE.finditer(para)] + [
+                m.span() for m in NOT_PROSE_LINE.finditer(para)
+            ]
             for r in engine.analyze(para, language="en", entities=["PERSON"]):
                 if r.score < self.min_score or any(s < r.end and r.start < e for s, e in code):
                     continue
