@@ -159,3 +159,31 @@ def test_lexical_only_then_dense_resumes(small_index, tmp_path: Path):
     r = Retriever(index)
     assert r.search("FLASHBACK TABLE", k=1)[0].relpath.endswith("flashback-table.md")  # BM25 while dense lags
     assert r.dense_count() == 0
+
+
+def test_search_never_waits_for_another_threads_rebuild(corpus_copy):
+    """While one thread rebuilds BM25 for a new catalog, others search the loaded one (or fall back)."""
+    import os
+    import threading
+
+    docs, index = corpus_copy
+    r = Retriever(index)
+    assert r.search("FLASHBACK TABLE", k=1, mode="lexical")[0].relpath.endswith("flashback-table.md")
+    fresh = Retriever(index)  # nothing loaded yet
+    os.utime(catalog_path(index), ns=(1, 1))  # a "new" catalog: both must rebuild on their next query
+    results: dict[str, object] = {}
+    with r._reload, fresh._reload:  # as if the index thread were rebuilding right now
+
+        def query() -> None:
+            results["old"] = r.search("FLASHBACK TABLE", k=1, mode="lexical")
+            try:
+                fresh.search("FLASHBACK TABLE", k=1, mode="lexical")
+            except RetrievalError as e:
+                results["fresh"] = e
+
+        t = threading.Thread(target=query)
+        t.start()
+        t.join(60)  # a waiting search would hang here until the locks are released
+        assert not t.is_alive()
+    assert results["old"][0].relpath.endswith("flashback-table.md")  # type: ignore[index]
+    assert "empty" in str(results["fresh"])  # → the router answers directly, flagged
