@@ -167,7 +167,11 @@ class BackgroundIndexer:
             el = time.monotonic() - t0
             rate = done / el if el > 0 else None
             eta = (todo - done) / rate if rate else None
+            total = self._status.chunks_total  # the catalog's, from the last lexical phase
+            embedded = max(0, total - todo + done) if total else None
             self._set(embedding_done=done, embedding_todo=todo, rate_chunks_s=rate, eta_s=eta)
+            if embedded is not None:
+                self._set(chunks_embedded=embedded)
             if time.monotonic() - last_log[0] >= self.bg.log_every_s:
                 last_log[0] = time.monotonic()
                 log.info(
