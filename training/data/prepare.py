@@ -94,12 +94,17 @@ class Pipeline:
         self.dedup = NearDupIndex(cfg.dedup_threshold)
         self.guard = EvalGuard(cfg.overlap_threshold)
         self.stats: dict[str, Any] = {"dropped": Counter(), "read": 0, "kept": 0, "bytes_in": 0}
+        from tqdm.auto import tqdm
+
+        # rows through the filters (a progress bar on a terminal; silent when piped)
+        self.bar = tqdm(desc=f"prepare {cfg.kind}", unit=" rows", disable=None)
 
     def text(self, raw: str, markdown: bool = False) -> str:
         return normalise(clean_markdown(raw) if markdown else raw)
 
     def keep(self, text: str, where: str, dedup_text: str | None = None) -> bool:
         """Length/garbage/dup filters; raises OverlapError on train/eval overlap."""
+        self.bar.update()
         if len(text) < self.cfg.min_chars:
             self.stats["dropped"]["short"] += 1
             return False
@@ -349,4 +354,7 @@ def prepare(cfg: PrepareConfig) -> Snapshot:
             **extra,
         }
 
-    return write_snapshot(Path(cfg.output), cfg.kind, fill)
+    try:
+        return write_snapshot(Path(cfg.output), cfg.kind, fill)
+    finally:
+        pipe.bar.close()
