@@ -31,6 +31,7 @@ from serving.rag.indexer import Indexer
 from serving.rag.retriever import Retriever
 from serving.router.config import RouterConfig
 from serving.router.evaluate import evaluate_router, load_labelled
+from serving.router.intents import load_intents
 from serving.router.service import build_router
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,6 +172,10 @@ def main() -> None:
     out["retrieval"] = {}
     tune, held = split_half(hard)
     doc_fusion = Retriever(args.index, cfg.model_copy(update={"fusion": "document"}))
+    no_hub = Retriever(args.index, cfg.model_copy(update={"hub_correction": 0.0}))
+    examples = list(load_intents(None).intents["domain"].examples)  # as build_router does
+    for ret in (r, doc_fusion, no_hub):
+        ret.set_reference(examples)
     for name, items in [
         ("hard", hard),
         ("hard-en", [q for q in hard if q.lang == "en"]),
@@ -184,8 +189,10 @@ def main() -> None:
     ]:
         for mode in ("dense", "lexical", "hybrid") if "retrieval" in parts else ():
             out["retrieval"][f"{name}/{mode}"] = evaluate(r, items, mode=mode).row()
-        if "retrieval" in parts:  # document-level fusion, the variant that lost on the tuning half
+        if "retrieval" in parts:  # document-level fusion (lost on the tuning half); no hubness correction
             out["retrieval"][f"{name}/hybrid-doc-rrf"] = evaluate(doc_fusion, items, mode="hybrid").row()
+            for mode in ("dense", "hybrid"):
+                out["retrieval"][f"{name}/{mode}-no-hub"] = evaluate(no_hub, items, mode=mode).row()
     out["retrieval_load"] = load()
 
     router = build_router(RouterConfig(), cfg, args.index)

@@ -55,6 +55,12 @@ class RagConfig(BaseModel):
     rrf_k: int = Field(60, description="Reciprocal-rank-fusion constant: score = sum 1/(rrf_k + rank).")
     dense_weight: float = Field(1.0, description="Weight of the dense list in the fusion.")
     lexical_weight: float = Field(1.0, description="Weight of the lexical (BM25) list in the fusion.")
+    hub_correction: float = Field(
+        1.0,
+        description="Dense re-ranking for a query in another script than the corpus: similarity minus this "
+        "× the chunk's mean similarity to its nearest reference questions (router domain examples); 0: off.",
+    )
+    hub_neighbours: int = Field(5, description="Reference questions averaged per chunk for the correction.")
     bm25_k1: float = Field(1.5, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(
         0.5,

@@ -13,10 +13,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from serving.rag.chunking import Chunk
 from serving.rag.config import RagConfig
 from serving.rag.embedder import Embedder, load_embedder
-from serving.rag.lexical import LexicalIndex
+from serving.rag.lexical import _CJK, LexicalIndex
 from serving.rag.store import IndexStoreError, catalog_path, load_catalog, open_collection
 
 
@@ -86,6 +88,8 @@ class Retriever:
         self._snapshot: tuple[dict[str, Chunk], LexicalIndex | None] = ({}, None)
         self._collection = None
         self._next_open = 0.0
+        self._refs: dict[str, np.ndarray] = {}  # reference questions by script, for the hubness correction
+        self._cjk_corpus: tuple[dict[str, Chunk], bool] | None = None  # (snapshot, mostly CJK?)
 
     @property
     def embedder(self) -> Embedder:
@@ -142,9 +146,41 @@ class Retriever:
         self.refresh()
         return self._collection.count() if self._collection is not None else 0
 
+    def set_reference(self, texts: list[str], vectors: np.ndarray | None = None) -> None:
+        """Example user questions (the router's domain examples) for the hubness correction: an
+        embedding per text, `vectors` when the caller has them already (rows L2-normalised)."""
+        if not texts:
+            self._refs = {}
+            return
+        vecs = self.embedder.embed_queries(list(texts)) if vectors is None else np.asarray(vectors)
+        cjk = np.array([bool(_CJK.search(t)) for t in texts])
+        self._refs = {"cjk": vecs[cjk], "other": vecs[~cjk]}
+
+    def _hub_reference(self, query: str, chunks: dict[str, Chunk]) -> np.ndarray | None:
+        """The reference questions in the query's script, when that differs from the corpus's."""
+        if not self.config.hub_correction or not self._refs:
+            return None
+        if self._cjk_corpus is None or self._cjk_corpus[0] is not chunks:
+            sample = list(chunks.values())[:: max(1, len(chunks) // 200)]
+            self._cjk_corpus = (chunks, sum(1 for c in sample if _CJK.search(c.text)) > len(sample) / 2)
+        q_cjk = bool(_CJK.search(query))
+        if q_cjk == self._cjk_corpus[1]:
+            return None
+        ref = self._refs["cjk" if q_cjk else "other"]
+        return ref if len(ref) else None
+
     def dense_search(
         self, query: str, k: int, chunks: dict[str, Chunk] | None = None
     ) -> list[tuple[str, float]]:
+        """Nearest chunks by cosine similarity, best first.
+
+        Across scripts (an English question, a Chinese corpus) multilingual-e5-small has *hubs*:
+        chunks full of English (field lists, command output) that sit near every English question
+        whatever it asks. As in CSLS (Conneau et al. 2018, cross-lingual word retrieval), each candidate
+        is ranked by its similarity minus `hub_correction` × its mean similarity to its
+        `hub_neighbours` nearest reference questions in the query's language, i.e. by how much closer
+        it is to this question than to typical questions. The returned score stays the plain cosine.
+        """
         chunks = self._chunks if chunks is None else chunks
         col = self._collection
         if col is None:
@@ -153,9 +189,22 @@ class Retriever:
         if n == 0:
             return []
         emb = self.embedder.embed_queries([query])
-        res = col.query(query_embeddings=emb, n_results=min(k, n), include=["distances"])
-        # cosine space: distance = 1 - similarity; ids no longer in the catalog are vectors of deleted files
-        return [(i, 1.0 - d) for i, d in zip(res["ids"][0], res["distances"][0], strict=True) if i in chunks]
+        ref = self._hub_reference(query, chunks)
+        if ref is None:
+            res = col.query(query_embeddings=emb, n_results=min(k, n), include=["distances"])
+            # cosine space: distance = 1 - similarity; ids no longer in the catalog are vectors of deleted files
+            return [
+                (i, 1.0 - d) for i, d in zip(res["ids"][0], res["distances"][0], strict=True) if i in chunks
+            ]
+        # re-rank a deeper candidate list: the corrected order can lift chunks from below k
+        res = col.query(query_embeddings=emb, n_results=min(2 * k, n), include=["distances", "embeddings"])
+        vecs = np.asarray(res["embeddings"][0], dtype=np.float32)
+        nn = min(self.config.hub_neighbours, len(ref))
+        hubness = np.sort(vecs @ ref.T, axis=1)[:, -nn:].mean(axis=1)
+        sims = 1.0 - np.asarray(res["distances"][0], dtype=np.float32)
+        order = np.argsort(-(sims - self.config.hub_correction * hubness), kind="stable")
+        ids = res["ids"][0]
+        return [(ids[j], float(sims[j])) for j in order if ids[j] in chunks][:k]
 
     def search(self, query: str, k: int | None = None, mode: str | None = None) -> list[Hit]:
         cfg = self.config

@@ -49,6 +49,12 @@ class EmbeddingClassifier:
         self._embedder = embedder
         # E5 wants "query: " on both sides for symmetric tasks (similarity, classification)
         self._examples = embedder.embed_queries(texts)
+        self.texts = texts
+
+    @property
+    def vectors(self):
+        """The example embeddings, one row per entry of `texts`/`names`."""
+        return self._examples
 
     def classify_sync(self, text: str) -> Classification:
         q = self._embedder.embed_queries([text])[0]

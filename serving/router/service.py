@@ -152,12 +152,16 @@ def build_router(
     rag = rag or RagConfig()
     embedder = embedder or load_embedder(rag.embedder)
     intents = intents or load_intents(config.intents_file)
-    classifier = EmbeddingClassifier(intents, embedder, config.threshold, config.neighbours)
+    classifier = classifier_base = EmbeddingClassifier(intents, embedder, config.threshold, config.neighbours)
     if config.classifier == "llm":
         if generate is None:
             raise ValueError("router.classifier=llm needs a generate callable")
         classifier = LLMClassifier(intents, generate, classifier)
     retriever = Retriever(index_dir, rag, embedder) if index_dir else None
+    if retriever is not None:
+        # the domain examples are typical user questions: the reference for the hubness correction
+        domain = [i for i, n in enumerate(classifier_base.names) if n == "domain"]
+        retriever.set_reference([classifier_base.texts[i] for i in domain], classifier_base.vectors[domain])
     graph = build_graph(classifier, retriever, intents, config)
     plan_graph = build_graph(classifier, retriever, intents, config, with_generation=False)
     return Router(graph, classifier, retriever, generate, plan_graph)

@@ -187,3 +187,28 @@ def test_search_never_waits_for_another_threads_rebuild(corpus_copy):
         assert not t.is_alive()
     assert results["old"][0].relpath.endswith("flashback-table.md")  # type: ignore[index]
     assert "empty" in str(results["fresh"])  # → the router answers directly, flagged
+
+
+def test_hubness_correction_applies_across_scripts_only(small_index):
+    """English question, Chinese corpus: dense candidates re-ranked against reference questions."""
+    from serving.rag.config import RagConfig
+
+    _, index = small_index
+    refs = ["How do I deploy TiDB?", "What is a Region in TiKV?", "TiDB 如何部署？", "什么是 Region？"]
+    r = Retriever(index)
+    r.set_reference(refs)
+    r.refresh()
+    chunks = r._snapshot[0]
+    en = r._hub_reference("How does garbage collection work?", chunks)
+    assert en is not None and en.shape == (2, 384)  # the English references for an English question
+    assert r._hub_reference("垃圾回收是怎么工作的？", chunks) is None  # same script as the corpus: none
+    plain = Retriever(index, RagConfig(hub_correction=0.0))
+    plain.set_reference(refs)
+    plain.refresh()
+    q = "how does garbage collection clean up old MVCC versions?"
+    corrected, raw = r.dense_search(q, 10), plain.dense_search(q, 10)
+    assert plain._hub_reference(q, chunks) is None
+    # same candidates and plain cosine scores, re-ordered; the top result still the GC doc
+    assert {i for i, _ in corrected} <= {i for i, _ in plain.dense_search(q, 20)}
+    assert dict(raw).items() >= {i: s for i, s in corrected if i in dict(raw)}.items()
+    assert chunks[corrected[0][0]].relpath == "garbage-collection-overview.md"

@@ -36,6 +36,15 @@ def eval_rag(
     except ValueError as e:
         raise fail(str(e)) from None
     retriever = Retriever(settings.rag_index_dir, settings.rag)
+    # what the serving router gives the retriever: its domain examples, for the hubness correction
+    from serving.router.intents import IntentsError, load_intents
+
+    try:
+        domain = load_intents(settings.router.intents_file).intents.get("domain")
+    except IntentsError as e:
+        raise fail(str(e)) from None
+    if domain is not None:
+        retriever.set_reference(list(domain.examples))
     typer.echo(f"{'mode':8} {'n':>4} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MRR':>6}")
     for m in mode or ["dense", "lexical", "hybrid"]:
         if m not in ("hybrid", "dense", "lexical"):
