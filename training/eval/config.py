@@ -28,14 +28,14 @@ class EvalSettings(BaseModel):
     seed: int = Field(0, description="Selects the gate subset.")
     threads: int | None = Field(None, description="torch threads for scoring (empty: torch's default).")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto",
-        description="Scoring dtype of the model body; auto: bfloat16 where the CPU has native bf16 "
-        "(AVX512-BF16/AMX), else float32. The vocabulary projection is always float32.",
+        "float32",
+        description="Scoring dtype of the model body. float32 matches lm-eval item for item; bfloat16 "
+        "(auto: where the CPU has native bf16) is faster but moved accuracy by 0.5-1 point.",
     )
     backend: Literal["transformers", "vllm"] = Field(
-        "transformers",
-        description="Letter scoring: batched transformers, or an in-process vLLM engine "
-        "(worth its ~25-60 s start only on long runs; see docs/BENCHMARKS.md).",
+        "vllm",
+        description="Letter scoring: an in-process vLLM engine (~30-70 s start, then ~5x faster than "
+        "transformers here; docs/BENCHMARKS.md), or batched transformers. Perplexity uses transformers.",
     )
 
     @field_validator("data", "mmlu", "cmmlu", "general", "domain", "policy", mode="before")
