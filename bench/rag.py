@@ -133,7 +133,7 @@ def main() -> None:
     ap.add_argument(
         "--parts",
         default="retrieval,router,latency,reindex",
-        help="Comma list: retrieval, router, latency, reindex, embed-rate, query-threads, corpus-lexical.",
+        help="Comma list: retrieval, router, latency, reindex, embed-rate, query-threads, hub-cost, corpus-lexical.",
     )
     ap.add_argument("--faq-limit", type=int, default=0, help="Use only the first N FAQ questions (0: all).")
     args = ap.parse_args()
@@ -240,6 +240,29 @@ def main() -> None:
 
         texts = [c.text for c in load_catalog(args.index).chunks]
         out["embed_rate_chunks_s"] = embed_rate(random.Random(1).sample(texts, 48))
+
+    if "hub-cost" in parts:
+        # retrieval time with vs without the hubness correction, English questions (where it applies),
+        # query embeddings cached, interleaved; medians of 3 passes
+        off = Retriever(args.index, cfg.model_copy(update={"hub_correction": 0.0}), r.embedder)
+        on = Retriever(args.index, cfg, r.embedder)
+        for ret in (on, off):
+            ret.set_reference(examples)
+        en = [q.question for q in hard if q.lang == "en"]
+        for q in en:
+            on.search(q), off.search(q)
+        t_on, t_off = [], []
+        for _ in range(3):
+            for q in en:
+                for ret, acc in ((on, t_on), (off, t_off)):
+                    t = time.perf_counter()
+                    ret.search(q)
+                    acc.append((time.perf_counter() - t) * 1000)
+        out["hub_correction_ms"] = {
+            "with": statistics.median(t_on),
+            "without": statistics.median(t_off),
+            "load": load(),
+        }
 
     if "query-threads" in parts:
         out["query_embedding_threads_ms"] = query_threads([q.question for q in hard])
