@@ -225,3 +225,32 @@ def test_prepare_sft_and_dpo_rows(tmp_path):
     with pytest.raises(SnapshotError, match="no rows survived"):
         prepare(make_prepare_config({"kind": "dpo", "output": str(tmp_path / "e"), "sources": [str(empty)]}))
     assert not (tmp_path / "e").exists()
+
+
+def test_parquet_copies_hold_the_same_rows(tmp_path):
+    import pyarrow.parquet as pq
+
+    from training.data.snapshot import write_parquet_copies
+
+    rows_in = [
+        {
+            "messages": [
+                {"role": "user", "content": f"TiDB question number {i}?"},
+                {"role": "assistant", "content": f"Answer number {i}, with details."},
+            ]
+        }
+        for i in range(5)
+    ]
+    src = write_jsonl(tmp_path / "c.jsonl", rows_in)
+    cfg = {"kind": "sft", "sources": [str(src)], "min_chars": 5}
+    plain = prepare(make_prepare_config({**cfg, "output": str(tmp_path / "a")}))
+    both = prepare(make_prepare_config({**cfg, "output": str(tmp_path / "b"), "parquet": True}))
+    rows = [json.loads(x) for x in both.train.read_text().splitlines()]
+    assert pq.read_table(both.path / "train.parquet").to_pylist() == rows and len(rows) == 5
+    assert both.hash == plain.hash  # JSONL is the canonical, hashed form
+    assert "train.parquet" in json.loads((both.path / "snapshot.json").read_text())["files"]
+    # streamed in batches: a batch size smaller than the file gives the same table
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "t.jsonl").write_text(both.train.read_text())
+    write_parquet_copies(tmp_path / "x", batch_rows=2)
+    assert pq.read_table(tmp_path / "x" / "t.parquet").to_pylist() == rows

@@ -26,7 +26,14 @@ from training.data.dedup import NearDupIndex
 from training.data.heldout import EvalGuard, is_heldout_path
 from training.data.names import DEFAULT_MODEL, NameScrubber
 from training.data.pii import Scrubber
-from training.data.snapshot import JsonlWriter, Snapshot, SnapshotError, iter_jsonl, write_snapshot
+from training.data.snapshot import (
+    JsonlWriter,
+    Snapshot,
+    SnapshotError,
+    iter_jsonl,
+    write_parquet_copies,
+    write_snapshot,
+)
 
 
 def _f(default: Any, help: str) -> Any:
@@ -62,6 +69,7 @@ class PrepareConfig:
         False, "Also replace English person names (Presidio + spaCy NER; `pip install -e .[names]`)."
     )
     pii_names_model: str = _f(DEFAULT_MODEL, "Installed spaCy pipeline package the name detector uses.")
+    parquet: bool = _f(False, "Also write each JSONL file as Parquet (JSONL stays canonical and hashed).")
     max_rows_per_source: int = _f(0, "Read at most N rows per source (0: all). For smoke runs.")
     seed: int = _f(0, "Shuffle/mix seed.")
 
@@ -338,6 +346,8 @@ def prepare(cfg: PrepareConfig) -> Snapshot:
 
     def fill(tmp: Path) -> dict[str, Any]:
         extra = _prepare_cpt(cfg, pipe, tmp) if cfg.kind == "cpt" else _prepare_rows(cfg, pipe, tmp)
+        if cfg.parquet:
+            write_parquet_copies(tmp)
         seconds = time.perf_counter() - t0
         return {
             "kind": cfg.kind,

@@ -4,6 +4,7 @@ Layout::
 
     <snapshot>/train.jsonl          training rows
     <snapshot>/eval/<name>.jsonl    held-out rows (never trained on), optional
+    <snapshot>/*.parquet            the same rows as Parquet, optional (``parquet: true``)
     <snapshot>/stats.json           counts (read, kept, dropped by reason, PII found, chars)
     <snapshot>/snapshot.json        kind, content hash, files; written last
 
@@ -65,7 +66,9 @@ def write_snapshot(dest: Path, kind: str, fill: Callable[[Path], dict[str, Any]]
         meta = {
             "kind": kind,
             "hash": digest,
-            "files": sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*.jsonl")),
+            "files": sorted(
+                p.relative_to(tmp).as_posix() for p in [*tmp.rglob("*.jsonl"), *tmp.rglob("*.parquet")]
+            ),
             "created_at": datetime.now(UTC).isoformat(),
         }
         (tmp / SNAPSHOT_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -74,6 +77,43 @@ def write_snapshot(dest: Path, kind: str, fill: Callable[[Path], dict[str, Any]]
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return load_snapshot(dest)
+
+
+def write_parquet_copies(folder: Path, batch_rows: int = 1024) -> list[Path]:
+    """A Parquet file beside every JSONL file (for DuckDB/pandas), streamed in batches of rows.
+
+    JSONL stays the canonical form (training reads it, the hash covers it); the schema is the first
+    batch's, later batches are cast to it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = []
+    for src in sorted(Path(folder).rglob("*.jsonl")):
+        dest = src.with_suffix(".parquet")
+        writer = None
+        batch: list[dict[str, Any]] = []
+        try:
+            for _, row in iter_jsonl(src):
+                batch.append(row)
+                if len(batch) >= batch_rows:
+                    writer = _write_batch(pa, pq, writer, dest, batch)
+                    batch = []
+            if batch or writer is None:
+                writer = _write_batch(pa, pq, writer, dest, batch)
+        finally:
+            if writer is not None:
+                writer.close()
+        out.append(dest)
+    return out
+
+
+def _write_batch(pa, pq, writer, dest: Path, batch: list[dict[str, Any]]):
+    schema = writer.schema if writer is not None else None
+    table = pa.Table.from_pylist(batch, schema=schema)
+    if writer is None:
+        writer = pq.ParquetWriter(dest, table.schema)
+    writer.write_table(table)
+    return writer
 
 
 def load_snapshot(path: Path | str) -> Snapshot:
