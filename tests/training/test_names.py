@@ -28,6 +28,7 @@ def names() -> NameScrubber:
     return NameScrubber().load()
 
 
+@pytest.mark.slow  # loads the spaCy pipeline (~30 s on the shared cores)
 def test_planted_names_are_replaced(names):
     text = (
         "The release was reviewed by Alice Johnson and Robert Miller before Maria Garcia signed it off.\n\n"
@@ -41,6 +42,7 @@ def test_planted_names_are_replaced(names):
     assert "release was reviewed by" in out  # the rest of the sentence is kept
 
 
+@pytest.mark.slow  # loads the spaCy pipeline (~30 s on the shared cores)
 def test_tidb_identifiers_are_left_alone(names):
     out, n = names(TIDB)
     assert (out, n) == (TIDB, 0)
@@ -54,6 +56,7 @@ def test_guards_without_the_model():
     assert not any(map(looks_like_name, ["TiUP", "goroutineID", "VARCHAR(255", "Txn 1", "jennifer'@'%"]))
 
 
+@pytest.mark.slow  # loads the spaCy pipeline (~30 s on the shared cores)
 def test_prepare_counts_names_in_stats(names, tmp_path):
     src = write_jsonl(
         tmp_path / "chat.jsonl",
