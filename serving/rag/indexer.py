@@ -40,11 +40,17 @@ class IndexSummary:
     chunks_embedded: int = 0  # vectors in Chroma after the run
     chunks_missing: int = 0  # chunks without a vector when embedding started
     interrupted: bool = False  # embedding stopped early (shutdown, newer work); the next run resumes
+    lexical_only: bool = False  # the catalog was written, Chroma not touched
     embed_seconds: float = 0.0
     seconds: float = 0.0
 
     def line(self) -> str:
         unchanged = self.files - self.files_new - self.files_changed
+        embedded = (
+            f"{self.chunks_total} chunks searchable (lexical)"
+            if self.lexical_only
+            else f"{self.chunks_embedded}/{self.chunks_total} embedded"
+        )
         rate = (
             f", {(self.chunks_added - self.chunks_reused) / self.embed_seconds:.2f} chunks/s embedded"
             if self.embed_seconds > 0
@@ -53,7 +59,7 @@ class IndexSummary:
         return (
             f"{self.files} files ({self.files_new} new, {self.files_changed} changed, {unchanged} unchanged, "
             f"{self.files_removed} removed); chunks {self.chunks_added} added, {self.chunks_updated} updated, "
-            f"{self.chunks_removed} removed, {self.chunks_reused} reused; {self.chunks_embedded}/{self.chunks_total} embedded; "
+            f"{self.chunks_removed} removed, {self.chunks_reused} reused; {embedded}; "
             f"{self.seconds:.1f} s{rate}"
         )
 
@@ -145,6 +151,7 @@ class Indexer:
         save_catalog(self.index_dir, new)
         s.chunks_total = len(new.chunks)
         if collection is None:
+            s.lexical_only = True
             s.chunks_added = len(new_ids - old_ids)
             s.chunks_removed = len(old_ids - new_ids)
             s.seconds = time.perf_counter() - t0
