@@ -1,7 +1,7 @@
 """Training benchmark: tokens/s per stage (Keel runner vs a plain TRL script, same settings), data
 preparation throughput (MB/s with dedup + PII) and peak memory per stage.
 
-    OMP_NUM_THREADS=2 python bench/training.py --datasets ~/.keel/datasets --reps 5 --steps 10
+    OMP_NUM_THREADS=1 python bench/training.py --datasets ~/.keel/datasets --reps 3 --steps 5 --max-length 64
 
 The machine is shared, so one run interleaves the two sides (Keel, TRL, TRL, Keel, Keel, TRL, ...; the
 order flips every repetition so a load trend favours neither) and reports the median of the per-pair
