@@ -250,7 +250,7 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--reps", type=int, default=5, help="Keel/TRL pairs per stage, interleaved.")
     ap.add_argument("--stages", default="cpt,sft,dpo")
-    ap.add_argument("--out", default="bench-training.json")
+    ap.add_argument("--out", default="bench/results/training.json")
     ap.add_argument(
         "--datasets", default="", help="Reuse snapshots <dir>/tidb-<stage> (skips the data-prep figure)."
     )
@@ -282,6 +282,7 @@ def main() -> None:
         for stage in stages:
             results[stage] = {"summary": compare(pairs[stage]), "runs": pairs[stage]}
             print(stage, json.dumps(results[stage]["summary"]), flush=True)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(results, indent=2))
 
 
