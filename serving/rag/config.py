@@ -47,10 +47,27 @@ class RagConfig(BaseModel):
     candidates: int = Field(
         30, description="Hits taken from each of the dense and lexical lists before fusion."
     )
-    fusion: Literal["chunk", "document"] = Field(
-        "chunk",
+    fusion: Literal["chunk", "document", "doc-sum"] = Field(
+        "doc-sum",
         description="'chunk': RRF over chunks; 'document': rank documents by their best chunk in each "
-        "list, then fuse (lost on our tuning half: MRR 0.858 vs 0.891).",
+        "list, then fuse; 'doc-sum': a document scores the sum of its best `doc_sum_top` chunks' RRF "
+        "scores (CombSUM), chunks listed under their document (best on our 62-question hard set; "
+        "docs/BENCHMARKS.md).",
+    )
+    doc_sum_top: int = Field(
+        2, description="'doc-sum' fusion: chunks of a document whose scores are summed, best first (0: all)."
+    )
+    doc_sum_rrf_k: int = Field(
+        1,
+        description="RRF constant of 'doc-sum' fusion. Small: steep rank discount, so a document with one "
+        "section at the top of both lists still beats one with several sections just below (with 60, a "
+        "long document's many middling sections add up and win).",
+    )
+    hnsw_ef_search: int = Field(
+        500,
+        description="HNSW search breadth of the Chroma collection (set when the indexer opens it). Chroma's "
+        "default 100 made the dense list differ between processes on the same index (approximate search); "
+        "500 gave identical lists in repeated runs on the benchmark index.",
     )
     rrf_k: int = Field(60, description="Reciprocal-rank-fusion constant: score = sum 1/(rrf_k + rank).")
     dense_weight: float = Field(1.0, description="Weight of the dense list in the fusion.")

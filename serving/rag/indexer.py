@@ -108,7 +108,11 @@ class Indexer:
                 f"{cfg.embedder!r}; rebuild with --rebuild"
             )
         collection = (
-            open_collection(self.index_dir, cfg.collection, cfg.embedder, create=True) if dense else None
+            open_collection(
+                self.index_dir, cfg.collection, cfg.embedder, create=True, ef_search=cfg.hnsw_ef_search
+            )
+            if dense
+            else None
         )
         old = old or Catalog(embedder=cfg.embedder)
 
@@ -186,7 +190,11 @@ class Indexer:
                 f"{self.config.embedder!r}; rebuild with --rebuild"
             )
         collection = open_collection(
-            self.index_dir, self.config.collection, self.config.embedder, create=True
+            self.index_dir,
+            self.config.collection,
+            self.config.embedder,
+            create=True,
+            ef_search=self.config.hnsw_ef_search,
         )
         s.files = len(catalog.files)
         s.chunks_total = len(catalog.chunks)

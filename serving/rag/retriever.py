@@ -54,19 +54,11 @@ def rrf(lists: list[list[str]], weights: list[float], k: int) -> list[tuple[str,
     return sorted(scores.items(), key=lambda kv: -kv[1])
 
 
-def doc_rrf(
-    lists: list[list[str]], weights: list[float], k: int, doc_of: dict[str, str]
+def _by_document(
+    chunk_score: dict[str, float], doc_score: dict[str, float], doc_of: dict[str, str]
 ) -> list[tuple[str, float]]:
-    """Fuse at the document level, then list each document's chunks under it.
-
-    A document is ranked in each list by its best chunk (its first appearance), so a document with
-    five matching sections does not push five other documents down one list while being counted
-    once. Output: the best chunk of every document in fused document order, then the other chunks in
-    the same order; every chunk carries its document's fused score.
-    """
-    doc_lists = [list(dict.fromkeys(doc_of[i] for i in ids)) for ids in lists]
-    doc_score = dict(rrf(doc_lists, weights, k))
-    chunk_score = dict(rrf(lists, weights, k))
+    """The best chunk of every document in document order, then the other chunks in the same order;
+    every chunk carries its document's score."""
     order = sorted(chunk_score, key=lambda i: (-doc_score[doc_of[i]], -chunk_score[i]))
     first: list[str] = []
     rest: list[str] = []
@@ -75,6 +67,38 @@ def doc_rrf(
         (rest if doc_of[i] in seen else first).append(i)
         seen.add(doc_of[i])
     return [(i, doc_score[doc_of[i]]) for i in first + rest]
+
+
+def doc_rrf(
+    lists: list[list[str]], weights: list[float], k: int, doc_of: dict[str, str]
+) -> list[tuple[str, float]]:
+    """Fuse at the document level, then list each document's chunks under it.
+
+    A document is ranked in each list by its best chunk (its first appearance), so a document with
+    five matching sections does not push five other documents down one list while being counted
+    once. Output as `_by_document`.
+    """
+    doc_lists = [list(dict.fromkeys(doc_of[i] for i in ids)) for ids in lists]
+    doc_score = dict(rrf(doc_lists, weights, k))
+    chunk_score = dict(rrf(lists, weights, k))
+    return _by_document(chunk_score, doc_score, doc_of)
+
+
+def doc_sum(
+    lists: list[list[str]], weights: list[float], k: int, doc_of: dict[str, str], top: int = 0
+) -> list[tuple[str, float]]:
+    """CombSUM at the document level: a document scores the sum of its best `top` chunks' RRF scores
+    (0: all), so a document matched by several sections, in either list, rises; chunks listed as
+    `_by_document`. `top` bounds how much a long document with many loosely matching sections gains."""
+    chunk_score = dict(rrf(lists, weights, k))  # sorted best first
+    doc_score: dict[str, float] = {}
+    counted: dict[str, int] = {}
+    for i, s in chunk_score.items():
+        d = doc_of[i]
+        if not top or counted.get(d, 0) < top:
+            doc_score[d] = doc_score.get(d, 0.0) + s
+            counted[d] = counted.get(d, 0) + 1
+    return _by_document(chunk_score, doc_score, doc_of)
 
 
 class Retriever:
@@ -226,13 +250,14 @@ class Retriever:
             ranked = dense
         elif mode == "lexical":
             ranked = lexical
-        elif cfg.fusion == "document":
-            ranked = doc_rrf(
-                [[i for i, _ in dense], [i for i, _ in lexical]],
-                [cfg.dense_weight, cfg.lexical_weight],
-                cfg.rrf_k,
-                {i: chunks[i].source for i, _ in dense + lexical},
-            )
+        elif cfg.fusion in ("document", "doc-sum"):
+            lists = [[i for i, _ in dense], [i for i, _ in lexical]]
+            weights = [cfg.dense_weight, cfg.lexical_weight]
+            doc_of = {i: chunks[i].source for i, _ in dense + lexical}
+            if cfg.fusion == "document":
+                ranked = doc_rrf(lists, weights, cfg.rrf_k, doc_of)
+            else:
+                ranked = doc_sum(lists, weights, cfg.doc_sum_rrf_k, doc_of, cfg.doc_sum_top)
         else:
             ranked = rrf(
                 [[i for i, _ in dense], [i for i, _ in lexical]],

@@ -81,8 +81,13 @@ def save_catalog(index_dir: Path, catalog: Catalog) -> None:
         raise
 
 
-def open_collection(index_dir: Path, name: str, embedder_spec: str, create: bool):
-    """The Chroma collection, with Keel's embedding function attached. Any Chroma failure → IndexStoreError."""
+def open_collection(
+    index_dir: Path, name: str, embedder_spec: str, create: bool, ef_search: int | None = None
+):
+    """The Chroma collection, with Keel's embedding function attached. Any Chroma failure → IndexStoreError.
+
+    `ef_search` (writers only, `create=True`): the HNSW search breadth, set on a new collection and
+    updated on an existing one that differs."""
     import chromadb
     from chromadb.config import Settings
 
@@ -97,9 +102,10 @@ def open_collection(index_dir: Path, name: str, embedder_spec: str, create: bool
         )
         ef = KeelEmbeddingFunction(embedder_spec)
         if create:
-            col = client.get_or_create_collection(
-                name, embedding_function=ef, configuration={"hnsw": {"space": "cosine"}}
-            )
+            hnsw: dict = {"space": "cosine"} | ({"ef_search": ef_search} if ef_search else {})
+            col = client.get_or_create_collection(name, embedding_function=ef, configuration={"hnsw": hnsw})
+            if ef_search and (col.configuration.get("hnsw") or {}).get("ef_search") != ef_search:
+                col.modify(configuration={"hnsw": {"ef_search": ef_search}})
         else:
             col = client.get_collection(name, embedding_function=ef)
         col.count()  # touch the segment files now, not in the middle of a request
