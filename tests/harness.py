@@ -47,13 +47,27 @@ class PlatformProcess:
     def cli_argv(self) -> list[str]:
         return [sys.executable, "-m", "keel", *[a for o in self.overrides for a in ("--set", o)]]
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            [*self.cli_argv(), *args], env=self.env(), capture_output=True, text=True, timeout=900
-        )
+    def cli(self, *args: str, check: bool = True, timeout: float = 1500) -> subprocess.CompletedProcess:
+        try:
+            proc = subprocess.run(
+                [*self.cli_argv(), *args], env=self.env(), capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError(
+                f"keel {' '.join(args)} did not finish in {timeout:.0f} s\n{self.log_tail()}"
+            ) from e
         if check and proc.returncode != 0:
-            raise AssertionError(f"keel {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+            raise AssertionError(
+                f"keel {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}\n{self.log_tail()}"
+            )
         return proc
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The platform's own log, for failure messages (CI shows nothing else of it)."""
+        if self.log_path is None or not self.log_path.exists():
+            return "(no platform log)"
+        tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        return "platform log (last lines):\n" + "\n".join(tail)
 
     def start(self, timeout: float = 600) -> PlatformProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)

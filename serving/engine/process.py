@@ -131,6 +131,20 @@ def diagnose(log_tail: str, port: int, model: str) -> str:
     return f"engine exited: {last[:300]}"
 
 
+def _wait_group_gone(proc: subprocess.Popen, timeout: float) -> bool:
+    """Reap the leader and wait until no process of its group is left; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.2)
+        try:
+            os.killpg(proc.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return proc.poll() is not None
+        if time.monotonic() > deadline:
+            return False
+
+
 @dataclass(eq=False)
 class EngineProcess:
     """A managed vLLM server. ``start`` returns once /health answers or raises EngineStartError."""
@@ -146,6 +160,7 @@ class EngineProcess:
     )
     proc: subprocess.Popen | None = None
     _log_file: object | None = field(default=None, repr=False)
+    _group_gone: bool = field(default=False, repr=False)
 
     @property
     def url(self) -> str:
@@ -199,6 +214,7 @@ class EngineProcess:
             raise EngineStartError(f"port {self.port} is already in use")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self._group_gone = False
         self.proc = subprocess.Popen(
             self.command(),
             stdout=self._log_file,
@@ -243,19 +259,20 @@ class EngineProcess:
 
     def stop(self, grace: float = 20.0) -> None:
         proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                # a process stuck in the kernel: PDEATHSIG and the kernel reap it; never block a swap on it
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=30)
+        if proc is None or self._group_gone:
+            return  # never signal a group id twice: once it is gone the number may be reused
+        # Signal the whole process group even when the API server has already exited: after a crash (or a
+        # kill -9 of the API server) its EngineCore and Worker children live on as orphans in that group,
+        # holding the KV cache and a core each, and PDEATHSIG only fires for the API server itself.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        gone = _wait_group_gone(proc, grace)
+        if not gone:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            # a process stuck in the kernel: the kernel reaps it; never block a swap on it
+            gone = _wait_group_gone(proc, 30)
+        self._group_gone = gone
         if self._log_file is not None:
             self._log_file.close()  # type: ignore[attr-defined]
             self._log_file = None

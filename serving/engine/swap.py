@@ -116,12 +116,16 @@ class Swapper:
             if strategy == "in_place" and planned != "in_place":
                 raise SwapError(f"cannot swap in place: {why}")
             from_version = self.pool.version
+            log.info("swap %s → %s: %s (%s)", from_version, version, strategy, why)
             t0 = time.perf_counter()
             if strategy == "in_place":
                 held = await self._in_place(version, new_dir)
             else:
                 held = await self._blue_green(version, new_dir)
-            return SwapResult(strategy, from_version, version, time.perf_counter() - t0, held)
+            seconds = time.perf_counter() - t0
+            log.info("swap %s → %s done: %s in %.1f s (requests held %.2f s)", from_version, version,
+                     strategy, seconds, held)  # fmt: skip
+            return SwapResult(strategy, from_version, version, seconds, held)
 
     async def _in_place(self, version: str, new_dir: Path) -> float:
         eps = [e for e in self.pool.endpoints if e.healthy]
@@ -207,8 +211,10 @@ class Swapper:
         """A start that hangs (seen on an oversubscribed 2-core host) gets one more try on a fresh port."""
         assert self.supervisor is not None
         for attempt in (1, 2):
+            t0 = time.perf_counter()
             try:
                 ep, _proc = await self.supervisor.start_engine(version, new_dir, timeout=self.start_timeout_s)
+                log.info("new engine %s for %s healthy in %.1f s", ep.url, version, time.perf_counter() - t0)
                 return ep
             except EngineStartError as e:
                 if attempt == 2 or "not healthy after" not in str(e):
@@ -233,6 +239,9 @@ class Swapper:
                 raise SwapError(f"new engine failed: {e}") from e
             raise
         self.pool.endpoints = started  # the switch: one assignment on the event loop
+        log.info(
+            "switched to %s on %s; draining %d old engine(s)", version, [e.url for e in started], len(old)
+        )
         for ep in old:
             if not await self.pool.drain(ep, self.drain_timeout_s):
                 log.warning(

@@ -94,8 +94,17 @@ def switches(seq: list[str]) -> list[tuple[str, str]]:
     return [(a, b) for a, b in zip(seq, seq[1:], strict=False) if a != b]
 
 
+def _say(t0: float, what: str) -> None:
+    # shown under "Captured stdout" when the test fails, so a slow CI run says where its time went
+    print(f"[{time.monotonic() - t0:7.1f} s] {what}", flush=True)
+
+
+# Two blue/green engine starts (each may take one retry of swap.start_timeout_s on a starved 2-core host)
+# on top of the fixture's own start: the default 900 s is not a budget for that.
+@pytest.mark.timeout(2400)
 def test_promote_and_rollback_under_load_both_strategies(swap_platform, base_model_dir):
     """One steady load across four swaps: in place (same weights layout) and blue/green (new chat template)."""
+    t0 = time.monotonic()
     root = swap_platform.root
     v2 = derive_checkpoint(base_model_dir, root / "v2", "v2", scale=1.05)
     v3 = derive_checkpoint(base_model_dir, root / "v3", "v3", template_note="new template")
@@ -106,17 +115,22 @@ def test_promote_and_rollback_under_load_both_strategies(swap_platform, base_mod
     with Load(swap_platform.url, key) as load:
         for version, strategy in (("v2", "in_place"), ("v3", "blue_green")):
             load.wait_for(len(load.ok) + 60)
+            _say(t0, f"{len(load.ok)} ok, {len(load.failures)} failed; promoting {version}")
             if strategy == "blue_green":
                 load.light.set()
             out = swap_platform.cli("promote", version, "--reason", "test").stdout
+            _say(t0, out.strip())
             assert f"promoted {version}" in out and strategy in out, out
             assert httpx.get(f"{swap_platform.url}/health").json()["checkpoint_version"] == version
             engines[version] = swap_platform.engine_urls()
             load.wait_for(len(load.ok) + 60)
+            _say(t0, f"{len(load.ok)} ok, {len(load.failures)} failed; rolling back")
             out = swap_platform.cli("rollback").stdout
+            _say(t0, out.strip())
             assert "rolled back to base" in out and strategy in out, out
             load.light.clear()
         load.wait_for(520)
+        _say(t0, f"{len(load.ok)} ok, {len(load.failures)} failed; load stopped")
     assert not load.failures, load.failures[:5]
     assert len(load.ok) >= 500
     seq = versions_in_dispatch_order(swap_platform, load.ok)
@@ -244,6 +258,14 @@ def engine_pids(model_dir_marker: str) -> list[int]:
     ]
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
 def test_crashed_engine_is_restarted(swap_platform, openai_factory):
     [url] = swap_platform.engine_urls()
     port = url.rsplit(":", 1)[1]
@@ -264,6 +286,11 @@ def test_crashed_engine_is_restarted(swap_platform, openai_factory):
             break
         time.sleep(1)
     assert healthy_again, "the supervisor did not restart the crashed engine"
+    # the killed API server's EngineCore and Worker (its process group) must not live on as orphans
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _group_alive(pid):
+        time.sleep(0.5)
+    assert not _group_alive(pid), "the crashed engine's EngineCore/Worker outlived it"
     client = openai_factory(swap_platform)
     assert client.chat.completions.create(
         model="keel", messages=[{"role": "user", "content": "hi"}], max_tokens=2

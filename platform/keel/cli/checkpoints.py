@@ -53,14 +53,22 @@ class _Local:
         raise ValueError(path)
 
 
+# A swap is bounded on the platform's side (engine start with one retry, warm-up, drain, per replica), so
+# the CLI waits for its answer however long that takes instead of timing out in the middle of it.
+_SWAP_PATHS = ("/admin/promote", "/admin/rollback")
+
+
 def _call(method: str, path: str, body: dict | None = None):
+    import httpx
+
     from keel.remote import AdminClient, running_platform
 
     settings = load()
     try:
         live = running_platform(settings)
         if live:
-            return AdminClient(*live).call(method, path, json=body), True
+            kw = {"timeout": httpx.Timeout(30.0, read=None)} if path in _SWAP_PATHS else {}
+            return AdminClient(*live).call(method, path, json=body, **kw), True
         return _Local(settings).call(method, path, body), False
     except Exception as e:
         raise fail(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
