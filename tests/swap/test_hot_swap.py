@@ -17,6 +17,9 @@ from tests.swap.conftest import derive_checkpoint
 pytestmark = pytest.mark.slow
 
 
+LIGHT_PAUSE_S = 1.5
+
+
 class Load:
     """Concurrent streaming and non-streaming requests until stopped; records every outcome."""
 
@@ -26,8 +29,11 @@ class Load:
         self.failures: list[str] = []
         self.latencies: list[float] = []
         self._stop = threading.Event()
-        # While a blue/green engine starts, only worker 0 keeps sending: on 2 CPU cores a full load starves
-        # the new engine's start-up for minutes. The load never stops, so the swap is still under load.
+        # While a blue/green engine starts, only worker 0 keeps sending, one request every LIGHT_PAUSE_S: on
+        # 2 CPU cores a busy vLLM CPU engine takes both (its worker computes on one, its EngineCore spins on
+        # sched_yield on the other while it waits for the worker, and only goes idle 1 s after the last
+        # step), so back-to-back requests starved the new engine's start-up for 2-6 minutes. Requests still
+        # flow, streaming and not, before, during and after the switch.
         self.light = threading.Event()
         self._threads = [
             threading.Thread(target=self._worker, args=(i,), daemon=True) for i in range(workers)
@@ -40,6 +46,8 @@ class Load:
                 if i > 0 and self.light.is_set():
                     time.sleep(0.1)
                     continue
+                if i == 0 and self.light.is_set():
+                    time.sleep(LIGHT_PAUSE_S)
                 stream = (i + n) % 2 == 0
                 n += 1
                 body = {
@@ -113,22 +121,29 @@ def test_promote_and_rollback_under_load_both_strategies(swap_platform, base_mod
     engines = {"before": swap_platform.engine_urls()}
     key = swap_platform.create_key("load")
     with Load(swap_platform.url, key) as load:
+
+        def swap(*args: str) -> str:
+            # full load for in-place swaps; light (but never stopped) while a blue/green engine starts
+            if strategy == "blue_green":
+                load.light.set()
+            try:
+                out = swap_platform.cli(*args).stdout
+            finally:
+                load.light.clear()
+            _say(t0, out.strip())
+            return out
+
         for version, strategy in (("v2", "in_place"), ("v3", "blue_green")):
             load.wait_for(len(load.ok) + 60)
             _say(t0, f"{len(load.ok)} ok, {len(load.failures)} failed; promoting {version}")
-            if strategy == "blue_green":
-                load.light.set()
-            out = swap_platform.cli("promote", version, "--reason", "test").stdout
-            _say(t0, out.strip())
+            out = swap("promote", version, "--reason", "test")
             assert f"promoted {version}" in out and strategy in out, out
             assert httpx.get(f"{swap_platform.url}/health").json()["checkpoint_version"] == version
             engines[version] = swap_platform.engine_urls()
             load.wait_for(len(load.ok) + 60)
             _say(t0, f"{len(load.ok)} ok, {len(load.failures)} failed; rolling back")
-            out = swap_platform.cli("rollback").stdout
-            _say(t0, out.strip())
+            out = swap("rollback")
             assert "rolled back to base" in out and strategy in out, out
-            load.light.clear()
         load.wait_for(520)
         _say(t0, f"{len(load.ok)} ok, {len(load.failures)} failed; load stopped")
     assert not load.failures, load.failures[:5]
