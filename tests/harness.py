@@ -142,6 +142,15 @@ class PlatformProcess:
                 self.proc.wait(10)
 
 
+def process_group_alive(pgid: int) -> bool:
+    """Whether any process of this process group is still there (an engine and its vLLM children)."""
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
 def db_rows(db_path: Path, sql: str, params: list | None = None) -> list[tuple]:
     """Read the database directly (only when no platform holds it)."""
     import duckdb

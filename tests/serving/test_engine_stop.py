@@ -14,14 +14,7 @@ import time
 
 from serving.config import EngineConfig
 from serving.engine.process import EngineProcess, _die_with_parent
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
+from tests.harness import process_group_alive
 
 
 def _fake_engine(tmp_path) -> EngineProcess:
@@ -41,9 +34,9 @@ def test_stop_kills_children_orphaned_by_a_dead_leader(tmp_path):
     child = int((tmp_path / "child.pid").read_text())
     os.kill(ep.proc.pid, signal.SIGKILL)  # the API server dies; its child stays behind
     ep.proc.wait(10)
-    assert _group_alive(ep.proc.pid) and os.path.exists(f"/proc/{child}")
+    assert process_group_alive(ep.proc.pid) and os.path.exists(f"/proc/{child}")
     ep.stop(grace=5)
-    assert not _group_alive(ep.proc.pid)
+    assert not process_group_alive(ep.proc.pid)
     assert not os.path.exists(f"/proc/{child}")
 
 

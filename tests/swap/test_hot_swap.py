@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from tests.harness import process_group_alive
 from tests.swap.conftest import derive_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -273,14 +274,6 @@ def engine_pids(model_dir_marker: str) -> list[int]:
     ]
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
 def test_crashed_engine_is_restarted(swap_platform, openai_factory):
     [url] = swap_platform.engine_urls()
     port = url.rsplit(":", 1)[1]
@@ -303,9 +296,9 @@ def test_crashed_engine_is_restarted(swap_platform, openai_factory):
     assert healthy_again, "the supervisor did not restart the crashed engine"
     # the killed API server's EngineCore and Worker (its process group) must not live on as orphans
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and _group_alive(pid):
+    while time.monotonic() < deadline and process_group_alive(pid):
         time.sleep(0.5)
-    assert not _group_alive(pid), "the crashed engine's EngineCore/Worker outlived it"
+    assert not process_group_alive(pid), "the crashed engine's EngineCore/Worker outlived it"
     client = openai_factory(swap_platform)
     assert client.chat.completions.create(
         model="keel", messages=[{"role": "user", "content": "hi"}], max_tokens=2
