@@ -38,6 +38,14 @@ class EvalSettings(BaseModel):
         "transformers here; docs/BENCHMARKS.md), or batched transformers. Perplexity uses transformers.",
     )
 
+    vllm_reserved_cpus: int = Field(
+        0,
+        ge=0,
+        description="vLLM backend on CPU: cores kept out of the engine's OpenMP binding. vLLM's default (1) "
+        "keeps one for an API server that the in-process engine does not have; on 2 cores that halves the "
+        "speed (5.6 vs 9.9 questions/s, docs/BENCHMARKS.md). Set 1 when the eval shares the host with serving.",
+    )
+
     @field_validator("data", "mmlu", "cmmlu", "general", "domain", "policy", mode="before")
     @classmethod
     def _empty_is_none(cls, v: object) -> object:

@@ -47,6 +47,7 @@ class EvalConfig:
     threads: int | None = None  # torch threads; None leaves torch's default
     dtype: Literal["auto", "float32", "bfloat16"] = "float32"  # model body; the vocab projection stays fp32
     backend: Literal["transformers", "vllm"] = "transformers"  # letter scoring; perplexity is transformers
+    vllm_reserved_cpus: int = 0  # vLLM on CPU: cores left out of the engine's OpenMP binding
 
     @property
     def name(self) -> str:
@@ -130,7 +131,7 @@ def run_eval(checkpoint: Path, cfg: EvalConfig, update_checkpoint_manifest: bool
     if cfg.backend == "vllm" and benches:
         from training.eval.vllm_backend import VLLMScorer
 
-        scorer = VLLMScorer(checkpoint, dtype=sm.dtype)
+        scorer = VLLMScorer(checkpoint, dtype=sm.dtype, reserved_cpus=cfg.vllm_reserved_cpus)
     total = sum(b.n_test() for b in benches.values()) + sum(
         min(len(v), cfg.limit) if cfg.limit is not None else len(v)
         for hs in heldout.values()

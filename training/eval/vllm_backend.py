@@ -17,9 +17,20 @@ import numpy as np
 
 
 class VLLMScorer:
-    def __init__(self, path: Path, dtype: str = "float32", max_model_len: int = 2048, kv_cache_gib: int = 1):
+    def __init__(
+        self,
+        path: Path,
+        dtype: str = "float32",
+        max_model_len: int = 2048,
+        kv_cache_gib: int = 1,
+        reserved_cpus: int | None = 0,
+    ):
         # vLLM is imported here only: it is heavy, and the transformers backend must work without it.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
+        if reserved_cpus is not None:
+            # vLLM's CPU auto-binding keeps one core free for an API server; this engine is in-process and
+            # has none, so by default it may bind every core (1.8x faster on 2 cores). The environment wins.
+            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", str(reserved_cpus))
         from transformers import AutoTokenizer
         from vllm import LLM
 

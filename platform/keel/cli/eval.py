@@ -78,6 +78,7 @@ def _eval_config(suite: Suite, shots: int, limit, data, mmlu, cmmlu, general, do
         threads=es.threads,
         dtype=es.dtype,
         backend=es.backend,
+        vllm_reserved_cpus=es.vllm_reserved_cpus,
         **{k: (v.resolve() if v else None) for k, v in paths.items()},
     )
     return cfg, es
