@@ -10,10 +10,24 @@ Prompt log-probabilities are not used: they project every prompt position onto t
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+
+@contextmanager
+def _environment(defaults: dict[str, str]) -> Iterator[None]:
+    """Set variables the caller has not set, only for the block: the process (a test session, the CLI)
+    must not pass them on to engines it starts later."""
+    added = {k: v for k, v in defaults.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
 
 
 class VLLMScorer:
@@ -26,25 +40,26 @@ class VLLMScorer:
         reserved_cpus: int | None = 0,
     ):
         # vLLM is imported here only: it is heavy, and the transformers backend must work without it.
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
-        if reserved_cpus is not None:
-            # vLLM's CPU auto-binding keeps one core free for an API server; this engine is in-process and
-            # has none, so by default it may bind every core (1.8x faster on 2 cores). The environment wins.
-            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", str(reserved_cpus))
         from transformers import AutoTokenizer
         from vllm import LLM
 
         from training.eval.mc import letter_token_ids
 
+        env = {"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}
+        if reserved_cpus is not None:
+            # vLLM's CPU auto-binding keeps one core free for an API server; this engine is in-process and
+            # has none, so by default it may bind every core (1.8x faster on 2 cores).
+            env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(reserved_cpus)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.letters = letter_token_ids(self.tokenizer)
-        self.llm = LLM(
-            model=str(path),
-            dtype=dtype,
-            enforce_eager=True,  # ~25 s start instead of ~2 min of torch.compile on CPU (FACTS.md)
-            enable_prefix_caching=True,
-            max_model_len=max_model_len,
-        )
+        with _environment(env):  # read while the engine's processes start; the caller's environment wins
+            self.llm = LLM(
+                model=str(path),
+                dtype=dtype,
+                enforce_eager=True,  # ~25 s start instead of ~2 min of torch.compile on CPU (FACTS.md)
+                enable_prefix_caching=True,
+                max_model_len=max_model_len,
+            )
 
     def score_prompts(
         self, prompts: list[str], progress: Callable[[int], None] | None = None, chunk: int = 256
