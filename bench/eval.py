@@ -328,6 +328,14 @@ def full(args) -> dict:
     torch.set_num_threads(args.threads)
     progress_path = REPO / "bench" / "results" / "eval-full-progress.json"
     progress_path.parent.mkdir(parents=True, exist_ok=True)
+    # --resume: a run stopped at its budget left the first k subjects of each benchmark done (subjects go
+    # in a fixed order); score the rest, into files of their own, so both parts stay on record.
+    skip: dict[str, int] = {}
+    previous = None
+    if args.resume:
+        previous = json.loads(progress_path.read_text(encoding="utf-8"))
+        skip = {b: d["subjects"] for b, d in previous["done"].items()}
+        progress_path = progress_path.with_name("eval-full-progress-resumed.json")
     t0, c0 = time.perf_counter(), time.process_time()
     benches = {b: load_benchmark(args.data / b, b) for b in ("mmlu", "cmmlu")}  # type: ignore[arg-type]
     total = sum(b.n_test() for b in benches.values())
@@ -341,11 +349,16 @@ def full(args) -> dict:
 
         sm = load_scoring_model(_base_model(), dtype=args.dtype)
     state: dict = {"backend": args.backend, "dtype": args.dtype, "threads": args.threads, "shots": args.shots,
-                   "questions_total": total, "start_s": time.perf_counter() - t0, "done": {}}  # fmt: skip
+                   "questions_total": total, "start_s": time.perf_counter() - t0, "done": {},
+                   "skipped_subjects": skip, "previous": previous}  # fmt: skip
     records: dict[str, list] = {b: [] for b in benches}
     with tqdm(total=total, desc="full MMLU+CMMLU", unit="q", mininterval=10) as bar:
         for name, bench in benches.items():
-            for sname, subj in bench.subjects.items():
+            if skip.get(name):
+                bar.update(sum(len(s.test) for s in list(bench.subjects.values())[: skip[name]]))
+            for k, (sname, subj) in enumerate(bench.subjects.items()):
+                if k < skip.get(name, 0):
+                    continue
                 if time.perf_counter() - t0 > args.budget_s:
                     break
                 one = MCBenchmark(bench.name, bench.source, {sname: subj})
@@ -362,7 +375,8 @@ def full(args) -> dict:
                 progress_path.write_text(json.dumps(state, indent=2), encoding="utf-8")
     if scorer is not None:
         scorer.close()
-    state["complete"] = state.get("questions_done", 0) == total
+    already = sum(d["questions"] for d in (previous or {}).get("done", {}).values())
+    state["complete"] = state.get("questions_done", 0) + already == total
     for name, recs in records.items():
         if recs:
             full_b = MCBenchmark(
@@ -441,6 +455,7 @@ def main() -> None:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--out", default="")
     p.add_argument("--budget-s", type=float, default=float("inf"), help="full: stop after this many seconds")
+    p.add_argument("--resume", action="store_true", help="full: score the subjects a stopped run left")
     args = p.parse_args()
     args.data = args.data.resolve()
     modes = {"peer": peer, "suite": suite, "speed": speed, "side": side, "full": full}
@@ -450,7 +465,9 @@ def main() -> None:
     result["load_avg_1m_at_end"] = os.getloadavg()[0]
     text = json.dumps(result, indent=2, ensure_ascii=False)
     print(text)
-    out = REPO / "bench" / "results" / f"eval-{args.mode}-{args.shots}shot.json"
+    out = (
+        Path(args.out) if args.out else REPO / "bench" / "results" / f"eval-{args.mode}-{args.shots}shot.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n", encoding="utf-8")
 
