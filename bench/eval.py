@@ -333,6 +333,8 @@ def full(args) -> dict:
     skip: dict[str, int] = {}
     previous = None
     if args.resume:
+        if not progress_path.exists():
+            sys.exit(f"error: --resume: no {progress_path} from an earlier run")
         previous = json.loads(progress_path.read_text(encoding="utf-8"))
         skip = {b: d["subjects"] for b, d in previous["done"].items()}
         progress_path = progress_path.with_name("eval-full-progress-resumed.json")
