@@ -7,6 +7,8 @@
     # keel sides vs lm-eval on the same items, interleaved, wall + process-tree CPU seconds, load average
     python bench/eval.py speed --limit 20 --rounds 1 \
         --sides lm_eval,keel:transformers:float32,keel:transformers:bfloat16,keel:vllm:bfloat16
+    # the same on the gate suite's 1,240 questions (every subject; what `keel eval run` scores)
+    python bench/eval.py speed --items gate --rounds 1 --sides keel:vllm:float32,lm_eval
     # full MMLU + CMMLU test sets, with a time budget (what got done is measured, not extrapolated)
     nice -n 10 python bench/eval.py full --threads 1 --dtype bfloat16 --budget-s 2400
 
@@ -105,14 +107,51 @@ def _run_tree(cmd: list[str], env: dict, stdout=None) -> tuple[float, float]:
     return wall, sum(seen.values())
 
 
-def run_lm_eval(model: Path, data: Path, limit: int, shots: int, threads: int, batch: int) -> dict:
+def _subject_list(data: Path, items: str) -> list[tuple[str, str]]:
+    """(bench, subject) pairs to score: the five peer subjects, or every subject in ``data``."""
+    if items == "first":
+        return [("mmlu", s) for s in MMLU_SUBJECTS] + [("cmmlu", s) for s in CMMLU_SUBJECTS]
+    from training.eval.data import load_benchmark
+
+    return [(b, s) for b in ("mmlu", "cmmlu") for s in load_benchmark(data / b, b).subjects]  # type: ignore[arg-type]
+
+
+def _gate_data(data: Path, per_subject: int = 10, seed: int = 0) -> Path:
+    """The gate suite's questions (the ones `keel eval run --suite gate` scores) as a data folder in the
+    CSV releases' layouts, dev splits as they are: lm-eval and keel then read the very same items."""
+    import csv
+
+    from training.eval.data import LETTERS, gate_subset, load_benchmark
+
+    root = Path(tempfile.mkdtemp(prefix="keel-gate-data-"))
+    for bench in ("mmlu", "cmmlu"):
+        src = data / bench
+        (root / bench / "test").mkdir(parents=True)
+        (root / bench / "dev").symlink_to(src / "dev", target_is_directory=True)
+        if (src / "subjects.json").exists():
+            (root / bench / "subjects.json").symlink_to(src / "subjects.json")
+        gate = gate_subset(load_benchmark(src, bench), per_subject, seed)  # type: ignore[arg-type]
+        for name, subj in gate.subjects.items():
+            fname = f"{name}_test.csv" if bench == "mmlu" else f"{name}.csv"
+            with open(root / bench / "test" / fname, "w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                if bench == "cmmlu":
+                    w.writerow(["", "Question", "A", "B", "C", "D", "Answer"])
+                for i, it in enumerate(subj.test):
+                    row = [it.question, *it.choices, LETTERS[it.answer]]
+                    w.writerow([i, *row] if bench == "cmmlu" else row)
+    return root
+
+
+def run_lm_eval(
+    model: Path, data: Path, limit: int | None, shots: int, threads: int, batch: int, items: str = "first"
+) -> dict:
     tasks_dir = Path(tempfile.mkdtemp(prefix="keel-lmeval-tasks-"))
     out_dir = Path(tempfile.mkdtemp(prefix="keel-lmeval-out-"))
     names = []
-    for bench, subjects in (("mmlu", MMLU_SUBJECTS), ("cmmlu", CMMLU_SUBJECTS)):
-        for s in subjects:
-            (tasks_dir / f"keel_{bench}_{s}.yaml").write_text(_task_yaml(bench, s, data), encoding="utf-8")
-            names.append(f"keel_{bench}_{s}")
+    for bench, s in _subject_list(data, items):
+        (tasks_dir / f"keel_{bench}_{s}.yaml").write_text(_task_yaml(bench, s, data), encoding="utf-8")
+        names.append(f"keel_{bench}_{s}")
     cmd = [
         "lm_eval",
         "--model", "hf",
@@ -121,7 +160,7 @@ def run_lm_eval(model: Path, data: Path, limit: int, shots: int, threads: int, b
         "--tasks", ",".join(names),
         "--include_path", str(tasks_dir),
         "--num_fewshot", str(shots),
-        "--limit", str(limit),
+        *(["--limit", str(limit)] if limit else []),
         "--batch_size", str(batch),
         "--log_samples",
         "--output_path", str(out_dir),
@@ -142,11 +181,12 @@ def run_lm_eval(model: Path, data: Path, limit: int, shots: int, threads: int, b
 def run_ours(
     model: Path,
     data: Path,
-    limit: int,
+    limit: int | None,
     shots: int,
     threads: int,
     backend: str = "transformers",
     dtype: str = "float32",
+    items: str = "first",
 ) -> dict:
     """Score the peer items in this process; timings split into start-up (model/engine load) and scoring."""
     import numpy as np
@@ -168,18 +208,18 @@ def run_ours(
         sm = load_scoring_model(model, dtype=dtype)  # type: ignore[arg-type]
     t_loaded = time.perf_counter()
     per_task, n = {}, 0
-    for bench, subjects in (("mmlu", MMLU_SUBJECTS), ("cmmlu", CMMLU_SUBJECTS)):
-        full = load_benchmark(data / bench, bench)  # type: ignore[arg-type]
-        for s in subjects:
-            subj = full.subjects[s]
-            subj.test = subj.test[:limit]  # lm-eval's --limit takes the first N in file order too
-            recs = score_benchmark(
-                sm, MCBenchmark(bench, full.source, {s: subj}), MCScoreConfig(shots=shots), scorer=scorer
-            )
-            per_task[f"keel_{bench}_{s}"] = [
-                {"acc": float(r["correct"]), "logprobs": r["logprobs"]} for r in recs
-            ]
-            n += len(recs)
+    fulls = {b: load_benchmark(data / b, b) for b in ("mmlu", "cmmlu")}  # type: ignore[arg-type]
+    for bench, s in _subject_list(data, items):
+        full = fulls[bench]
+        subj = full.subjects[s]
+        subj.test = subj.test[:limit] if limit else subj.test  # lm-eval's --limit: the first N in file order
+        recs = score_benchmark(
+            sm, MCBenchmark(bench, full.source, {s: subj}), MCScoreConfig(shots=shots), scorer=scorer
+        )
+        per_task[f"keel_{bench}_{s}"] = [
+            {"acc": float(r["correct"]), "logprobs": r["logprobs"]} for r in recs
+        ]
+        n += len(recs)
     t_end = time.perf_counter()
     if scorer is not None:
         scorer.close()
@@ -253,7 +293,9 @@ def _accuracy_check(mine: dict, ref: dict) -> dict:
 def side(args) -> dict:
     """One keel side of `speed`, run in its own process so its start-up and CPU are counted like lm-eval's."""
     model = _base_model()
-    r = run_ours(model, args.data, args.limit, args.shots, args.threads, args.backend, args.dtype)
+    r = run_ours(
+        model, args.data, args.limit or None, args.shots, args.threads, args.backend, args.dtype, args.items
+    )
     Path(args.out).write_text(json.dumps(r), encoding="utf-8")
     return {k: v for k, v in r.items() if k != "tasks"}
 
@@ -270,18 +312,21 @@ def speed(args) -> dict:
     sides = args.sides.split(",")
     runs: dict[str, list[dict]] = {s: [] for s in sides}
     tasks: dict[str, dict] = {}
+    data, items, limit = args.data, args.items, args.limit or None
+    if items == "gate":  # the gate suite's questions, every subject, as a data folder both sides read
+        data, items, limit = _gate_data(args.data), "all", None
     for rnd in range(args.rounds):
         for name in sides:
             la0 = os.getloadavg()[0]
             if name == "lm_eval":
-                r = run_lm_eval(model, args.data, args.limit, args.shots, args.threads, args.batch_size)
+                r = run_lm_eval(model, data, limit, args.shots, args.threads, args.batch_size, items)
                 tasks[name] = r.pop("tasks")
                 r.pop("command")
             else:
                 _, backend, dtype = name.split(":")
                 out = Path(tempfile.mkstemp(prefix="keel-side-", suffix=".json")[1])
                 cmd = [sys.executable, __file__, "side", "--backend", backend, "--dtype", dtype,
-                       "--out", str(out), "--data", str(args.data), "--limit", str(args.limit),
+                       "--out", str(out), "--data", str(data), "--limit", str(limit or 0), "--items", items,
                        "--shots", str(args.shots), "--threads", str(args.threads)]  # fmt: skip
                 env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
                 wall, cpu = _run_tree(cmd, env, stdout=subprocess.DEVNULL)
@@ -311,7 +356,8 @@ def speed(args) -> dict:
             v["speedup_cpu_vs_lm_eval"] = lc / v["median_cpu_s"]
             v["acc_diff_points_vs_lm_eval"] = 100 * (v["acc"] - summary["lm_eval"]["acc"])
     n = sum(len(v) for v in ref.values())
-    return {"shots": args.shots, "limit_per_subject": args.limit, "questions": n, "threads": args.threads,
+    return {"shots": args.shots, "items": args.items, "limit_per_subject": limit, "questions": n,
+            "threads": args.threads,
             "rounds": args.rounds, "summary": summary, "runs": runs}  # fmt: skip
 
 
@@ -445,7 +491,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=["peer", "suite", "speed", "side", "full"])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    p.add_argument("--limit", type=int, default=40, help="peer: first N questions per subject")
+    p.add_argument(
+        "--limit", type=int, default=40, help="peer, speed: first N questions per subject (0: all)"
+    )
+    p.add_argument(
+        "--items",
+        choices=["first", "gate", "all"],
+        default="first",
+        help="speed: five peer subjects (first --limit questions), the gate suite's questions of every "
+        "subject, or every question in --data",
+    )
     p.add_argument("--shots", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=8, help="lm-eval --batch_size")

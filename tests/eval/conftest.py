@@ -104,3 +104,13 @@ def scoring_model(base_model_dir):
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     return load_scoring_model(base_model_dir)
+
+
+@pytest.fixture(scope="package")
+def vllm_scorer(base_model_dir):
+    """One in-process vLLM engine for the eval tests that compare it with transformers (start ~30 s)."""
+    from training.eval.vllm_backend import VLLMScorer
+
+    scorer = VLLMScorer(base_model_dir, dtype="float32")
+    yield scorer
+    scorer.close()

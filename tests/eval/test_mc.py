@@ -86,18 +86,12 @@ def test_bf16_body_keeps_fp32_projection_and_stays_close(tmp_path, scoring_model
 
 
 @pytest.mark.slow
-def test_vllm_backend_matches_transformers(tmp_path, scoring_model, base_model_dir):
+def test_vllm_backend_matches_transformers(tmp_path, scoring_model, vllm_scorer):
     """The vLLM backend (logprob_token_ids, one request per question) gives the same four log-probs."""
-    from training.eval.vllm_backend import VLLMScorer
-
     bench = load_benchmark(write_mmlu(tmp_path / "mmlu", subjects=("anatomy",)), "mmlu")
     s = bench.subjects["anatomy"]
     prompts = [build_prompt(bench, s, item, shots) for shots in (0, 5) for item in s.test[:3]]
-    scorer = VLLMScorer(base_model_dir, dtype="float32")
-    try:
-        lp_v = scorer.score_prompts(prompts)
-    finally:
-        scorer.close()
+    lp_v = vllm_scorer.score_prompts(prompts)
     lp_t = score_prompts(scoring_model, prompts, MCScoreConfig())
     np.testing.assert_allclose(lp_v, lp_t, atol=2e-3)
     assert (lp_v.argmax(1) == lp_t.argmax(1)).all()

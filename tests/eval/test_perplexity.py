@@ -59,3 +59,26 @@ def test_training_on_a_text_lowers_its_perplexity(base_model_dir):
     model.eval()
     after = summarize(score_texts(ScoringModel(model, sm.tokenizer, sm.path), [TEXT]))["ppl"]
     assert after < before * 0.8, (before, after)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("window", "stride"), [(1024, 512), (24, 10)])
+def test_vllm_backend_matches_transformers(scoring_model, vllm_scorer, window, stride):
+    """Prompt log-probabilities on vLLM score the same windows as transformers, to the same losses: a
+    text longer than the window is scored in several overlapping windows, each token exactly once."""
+    texts = [TEXT, "Paris is the capital of France.", "北京是中华人民共和国的首都。" * 3]
+    cfg = PerplexityConfig(window=window, stride=stride)
+    mine = score_texts(None, texts, cfg, scorer=vllm_scorer)
+    ref = score_texts(scoring_model, texts, cfg)
+    for m, r in zip(mine, ref, strict=True):
+        assert m["tokens"] == r["tokens"] and m["bytes"] == r["bytes"]
+        assert m["nll"] == pytest.approx(r["nll"], rel=1e-3)
+    if window == 24:  # the long text really went through several windows
+        n = len(scoring_model.tokenizer(TEXT, add_special_tokens=False).input_ids)
+        assert n > 2 * window and mine[0]["tokens"] == n
+
+
+@pytest.mark.slow
+def test_vllm_prompt_logprobs_refuses_a_prompt_past_the_context(vllm_scorer):
+    with pytest.raises(ValueError, match="needs 2"):
+        vllm_scorer.prompt_logprobs([[1] * (vllm_scorer.max_length + 1)])

@@ -34,8 +34,8 @@ class EvalSettings(BaseModel):
     )
     backend: Literal["transformers", "vllm"] = Field(
         "vllm",
-        description="Letter scoring: an in-process vLLM engine (~30-70 s start, then ~5x faster than "
-        "transformers here; docs/BENCHMARKS.md), or batched transformers. Perplexity uses transformers.",
+        description="Scoring engine for letters and perplexity: an in-process vLLM engine (~30-70 s start, "
+        "then several times faster than transformers here; docs/BENCHMARKS.md), or batched transformers.",
     )
 
     vllm_reserved_cpus: int = Field(

@@ -30,6 +30,14 @@ def resolve_dtype(dtype: DType) -> Literal["float32", "bfloat16"]:
     return dtype
 
 
+def prefix_token_id(tokenizer) -> int:
+    """The token that conditions the first real token, as lm-eval's rolling loglikelihood does."""
+    for t in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if t is not None:
+            return int(t)
+    return 0
+
+
 @dataclass
 class ScoringModel:
     model: Any
@@ -43,12 +51,7 @@ class ScoringModel:
         return int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
 
     def prefix_token_id(self) -> int:
-        """The token that conditions the first real token, as lm-eval's rolling loglikelihood does."""
-        tok = self.tokenizer
-        for t in (tok.bos_token_id, tok.eos_token_id):
-            if t is not None:
-                return int(t)
-        return 0
+        return prefix_token_id(self.tokenizer)
 
     def project(self, hidden):
         """fp32 logits for hidden states (..., hidden) from the decoder body."""

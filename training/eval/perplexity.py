@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
-from training.eval.model import ScoringModel
+from training.eval.model import ScoringModel, prefix_token_id
 
 
 @dataclass
@@ -40,24 +41,53 @@ def _windows(ids: list[int], window: int, stride: int) -> list[tuple[list[int], 
     return segs
 
 
+class WindowScorer(Protocol):
+    """An engine that returns, for each token list, the log-probability of every token after the first
+    (the vLLM backend: prompt log-probabilities)."""
+
+    tokenizer: Any
+    max_length: int
+
+    def prompt_logprobs(
+        self, prompts: list[list[int]], progress: Callable[[int], None] | None = None
+    ) -> list[np.ndarray]: ...
+
+
+def _segments(tokenizer, start_id: int, texts: list[str], window: int, stride: int):
+    segs: list[tuple[int, list[int], int]] = []  # (text index, ids, scored)
+    for i, text in enumerate(texts):
+        ids = [start_id, *tokenizer(text, add_special_tokens=False).input_ids]
+        segs.extend((i, w, s) for w, s in _windows(ids, window, stride))
+    return segs
+
+
+def _records(texts: list[str], nll: np.ndarray, ntok: np.ndarray) -> list[dict]:
+    return [
+        {"nll": float(nll[i]), "tokens": int(ntok[i]), "bytes": len(t.encode("utf-8"))}
+        for i, t in enumerate(texts)
+    ]
+
+
 def score_texts(
-    sm: ScoringModel,
+    sm: ScoringModel | None,
     texts: list[str],
     cfg: PerplexityConfig | None = None,
     progress: Callable[[int], None] | None = None,
+    scorer: WindowScorer | None = None,
 ) -> list[dict]:
-    """Per text: nll (nats, summed), tokens (predicted), bytes (UTF-8)."""
+    """Per text: nll (nats, summed), tokens (predicted), bytes (UTF-8).
+
+    ``scorer`` (the vLLM backend) replaces the transformers model ``sm``; both score the same windows.
+    """
+    cfg = cfg or PerplexityConfig()
+    if scorer is not None:
+        return _score_with_engine(scorer, texts, cfg, progress)
+    assert sm is not None
     import torch
 
-    cfg = cfg or PerplexityConfig()
     window = min(cfg.window, sm.max_length)
     stride = min(cfg.stride, window - 1)
-    tok = sm.tokenizer
-    start_id = sm.prefix_token_id()
-    segs: list[tuple[int, list[int], int]] = []  # (text index, ids, scored)
-    for i, text in enumerate(texts):
-        ids = [start_id, *tok(text, add_special_tokens=False).input_ids]
-        segs.extend((i, w, s) for w, s in _windows(ids, window, stride))
+    segs = _segments(sm.tokenizer, sm.prefix_token_id(), texts, window, stride)
     nll = np.zeros(len(texts))
     ntok = np.zeros(len(texts), dtype=np.int64)
     decoder = sm.model.get_decoder()
@@ -89,10 +119,22 @@ def score_texts(
             if progress:
                 progress(sum(len(w) for _, w, _ in batch))
             start = end
-    return [
-        {"nll": float(nll[i]), "tokens": int(ntok[i]), "bytes": len(t.encode("utf-8"))}
-        for i, t in enumerate(texts)
-    ]
+    return _records(texts, nll, ntok)
+
+
+def _score_with_engine(
+    scorer: WindowScorer, texts: list[str], cfg: PerplexityConfig, progress: Callable[[int], None] | None
+) -> list[dict]:
+    window = min(cfg.window, scorer.max_length)
+    stride = min(cfg.stride, window - 1)
+    segs = _segments(scorer.tokenizer, prefix_token_id(scorer.tokenizer), texts, window, stride)
+    token_lps = scorer.prompt_logprobs([w for _, w, _ in segs], progress)
+    nll = np.zeros(len(texts))
+    ntok = np.zeros(len(texts), dtype=np.int64)
+    for (ti, _, scored), lps in zip(segs, token_lps, strict=True):
+        nll[ti] -= float(lps[len(lps) - scored :].sum())  # the window's last `scored` targets are new
+        ntok[ti] += scored
+    return _records(texts, nll, ntok)
 
 
 def summarize(records: list[dict]) -> dict:

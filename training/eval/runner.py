@@ -24,6 +24,7 @@ from training.eval.mc import MCScoreConfig, score_benchmark, summarize
 from training.eval.model import resolve_dtype
 
 SCHEMA = 1
+SCORING_REVISION = 2
 PARTS = ("mmlu", "cmmlu", "domain", "general")
 
 
@@ -46,7 +47,7 @@ class EvalConfig:
     ppl_stride: int = 512
     threads: int | None = None  # torch threads; None leaves torch's default
     dtype: Literal["auto", "float32", "bfloat16"] = "float32"  # model body; the vocab projection stays fp32
-    backend: Literal["transformers", "vllm"] = "transformers"  # letter scoring; perplexity is transformers
+    backend: Literal["transformers", "vllm"] = "transformers"  # scores letters and perplexity
     vllm_reserved_cpus: int = 0  # vLLM on CPU: cores left out of the engine's OpenMP binding
 
     @property
@@ -61,6 +62,8 @@ class EvalConfig:
         }
         # Scores differ slightly between dtypes and backends: compare like with like only.
         d["dtype"], d["backend"] = resolve_dtype(self.dtype), self.backend
+        # Bumped when how a backend scores changes (2: vLLM scores perplexity too), so stored evals re-run.
+        d["scoring"] = SCORING_REVISION
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -84,12 +87,12 @@ def _limited(bench: MCBenchmark, limit: int | None) -> MCBenchmark:
     return MCBenchmark(bench.name, bench.source, subjects)
 
 
-def _ppl_part(sm, hs: HeldoutSet, cfg: EvalConfig, bar) -> dict:
+def _ppl_part(sm, hs: HeldoutSet, cfg: EvalConfig, bar, scorer=None) -> dict:
     pcfg = perplexity.PerplexityConfig(window=cfg.ppl_window, stride=cfg.ppl_stride)
     parts, docs = {}, []
     for name, texts in hs.parts.items():
         texts = texts[: cfg.limit] if cfg.limit is not None else texts
-        recs = perplexity.score_texts(sm, [t.text for t in texts], pcfg, progress=None)
+        recs = perplexity.score_texts(sm, [t.text for t in texts], pcfg, progress=None, scorer=scorer)
         bar.update(len(texts))
         parts[name] = perplexity.summarize(recs)
         docs.extend({"id": f"{name}/{t.id}", **r} for t, r in zip(texts, recs, strict=True))
@@ -126,12 +129,17 @@ def run_eval(checkpoint: Path, cfg: EvalConfig, update_checkpoint_manifest: bool
         per_lang = cfg.gate_general_docs if cfg.suite == "gate" else None
         heldout["general"] = general_heldout(Path(cfg.general), per_lang, cfg.seed)
 
-    sm = load_scoring_model(checkpoint, dtype=cfg.dtype)
-    scorer = None
-    if cfg.backend == "vllm" and benches:
+    # One engine scores everything: vLLM (letters and held-out texts) or transformers; never both, so a
+    # large checkpoint is not held twice in memory.
+    sm, scorer = None, None
+    if cfg.backend == "vllm":
         from training.eval.vllm_backend import VLLMScorer
 
-        scorer = VLLMScorer(checkpoint, dtype=sm.dtype, reserved_cpus=cfg.vllm_reserved_cpus)
+        dtype = resolve_dtype(cfg.dtype)
+        scorer = VLLMScorer(checkpoint, dtype=dtype, reserved_cpus=cfg.vllm_reserved_cpus)
+    else:
+        sm = load_scoring_model(checkpoint, dtype=cfg.dtype)
+        dtype = sm.dtype
     total = sum(b.n_test() for b in benches.values()) + sum(
         min(len(v), cfg.limit) if cfg.limit is not None else len(v)
         for hs in heldout.values()
@@ -149,7 +157,7 @@ def run_eval(checkpoint: Path, cfg: EvalConfig, update_checkpoint_manifest: bool
         "suite": cfg.suite,
         "shots": cfg.shots,
         "fingerprint": cfg.fingerprint(),
-        "dtype": sm.dtype,
+        "dtype": dtype,
         "backend": cfg.backend,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "created_at": datetime.now(UTC).isoformat(),
@@ -167,13 +175,13 @@ def run_eval(checkpoint: Path, cfg: EvalConfig, update_checkpoint_manifest: bool
                     "summary": summarize(bench, records),
                     "items": records,
                 }
+            for name, hs in heldout.items():
+                t0 = time.perf_counter()
+                result[name] = _ppl_part(sm, hs, cfg, bar, scorer)
+                result["timings_s"][name] = round(time.perf_counter() - t0, 2)
         finally:
             if scorer is not None:
                 scorer.close()
-        for name, hs in heldout.items():
-            t0 = time.perf_counter()
-            result[name] = _ppl_part(sm, hs, cfg, bar)
-            result["timings_s"][name] = round(time.perf_counter() - t0, 2)
     missing = [p for p in PARTS if p not in result]
     result["missing"] = missing
     # A limited or incomplete run is recorded, but flagged: gates never pass on it.

@@ -4,7 +4,9 @@
 log-probabilities of exactly the four letter tokens at the last prompt position, so one request gives
 what lm-eval's four loglikelihood requests give. Prompts go in as token ids (tokenised exactly as the
 transformers path does) and automatic prefix caching reuses the shared k-shot prefix of a subject.
-Prompt log-probabilities are not used: they project every prompt position onto the vocabulary.
+Letters do not use prompt log-probabilities (they project every prompt position onto the vocabulary
+and bypass the prefix cache); perplexity needs exactly that, so held-out texts use them
+(``prompt_logprobs=0``: the log-probability of each actual next token).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class VLLMScorer:
             # has none, so by default it may bind every core (1.8x faster on 2 cores).
             env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(reserved_cpus)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
+        # A prompt plus the one token every request generates must fit the engine's context.
+        self.max_length = max_model_len - 1
         self.letters = letter_token_ids(self.tokenizer)
         with _environment(env):  # read while the engine's processes start; the caller's environment wins
             self.llm = LLM(
@@ -80,6 +84,28 @@ class VLLMScorer:
                 out[start + j] = [lp[t].logprob for t in self.letters]
             if progress:
                 progress(len(part))
+        return out
+
+    def prompt_logprobs(
+        self, prompts: list[list[int]], progress: Callable[[int], None] | None = None, chunk: int = 64
+    ) -> list[np.ndarray]:
+        """Per token list: the log-probability of each token after the first, given the ones before it."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        for ids in prompts:
+            if not 2 <= len(ids) <= self.max_length:
+                raise ValueError(f"prompt of {len(ids)} tokens: needs 2..{self.max_length}")
+        sp = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        out: list[np.ndarray] = []
+        for start in range(0, len(prompts), chunk):
+            part = prompts[start : start + chunk]
+            reqs = [TokensPrompt(prompt_token_ids=ids) for ids in part]
+            for ids, o in zip(part, self.llm.generate(reqs, sp, use_tqdm=False), strict=True):
+                plp = o.prompt_logprobs  # [None, {ids[1]: Logprob}, ...]: position 0 has no prediction
+                out.append(np.array([plp[i][t].logprob for i, t in enumerate(ids) if i], dtype=np.float64))
+            if progress:
+                progress(sum(len(ids) for ids in part))
         return out
 
     def close(self) -> None:
