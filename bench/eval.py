@@ -9,6 +9,8 @@
         --sides lm_eval,keel:transformers:float32,keel:transformers:bfloat16,keel:vllm:bfloat16
     # the same on the gate suite's 1,240 questions (every subject; what `keel eval run` scores)
     python bench/eval.py speed --items gate --rounds 1 --sides keel:vllm:float32,lm_eval
+    # perplexity of the gate suite's held-out texts, transformers vs vLLM (prompt log-probabilities)
+    python bench/eval.py ppl --threads 2
     # full MMLU + CMMLU test sets, with a time budget (what got done is measured, not extrapolated)
     nice -n 10 python bench/eval.py full --threads 1 --dtype bfloat16 --budget-s 2400
 
@@ -83,7 +85,9 @@ def _task_yaml(bench: str, subject: str, data: Path) -> str:
 
 def _run_tree(cmd: list[str], env: dict, stdout=None) -> tuple[float, float]:
     """Run cmd; (wall s, CPU s of the whole process tree). The tree is polled with psutil because vLLM's
-    engine processes are grandchildren that getrusage(RUSAGE_CHILDREN) may never see reaped."""
+    engine processes are grandchildren that getrusage(RUSAGE_CHILDREN) may never see reaped. Each process
+    counts its own time only: a parent's children_* times repeat what its reaped children were already
+    sampled at (counting them made a 265 s vLLM run read 1,420 CPU s on 2 cores)."""
     import psutil
 
     t0 = time.perf_counter()
@@ -95,7 +99,7 @@ def _run_tree(cmd: list[str], env: dict, stdout=None) -> tuple[float, float]:
             for p in [root, *root.children(recursive=True)]:
                 try:
                     t = p.cpu_times()
-                    seen[p.pid] = t.user + t.system + t.children_user + t.children_system
+                    seen[p.pid] = t.user + t.system
                 except psutil.Error:
                     pass
         except psutil.Error:
@@ -170,7 +174,8 @@ def run_lm_eval(
     per_task = {}
     for f in out_dir.rglob("samples_*.jsonl"):
         task = f.name[len("samples_") :].rsplit("_", 1)[0]
-        rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+        # split("\n"), not splitlines(): question texts hold U+2028 and the like, which JSON leaves raw.
+        rows = [json.loads(line) for line in f.read_text(encoding="utf-8").split("\n") if line.strip()]
         rows.sort(key=lambda r: r["doc_id"])
         per_task[task] = [
             {"acc": float(r["acc"]), "logprobs": [float(x[0]) for x in r["filtered_resps"]]} for r in rows
@@ -487,9 +492,59 @@ def suite(args) -> dict:
     }
 
 
+def ppl(args) -> dict:
+    """Perplexity of the gate suite's held-out texts (domain FAQ answers, 50 + 50 general texts) on both
+    backends, one after the other in this process: seconds (start-up apart) and agreement per text."""
+    import numpy as np
+    import torch
+
+    from training.eval import perplexity
+    from training.eval.heldout import domain_heldout, general_heldout
+
+    torch.set_num_threads(args.threads)
+    model = _base_model()
+    sets = {
+        "domain": domain_heldout(args.data / "domain" / "tidb-docs-zh", include_docs=False),
+        "general": general_heldout(args.data / "general", 50, 0),
+    }
+    texts = {k: [t.text for part in hs.parts.values() for t in part] for k, hs in sets.items()}
+    out: dict = {"threads": args.threads, "dtype": "float32", "texts": {k: len(v) for k, v in texts.items()}}
+    recs: dict[str, dict] = {}
+    for backend in ("transformers", "vllm"):
+        t0 = time.perf_counter()
+        if backend == "vllm":
+            from training.eval.vllm_backend import VLLMScorer
+
+            sm, scorer = None, VLLMScorer(model, dtype="float32")
+        else:
+            from training.eval.model import load_scoring_model
+
+            sm, scorer = load_scoring_model(model, dtype="float32"), None
+        row: dict = {"start_s": time.perf_counter() - t0, "load_avg_1m": [round(os.getloadavg()[0], 2)]}
+        recs[backend] = {}
+        for name, tx in texts.items():
+            t1 = time.perf_counter()
+            r = perplexity.score_texts(sm, tx, scorer=scorer)
+            row[f"{name}_s"] = time.perf_counter() - t1
+            row[f"{name}_ppl"] = perplexity.summarize(r)["ppl"]
+            row[f"{name}_tokens"] = perplexity.summarize(r)["tokens"]
+            recs[backend][name] = r
+        row["load_avg_1m"].append(round(os.getloadavg()[0], 2))
+        if scorer is not None:
+            scorer.close()
+        out[backend] = row
+        print(f"{backend}: {json.dumps(row)}", file=sys.stderr, flush=True)
+    for name in texts:
+        a = np.array([r["nll"] for r in recs["vllm"][name]])
+        b = np.array([r["nll"] for r in recs["transformers"][name]])
+        out[f"{name}_max_rel_nll_diff"] = float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-9)))
+        out[f"{name}_speedup"] = out["transformers"][f"{name}_s"] / out["vllm"][f"{name}_s"]
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["peer", "suite", "speed", "side", "full"])
+    p.add_argument("mode", choices=["peer", "suite", "speed", "side", "full", "ppl"])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument(
         "--limit", type=int, default=40, help="peer, speed: first N questions per subject (0: all)"
@@ -515,7 +570,7 @@ def main() -> None:
     p.add_argument("--resume", action="store_true", help="full: score the subjects a stopped run left")
     args = p.parse_args()
     args.data = args.data.resolve()
-    modes = {"peer": peer, "suite": suite, "speed": speed, "side": side, "full": full}
+    modes = {"peer": peer, "suite": suite, "speed": speed, "side": side, "full": full, "ppl": ppl}
     result = modes[args.mode](args)
     if args.mode == "side":
         return

@@ -95,3 +95,15 @@ def test_vllm_backend_matches_transformers(tmp_path, scoring_model, vllm_scorer)
     lp_t = score_prompts(scoring_model, prompts, MCScoreConfig())
     np.testing.assert_allclose(lp_v, lp_t, atol=2e-3)
     assert (lp_v.argmax(1) == lp_t.argmax(1)).all()
+
+
+@pytest.mark.slow
+def test_vllm_backend_scores_prompts_longer_than_2048_tokens(scoring_model, vllm_scorer):
+    """5-shot MMLU prompts reach ~2,800 tokens: the engine takes the model's context, not a fixed 2,048."""
+    filler = "The following are multiple choice questions (with answers) about anatomy. " * 200
+    prompt = filler + "\nWhich organ pumps blood?\nA. Heart\nB. Lung\nC. Liver\nD. Skin\nAnswer:"
+    n = len(scoring_model.tokenizer(prompt, add_special_tokens=False).input_ids)
+    assert 2048 < n <= vllm_scorer.max_length
+    lp_v = vllm_scorer.score_prompts([prompt])
+    lp_t = score_prompts(scoring_model, [prompt], MCScoreConfig())
+    np.testing.assert_allclose(lp_v, lp_t, atol=5e-3)

@@ -32,12 +32,22 @@ def _environment(defaults: dict[str, str]) -> Iterator[None]:
             os.environ.pop(k, None)
 
 
+MAX_CONTEXT = 8192
+
+
+def _model_context(path: Path) -> int:
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(path)
+    return int(getattr(cfg, "max_position_embeddings", None) or 2048)
+
+
 class VLLMScorer:
     def __init__(
         self,
         path: Path,
         dtype: str = "float32",
-        max_model_len: int = 2048,
+        max_model_len: int | None = None,
         kv_cache_gib: int = 1,
         reserved_cpus: int | None = 0,
     ):
@@ -53,6 +63,10 @@ class VLLMScorer:
             # has none, so by default it may bind every core (1.8x faster on 2 cores).
             env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(reserved_cpus)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
+        if max_model_len is None:
+            # The model's own context (5-shot MMLU prompts reach ~2,800 tokens), capped so the KV cache of
+            # one full-length sequence fits kv_cache_gib for long-context models.
+            max_model_len = min(_model_context(path), MAX_CONTEXT)
         # A prompt plus the one token every request generates must fit the engine's context.
         self.max_length = max_model_len - 1
         self.letters = letter_token_ids(self.tokenizer)
@@ -75,8 +89,11 @@ class VLLMScorer:
         out = np.zeros((len(prompts), 4), dtype=np.float64)
         for start in range(0, len(prompts), chunk):
             part = prompts[start : start + chunk]
+            # Longer than the context: keep the end, as lm-eval does (the question and "Answer:" are last).
             reqs = [
-                TokensPrompt(prompt_token_ids=self.tokenizer(p, add_special_tokens=False).input_ids)
+                TokensPrompt(
+                    prompt_token_ids=self.tokenizer(p, add_special_tokens=False).input_ids[-self.max_length :]
+                )
                 for p in part
             ]
             for j, o in enumerate(self.llm.generate(reqs, sp, use_tqdm=False)):
