@@ -34,8 +34,9 @@ class EvalSettings(BaseModel):
     )
     backend: Literal["transformers", "vllm"] = Field(
         "vllm",
-        description="Scoring engine for letters and perplexity: an in-process vLLM engine (~30-70 s start, "
-        "then several times faster than transformers here; docs/BENCHMARKS.md), or batched transformers.",
+        description="Scoring engine for letters and perplexity: an in-process vLLM engine (~30-70 s start; "
+        "letters several times faster than transformers, perplexity about the same; docs/BENCHMARKS.md), "
+        "or batched transformers.",
     )
 
     vllm_reserved_cpus: int = Field(
