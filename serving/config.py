@@ -45,4 +45,12 @@ class GatewayConfig(BaseModel):
     port: int = Field(8000, description="Port the platform listens on.")
     max_body_bytes: int = Field(1_048_576, description="Requests with a larger body get 413.")
     request_timeout_s: float = Field(600.0, description="Upper bound for one upstream engine call.")
+    keep_alive_s: float = Field(
+        75.0,
+        gt=0,
+        description="Idle client connections are closed after this long. Kept above clients' own idle expiry "
+        "(httpx and the OpenAI SDK: 5 s) so the client always closes first: with uvicorn's 5 s default both "
+        "ends closed at the same moment, and a request sent on a connection the server was just closing "
+        "failed without a response.",
+    )
     served_model_name: str = Field("keel", description="Model id clients use; stable across swaps.")

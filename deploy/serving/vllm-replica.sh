@@ -8,6 +8,8 @@ set -euo pipefail
 CKPT=${1:?checkpoint folder}
 PORT=${2:-8100}
 export VLLM_SERVER_DEV_MODE=1
+# Idle connections from the gateway stay open well past its pool's 3 s expiry (vLLM's default is 5 s).
+export VLLM_HTTP_TIMEOUT_KEEP_ALIVE=${VLLM_HTTP_TIMEOUT_KEEP_ALIVE:-75}
 exec python -m vllm.entrypoints.openai.api_server \
   --model "$CKPT" --served-model-name keel \
   --host "${VLLM_HOST:-0.0.0.0}" --port "$PORT" \

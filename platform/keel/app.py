@@ -87,7 +87,9 @@ class Platform:
         if self.replayed:
             log.warning("replayed %d journaled request rows", self.replayed)
         self.client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
+            # Drop pooled engine connections before vLLM's own 5 s idle close, so a request never goes out
+            # on a connection the engine is closing (managed engines also get a longer one, see process.py).
+            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=3.0),
             timeout=httpx.Timeout(s.gateway.request_timeout_s, connect=10.0),
         )
         self.chat = ChatService(

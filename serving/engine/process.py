@@ -18,6 +18,9 @@ import httpx
 
 from serving.config import EngineConfig
 
+# Seconds a managed engine keeps an idle connection from the gateway (vLLM's default is 5 s).
+ENGINE_KEEP_ALIVE_S = 75
+
 
 class EngineStartError(RuntimeError):
     """An engine that did not become healthy; the message is one line naming the cause."""
@@ -198,6 +201,9 @@ class EngineProcess:
         # Needed for in-place weight reload (pause / collective_rpc / resume); safe because engines bind loopback.
         env.setdefault("VLLM_SERVER_DEV_MODE", "1")
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
+        # The gateway's pool drops idle engine connections after 3 s; against vLLM's own 5 s a stall of the
+        # busy 2-core host could still let the engine close one under a request going out on it.
+        env.setdefault("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", str(ENGINE_KEEP_ALIVE_S))
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TRANSFORMERS_OFFLINE", "1")
         if self.cpu_bind is not None and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +22,13 @@ from serving.errors import APIError, from_engine
 from serving.gateway.auth import KeyVerifier, authenticate
 from serving.protocol import ChatCompletionRequest
 from serving.records import RecordSink, RequestRecord
+
+log = logging.getLogger("keel.gateway")
+
+# The engine never answered: it refused the connection, or closed a pooled keep-alive connection just as
+# the request went out on it. Nothing was generated, so one more try on a fresh connection is safe and
+# the client never sees the race.
+UNANSWERED = (httpx.ConnectError, httpx.RemoteProtocolError)
 
 PASS_THROUGH_PARAMS = (
     "n",
@@ -249,17 +257,19 @@ class ChatService:
             record.meta["dispatched_at"] = time.time()
             t_gen = time.perf_counter()
             try:
-                r = await self.client.post(
-                    f"{ep.url}/v1/chat/completions", json=payload, timeout=self.config.request_timeout_s
-                )
+                upstream = await self._send_upstream(ep, payload, record)
+                try:
+                    raw = await upstream.aread()
+                finally:
+                    await upstream.aclose()
             except httpx.HTTPError as e:
                 raise APIError(502, f"engine request failed: {type(e).__name__}", "engine_error") from e
         try:
-            data = orjson.loads(r.content)
+            data = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            data = r.text
-        if r.status_code >= 400 or not isinstance(data, dict):
-            raise from_engine(r.status_code if r.status_code >= 400 else 502, data)
+            data = raw.decode("utf-8", "replace")
+        if upstream.status_code >= 400 or not isinstance(data, dict):
+            raise from_engine(upstream.status_code if upstream.status_code >= 400 else 502, data)
         data["id"] = record.request_id
         choices = data.get("choices") or []
         texts = [((c.get("message") or {}).get("content") or "") for c in choices]
@@ -286,6 +296,21 @@ class ChatService:
         self.sink.submit(record)  # journaled before the client sees the answer
         return Response(orjson.dumps(data), media_type="application/json", headers=headers)
 
+    async def _send_upstream(self, ep: Endpoint, payload: dict, record: RequestRecord) -> httpx.Response:
+        """POST to the engine and return once its response headers arrived (the body is still to read)."""
+
+        def build() -> httpx.Request:
+            return self.client.build_request(
+                "POST", f"{ep.url}/v1/chat/completions", json=payload, timeout=self.config.request_timeout_s
+            )
+
+        try:
+            return await self.client.send(build(), stream=True)
+        except UNANSWERED as e:
+            log.warning("engine %s did not answer %s (%r); retrying once", ep.url, record.request_id, e)
+            record.meta["engine_retries"] = 1
+            return await self.client.send(build(), stream=True)
+
     # ---- streaming --------------------------------------------------------------------------------------------
     async def _open_stream(
         self,
@@ -304,11 +329,8 @@ class ChatService:
             record.checkpoint_version, record.engine_url = ep.version, ep.url
             record.meta["dispatched_at"] = time.time()
             t_gen = time.perf_counter()
-            upstream_req = self.client.build_request(
-                "POST", f"{ep.url}/v1/chat/completions", json=payload, timeout=self.config.request_timeout_s
-            )
             try:
-                upstream = await self.client.send(upstream_req, stream=True)
+                upstream = await self._send_upstream(ep, payload, record)
             except httpx.HTTPError as e:
                 raise APIError(502, f"engine request failed: {type(e).__name__}", "engine_error") from e
             stack.push_async_callback(upstream.aclose)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import httpx
 import openai
 import pytest
@@ -177,3 +180,44 @@ def test_health_reports_engine(platform_server):
     body = httpx.get(f"{platform_server.url}/health").json()
     assert body["status"] == "ok" and body["checkpoint_version"] == "base"
     assert all(e["url"].startswith("http://127.0.0.1:") for e in body["engines"])
+
+
+def _get_on(sock: socket.socket, path: str) -> bytes:
+    """One GET on an already-open connection; returns the status line (b"" if the server had closed it)."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: keel\r\n\r\n".encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        part = sock.recv(65536)
+        if not part:
+            return b""
+        buf += part
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = int(
+        next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length"))
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head.split(b"\r\n")[0]
+
+
+def test_idle_connections_outlive_clients_own_expiry(platform_server):
+    """Gateway and engine keep an idle connection past the 5 s after which httpx/OpenAI clients drop theirs.
+
+    With uvicorn's 5 s default both ends gave up at the same moment, and a request sent just then on the
+    closing connection failed without any response (seen once in CI during a hot swap under load).
+    """
+    engine = httpx.get(f"{platform_server.url}/health").json()["engines"][0]["url"]
+    targets = [(platform_server.url, "/health"), (engine, "/health")]
+    socks = []
+    for url, path in targets:
+        u = httpx.URL(url)
+        s = socket.create_connection((u.host, u.port), timeout=30)
+        socks.append(s)
+        assert _get_on(s, path).startswith(b"HTTP/1.1 200")
+    time.sleep(6.5)
+    try:
+        for (url, _), s in zip(targets, socks, strict=True):
+            assert _get_on(s, "/health").startswith(b"HTTP/1.1 200"), f"{url} closed an idle connection"
+    finally:
+        for s in socks:
+            s.close()

@@ -96,6 +96,80 @@ def test_unreachable_engine_is_502_json():
     assert [rec.status_code for rec in sink.records] == [502, 502]
 
 
+def completion(text="ok"):
+    return {
+        "id": "x",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+    }
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_request_the_engine_never_answered_is_sent_once_more(stream):
+    """A pooled connection the engine closed just as the request went out: the client must not see it."""
+    calls = []
+
+    async def engine(request):
+        calls.append(json.loads(request.content))
+        if len(calls) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        if stream:
+            return httpx.Response(
+                200,
+                text=chunk("ok") + "\n\n" + chunk("", "stop") + "\n\ndata: [DONE]\n\n",
+                headers={"content-type": "text/event-stream"},
+            )
+        return httpx.Response(200, json=completion())
+
+    app, sink = make_app(engine)
+    r = asyncio.run(call(app, {**BODY, "stream": stream}))
+    assert r.status_code == 200
+    text = (
+        "".join(
+            json.loads(ln[6:])["choices"][0]["delta"].get("content") or ""
+            for ln in r.text.splitlines()
+            if ln.startswith("data: {") and json.loads(ln[6:]).get("choices")
+        )
+        if stream
+        else r.json()["choices"][0]["message"]["content"]
+    )
+    assert text == "ok"
+    assert len(calls) == 2 and calls[0] == calls[1]
+    [rec] = sink.records
+    assert rec.status_code == 200 and rec.meta["engine_retries"] == 1
+
+
+def test_engine_that_never_answers_twice_is_502_not_a_loop():
+    calls = []
+
+    async def engine(request):
+        calls.append(1)
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+    app, sink = make_app(engine)
+    r = asyncio.run(call(app, {**BODY, "stream": False}))
+    assert r.status_code == 502 and r.json()["error"]["code"] == "engine_error"
+    assert len(calls) == 2 and sink.records[0].status_code == 502
+
+
+def test_engine_failing_after_its_answer_began_is_not_sent_again():
+    """Once the engine answered, generation happened: a retry would run it twice. The client gets a 502."""
+    calls = []
+
+    async def engine(request):
+        calls.append(1)
+
+        async def body():
+            yield b'{"id": "x", "choi'
+            raise httpx.ReadError("engine died")
+
+        return httpx.Response(200, content=body(), headers={"content-type": "application/json"})
+
+    app, sink = make_app(engine)
+    r = asyncio.run(call(app, {**BODY, "stream": False}))
+    assert r.status_code == 502 and len(calls) == 1
+
+
 def test_no_ready_engine_is_503():
     app, sink = make_app(lambda r: httpx.Response(200))
     app.state.pool.endpoints[0].healthy = False

@@ -24,11 +24,12 @@ LIGHT_PAUSE_S = 1.5
 class Load:
     """Concurrent streaming and non-streaming requests until stopped; records every outcome."""
 
-    def __init__(self, url: str, key: str, workers: int = 4):
+    def __init__(self, url: str, key: str, workers: int = 4, t0: float | None = None):
         self.url, self.key, self.workers = url, key, workers
         self.ok: list[str] = []
         self.failures: list[str] = []
         self.latencies: list[float] = []
+        self.t0 = time.monotonic() if t0 is None else t0
         self._stop = threading.Event()
         # While a blue/green engine starts, only worker 0 keeps sending, one request every LIGHT_PAUSE_S: on
         # 2 CPU cores a busy vLLM CPU engine takes both (its worker computes on one, its EngineCore spins on
@@ -58,7 +59,7 @@ class Load:
                     "temperature": 0,
                     "stream": stream,
                 }
-                t0 = time.perf_counter()
+                t0 = time.monotonic()
                 try:
                     r = c.post(f"{self.url}/v1/chat/completions", json=body)
                     complete = r.status_code == 200 and (
@@ -68,11 +69,21 @@ class Load:
                     )
                     if complete:
                         self.ok.append(r.headers["x-request-id"])
-                        self.latencies.append(time.perf_counter() - t0)
+                        self.latencies.append(time.monotonic() - t0)
                     else:
-                        self.failures.append(f"{r.status_code}: {r.text[:200]}")
+                        self.failures.append(f"{self._when(t0)} {r.status_code}: {r.text[:200]}")
                 except Exception as e:  # noqa: BLE001 - any failure counts
-                    self.failures.append(repr(e))
+                    self.failures.append(
+                        f"{self._when(t0)} worker {i} {'stream' if stream else 'plain'}: {e!r}"
+                    )
+
+    def tally(self) -> str:
+        slowest = max(self.latencies, default=0.0)
+        return f"{len(self.ok)} ok, {len(self.failures)} failed, slowest {slowest:.1f} s"
+
+    def _when(self, sent: float) -> str:
+        # sent/failed on the load's clock, to line a failure up with the swap phases _say prints
+        return f"[sent {sent - self.t0:.1f} s, failed {time.monotonic() - self.t0:.1f} s]"
 
     def __enter__(self):
         for t in self._threads:
@@ -121,7 +132,7 @@ def test_promote_and_rollback_under_load_both_strategies(swap_platform, base_mod
         swap_platform.cli("checkpoints", "add", str(cp))
     engines = {"before": swap_platform.engine_urls()}
     key = swap_platform.create_key("load")
-    with Load(swap_platform.url, key) as load:
+    with Load(swap_platform.url, key, t0=t0) as load:
 
         def swap(*args: str) -> str:
             # full load for in-place swaps; light (but never stopped) while a blue/green engine starts
@@ -136,18 +147,18 @@ def test_promote_and_rollback_under_load_both_strategies(swap_platform, base_mod
 
         for version, strategy in (("v2", "in_place"), ("v3", "blue_green")):
             load.wait_for(len(load.ok) + 60)
-            _say(t0, f"{len(load.ok)} ok, {len(load.failures)} failed; promoting {version}")
+            _say(t0, f"{load.tally()}; promoting {version}")
             out = swap("promote", version, "--reason", "test")
             assert f"promoted {version}" in out and strategy in out, out
             assert httpx.get(f"{swap_platform.url}/health").json()["checkpoint_version"] == version
             engines[version] = swap_platform.engine_urls()
             load.wait_for(len(load.ok) + 60)
-            _say(t0, f"{len(load.ok)} ok, {len(load.failures)} failed; rolling back")
+            _say(t0, f"{load.tally()}; rolling back")
             out = swap("rollback")
             assert "rolled back to base" in out and strategy in out, out
         load.wait_for(520)
-        _say(t0, f"{len(load.ok)} ok, {len(load.failures)} failed; load stopped")
-    assert not load.failures, load.failures[:5]
+        _say(t0, f"{load.tally()}; load stopped")
+    assert not load.failures, f"{load.failures[:5]}\n{swap_platform.log_tail(80)}"
     assert len(load.ok) >= 500
     seq = versions_in_dispatch_order(swap_platform, load.ok)
     assert switches(seq) == [("base", "v2"), ("v2", "base"), ("base", "v3"), ("v3", "base")]

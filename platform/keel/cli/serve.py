@@ -68,6 +68,7 @@ async def _serve(settings) -> int:
         port=settings.gateway.port,
         log_level="warning",
         lifespan="on",
+        timeout_keep_alive=settings.gateway.keep_alive_s,
         timeout_graceful_shutdown=60,
     )
     await _graceful_server_class()(config).serve()
