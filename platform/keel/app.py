@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from keel import registry
 from keel.annotation.candidates import CandidateSampler
 from keel.basemodel import ensure_base
-from keel.config import KeelSettings
+from keel.config import DEMO_CORPUS, KeelSettings
 from keel.db import Database
 from keel.feedback import DuckFeedbackStore
 from keel.keys import KeyStore
@@ -142,6 +142,13 @@ class Platform:
         if paths := s.rag_corpus_paths:
             log.info("indexing %s in the background", ", ".join(map(str, paths)))
             self.indexer.submit(paths)
+        elif s.rag.corpus_paths is None:
+            # Unset and no demo corpus beside this checkout: say so, or domain answers silently lack sources.
+            log.warning(
+                "nothing to index at start-up: rag.corpus_paths is unset and the demo corpus %s is not there; "
+                "domain answers cite only documents already indexed (`keel index PATH` adds some)",
+                DEMO_CORPUS,
+            )
 
     async def start_engines(self) -> None:
         s = self.settings
