@@ -19,12 +19,17 @@ else
 fi
 
 # Browser tests drive Debian's Chromium with Playwright (never Playwright's own browser download).
-if ! command -v chromium >/dev/null 2>&1; then
+# fonts-noto-cjk: without a CJK font headless Chromium draws Chinese text (annotation page, console)
+# as empty boxes in screenshots.
+apt_pkgs=()
+command -v chromium >/dev/null 2>&1 || apt_pkgs+=(chromium)
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || apt_pkgs+=(fonts-noto-cjk)
+if (( ${#apt_pkgs[@]} )); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-      || echo "warning: chromium not installed; browser tests will be skipped" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null) \
+      || echo "warning: ${apt_pkgs[*]} not installed; browser tests may be skipped or draw boxes" >&2
   else
-    echo "warning: install Debian's chromium for the browser tests" >&2
+    echo "warning: install Debian's ${apt_pkgs[*]} for the browser tests (apt-get install ${apt_pkgs[*]})" >&2
   fi
 fi
 echo "keel installed: $($PY -m keel --help >/dev/null && echo ok)"
