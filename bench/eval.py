@@ -38,7 +38,7 @@ CMMLU_SUBJECTS = ["agronomy", "chinese_history"]
 
 
 def _base_model() -> Path:
-    from keel.basemodel import ensure_base
+    from keel.checkpoints.basemodel import ensure_base
 
     cache = Path(os.environ.get("KEEL_TEST_CACHE", Path.home() / ".cache" / "keel-test"))
     return ensure_base(cache / "checkpoints", None)

@@ -46,7 +46,7 @@ FROM range($n) t(i) WHERE i % 200 = 7;
 
 
 def seed(db_path: Path, rows: int, key_id: str) -> None:
-    from keel.db import connect
+    from keel.store.db import connect
 
     con = connect(db_path)
     for stmt in filter(str.strip, SEED_SQL.split(";")):
@@ -55,9 +55,9 @@ def seed(db_path: Path, rows: int, key_id: str) -> None:
 
 
 def bench_mining(rows: int) -> dict:
-    from keel.annotation.ops import mining_hooks, run_mining
     from keel.config import load_settings
-    from keel.db import Database
+    from keel.cycle.mining import mining_hooks, run_mining
+    from keel.store.db import Database
 
     tmp = Path(tempfile.mkdtemp())
     settings = load_settings(overrides=[f"data_dir={tmp}"])
@@ -82,7 +82,7 @@ def bench_mining(rows: int) -> dict:
 
 
 def bench_feedback(n: int) -> dict:
-    from keel.basemodel import ensure_base
+    from keel.checkpoints.basemodel import ensure_base
 
     tmp = Path(tempfile.mkdtemp())
     base = ensure_base(Path.home() / ".cache" / "keel-test" / "checkpoints", None)  # the tests' cached copy

@@ -110,7 +110,7 @@ async def load(name: str, url: str, key: str | None, n: int, concurrency: int, m
 
 def prefill_rows(db_path: Path, rows: int) -> float:
     import duckdb
-    from keel.db import connect
+    from keel.store.db import connect
 
     connect(db_path).close()
     con = duckdb.connect(str(db_path))
@@ -164,7 +164,7 @@ def main() -> None:
     ap.add_argument("--skip-hf", action="store_true")
     args = ap.parse_args()
 
-    from keel.basemodel import ensure_base
+    from keel.checkpoints.basemodel import ensure_base
 
     cache = Path.home() / ".cache" / "keel-test" / "checkpoints"
     model_dir = ensure_base(cache, None)

@@ -85,7 +85,7 @@ def main() -> None:
     ap.add_argument("--in-place-only", action="store_true", help="skip the blue/green promote + rollback")
     args = ap.parse_args()
 
-    from keel.basemodel import ensure_base
+    from keel.checkpoints.basemodel import ensure_base
 
     base = ensure_base(Path.home() / ".cache" / "keel-test" / "checkpoints", None)
     work = Path(tempfile.mkdtemp(prefix="keel-swap-bench-"))

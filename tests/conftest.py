@@ -23,7 +23,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def base_model_dir() -> Path:
     """The embedded SmolLM2 as an HF folder, converted once and cached across sessions."""
-    from keel.basemodel import ensure_base
+    from keel.checkpoints.basemodel import ensure_base
 
     return ensure_base(TEST_CACHE / "checkpoints", None)
 

@@ -1,7 +1,7 @@
 """Checkpoint folders: written to a temporary path, renamed into place, `manifest.json` last.
 
 A folder without a complete manifest is not a checkpoint (DESIGN.md). Training must not import
-`keel`, so this mirrors keel.basemodel.write_manifest instead of importing it.
+`keel`, so this mirrors keel.checkpoints.basemodel.write_manifest instead of importing it.
 """
 
 from __future__ import annotations

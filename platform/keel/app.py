@@ -15,15 +15,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from keel import registry
-from keel.annotation.candidates import CandidateSampler
-from keel.basemodel import ensure_base
+from keel.checkpoints.basemodel import ensure_base
+from keel.checkpoints.promotion import PromotionService
 from keel.config import DEMO_CORPUS, KeelSettings
-from keel.db import Database
-from keel.feedback import DuckFeedbackStore
-from keel.keys import KeyStore
-from keel.promotion import PromotionService
-from keel.requestlog import RequestLogWriter
+from keel.review.candidates import CandidateSampler
+from keel.store import registry
+from keel.store.db import Database
+from keel.store.feedback import DuckFeedbackStore
+from keel.store.keys import KeyStore
+from keel.store.requestlog import RequestLogWriter
 from serving.engine.pool import Endpoint, EnginePool
 from serving.engine.supervisor import EngineSupervisor
 from serving.engine.swap import Swapper
@@ -187,12 +187,8 @@ class Platform:
 
 
 def create_app(platform: Platform) -> FastAPI:
-    from keel.admin import router as admin_router
-    from keel.admin_evals import router as evals_router
-    from keel.admin_index import router as index_router
-    from keel.admin_registry import router as registry_router
-    from keel.annotation.admin import router as flywheel_admin_router
-    from keel.annotation.routes import router as annotation_router
+    from keel.api import checkpoints, evals, flywheel, index, keys, requests
+    from keel.web.annotation import router as annotation_router
     from serving.feedback.api import router as feedback_router
     from serving.gateway.api import router as gateway_router
 
@@ -223,11 +219,8 @@ def create_app(platform: Platform) -> FastAPI:
         ).response()
 
     app.include_router(gateway_router)
-    app.include_router(admin_router)
     app.include_router(feedback_router)
-    app.include_router(flywheel_admin_router)
+    for area in (keys, requests, checkpoints, evals, flywheel, index):
+        app.include_router(area.router)
     app.include_router(annotation_router)
-    app.include_router(registry_router)
-    app.include_router(evals_router)
-    app.include_router(index_router)
     return app

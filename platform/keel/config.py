@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from flywheel.config import MiningConfig
-from keel.annotation.config import AnnotationConfig
+from keel.review.config import AnnotationConfig
 from serving.config import EngineConfig, GatewayConfig
 from serving.rag.config import RagConfig
 from serving.router.config import RouterConfig

@@ -68,14 +68,14 @@ def _candidate(base_model_dir, dest):
 
 
 def _registry(data_dir):
-    from keel.db import Database
+    from keel.store.db import Database
 
     return Database(data_dir / "keel.duckdb")
 
 
 @pytest.mark.slow
 def test_run_and_gate_end_to_end(base_model_dir, tiny_data, tmp_path, artifacts_dir, isolated_settings):
-    from keel import evals, registry
+    from keel.store import evals, registry
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     base = _served_copy(base_model_dir, tmp_path / "base")

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from keel import evals, registry
-from keel.db import Database
+from keel.store import evals, registry
+from keel.store.db import Database
 
 
 def _checkpoint(folder: Path, version: str, gate: dict | None = None) -> Path:

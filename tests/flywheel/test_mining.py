@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from keel.annotation.ops import run_export, run_mining
-from keel.annotation.queue import ReviewQueue
 from keel.config import load_settings
-from keel.db import Database
+from keel.cycle.mining import run_export, run_mining
+from keel.review.queue import ReviewQueue
+from keel.store.db import Database
 
 from flywheel.config import MiningConfig
 from flywheel.mining import Miner, load_window
@@ -160,7 +160,7 @@ def test_leases_and_late_decisions(setup):
     queue = ReviewQueue(db, lease_s=60)
     a, b = queue.next_item("k-a"), queue.next_item("k-b")
     assert a["pair_id"] != b["pair_id"]  # never the same item at once
-    from keel.annotation.queue import LeaseError
+    from keel.review.queue import LeaseError
 
     with pytest.raises(LeaseError):  # k-b cannot answer k-a's item
         queue.decide("k-b", "b", a["pair_id"], b["lease_token"], "accept")

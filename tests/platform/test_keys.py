@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from keel.db import Database
-from keel.keys import KeyError_, KeyStore, hash_key
+from keel.store.db import Database
+from keel.store.keys import KeyError_, KeyStore, hash_key
 
 
 def test_create_verify_revoke(tmp_path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from keel.db import Database
-from keel.requestlog import RequestLogWriter
+from keel.store.db import Database
+from keel.store.requestlog import RequestLogWriter
 
 from serving.records import RequestRecord
 

@@ -19,8 +19,8 @@ class _Local:
     """Same operations on the database file when no platform is running."""
 
     def __init__(self, settings):
-        from keel.db import Database
-        from keel.promotion import PromotionService
+        from keel.checkpoints.promotion import PromotionService
+        from keel.store.db import Database
 
         self.db = Database(settings.db_path)
         self.service = PromotionService(self.db, None)
@@ -28,7 +28,7 @@ class _Local:
     def call(self, method: str, path: str, json_body: dict | None = None):
         import asyncio
 
-        from keel import registry
+        from keel.store import registry
 
         body = json_body or {}
         if path == "/admin/checkpoints" and method == "GET":
@@ -61,7 +61,7 @@ _SWAP_PATHS = ("/admin/promote", "/admin/rollback")
 def _call(method: str, path: str, body: dict | None = None):
     import httpx
 
-    from keel.remote import AdminClient, running_platform
+    from keel.cli.client import AdminClient, running_platform
 
     settings = load()
     try:

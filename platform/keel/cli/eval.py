@@ -99,7 +99,7 @@ class _Registry:
 
     def __init__(self) -> None:
         from keel.cli import load
-        from keel.remote import AdminClient, running_platform
+        from keel.cli.client import AdminClient, running_platform
 
         settings = load()
         live = running_platform(settings)
@@ -107,7 +107,7 @@ class _Registry:
         self.db_path = settings.db_path
 
     def _db(self):
-        from keel.db import Database
+        from keel.store.db import Database
 
         return Database(self.db_path)
 
@@ -118,7 +118,7 @@ class _Registry:
             return (hit[0]["version"], Path(hit[0]["path"])) if hit else None
         if not self.db_path.exists():
             return None
-        from keel import registry
+        from keel.store import registry
 
         db = self._db()
         try:
@@ -134,7 +134,7 @@ class _Registry:
         }
         if self.client is not None:
             return self.client.call("POST", "/admin/evals", json=body)
-        from keel import evals
+        from keel.store import evals
 
         db = self._db()
         try:

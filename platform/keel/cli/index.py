@@ -37,7 +37,7 @@ def index(
     While `keel up` runs, the platform does the work (it is the index's only writer): the lexical
     phase is applied at once, embedding continues in the platform's background.
     """
-    from keel.remote import running_platform
+    from keel.cli.client import running_platform
 
     settings = load()
     if not paths and not remove:
@@ -78,7 +78,7 @@ def _through_platform(
     """Ask the running platform to index (POST /admin/index) and follow its progress."""
     import httpx
 
-    from keel.remote import AdminClient
+    from keel.cli.client import AdminClient
 
     if rebuild:
         raise fail("--rebuild replaces the index folder the platform has open; stop `keel up` first")

@@ -13,7 +13,7 @@ app = typer.Typer(no_args_is_help=True)
 
 def _backend():
     """A function (op, **kw) → result that works whether or not the platform is running."""
-    from keel.remote import AdminClient, running_platform
+    from keel.cli.client import AdminClient, running_platform
 
     settings = load()
     live = running_platform(settings)
@@ -29,19 +29,18 @@ def _backend():
 
         return remote
 
-    from keel.admin import _info
-    from keel.db import Database
-    from keel.keys import KeyStore
+    from keel.store.db import Database
+    from keel.store.keys import KeyStore
 
     store = KeyStore(Database(settings.db_path))
 
     def local(op: str, **kw):
         if op == "create":
             info, secret = store.create(kw["name"], kw["role"])
-            return {**_info(info), "key": secret}
+            return {**info.to_dict(), "key": secret}
         if op == "list":
-            return [_info(k) for k in store.list()]
-        return _info(store.revoke(kw["key_id"]))
+            return [k.to_dict() for k in store.list()]
+        return store.revoke(kw["key_id"]).to_dict()
 
     return local
 

@@ -11,15 +11,15 @@ from keel.cli import app, fail, load
 
 
 def _call(op: str, **kw):
-    from keel.remote import AdminClient, running_platform
+    from keel.cli.client import AdminClient, running_platform
 
     settings = load()
     live = running_platform(settings)
     try:
         if live:
             return AdminClient(*live).call("POST", f"/admin/flywheel/{op}", json=kw)
-        from keel.annotation.ops import run_export, run_mining
-        from keel.db import Database
+        from keel.cycle.mining import run_export, run_mining
+        from keel.store.db import Database
 
         db = Database(settings.db_path)
         try:

@@ -33,7 +33,7 @@ async def _serve(settings) -> int:
     import uvicorn
 
     from keel.app import Platform, create_app
-    from keel.basemodel import ModelError
+    from keel.checkpoints.basemodel import ModelError
     from serving.engine.process import EngineStartError, port_is_free
 
     if not port_is_free(settings.gateway.host, settings.gateway.port):
@@ -106,7 +106,7 @@ app.add_typer(model_app, name="model", help="The base model.")
 @model_app.command("prepare")
 def prepare() -> None:
     """Convert the embedded model (or check the configured folder) and print the folder that `base` serves."""
-    from keel.basemodel import ModelError, ensure_base
+    from keel.checkpoints.basemodel import ModelError, ensure_base
 
     settings = load()
     try:

@@ -21,7 +21,7 @@ ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue a killed run
 
 def resolve_recipe(stage: str, config: Path, overrides: list[str]) -> dict:
     """Recipe file + overrides → a mapping with real paths (raises ConfigError / ModelError)."""
-    from keel.basemodel import ensure_base
+    from keel.checkpoints.basemodel import ensure_base
     from keel.cli import load
     from keel.config import _read_yaml, parse_overrides
 
@@ -46,7 +46,7 @@ def resolve_recipe(stage: str, config: Path, overrides: list[str]) -> dict:
 
 
 def _run(stage: str, config: Path, overrides: list[str] | None, resume: bool) -> None:
-    from keel.basemodel import ModelError
+    from keel.checkpoints.basemodel import ModelError
     from keel.cli import fail
     from keel.config import ConfigError
 

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from flywheel.mining import Miner, MiningHooks, PairItem, load_window
-from keel.db import Database
+from keel.store.db import Database
 
 
 def mining_hooks(settings) -> MiningHooks:

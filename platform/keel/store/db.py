@@ -1,7 +1,7 @@
 """DuckDB: the schema and the single read-write connection of the platform process.
 
 DuckDB allows one read-write process. The platform (`keel up`) holds it while it runs; the CLI
-opens the file itself only when no platform is running (see keel.remote).
+opens the file itself only when no platform is running (see keel.cli.client).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_PACKAGE = "keel.schema"
+SCHEMA_PACKAGE = "keel.store.schema"
 
 
 def schema_statements() -> list[str]:

@@ -19,7 +19,7 @@ import zlib
 from datetime import datetime
 from typing import Any
 
-from keel.annotation.ops import insert_pairs, reviews_needed
+from keel.cycle.mining import insert_pairs, reviews_needed
 from serving.engine.pool import Endpoint
 
 log = logging.getLogger("keel.candidates")

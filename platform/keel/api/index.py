@@ -13,7 +13,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from keel.admin import Admin
+from keel.api.deps import Admin
 from serving.errors import APIError
 
 router = APIRouter(prefix="/admin")

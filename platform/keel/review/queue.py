@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import combinations
 from typing import Any
 
-from keel.db import Database
+from keel.store.db import Database
 
 DECISIONS = ("accept", "swap", "reject", "edit", "skip")
 # what each decision says about the pair: the proposed chosen (a) is better, the other (b), or neither

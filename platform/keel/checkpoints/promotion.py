@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from keel import registry
-from keel.db import Database
+from keel.store import registry
+from keel.store.db import Database
 from serving.engine.compat import CheckpointError, check_servable
 from serving.engine.swap import SwapError, Swapper
 

@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markdown_it import MarkdownIt
 from pydantic import BaseModel, Field
 
-from keel.annotation.queue import DECISIONS, Filters, LeaseError, ReviewQueue
+from keel.review.queue import DECISIONS, Filters, LeaseError, ReviewQueue
 from serving.errors import APIError
 from serving.gateway.auth import Principal, bearer_token
 

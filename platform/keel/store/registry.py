@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from keel.db import Database
+from keel.store.db import Database
 
 STATUSES = ("candidate", "serving", "retired", "rejected")
 

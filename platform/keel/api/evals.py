@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from keel import evals, registry
-from keel.admin import Admin
+from keel.api.deps import Admin
+from keel.store import evals, registry
 from serving.errors import APIError
 
 router = APIRouter(prefix="/admin")

@@ -21,10 +21,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from keel.db import Database
+from keel.store.db import Database
 from serving.records import RequestRecord
 
-log = logging.getLogger("keel.requestlog")
+log = logging.getLogger("keel.store.requestlog")
 
 JSON_COLUMNS = ("messages", "params", "choices", "retrieved", "meta")
 SEGMENT_RECORDS = 5000
@@ -262,3 +262,29 @@ class RequestLogWriter:
 
     def stats(self) -> dict[str, int]:
         return {"queued": self.queue.qsize(), "written": self.written, "spilled": self.spilled}
+
+
+# Reads of the request log (admin API, console): one place that knows the columns.
+_LIST_COLS = (
+    "request_id, created_at, key_id, model, checkpoint_version, engine_url, stream, messages, params, "
+    "response_text, choices, finish_reason, route, route_confidence, retrieved, prompt_tokens, "
+    "completion_tokens, ttft_ms, latency_ms, retrieval_ms, generation_ms, status_code, error, regenerate_of, meta"
+)
+
+
+def list_requests(db: Database, ids: list[str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Rows newest first, or exactly the given request ids."""
+    from keel.store.rows import as_dicts
+
+    if ids:
+        marks = ",".join("?" * len(ids))
+        cur = db.cursor().execute(f"SELECT {_LIST_COLS} FROM requests WHERE request_id IN ({marks})", ids)
+    else:
+        cur = db.cursor().execute(
+            f"SELECT {_LIST_COLS} FROM requests ORDER BY created_at DESC LIMIT ?", [limit]
+        )
+    return as_dicts(cur, JSON_COLUMNS)
+
+
+def count_requests(db: Database) -> int:
+    return db.fetchall("SELECT count(*) FROM requests")[0][0]

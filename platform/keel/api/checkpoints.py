@@ -7,9 +7,9 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from keel import registry
-from keel.admin import Admin
-from keel.promotion import PromotionError
+from keel.api.deps import Admin
+from keel.checkpoints.promotion import PromotionError
+from keel.store import registry
 from serving.errors import APIError
 
 router = APIRouter(prefix="/admin")

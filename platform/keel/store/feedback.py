@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from keel.db import Database
+from keel.store.db import Database
 from serving.feedback.service import FeedbackRecord, RequestOwner
 
 

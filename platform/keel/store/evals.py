@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from keel import registry
-from keel.db import Database
+from keel.store import registry
+from keel.store.db import Database
 
 
 class EvalRecord(BaseModel):

@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-from keel.db import Database
+from keel.store.db import Database
 from serving.gateway.auth import Principal
 
 ROLES = ("user", "annotator", "admin")
@@ -29,6 +29,15 @@ class KeyInfo:
     role: str
     created_at: datetime
     revoked_at: datetime | None
+
+    def to_dict(self) -> dict:
+        return {
+            "key_id": self.key_id,
+            "name": self.name,
+            "role": self.role,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }
 
 
 class KeyStore:

@@ -1,1 +1,0 @@
-"""Annotation: the review queue (leases), the page annotators use, and the flywheel admin routes."""

@@ -1,0 +1,32 @@
+"""Dependencies of the platform's routers: who is calling, and the platform parts a route needs."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from keel.store.db import Database
+from serving.errors import APIError
+from serving.gateway.auth import bearer_token
+
+
+def require_admin(request: Request) -> str:
+    """The caller's name when it holds the platform's admin key or an admin-role key; else 401."""
+    token = bearer_token(request.headers.get("authorization"))
+    platform = request.app.state.platform
+    if token and hmac.compare_digest(token, platform.admin_key):
+        return "admin"
+    principal = platform.keys.verify(token) if token else None
+    if principal is not None and principal.role == "admin":
+        return principal.name
+    raise APIError(401, "admin key required", code="invalid_api_key")
+
+
+def get_db(request: Request) -> Database:
+    return request.app.state.platform.db
+
+
+Admin = Annotated[str, Depends(require_admin)]
+Db = Annotated[Database, Depends(get_db)]

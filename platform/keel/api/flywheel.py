@@ -1,0 +1,59 @@
+"""Admin routes for the flywheel data: feedback, pairs, annotations, mining runs and exports."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+
+from keel.api.deps import Admin, Db
+from keel.store import flywheel
+
+router = APIRouter(prefix="/admin/flywheel")
+
+
+@router.get("/feedback")
+def list_feedback(db: Db, _: Admin, request_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    return flywheel.list_feedback(db, request_id, min(limit, 10_000))
+
+
+@router.get("/pairs")
+def list_pairs(
+    db: Db,
+    _: Admin,
+    status: Annotated[list[str] | None, Query()] = None,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    return flywheel.list_pairs(db, status, min(limit, 100_000))
+
+
+@router.get("/annotations")
+def list_annotations(db: Db, _: Admin, limit: int = 1000) -> list[dict[str, Any]]:
+    return flywheel.list_annotations(db, min(limit, 100_000))
+
+
+class MineBody(BaseModel):
+    full: bool = False
+
+
+class ExportBody(BaseModel):
+    out: str
+    include_unreviewed: bool = False
+
+
+@router.post("/mine")
+def mine(request: Request, body: MineBody, _: Admin) -> dict[str, Any]:
+    from keel.cycle.mining import run_mining
+
+    p = request.app.state.platform
+    p.writer.flush()
+    return run_mining(p.db, p.settings, full=body.full)
+
+
+@router.post("/export")
+def export(request: Request, body: ExportBody, _: Admin) -> dict[str, Any]:
+    from keel.cycle.mining import run_export
+
+    p = request.app.state.platform
+    return run_export(p.db, p.settings, body.out, include_unreviewed=body.include_unreviewed)

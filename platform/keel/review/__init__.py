@@ -1,0 +1,1 @@
+"""Review of mined preference pairs: the lease queue annotators draw from and the candidate sampler."""
