@@ -1,0 +1,481 @@
+"""The flywheel cycle: mine → snapshots → train → evaluate → gate → promote, as plain code over protocols.
+
+Steps run in a fixed order; each has a row (start, end, status, input/output hashes, error) in a store:
+
+    mine                      new requests + feedback → pairs and SFT examples
+    snapshot:<stage>          the data a stage trains on (CPT: changed documents + replay; SFT; DPO)
+    train:<stage>             from the serving checkpoint, or the previous trained stage (CPT → SFT → DPO)
+    evaluate                  the last candidate and the serving checkpoint on the same items
+    gate                      the policy's decision
+    promote                   on pass: the swap; on fail: the rejection with the gate's reasons
+
+Rules:
+- skip: a step that has not enough data returns ``Skip(reason)``; a stage whose snapshot is skipped is not
+  trained; with no candidate, evaluate/gate/promote are skipped too. The reason is recorded.
+- fail: a step that raises stops the cycle with its error; nothing after it runs (serving untouched,
+  since only the last step swaps).
+- cancel: ``cancel(id)`` sets the cycle's event; steps see it (the wiring kills child processes), the
+  cycle stops as ``cancelled`` before the next step.
+- resume: a cycle that did not finish (interrupted by a restart, failed, cancelled) continues from its
+  first incomplete step; completed steps are never run again, and the step that was running is told it
+  is resumed (``ctx.resumed``) so training continues from its saved state.
+- one at a time: a second cycle is refused with the running cycle's id (:class:`CycleBusy`).
+
+flywheel imports neither keel, serving nor training: the platform passes the steps and the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from flywheel.cycle_config import STAGE_ORDER, CycleConfig
+
+# ----------------------------------------------------------------------------------------------- records
+
+CYCLE_STATUSES = ("running", "succeeded", "failed", "cancelled", "interrupted")
+STEP_STATUSES = ("running", "done", "skipped", "failed", "cancelled", "interrupted")
+FINISHED_STEP = ("done", "skipped")
+RESUMABLE = ("interrupted", "failed", "cancelled")
+
+
+class CycleError(RuntimeError):
+    """A cycle problem worth one line."""
+
+
+class CycleBusy(CycleError):
+    """Another cycle is running; ``cycle_id`` names it."""
+
+    def __init__(self, cycle_id: str):
+        super().__init__(f"cycle {cycle_id} is running; wait for it, or `keel cycle cancel {cycle_id}`")
+        self.cycle_id = cycle_id
+
+
+class Cancelled(CycleError):
+    """Raised inside a step when its cycle was cancelled."""
+
+
+@dataclass
+class CycleRecord:
+    cycle_id: str
+    status: str
+    trigger: str  # cli | api | schedule
+    stages: list[str]
+    dry_run: bool
+    config: dict[str, Any]
+    serving: dict[str, Any] = field(default_factory=dict)  # {version, path} when the cycle began
+    outcome: str | None = None  # promoted | rejected | nothing_to_train | gated | dry_run
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    report: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("started_at", "finished_at"):
+            d[k] = d[k].isoformat() if d[k] else None
+        return d
+
+
+@dataclass
+class StepRecord:
+    cycle_id: str
+    name: str
+    seq: int
+    status: str
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    input_hash: str | None = None
+    output_hash: str | None = None
+    output: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None  # why it was skipped
+    error: str | None = None
+    attempts: int = 0
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("started_at", "finished_at"):
+            d[k] = d[k].isoformat() if d[k] else None
+        d["seconds"] = self.seconds
+        return d
+
+
+# ------------------------------------------------------------------------------------------- protocols
+
+
+@dataclass
+class Done:
+    """A step's result: JSON-able output (what later steps read) and its content hash, if it has one."""
+
+    output: dict[str, Any] = field(default_factory=dict)
+    hash: str | None = None
+
+
+@dataclass
+class Skip:
+    reason: str
+    output: dict[str, Any] = field(default_factory=dict)
+
+
+Outcome = Done | Skip
+
+
+@dataclass
+class StepContext:
+    cycle: CycleRecord
+    config: CycleConfig
+    cancel_event: threading.Event
+    resumed: bool = False  # this step ran before in this cycle and did not finish
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # finished steps' outputs
+
+    @property
+    def cycle_id(self) -> str:
+        return self.cycle.cycle_id
+
+    @property
+    def dry_run(self) -> bool:
+        return self.cycle.dry_run
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def check_cancel(self) -> None:
+        if self.cancel_event.is_set():
+            raise Cancelled(f"cycle {self.cycle_id} was cancelled")
+
+
+class CycleSteps(Protocol):
+    """What the platform implements (each may raise; a raise fails the cycle)."""
+
+    def serving(self) -> dict[str, Any]: ...  # {version, path} of what serves now
+
+    def mine(self, ctx: StepContext) -> Outcome: ...
+
+    def snapshot(self, ctx: StepContext, stage: str) -> Outcome: ...
+
+    def train(self, ctx: StepContext, stage: str, snapshot: dict, parent: dict) -> Outcome: ...
+
+    def evaluate(self, ctx: StepContext, candidate: dict, baseline: dict) -> Outcome: ...
+
+    def gate(self, ctx: StepContext, candidate: dict, evaluation: dict) -> Outcome: ...
+
+    def promote(self, ctx: StepContext, candidate: dict, gate: dict) -> Outcome: ...
+
+    def reject(self, ctx: StepContext, candidate: dict, gate: dict) -> Outcome: ...
+
+    def finish(self, ctx: StepContext, cycle: CycleRecord, steps: list[StepRecord]) -> str | None:
+        """Called once the cycle ends (any status): write the report; returns its path."""
+        ...
+
+
+class CycleStore(Protocol):
+    """The cycle and step rows (DuckDB in the platform, a dict in tests)."""
+
+    def create(self, cycle: CycleRecord) -> None: ...
+
+    def update(self, cycle: CycleRecord) -> None: ...
+
+    def get(self, cycle_id: str) -> CycleRecord | None: ...
+
+    def running(self) -> CycleRecord | None: ...
+
+    def latest(self, status: str) -> CycleRecord | None: ...
+
+    def steps(self, cycle_id: str) -> list[StepRecord]: ...
+
+    def save_step(self, step: StepRecord) -> None: ...
+
+
+# ------------------------------------------------------------------------------------------------ plan
+
+
+def plan(stages: list[str]) -> list[str]:
+    """Step names in the order they run."""
+    ordered = [s for s in STAGE_ORDER if s in stages]
+    return [
+        "mine",
+        *(f"snapshot:{s}" for s in ordered),
+        *(f"train:{s}" for s in ordered),
+        "evaluate",
+        "gate",
+        "promote",
+    ]
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_cycle_id() -> str:
+    return "cycle-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+# ---------------------------------------------------------------------------------------------- runner
+
+
+class CycleRunner:
+    """Starts, runs, cancels and resumes cycles; at most one runs at a time (per store)."""
+
+    def __init__(
+        self,
+        store: CycleStore,
+        steps: CycleSteps,
+        clock: Callable[[], datetime] = _now,
+        new_id: Callable[[], str] = new_cycle_id,
+    ):
+        self.store = store
+        self.steps = steps
+        self.clock = clock
+        self.new_id = new_id
+        self._lock = threading.Lock()
+        self._events: dict[str, threading.Event] = {}
+
+    # ---- lifecycle ------------------------------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """At process start: cycles left `running` by a dead process become `interrupted` (and their
+        running step too), so `resume` or the next run continues them."""
+        ids = []
+        while (c := self.store.running()) is not None and c.cycle_id not in self._events:
+            for s in self.store.steps(c.cycle_id):
+                if s.status == "running":
+                    s.status, s.error = "interrupted", "the platform stopped while this step ran"
+                    self.store.save_step(s)
+            c.status, c.error = "interrupted", "the platform stopped during the cycle"
+            self.store.update(c)
+            ids.append(c.cycle_id)
+        return ids
+
+    def begin(
+        self,
+        config: CycleConfig,
+        trigger: str,
+        stages: list[str] | None = None,
+        dry_run: bool = False,
+        resume: bool = True,
+    ) -> CycleRecord:
+        """Create the cycle row (or pick up an interrupted one when ``resume``) without running it.
+
+        Raises CycleBusy when a cycle is running."""
+        with self._lock:
+            self._refuse_if_busy()
+            if resume and not dry_run and (old := self.store.latest("interrupted")) is not None:
+                return self._reopen(old)
+            chosen = list(stages) if stages is not None else list(config.stages)
+            unknown = [s for s in chosen if s not in STAGE_ORDER]
+            if unknown:
+                raise CycleError(f"unknown stage {unknown[0]!r} (one of {', '.join(STAGE_ORDER)})")
+            cfg = config.model_copy(update={"stages": [s for s in STAGE_ORDER if s in chosen]})
+            cycle = CycleRecord(
+                cycle_id=self.new_id(),
+                status="running",
+                trigger=trigger,
+                stages=cfg.stages,
+                dry_run=dry_run,
+                config=cfg.model_dump(mode="json"),
+                serving=self.steps.serving(),
+                started_at=self.clock(),
+            )
+            self.store.create(cycle)
+            self._events[cycle.cycle_id] = threading.Event()
+            return cycle
+
+    def reopen(self, cycle_id: str) -> CycleRecord:
+        """`keel cycle resume ID`: an interrupted, failed or cancelled cycle runs again from where it stopped."""
+        with self._lock:
+            self._refuse_if_busy()
+            c = self.store.get(cycle_id)
+            if c is None:
+                raise CycleError(f"unknown cycle {cycle_id!r} (see `keel cycle list`)")
+            if c.status not in RESUMABLE:
+                raise CycleError(f"cycle {cycle_id} is {c.status}: only {', '.join(RESUMABLE)} cycles resume")
+            return self._reopen(c)
+
+    def _reopen(self, c: CycleRecord) -> CycleRecord:
+        c.status, c.error, c.finished_at, c.outcome = "running", None, None, None
+        self.store.update(c)
+        self._events[c.cycle_id] = threading.Event()
+        return c
+
+    def _refuse_if_busy(self) -> None:
+        running = self.store.running()
+        if running is not None:
+            raise CycleBusy(running.cycle_id)
+
+    def cancel(self, cycle_id: str) -> CycleRecord:
+        c = self.store.get(cycle_id)
+        if c is None:
+            raise CycleError(f"unknown cycle {cycle_id!r}")
+        ev = self._events.get(cycle_id)
+        if c.status != "running":
+            raise CycleError(f"cycle {cycle_id} is not running (it is {c.status})")
+        if ev is None:  # running in a process that died: nothing to stop, just record it
+            c.status, c.error, c.finished_at = "cancelled", "cancelled", self.clock()
+            self.store.update(c)
+            return c
+        ev.set()
+        return c
+
+    def active(self) -> str | None:
+        return next(iter(self._events), None)
+
+    # ---- run ------------------------------------------------------------------------------------------
+    def run(self, config: CycleConfig, trigger: str, **kw: Any) -> CycleRecord:
+        """begin + execute (blocking)."""
+        return self.execute(self.begin(config, trigger, **kw).cycle_id)
+
+    def execute(self, cycle_id: str) -> CycleRecord:
+        cycle = self.store.get(cycle_id)
+        if cycle is None:
+            raise CycleError(f"unknown cycle {cycle_id!r}")
+        event = self._events.setdefault(cycle_id, threading.Event())
+        cfg = CycleConfig.model_validate(cycle.config)
+        rows = {s.name: s for s in self.store.steps(cycle_id)}
+        ctx = StepContext(cycle, cfg, event)
+        try:
+            for seq, name in enumerate(plan(cycle.stages)):
+                prev = rows.get(name)
+                if prev is not None and prev.status in FINISHED_STEP:
+                    ctx.outputs[name] = prev.output  # done before: never run again
+                    continue
+                if event.is_set():
+                    raise Cancelled("cancelled")
+                self._run_step(ctx, seq, name, prev)
+            cycle.status = "succeeded"
+            cycle.outcome = self._outcome(ctx)
+        except Cancelled:
+            cycle.status, cycle.error = "cancelled", "cancelled"
+        except Exception as e:  # the step's error stops the cycle
+            cycle.status = "failed"
+            cycle.error = cycle.error or f"{type(e).__name__}: {e}"
+        finally:
+            cycle.finished_at = self.clock()
+            try:
+                cycle.report = self.steps.finish(ctx, cycle, self.store.steps(cycle_id))
+            except Exception as e:  # a report problem never hides the cycle's own result
+                cycle.error = cycle.error or f"report: {e}"
+            self.store.update(cycle)
+            with self._lock:
+                self._events.pop(cycle_id, None)
+        return cycle
+
+    def _run_step(self, ctx: StepContext, seq: int, name: str, prev: StepRecord | None) -> None:
+        call, inputs = self._bind(ctx, name)
+        row = StepRecord(
+            ctx.cycle_id,
+            name,
+            seq,
+            "running",
+            started_at=self.clock(),
+            input_hash=digest(inputs),
+            attempts=(prev.attempts if prev else 0) + 1,
+        )
+        self.store.save_step(row)
+        ctx.resumed = prev is not None
+        try:
+            if isinstance(call, Skip):
+                result: Outcome = call
+            else:
+                result = call()
+        except Cancelled:
+            row.status, row.error, row.finished_at = "cancelled", "cancelled", self.clock()
+            self.store.save_step(row)
+            raise
+        except Exception as e:
+            row.status, row.error, row.finished_at = "failed", f"{type(e).__name__}: {e}", self.clock()
+            self.store.save_step(row)
+            ctx.cycle.error = f"{name}: {row.error}"
+            raise
+        if ctx.cancelled:  # the step returned because its child was killed
+            row.status, row.error, row.finished_at = "cancelled", "cancelled", self.clock()
+            self.store.save_step(row)
+            raise Cancelled("cancelled")
+        row.finished_at = self.clock()
+        row.output = dict(result.output)
+        if isinstance(result, Skip):
+            row.status, row.reason = "skipped", result.reason
+            row.output.setdefault("skipped", result.reason)
+        else:
+            row.status = "done"
+            row.output_hash = result.hash or digest(row.output)
+        self.store.save_step(row)
+        ctx.outputs[name] = row.output
+
+    def _bind(self, ctx: StepContext, name: str) -> tuple[Callable[[], Outcome] | Skip, dict]:
+        """The call for step ``name`` with its inputs (earlier outputs), or a Skip when it cannot run."""
+        s, out, dry = self.steps, ctx.outputs, ctx.dry_run
+        kind, _, stage = name.partition(":")
+        if kind == "mine":
+            return (lambda: s.mine(ctx)), {"since_serving": ctx.cycle.serving}
+        if kind == "snapshot":
+            return (lambda: s.snapshot(ctx, stage)), {"mine": out.get("mine"), "stage": stage}
+        candidate = self._candidate(ctx)
+        if kind == "train":
+            snap = out.get(f"snapshot:{stage}") or {}
+            parent = self._parent(ctx, stage)
+            inputs = {"snapshot": snap, "parent": parent, "stage": ctx.config.stage(stage).model_dump()}  # type: ignore[arg-type]
+            if dry:
+                return Skip("dry run"), inputs
+            if "skipped" in snap:
+                return Skip(f"no {stage} data: {snap['skipped']}"), inputs
+            return (lambda: s.train(ctx, stage, snap, parent)), inputs
+        if dry:
+            return Skip("dry run"), {}
+        if candidate is None:
+            return Skip("no stage trained a candidate"), {}
+        if kind == "evaluate":
+            return (lambda: s.evaluate(ctx, candidate, ctx.cycle.serving)), {
+                "candidate": candidate,
+                "baseline": ctx.cycle.serving,
+            }
+        evaluation = out.get("evaluate") or {}
+        if kind == "gate":
+            return (lambda: s.gate(ctx, candidate, evaluation)), {"candidate": candidate, "eval": evaluation}
+        gate = out.get("gate") or {}
+        inputs = {"candidate": candidate, "gate": gate}
+        if gate.get("passed") and ctx.config.promote:
+            return (lambda: s.promote(ctx, candidate, gate)), inputs
+        return (lambda: s.reject(ctx, candidate, gate)), inputs
+
+    @staticmethod
+    def _parent(ctx: StepContext, stage: str) -> dict:
+        """The checkpoint a stage starts from: the last stage before it that trained, else serving."""
+        before = STAGE_ORDER[: STAGE_ORDER.index(stage)]  # type: ignore[arg-type]
+        for s in reversed(before):
+            out = ctx.outputs.get(f"train:{s}")
+            if out and "skipped" not in out:
+                return out
+        return ctx.cycle.serving
+
+    @staticmethod
+    def _candidate(ctx: StepContext) -> dict | None:
+        for s in reversed(STAGE_ORDER):
+            out = ctx.outputs.get(f"train:{s}")
+            if out and "skipped" not in out:
+                return out
+        return None
+
+    @staticmethod
+    def _outcome(ctx: StepContext) -> str:
+        if ctx.dry_run:
+            return "dry_run"
+        final = ctx.outputs.get("promote") or {}
+        if "skipped" in final:
+            return "nothing_to_train"
+        return str(final.get("decision") or "done")
