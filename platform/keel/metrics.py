@@ -1,0 +1,391 @@
+"""Prometheus metrics of one platform process (served at ``GET /metrics``, see keel.api.metrics).
+
+Two kinds of series:
+- counted on the request path: every request-log record that the gateway hands its sink also passes
+  through ``PlatformMetrics.observe`` (requests by route / version / status, TTFT and total latency,
+  requests per engine), and the cycle reports its state and step durations through ``metrics.cycle``;
+- read at scrape time (``_PlatformCollector``): request-log queue and spill, engine health and each
+  engine's own vLLM gauges (its ``/metrics``, fetched with a short timeout), swaps from the registry's
+  history, the document index's progress. Nothing is polled in the background.
+
+Each platform has its own ``CollectorRegistry`` (never the process-global default one), so tests can
+run several platforms in one process and the output holds only Keel's series.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Literal
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+from pydantic import BaseModel, Field
+
+from serving.records import RecordSink, RequestRecord
+
+if TYPE_CHECKING:  # the platform imports this module, not the other way round at run time
+    from keel.app import Platform
+
+log = logging.getLogger("keel.metrics")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Latency buckets in seconds: a CPU engine answers in 0.1-30 s, a GPU one in 10 ms-5 s.
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+SWAP_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+STEP_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200)
+
+# vLLM's own series copied per engine (vLLM name → ours). Older vLLM calls the KV one gpu_cache_usage_perc.
+VLLM_GAUGES = {
+    "vllm:num_requests_running": "keel_engine_requests_running",
+    "vllm:num_requests_waiting": "keel_engine_requests_waiting",
+    "vllm:kv_cache_usage_perc": "keel_engine_kv_cache_usage_ratio",
+    "vllm:gpu_cache_usage_perc": "keel_engine_kv_cache_usage_ratio",
+}
+VLLM_COUNTERS = {
+    "vllm:request_success": "keel_engine_vllm_requests_finished",
+    "vllm:prompt_tokens": "keel_engine_vllm_prompt_tokens",
+    "vllm:generation_tokens": "keel_engine_vllm_generation_tokens",
+}
+
+
+class MetricsConfig(BaseModel):
+    """The ``metrics`` section (filled by keel.config)."""
+
+    enabled: bool = Field(True, description="Serve GET /metrics.")
+    auth: Literal["admin", "none"] = Field(
+        "admin",
+        description="admin: scrapers send 'Authorization: Bearer <admin key>' (Prometheus "
+        "`authorization.credentials_file`); none: open to anyone who reaches the port.",
+    )
+    engine_scrape_timeout_s: float = Field(
+        1.0, gt=0, description="Per scrape, how long to wait for each engine's own /metrics."
+    )
+
+
+def _label(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+class CycleMetrics:
+    """The hook the flywheel cycle reports to (``platform.metrics.cycle``). Thread-safe; never raises.
+
+    ``state("training", cycle_id="c1")`` whenever the cycle moves; ``step("train", 812.5, "succeeded")``
+    when a step ends; ``finished("succeeded")`` when a cycle ends.
+    """
+
+    def __init__(self, registry: CollectorRegistry):
+        self._lock = threading.Lock()
+        self._states: set[str] = {"idle"}
+        self._current = "idle"
+        self.state_gauge = Gauge(
+            "keel_cycle_state", "1 for the state the flywheel cycle is in now", ["state"], registry=registry
+        )
+        self.state_gauge.labels("idle").set(1)
+        self.state_since = Gauge(
+            "keel_cycle_state_since_seconds",
+            "Unix time the cycle entered its current state",
+            registry=registry,
+        )
+        self.state_since.set(time.time())
+        self.step_seconds = Histogram(
+            "keel_cycle_step_duration_seconds",
+            "Duration of flywheel cycle steps",
+            ["step", "outcome"],
+            buckets=STEP_BUCKETS,
+            registry=registry,
+        )
+        self.cycles = Counter(
+            "keel_cycles", "Flywheel cycles finished, by outcome", ["outcome"], registry=registry
+        )
+        self.last_finished = Gauge(
+            "keel_cycle_last_finished_seconds", "Unix time the last cycle finished", registry=registry
+        )
+
+    def state(self, state: str, cycle_id: str | None = None) -> None:
+        with self._lock:
+            self._states.add(state)
+            self._current = state
+            for s in self._states:
+                self.state_gauge.labels(s).set(1 if s == state else 0)
+            self.state_since.set(time.time())
+
+    def step(self, step: str, seconds: float, outcome: str = "succeeded") -> None:
+        self.step_seconds.labels(step, outcome).observe(max(0.0, float(seconds)))
+
+    def finished(self, outcome: str) -> None:
+        self.cycles.labels(outcome).inc()
+        self.last_finished.set(time.time())
+        self.state("idle")
+
+    @property
+    def current(self) -> str:
+        return self._current
+
+
+class MetricsSink:
+    """A RecordSink that counts each record, then hands it to the request log unchanged."""
+
+    def __init__(self, inner: RecordSink, metrics: PlatformMetrics):
+        self.inner = inner
+        self.metrics = metrics
+
+    def submit(self, record: RequestRecord) -> None:
+        self.inner.submit(record)  # the log first: a metrics bug must never cost a row
+        try:
+            self.metrics.observe(record)
+        except Exception:  # pragma: no cover - defensive; counting must never fail a request
+            log.exception("metrics: could not count request %s", record.request_id)
+
+    def __getattr__(self, name: str) -> Any:  # flush(), stats() ... of the request log writer
+        return getattr(self.inner, name)
+
+
+class PlatformMetrics:
+    """Everything ``/metrics`` shows for one platform."""
+
+    def __init__(self, platform: Platform | None = None, engine_scrape_timeout_s: float = 1.0):
+        self.platform = platform
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "keel_requests",
+            "Requests by router route, checkpoint version that served them, and HTTP status",
+            ["endpoint", "route", "version", "status"],
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "keel_request_ttft_seconds",
+            "Time to first token (non-streaming: to the whole answer) of successful requests",
+            ["route", "version"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "keel_request_duration_seconds",
+            "Total request latency at the gateway, of every request",
+            ["route", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.engine_requests = Counter(
+            "keel_engine_requests",
+            "Requests the gateway sent to each engine (load balance)",
+            ["engine", "version"],
+            registry=r,
+        )
+        self.tokens = Counter("keel_tokens", "Tokens through the gateway", ["kind", "version"], registry=r)
+        self.cycle = CycleMetrics(r)
+        self.scrape_timeout_s = engine_scrape_timeout_s
+        self._collector = _PlatformCollector(self)
+        r.register(self._collector)
+
+    def sink(self, inner: RecordSink) -> MetricsSink:
+        return MetricsSink(inner, self)
+
+    def observe(self, rec: RequestRecord) -> None:
+        version = _label(rec.checkpoint_version)
+        route = _label(rec.route)
+        self.requests.labels(rec.endpoint, route, version, str(rec.status_code)).inc()
+        if rec.latency_ms is not None:
+            self.latency.labels(route, version).observe(rec.latency_ms / 1000.0)
+        if rec.status_code < 400 and rec.ttft_ms is not None:
+            self.ttft.labels(route, version).observe(rec.ttft_ms / 1000.0)
+        if rec.engine_url:
+            self.engine_requests.labels(rec.engine_url, version).inc()
+        if rec.prompt_tokens:
+            self.tokens.labels("prompt", version).inc(rec.prompt_tokens)
+        if rec.completion_tokens:
+            self.tokens.labels("completion", version).inc(rec.completion_tokens)
+
+    def render(self) -> bytes:
+        """The text exposition (blocking: it scrapes the engines; call it in a worker thread)."""
+        return generate_latest(self.registry)
+
+
+class _PlatformCollector(Collector):
+    """Series read from the platform's parts at scrape time."""
+
+    def __init__(self, metrics: PlatformMetrics):
+        self.metrics = metrics
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="keel-metrics")
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # dynamic: collect() is only called at scrape time
+
+    def collect(self) -> Iterator[Metric]:
+        p = self.metrics.platform
+        if p is None:
+            return
+        for part in (self._requestlog, self._engines, self._swaps, self._index, self._serving):
+            try:
+                yield from part(p)
+            except Exception:  # one broken part must not hide the others
+                log.exception("metrics: %s failed", part.__name__)
+
+    # -- parts -----------------------------------------------------------------------------------
+    def _serving(self, p: Platform) -> Iterator[Metric]:
+        g = GaugeMetricFamily(
+            "keel_serving_version", "1 for the checkpoint version serving now", labels=["version"]
+        )
+        if p.pool.version is not None:
+            g.add_metric([p.pool.version], 1)
+        yield g
+        err = GaugeMetricFamily(
+            "keel_engine_error", "1 when the supervisor's last engine start or restart failed"
+        )
+        err.add_metric([], 1 if getattr(p.supervisor, "last_error", None) else 0)
+        yield err
+
+    def _requestlog(self, p: Platform) -> Iterator[Metric]:
+        stats = p.writer.stats()
+        g = GaugeMetricFamily("keel_requestlog_queue_depth", "Request-log rows waiting for the batch writer")
+        g.add_metric([], stats.get("queued", 0))
+        yield g
+        yield CounterMetricFamily(
+            "keel_requestlog_spilled",
+            "Rows spilled to disk because the queue was full",
+            value=stats.get("spilled", 0),
+        )
+        yield CounterMetricFamily(
+            "keel_requestlog_written",
+            "Rows committed to DuckDB by this process",
+            value=stats.get("written", 0),
+        )
+
+    def _engines(self, p: Platform) -> Iterator[Metric]:
+        endpoints = list(p.pool.endpoints)
+        healthy = GaugeMetricFamily(
+            "keel_engine_healthy", "1 when the engine is in rotation", labels=["engine", "version"]
+        )
+        outstanding = GaugeMetricFamily(
+            "keel_engine_outstanding_requests",
+            "Requests the gateway has in flight on each engine",
+            labels=["engine", "version"],
+        )
+        up = GaugeMetricFamily(
+            "keel_engine_scrape_up",
+            "1 when the engine's own /metrics answered this scrape",
+            labels=["engine"],
+        )
+        gauges: dict[str, GaugeMetricFamily] = {}
+        counters: dict[str, CounterMetricFamily] = {}
+        scraped = list(self._pool.map(self._scrape, [e.url for e in endpoints]))
+        for ep, values in zip(endpoints, scraped, strict=True):
+            labels = [ep.url, ep.version]
+            healthy.add_metric(labels, 1 if ep.healthy else 0)
+            outstanding.add_metric(labels, ep.outstanding)
+            up.add_metric([ep.url], 0 if values is None else 1)
+            for name, (kind, value) in (values or {}).items():
+                if kind == "gauge":
+                    fam = gauges.setdefault(
+                        name,
+                        GaugeMetricFamily(name, f"vLLM {name} of each engine", labels=["engine", "version"]),
+                    )
+                else:
+                    fam = counters.setdefault(
+                        name,
+                        CounterMetricFamily(
+                            name, f"vLLM {name} of each engine", labels=["engine", "version"]
+                        ),
+                    )
+                fam.add_metric(labels, value)
+        yield healthy
+        yield outstanding
+        yield up
+        yield from gauges.values()
+        yield from counters.values()
+
+    def _scrape(self, url: str) -> dict[str, tuple[str, float]] | None:
+        """An engine's vLLM series, summed over their labels; None when it did not answer in time."""
+        try:
+            r = httpx.get(f"{url}/metrics", timeout=self.metrics.scrape_timeout_s)
+            r.raise_for_status()
+        except httpx.HTTPError:
+            return None
+        out: dict[str, tuple[str, float]] = {}
+        try:
+            for fam in text_string_to_metric_families(r.text):
+                if fam.name in VLLM_GAUGES:
+                    ours, kind, sample = VLLM_GAUGES[fam.name], "gauge", fam.name
+                elif fam.name in VLLM_COUNTERS:
+                    ours, kind, sample = VLLM_COUNTERS[fam.name], "counter", fam.name + "_total"
+                else:
+                    continue
+                # summed over vLLM's own labels (model name, finish reason, engine index)
+                out[ours] = (kind, sum(s.value for s in fam.samples if s.name == sample))
+        except ValueError:
+            log.warning("metrics: engine %s returned unparsable /metrics", url)
+            return None
+        return out
+
+    def _swaps(self, p: Platform) -> Iterator[Metric]:
+        rows = p.db.fetchall(
+            "SELECT kind, status, coalesce(strategy, ''), seconds FROM swaps WHERE status <> 'running'"
+        )
+        counts: dict[tuple[str, str, str], int] = {}
+        for kind, status, strategy, _ in rows:
+            counts[(kind, status, strategy)] = counts.get((kind, status, strategy), 0) + 1
+        c = CounterMetricFamily(
+            "keel_swaps",
+            "Promotions and rollbacks, by outcome and strategy",
+            labels=["kind", "status", "strategy"],
+        )
+        for labels, n in sorted(counts.items()):
+            c.add_metric(list(labels), n)
+        yield c
+        # a histogram of every succeeded swap's duration, rebuilt from the registry's history (it survives
+        # restarts, and swaps are rare enough that reading them per scrape costs nothing)
+        h = HistogramMetricFamily(
+            "keel_swap_duration_seconds", "Duration of succeeded swaps", labels=["kind", "strategy"]
+        )
+        by: dict[tuple[str, str], list[float]] = {}
+        for kind, status, strategy, seconds in rows:
+            if status == "succeeded" and seconds is not None:
+                by.setdefault((kind, strategy), []).append(float(seconds))
+        for (kind, strategy), values in sorted(by.items()):
+            buckets = [(str(float(b)), sum(v <= b for v in values)) for b in SWAP_BUCKETS]
+            buckets.append(("+Inf", len(values)))
+            h.add_metric([kind, strategy], buckets, sum(values))
+        yield h
+        running = GaugeMetricFamily("keel_swap_in_progress", "1 while a promotion or rollback runs")
+        swapper = p.swapper
+        running.add_metric([], 1 if swapper is not None and swapper.lock.locked() else 0)
+        yield running
+
+    def _index(self, p: Platform) -> Iterator[Metric]:
+        if p.indexer is None:
+            return
+        st = p.indexer.status()
+        for name, key, doc in (
+            ("keel_index_chunks", "chunks_total", "Chunks in the lexical catalog"),
+            ("keel_index_chunks_embedded", "chunks_embedded", "Chunks with a dense vector"),
+            (
+                "keel_index_embed_rate_chunks_per_second",
+                "rate_chunks_s",
+                "Dense embedding rate of the current pass",
+            ),
+            ("keel_index_eta_seconds", "eta_s", "Estimated seconds until every chunk has a vector"),
+            ("keel_index_queued_jobs", "queued", "Index updates waiting"),
+        ):
+            if st.get(key) is not None:
+                g = GaugeMetricFamily(name, doc)
+                g.add_metric([], float(st[key]))
+                yield g
+        state = GaugeMetricFamily("keel_index_state", "1 for the indexer's current state", labels=["state"])
+        for s in ("idle", "lexical", "embedding", "error"):
+            state.add_metric([s], 1 if st.get("state") == s else 0)
+        yield state
+
+
+def parse(text: str) -> dict[str, Any]:
+    """``{family name: family}`` of a text exposition (tests and the console read it this way)."""
+    return {fam.name: fam for fam in text_string_to_metric_families(text)}
