@@ -19,9 +19,15 @@ class RequestRecord(BaseModel):
     checkpoint_version: str | None = None
     engine_url: str | None = None
     stream: bool = False
-    messages: list[dict[str, Any]] | None = None
+    messages: list[dict[str, Any]] | None = None  # what the client sent
+    # What the engine received: the messages after routing (system prompt, domain template with the
+    # retrieved chunks, history) and the prompt text the engine rendered from them. None: no engine call.
+    engine_messages: list[dict[str, Any]] | None = None
+    engine_prompt: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
-    response_text: str | None = None
+    response_text: str | None = None  # what the client saw (choice 0), gateway additions included
+    completion_text: str | None = None  # the model's own text of choice 0, nothing appended
+    appended_text: str | None = None  # what the gateway appended to every choice (the "Sources:" list)
     choices: list[dict[str, Any]] | None = None
     finish_reason: str | None = None
     route: str = "direct"

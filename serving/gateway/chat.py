@@ -89,6 +89,13 @@ async def _sse_data(upstream: httpx.Response) -> AsyncIterator[bytes]:
             yield line[5:].strip()
 
 
+def _take_prompt_text(record: RequestRecord, data: dict[str, Any]) -> str | None:
+    """The engine's rendered prompt; removed from the response unless the client asked for it."""
+    if record.params.get("return_prompt_text"):
+        return data.get("prompt_text")
+    return data.pop("prompt_text", None)
+
+
 def format_error_event(err: APIError) -> bytes:
     return b"data: " + orjson.dumps(err.body()) + b"\n\n"
 
@@ -141,6 +148,11 @@ class ChatService:
                 payload["messages"] = decision.messages
             if decision.reply is not None:
                 return self._canned(record, req, decision, t0, headers)
+            # training rows are built from what the engine saw: its messages and its rendered prompt
+            record.engine_messages = payload["messages"]
+            if body.get("return_prompt_text"):
+                record.params["return_prompt_text"] = True
+            payload["return_prompt_text"] = True
             if req.stream:
                 return await self._open_stream(record, req, payload, decision, t0, headers)
             return await self._complete(record, payload, decision, t0, headers)
@@ -271,8 +283,10 @@ class ChatService:
         if upstream.status_code >= 400 or not isinstance(data, dict):
             raise from_engine(upstream.status_code if upstream.status_code >= 400 else 502, data)
         data["id"] = record.request_id
+        record.engine_prompt = _take_prompt_text(record, data)
         choices = data.get("choices") or []
         texts = [((c.get("message") or {}).get("content") or "") for c in choices]
+        record.completion_text = texts[0] if texts else ""
         if decision.sources and choices:
             data["keel"] = {"route": decision.route, "sources": decision.sources}
             suffix = decision.meta.get("sources_text", "")
@@ -280,6 +294,7 @@ class ChatService:
                 for c, t in zip(choices, texts, strict=False):
                     c["message"]["content"] = t + suffix
                 texts = [t + suffix for t in texts]
+                record.appended_text = suffix
         elif self.router is not None:
             data["keel"] = {"route": decision.route, "sources": []}
         record.choices = [
@@ -377,6 +392,9 @@ class ChatService:
                 if engine_id is None and isinstance(chunk.get("id"), str):
                     engine_id = chunk["id"].encode()
                 modified = False
+                if isinstance(chunk.get("prompt_text"), str):  # the first chunk only
+                    record.engine_prompt = _take_prompt_text(record, chunk)
+                    modified = True
                 usage = chunk.get("usage")
                 if usage:
                     record.prompt_tokens = usage.get("prompt_tokens")
@@ -394,6 +412,7 @@ class ChatService:
                         if suffix:  # the sources list is the last content of each choice
                             c.setdefault("delta", {})["content"] = (c["delta"].get("content") or "") + suffix
                             texts.setdefault(i, []).append(suffix)
+                            record.appended_text = suffix
                             modified = True
                 if not choices and not client_wants_usage:
                     continue
@@ -444,6 +463,8 @@ class ChatService:
             {"index": i, "text": joined.get(i, ""), "finish_reason": finish.get(i)} for i in indices
         ]
         record.response_text = joined.get(0, "")
+        own, tail = record.response_text, record.appended_text or ""
+        record.completion_text = own[: -len(tail)] if tail and own.endswith(tail) else own
         record.finish_reason = finish.get(0)
         record.generation_ms = _ms(t_gen)
         record.latency_ms = _ms(t0)

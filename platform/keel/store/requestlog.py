@@ -26,7 +26,7 @@ from serving.records import RequestRecord
 
 log = logging.getLogger("keel.store.requestlog")
 
-JSON_COLUMNS = ("messages", "params", "choices", "retrieved", "meta")
+JSON_COLUMNS = ("messages", "engine_messages", "params", "choices", "retrieved", "meta")
 SEGMENT_RECORDS = 5000
 
 
@@ -268,7 +268,8 @@ class RequestLogWriter:
 _LIST_COLS = (
     "request_id, created_at, key_id, model, checkpoint_version, engine_url, stream, messages, params, "
     "response_text, choices, finish_reason, route, route_confidence, retrieved, prompt_tokens, "
-    "completion_tokens, ttft_ms, latency_ms, retrieval_ms, generation_ms, status_code, error, regenerate_of, meta"
+    "completion_tokens, ttft_ms, latency_ms, retrieval_ms, generation_ms, status_code, error, regenerate_of, meta, "
+    "engine_messages, engine_prompt, completion_text, appended_text"
 )
 
 

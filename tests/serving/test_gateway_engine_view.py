@@ -1,0 +1,142 @@
+"""The request log keeps what the engine saw and produced beside what the client sent and saw.
+
+A fake engine (allowed in unit tests) answers like vLLM with `return_prompt_text`; a fake router sends the
+request down the domain route with a system prompt and a sources suffix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from serving.config import GatewayConfig
+from serving.engine.pool import Endpoint, EnginePool
+from serving.gateway.api import router as api_router
+from serving.gateway.chat import ChatService, RouteDecision
+from tests.serving.test_gateway_logic import Keys, Sink
+
+SYSTEM = {"role": "system", "content": "Answer from these documents:\n[1] TiDB listens on 4000."}
+SUFFIX = "\n\nSources:\n[1] Ports (ports.md)"
+USER = [{"role": "user", "content": "Which port?"}]
+RENDERED = "<|im_start|>system\nAnswer from these documents ...<|im_start|>assistant\n"
+
+
+async def domain_router(messages):
+    return RouteDecision(
+        route="domain",
+        confidence=0.9,
+        messages=[SYSTEM, *messages],
+        sources=[{"index": 1, "path": "ports.md", "title": "Ports", "heading": "Ports"}],
+        meta={"sources_text": SUFFIX},
+    )
+
+
+def make_app(seen: list[dict]) -> tuple[FastAPI, Sink]:
+    async def engine(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.append(body)
+        prompt = RENDERED if body.get("return_prompt_text") else None
+        if body.get("stream"):
+            events = [
+                {
+                    "id": "chatcmpl-engine-0f3a",
+                    "prompt_text": prompt,
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}],
+                },
+                {"id": "chatcmpl-engine-0f3a", "choices": [{"index": 0, "delta": {"content": "Port "}}]},
+                {
+                    "id": "chatcmpl-engine-0f3a",
+                    "choices": [{"index": 0, "delta": {"content": "4000."}, "finish_reason": "stop"}],
+                },
+            ]
+            text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+            return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
+        return httpx.Response(
+            200,
+            json={
+                "id": "chatcmpl-engine-0f3a",
+                "prompt_text": prompt,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "Port 4000."},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 30, "completion_tokens": 3},
+            },
+        )
+
+    app = FastAPI()
+    pool = EnginePool()
+    pool.endpoints = [Endpoint(url="http://engine", version="v1")]
+    sink = Sink()
+    client = httpx.AsyncClient(transport=httpx.MockTransport(engine))
+    app.state.pool = pool
+    app.state.chat = ChatService(pool, sink, Keys(), GatewayConfig(), client, router=domain_router)
+    app.include_router(api_router)
+    return app, sink
+
+
+async def call(app: FastAPI, body: dict) -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
+        return await c.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer good"})
+
+
+def client_text(r: httpx.Response, stream: bool) -> tuple[str, list[dict]]:
+    if not stream:
+        data = r.json()
+        return data["choices"][0]["message"]["content"], [data]
+    events = [json.loads(ln[6:]) for ln in r.text.splitlines() if ln.startswith("data: {")]
+    return "".join((c["delta"].get("content") or "") for e in events for c in e["choices"]), events
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_row_keeps_engine_prompt_and_model_text_apart_from_the_suffix(stream):
+    seen: list[dict] = []
+    app, sink = make_app(seen)
+    r = asyncio.run(call(app, {"model": "keel", "messages": USER, "stream": stream, "max_tokens": 8}))
+    assert r.status_code == 200
+    text, bodies = client_text(r, stream)
+    assert text == "Port 4000." + SUFFIX  # the client still sees the sources list
+    assert all("prompt_text" not in b for b in bodies)  # ...but not the engine's prompt, unasked
+    [rec] = sink.records
+    [sent] = seen
+    assert rec.messages == USER
+    assert rec.engine_messages == sent["messages"] == [SYSTEM, *USER]
+    assert rec.engine_prompt == RENDERED
+    assert rec.completion_text == "Port 4000." and rec.appended_text == SUFFIX
+    assert rec.response_text == text
+    assert "return_prompt_text" not in rec.params
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_client_that_asks_for_the_prompt_text_gets_it(stream):
+    app, sink = make_app([])
+    body = {"model": "keel", "messages": USER, "stream": stream, "return_prompt_text": True}
+    r = asyncio.run(call(app, body))
+    _, bodies = client_text(r, stream)
+    assert [b["prompt_text"] for b in bodies if "prompt_text" in b] == [RENDERED]
+    assert sink.records[0].engine_prompt == RENDERED
+
+
+def test_engine_view_lands_in_the_request_log(tmp_path):
+    from keel.store.db import Database
+    from keel.store.requestlog import RequestLogWriter, list_requests
+
+    app, sink = make_app([])
+    asyncio.run(call(app, {"model": "keel", "messages": USER, "max_tokens": 8}))
+    db = Database(tmp_path / "keel.duckdb")
+    writer = RequestLogWriter(db, tmp_path / "journal")
+    writer.start()
+    writer.submit(sink.records[0])
+    writer.close()
+    [row] = list_requests(db, [sink.records[0].request_id])
+    assert row["engine_messages"] == [SYSTEM, *USER] and row["messages"] == USER
+    assert row["engine_prompt"] == RENDERED
+    assert (row["completion_text"], row["appended_text"]) == ("Port 4000.", SUFFIX)
+    db.close()
