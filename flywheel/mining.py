@@ -25,7 +25,15 @@ from typing import Any
 from datasketch import MinHashLSH
 
 from flywheel.config import MiningConfig
-from flywheel.text import NearDupIndex, basic_scrub, minhash, normalise, prompt_text, stable_key
+from flywheel.text import (
+    NearDupIndex,
+    basic_scrub,
+    minhash,
+    normalise,
+    prompt_text,
+    stable_key,
+    strip_appended,
+)
 
 
 @dataclass
@@ -72,13 +80,26 @@ def _json(v: Any) -> Any:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+# Routes on which the engine received the client's messages unchanged (rows logged before the request
+# log kept engine_messages can still be used on these).
+_PLAIN_ROUTES = (None, "direct", "chat")
+
+
 class _Req:
-    """A request row with the fields mining reads."""
+    """A request row with the fields mining reads.
+
+    ``messages`` is what the client sent (prompts are compared on it); ``prompt`` is what the engine
+    received and ``text`` the model's own answer (training rows are built from these two), or None when
+    the row cannot tell (out_of_scope: a canned reply, no engine call; or an older domain row logged
+    before the request log kept the engine's messages).
+    """
 
     __slots__ = (
         "id",
         "key_id",
         "messages",
+        "prompt",
+        "appended",
         "text",
         "route",
         "retrieved",
@@ -92,8 +113,19 @@ class _Req:
         self.id = row["request_id"]
         self.key_id = row.get("key_id")
         self.messages = _json(row.get("messages")) or []
-        self.text = row.get("response_text") or ""
         self.route = row.get("route")
+        meta = _json(row.get("meta")) or {}
+        engine = _json(row.get("engine_messages"))
+        if engine is not None:
+            self.prompt = engine
+        elif self.route in _PLAIN_ROUTES or (self.route == "domain" and meta.get("fallback")):
+            self.prompt = self.messages
+        else:
+            self.prompt = None
+        self.appended = row.get("appended_text") or meta.get("sources_text") or ""
+        own = row.get("completion_text")
+        shown = row.get("response_text") or ""
+        self.text = own if own is not None else strip_appended(shown, self.appended or None)
         self.retrieved = _json(row.get("retrieved")) or []
         self.version = row.get("checkpoint_version")
         status = row.get("status_code")
@@ -145,6 +177,9 @@ class Miner:
             if not r.ok:
                 res.stats["skipped_failed"] += 1
                 return False
+            if r.prompt is None:
+                res.stats["skipped_no_engine_prompt"] += 1
+                return False
             if len(r.text.strip()) < self.cfg.min_chars:
                 res.stats["skipped_short"] += 1
                 return False
@@ -164,11 +199,12 @@ class Miner:
 
         def pair(source: str, good: _Req, chosen: str, bad: _Req, rejected: str, fids: list[str]) -> None:
             rs = [good] if good is bad else [good, bad]
+            assert good.prompt is not None
             raw_pairs.append(
                 PairItem(
                     pair_key=stable_key(source, *sorted({r.id for r in rs}), *sorted(fids)),
                     source=source,
-                    prompt=good.messages,
+                    prompt=good.prompt,
                     chosen=chosen,
                     rejected=rejected,
                     route=good.route,
@@ -186,7 +222,11 @@ class Miner:
             if r is None:
                 res.stats["skipped_missing_request"] += 1
                 continue
-            edited = f.get("edited_text") or ""
+            if r.prompt is None:
+                res.stats["skipped_no_engine_prompt"] += 1
+                continue
+            # the user edited what they saw: the sources list the gateway appended is not theirs
+            edited = strip_appended(f.get("edited_text") or "", r.appended or None)
             if self.cfg.pairs_from_edits and r.text and normalise(r.text) != normalise(edited):
                 pair("edit", r, edited, r, r.text, [f["feedback_id"]])
             if self.cfg.sft_from_edits:
@@ -289,10 +329,11 @@ class Miner:
 
     @staticmethod
     def _sft(source: str, r: _Req, answer: str, fids: list[str], provenance: dict[str, Any]) -> SftItem:
+        assert r.prompt is not None
         return SftItem(
             example_key=stable_key("sft", source, r.id, *sorted(fids)),
             source=source,
-            messages=[*r.messages, {"role": "assistant", "content": answer}],
+            messages=[*r.prompt, {"role": "assistant", "content": answer}],
             route=r.route,
             provenance=provenance,
         )
@@ -367,7 +408,7 @@ class Miner:
 
 REQUEST_COLS = (
     "request_id, created_at, key_id, messages, response_text, route, retrieved, checkpoint_version, "
-    "status_code, error, regenerate_of"
+    "status_code, error, regenerate_of, meta, engine_messages, completion_text, appended_text"
 )
 
 

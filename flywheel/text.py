@@ -32,6 +32,23 @@ def prompt_text(messages: list[dict[str, Any]]) -> str:
     return "\n".join(f"{m.get('role')}: {content_text(m.get('content'))}" for m in messages)
 
 
+# The "Sources:" list the gateway appends to domain answers: a blank line, "Sources:", then lines that
+# start with [n]. A user who edits an answer usually keeps it; a training answer must never carry it.
+_SOURCES_TAIL = re.compile(r"\n[ \t]*\n[ \t]*Sources:[ \t]*\n(?:[ \t]*(?:\[\d+\])+[^\n]*(?:\n|$))+\s*$")
+
+
+def strip_appended(text: str, appended: str | None = None) -> str:
+    """``text`` without what the gateway appended: the exact ``appended`` text when it ends ``text``,
+    else a trailing sources list in the gateway's format (an edited copy of it included)."""
+    if appended:
+        if text.endswith(appended):
+            return text[: -len(appended)]
+        if text.rstrip().endswith(appended.strip()):
+            return text.rstrip()[: -len(appended.strip())].rstrip()
+    m = _SOURCES_TAIL.search(text)
+    return text[: m.start()] if m else text
+
+
 def stable_key(*parts: Any) -> str:
     return hashlib.sha256("\x00".join(str(p) for p in parts).encode("utf-8")).hexdigest()[:32]
 

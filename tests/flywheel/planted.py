@@ -8,6 +8,15 @@ from datetime import UTC, datetime, timedelta
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 FAQ_Q = "How do I change the default port that the TiDB server listens on?"
+# what the gateway appends to a domain answer, and the prompt the engine gets on the domain route
+SUFFIX = "\n\nSources:\n[1] TiDB 配置 / 端口 (tidb-configuration-file.md)"
+
+
+def engine_messages(prompt: str) -> list[dict]:
+    return [
+        {"role": "system", "content": "Answer from the documents.\nDocuments:\n[1] TiDB listens on 4000."},
+        *msgs(prompt),
+    ]
 
 
 def msgs(text: str) -> list[dict]:
@@ -15,19 +24,27 @@ def msgs(text: str) -> list[dict]:
 
 
 def request(con, rid, key, prompt, answer, minute, **kw) -> None:
+    """A row as the gateway logs it; a domain answer carries the sources suffix unless ``legacy`` (a row
+    from before the log kept the engine's view: no engine messages, the suffix inside response_text)."""
+    route = kw.get("route", "domain")
+    domain = route == "domain" and bool(answer)
     row = {
         "request_id": rid,
         "created_at": T0 + timedelta(minutes=minute),
         "key_id": key,
         "messages": json.dumps(msgs(prompt)),
-        "response_text": answer,
-        "route": kw.get("route", "domain"),
-        "checkpoint_version": kw.get("version", "base"),
+        "response_text": answer + SUFFIX if domain else answer,
+        "route": route,
+        "checkpoint_version": kw.get("version", "base") if route != "out_of_scope" else None,
         "status_code": kw.get("status", 200),
         "error": kw.get("error"),
         "regenerate_of": kw.get("regenerate_of"),
         "retrieved": json.dumps([]),
     }
+    if not kw.get("legacy") and route != "out_of_scope":
+        row["engine_messages"] = json.dumps(engine_messages(prompt) if route == "domain" else msgs(prompt))
+        row["completion_text"] = answer
+        row["appended_text"] = SUFFIX if domain else None
     cols = ",".join(row)
     con.execute(f"INSERT INTO requests ({cols}) VALUES ({','.join('?' * len(row))})", list(row.values()))
 
@@ -57,7 +74,10 @@ def plant(con) -> dict[str, str]:
     request(
         con, "r-edit", "k1", "Email alice@example.com: how do I add an index in TiDB?", "I do not know.", 0
     )
-    feedback(con, "f-edit", "r-edit", "k1", "edit", 1, edited_text="Use `CREATE INDEX idx ON t (c);`.")
+    # the user edited what they saw, the sources list included
+    feedback(
+        con, "f-edit", "r-edit", "k1", "edit", 1, edited_text="Use `CREATE INDEX idx ON t (c);`." + SUFFIX
+    )
     # the same edit on the same prompt by another user: a near-duplicate pair
     request(
         con, "r-edit2", "k2", "Email alice@example.com: how do I add an index in TiDB?", "I do not know.", 2
@@ -108,4 +128,20 @@ def plant(con) -> dict[str, str]:
     # an answer rated up whose prompt is an evaluation question: dropped
     request(con, "r-eval", "k2", FAQ_Q, "Set `port` in the [server] section of the config file.", 17)
     feedback(con, "f-eval", "r-eval", "k2", "thumbs", 18, rating=1)
+    # rated up, but unusable for training: an older domain row (the prompt the engine got is unknown)
+    # and an out-of-scope refusal (a canned reply, not the model's tokens)
+    request(
+        con, "r-legacy", "k2", "Which storage engine does TiFlash use?", "A columnar one.", 19, legacy=True
+    )
+    feedback(con, "f-legacy", "r-legacy", "k2", "thumbs", 20, rating=1)
+    request(
+        con,
+        "r-oos",
+        "k2",
+        "Write me a poem about spring.",
+        "Sorry, I only answer TiDB questions.",
+        21,
+        route="out_of_scope",
+    )
+    feedback(con, "f-oos", "r-oos", "k2", "thumbs", 22, rating=1)
     return {"eval_question": FAQ_Q}

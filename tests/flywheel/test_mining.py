@@ -13,7 +13,7 @@ from keel.store.db import Database
 
 from flywheel.config import MiningConfig
 from flywheel.mining import Miner, load_window
-from tests.flywheel.planted import FAQ_Q, feedback, plant, request
+from tests.flywheel.planted import FAQ_Q, SUFFIX, engine_messages, feedback, plant, request
 
 
 @pytest.fixture
@@ -61,10 +61,11 @@ def test_planted_log_gives_expected_pairs(setup):
     edit = pairs["edit"]
     assert edit["chosen"] == "Use `CREATE INDEX idx ON t (c);`." and edit["rejected"] == "I do not know."
     assert (
-        "alice@example.com" not in edit["prompt"][0]["content"] and "<EMAIL>" in edit["prompt"][0]["content"]
+        "alice@example.com" not in edit["prompt"][-1]["content"]
+        and "<EMAIL>" in edit["prompt"][-1]["content"]
     )
     assert edit["prov"]["feedback_ids"] in (["f-edit"], ["f-edit2"])
-    assert st["dropped_duplicate_pairs"] == 1  # the second identical edit
+    assert st["dropped_duplicate_pairs"] == 1  # the second identical edit (once the sources list is off)
 
     regen = pairs["regenerate"]
     assert regen["chosen"].startswith("TiKV is") and regen["rejected"] == "A kind of fruit."
@@ -218,4 +219,37 @@ def test_load_window_on_duckdb(setup):
     _, db = setup
     reqs, fbs = load_window(db.cursor(), None)
     assert {r["request_id"] for r in reqs} >= {"r-old", "r-new", "r-a", "r-b"}
-    assert len(fbs) == 9
+    assert len(fbs) == 11
+
+
+def test_training_rows_are_the_engine_prompt_and_the_model_own_text(setup, tmp_path):
+    """Prompts are what the engine received (domain template, chunks), answers never carry the sources
+    list the gateway appended (nor a user's edit that kept it); rows that cannot tell are skipped."""
+    settings, db = setup
+    st = run_mining(db, settings)["stats"]
+    pairs = _pairs(db)
+    prompts = {r[0]: json.loads(r[1]) for r in db.fetchall("SELECT request_id, messages FROM requests")}
+    for p in pairs.values():
+        rid = p["prov"]["request_ids"][0]
+        assert p["prompt"] == engine_messages(
+            prompts[rid][-1]["content"].replace("alice@example.com", "<EMAIL>")
+        )
+        assert "Sources:" not in p["chosen"] and "Sources:" not in p["rejected"]
+    sft = [json.loads(r[0]) for r in db.fetchall("SELECT messages FROM sft_examples")]
+    assert sft and all(m[0]["role"] == "system" and "Sources:" not in m[-1]["content"] for m in sft)
+    used = {i for p in pairs.values() for i in p["prov"]["request_ids"]}
+    used |= {
+        r[0]
+        for r in db.fetchall("SELECT json_extract_string(provenance, '$.request_ids[0]') FROM sft_examples")
+    }
+    assert not used & {"r-legacy", "r-oos"} and st["skipped_no_engine_prompt"] == 2
+
+    # an annotator who pastes a sources list into the chosen answer: the export still drops it
+    queue = ReviewQueue(db, lease_s=60)
+    while (item := queue.next_item("k-ann")) is not None:
+        edit = item["chosen"] + SUFFIX if item["source"] == "choice" else None
+        queue.decide("k-ann", "ann", item["pair_id"], item["lease_token"], "edit" if edit else "accept", edit)
+    snap = Path(run_export(db, settings, str(tmp_path / "snap"))["path"])
+    for part in ("dpo", "sft"):
+        text = (snap / part / "train.jsonl").read_text()
+        assert text and "Sources:" not in text

@@ -127,6 +127,7 @@ def _prompt_text(messages: Any) -> str:
 def run_export(db: Database, settings, out: str | None, include_unreviewed: bool = False) -> dict[str, Any]:
     """Reviewed pairs (accepted, with swap/edit applied) and SFT examples → a TRL snapshot."""
     from flywheel.export import dpo_row, sft_row, write_export
+    from flywheel.text import strip_appended
 
     cur = db.cursor()
     statuses = ["accepted", "pending"] if include_unreviewed else ["accepted"]
@@ -146,6 +147,8 @@ def run_export(db: Database, settings, out: str | None, include_unreviewed: bool
     pairs, sft, seen = [], [], set()
     for pid, source, prompt, chosen, rejected, route, prov, status, _ in pair_rows:
         prompt = json.loads(prompt)
+        # mined answers come without the gateway's sources list; an annotator's edit may paste one back
+        chosen, rejected = strip_appended(chosen), strip_appended(rejected)
         meta = {
             "pair_id": pid,
             "source": source,
@@ -168,7 +171,9 @@ def run_export(db: Database, settings, out: str | None, include_unreviewed: bool
     for eid, source, messages, route, prov in cur.execute(
         "SELECT example_id, source, messages, route, provenance FROM sft_examples ORDER BY created_at, example_id"
     ).fetchall():
-        row = sft_row(json.loads(messages))
+        messages = json.loads(messages)
+        messages[-1] = {**messages[-1], "content": strip_appended(messages[-1].get("content") or "")}
+        row = sft_row(messages)
         key = json.dumps(row, sort_keys=True)
         if key not in seen:
             seen.add(key)
