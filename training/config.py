@@ -8,13 +8,54 @@ recipe key or type is a one-line error.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from training.errors import TrainingError
 
-class RecipeError(ValueError):
+
+class RecipeError(TrainingError):
     """A recipe problem worth one line."""
+
+
+def read_recipe(path: Path) -> dict[str, Any]:
+    """A recipe (or any Keel YAML mapping file): the one reader, with one-line errors."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise RecipeError(f"file not found: {path}") from None
+    except (OSError, yaml.YAMLError) as e:
+        raise RecipeError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path} must hold a mapping at the top level")
+    return data
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["a.b=3", "c=[x, y]"]`` → ``{"a": {"b": 3}, "c": ["x", "y"]}``; values are parsed as YAML.
+
+    The one override parser: recipes (flat keys) and the platform's ``--set section.key=value`` use it.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"override {item!r} is not of the form key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            raise RecipeError(f"override {item!r}: the value is not valid YAML") from None
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"override {item!r} conflicts with another override")
+        node[parts[-1]] = value
+    return out
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -59,6 +100,10 @@ class StageConfig:
     lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "Modules LoRA wraps.")
     report: bool = _f(True, "Write report.html/report.png into the checkpoint.")
     num_threads: int = _f(0, "torch CPU threads (0: torch default).")
+    max_wall_clock_s: float = _f(
+        0.0, "Stop cleanly before this many seconds of training (0: no limit); the checkpoint is still saved."
+    )
+    max_train_tokens: int = _f(0, "Stop cleanly after this many input tokens (0: no limit).")
 
     stage: str = field(default="", init=False, metadata={"help": "Set by the subclass."})
 

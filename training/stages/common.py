@@ -19,9 +19,10 @@ from typing import Any
 from training.checkpoint import CheckpointError, build_manifest, read_manifest, write_manifest
 from training.config import StageConfig
 from training.data.snapshot import Snapshot, load_snapshot
+from training.errors import TrainingError
 
 
-class RunError(RuntimeError):
+class RunError(TrainingError, RuntimeError):
     """A run problem worth one line."""
 
 
@@ -151,6 +152,8 @@ def trainer_kwargs(cfg: StageConfig, paths: RunPaths, has_eval: bool) -> dict[st
         dataloader_num_workers=0,
         disable_tqdm=False,
         use_cpu=_no_cuda(),
+        # counted for the token budget and the manifest (saved in trainer_state.json, so it survives resume)
+        include_num_input_tokens_seen="all",
     )
     if has_eval:
         kw["eval_strategy"] = "steps" if cfg.eval_steps > 0 else "no"
@@ -210,6 +213,70 @@ def make_recorder():
                     f.write(json.dumps(rec) + "\n")
 
     return Recorder()
+
+
+BUDGET_FILE = "budget.json"
+
+
+def make_budget(cfg: StageConfig, paths: RunPaths, resume: bool):
+    """A TrainerCallback that stops training cleanly when the wall-clock or token budget runs out.
+
+    The Trainer then returns normally and the stage saves its complete final checkpoint. The wall clock
+    counts from the start of `train()` (first evaluation included) plus, on resume, the time the earlier
+    attempts trained (kept in the work folder), and it stops one step early when the next step would end
+    past the budget, so a nightly cycle ends inside its window."""
+    import time
+
+    from transformers import TrainerCallback
+
+    budget_path = paths.work / BUDGET_FILE
+
+    class Budget(TrainerCallback):
+        def __init__(self) -> None:
+            self.prior_s = 0.0
+            if resume and budget_path.exists():
+                self.prior_s = float(
+                    json.loads(budget_path.read_text(encoding="utf-8")).get("elapsed_s", 0.0)
+                )
+            self.t0 = time.monotonic()
+            self.last = self.t0
+            self.step_s = 0.0  # the slowest recent step (the next one is predicted from it)
+            self.stopped_by: str | None = None
+            self.tokens = 0
+
+        def elapsed(self) -> float:
+            return self.prior_s + time.monotonic() - self.t0
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.t0 = self.last = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kw):
+            now = time.monotonic()
+            self.step_s = max(now - self.last, 0.8 * self.step_s)
+            self.last = now
+            self.tokens = int(state.num_input_tokens_seen or 0)
+            elapsed = self.elapsed()
+            if state.is_world_process_zero:
+                tmp = budget_path.with_suffix(".tmp")
+                tmp.write_text(json.dumps({"elapsed_s": elapsed, "tokens": self.tokens}), encoding="utf-8")
+                os.replace(tmp, budget_path)
+            if cfg.max_wall_clock_s > 0 and elapsed + self.step_s > cfg.max_wall_clock_s:
+                self.stopped_by = "wall_clock"
+            elif cfg.max_train_tokens > 0 and self.tokens >= cfg.max_train_tokens:
+                self.stopped_by = "tokens"
+            if self.stopped_by:
+                control.should_training_stop = True
+
+        def summary(self) -> dict[str, Any]:
+            return {
+                "max_wall_clock_s": cfg.max_wall_clock_s,
+                "max_train_tokens": cfg.max_train_tokens,
+                "stopped_by": self.stopped_by,
+                "train_s": round(self.elapsed(), 2),
+                "tokens": self.tokens,
+            }
+
+    return Budget()
 
 
 def resume_records(paths: RunPaths) -> list[dict[str, Any]]:

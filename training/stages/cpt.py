@@ -133,7 +133,8 @@ def main(cfg: CPTConfig, resume: bool = False) -> common.RunResult:
     common.setup_torch(cfg)
     paths, snap = common.prepare_run(cfg, resume)
     recorder = common.make_recorder()
-    callbacks = [recorder]
+    budget = common.make_budget(cfg, paths, resume)
+    callbacks = [recorder, budget]
     evals = {
         name: common.read_rows(path, cfg.max_eval_samples)
         for name, path in snap.evals.items()
@@ -183,6 +184,7 @@ def main(cfg: CPTConfig, resume: bool = False) -> common.RunResult:
     }
     if stopper is not None:
         extra["early_stopped_at"] = stopper.stopped_at
+    extra["budget"] = budget.summary()
     return common.save_final(
         trainer, tokenizer, cfg, paths, snap, steps, recorder.records, post_save, extra, recorder.resumed_from
     )

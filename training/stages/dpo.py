@@ -12,6 +12,7 @@ def main(cfg: DPOConfig, resume: bool = False) -> common.RunResult:
     common.setup_torch(cfg)
     paths, snap = common.prepare_run(cfg, resume)
     recorder = common.make_recorder()
+    budget = common.make_budget(cfg, paths, resume)
     tokenizer = common.load_tokenizer(cfg.model)
     peft = common.peft_config(cfg)
     # With LoRA, TRL uses the adapter-disabled policy as the reference (that is the parent); otherwise
@@ -30,7 +31,7 @@ def main(cfg: DPOConfig, resume: bool = False) -> common.RunResult:
         train_dataset=common.read_rows(snap.train, cfg.max_train_samples),
         processing_class=tokenizer,
         peft_config=peft,
-        callbacks=[recorder],
+        callbacks=[recorder, budget],
     )
     steps = common.run_training(trainer, paths, resume, recorder)
     return common.save_final(
@@ -41,6 +42,6 @@ def main(cfg: DPOConfig, resume: bool = False) -> common.RunResult:
         snap,
         steps,
         recorder.records,
-        extra={"reference": cfg.ref_model or cfg.model},
+        extra={"reference": cfg.ref_model or cfg.model, "budget": budget.summary()},
         resumed_from=recorder.resumed_from,
     )

@@ -44,9 +44,18 @@ def main(cfg: SFTConfig, resume: bool = False) -> common.RunResult:
     common.setup_torch(cfg)
     paths, snap = common.prepare_run(cfg, resume)
     recorder = common.make_recorder()
-    trainer, tokenizer, original_template = build_trainer(cfg, paths, snap.train, [recorder])
+    budget = common.make_budget(cfg, paths, resume)
+    trainer, tokenizer, original_template = build_trainer(cfg, paths, snap.train, [recorder, budget])
     steps = common.run_training(trainer, paths, resume, recorder)
     tokenizer.chat_template = original_template  # serve with the model's own template
     return common.save_final(
-        trainer, tokenizer, cfg, paths, snap, steps, recorder.records, resumed_from=recorder.resumed_from
+        trainer,
+        tokenizer,
+        cfg,
+        paths,
+        snap,
+        steps,
+        recorder.records,
+        extra={"budget": budget.summary()},
+        resumed_from=recorder.resumed_from,
     )
