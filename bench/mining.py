@@ -28,11 +28,14 @@ from tests.harness import PlatformProcess  # noqa: E402
 
 SEED_SQL = """
 INSERT INTO requests (request_id, created_at, key_id, endpoint, messages, response_text, route,
-                      checkpoint_version, status_code, regenerate_of)
+                      checkpoint_version, status_code, regenerate_of, engine_messages, completion_text)
 SELECT 'r' || i, TIMESTAMPTZ '2026-11-01 00:00:00+00' + to_seconds(i), $key, '/v1/chat/completions',
        json_array(json_object('role', 'user', 'content', 'Question ' || (i % 50000) || ' about TiDB topic ' || (i % 997))),
        'Answer ' || i || ' with some words about the topic', 'domain', 'base', 200,
-       CASE WHEN i % 200 = 1 THEN 'r' || (i - 1) END
+       CASE WHEN i % 200 = 1 THEN 'r' || (i - 1) END,
+       json_array(json_object('role', 'system', 'content', 'Documents about topic ' || (i % 997)),
+                  json_object('role', 'user', 'content', 'Question ' || (i % 50000) || ' about TiDB topic ' || (i % 997))),
+       'Answer ' || i || ' with some words about the topic'
 FROM range($n) t(i);
 INSERT INTO feedback (feedback_id, request_id, key_id, kind, rating, dedup_key, created_at)
 SELECT 'ft' || i, 'r' || i, $key, 'thumbs', CASE WHEN i % 3 = 0 THEN -1 ELSE 1 END, 'ft' || i,
