@@ -23,8 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flywheel.errors import FlywheelError
 
-class ExportError(ValueError):
+
+class ExportError(FlywheelError, ValueError):
     pass
 
 

@@ -12,7 +12,7 @@ class EngineConfig(BaseModel):
         "127.0.0.1", description="Engines bind loopback only: vLLM's admin routes are unauthenticated."
     )
     base_port: int = Field(
-        8100, description="First port tried for a managed engine; the next free one is used."
+        0, description="First port tried for a managed engine (the next free one is used); 0: the OS picks one."
     )
     python: str = Field("", description="Interpreter that runs vLLM (empty: the platform's own).")
     dtype: str = Field(

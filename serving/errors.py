@@ -21,6 +21,10 @@ _TYPES = {
 }
 
 
+class ServingError(Exception):
+    """The serving package's user-facing error base (serving cannot import keel's ``KeelError``)."""
+
+
 class APIError(Exception):
     """Raised anywhere in the request path; rendered as OpenAI error JSON."""
 

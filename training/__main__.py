@@ -12,32 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 from training.checkpoint import CheckpointError
-from training.config import RecipeError, make_config
+from training.config import RecipeError, make_config, parse_overrides, read_recipe
 from training.data.snapshot import SnapshotError
 from training.stages.common import RunError
-
-
-def parse_overrides(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise RecipeError(f"override {item!r} is not key=value")
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-    return out
-
-
-def read_recipe(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise RecipeError(f"cannot read recipe {path}: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"recipe {path} must be a mapping")
-    return data
 
 
 def run_stage(stage: str, data: dict, resume: bool = False):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from training.errors import TrainingError
+
 GENERATION_TAG = "{% generation %}"
 
 # {{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}
@@ -27,7 +29,7 @@ _REPLACEMENT = (
 )
 
 
-class TemplateError(ValueError):
+class TemplateError(TrainingError, ValueError):
     pass
 
 

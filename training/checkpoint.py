@@ -16,11 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from training.errors import TrainingError
+
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(TrainingError, RuntimeError):
     """A checkpoint problem worth one line."""
 
 

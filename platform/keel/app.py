@@ -186,8 +186,41 @@ class Platform:
         self.db.close()
 
 
+def install_error_handlers(app: FastAPI) -> None:
+    """One error shape everywhere: OpenAI's ``{"error": {...}}``."""
+
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0] if exc.errors() else {}
+        param = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        return APIError(
+            400, f"invalid '{param}': {err.get('msg', 'bad request')}", "invalid_request", param
+        ).response()
+
+
+def admin_routers() -> list:
+    """The admin API's routers: what the CLI calls, served by the platform or in-process (cli/client.py)."""
+    from keel.api import checkpoints, evals, flywheel, keys, requests
+
+    return [area.router for area in (keys, requests, checkpoints, evals, flywheel)]
+
+
+def create_admin_app(platform) -> FastAPI:
+    """Only the admin API, over whatever holds the database (``platform.db``): the CLI's local path."""
+    app = FastAPI(title="Keel admin", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.platform = platform
+    install_error_handlers(app)
+    for router in admin_routers():
+        app.include_router(router)
+    return app
+
+
 def create_app(platform: Platform) -> FastAPI:
-    from keel.api import checkpoints, evals, flywheel, index, keys, requests
+    from keel.api import index
     from keel.web.annotation import router as annotation_router
     from serving.feedback.api import router as feedback_router
     from serving.gateway.api import router as gateway_router
@@ -205,22 +238,11 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.pool = platform.pool
     app.state.chat = platform.chat
     app.state.feedback = platform.feedback
-
-    @app.exception_handler(APIError)
-    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-        return exc.response()
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        err = exc.errors()[0] if exc.errors() else {}
-        param = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        return APIError(
-            400, f"invalid '{param}': {err.get('msg', 'bad request')}", "invalid_request", param
-        ).response()
+    install_error_handlers(app)
 
     app.include_router(gateway_router)
     app.include_router(feedback_router)
-    for area in (keys, requests, checkpoints, evals, flywheel, index):
-        app.include_router(area.router)
+    for router in [*admin_routers(), index.router]:
+        app.include_router(router)
     app.include_router(annotation_router)
     return app

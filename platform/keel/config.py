@@ -8,15 +8,22 @@ Layers, lowest priority first: the packaged ``defaults.yaml``, a user YAML (``--
 from __future__ import annotations
 
 import os
-from functools import cache
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
 from flywheel.config import MiningConfig
+from keel.errors import KeelError
 from keel.review.config import AnnotationConfig
 from serving.config import EngineConfig, GatewayConfig
 from serving.rag.config import RagConfig
@@ -28,7 +35,7 @@ DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
 DEMO_CORPUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "domain" / "tidb-docs-zh" / "docs"
 
 
-class ConfigError(ValueError):
+class ConfigError(KeelError):
     """A configuration problem worth one line to the user."""
 
 
@@ -69,20 +76,8 @@ class SwapConfig(BaseModel):
     )
 
 
-class _YamlSource(PydanticBaseSettingsSource):
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]):
-        super().__init__(settings_cls)
-        self._data = data
-
-    def get_field_value(self, field, field_name):  # pragma: no cover - unused, __call__ does the work
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return self._data
-
-
 class KeelSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KEEL_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="KEEL_", env_nested_delimiter="__", extra="forbid")
 
     data_dir: Path = Field(Path("~/.keel"), description="Where checkpoints, the database and indexes live.")
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -95,15 +90,25 @@ class KeelSettings(BaseSettings):
     mining: MiningConfig = Field(default_factory=MiningConfig)
     annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
     eval: EvalSettings = Field(default_factory=EvalSettings)
-    extra: dict[str, Any] = Field(default_factory=dict, description="Sections owned by parts not wired yet.")
 
     @field_validator("data_dir", mode="before")
     @classmethod
     def _expand(cls, v: Any) -> Any:
         return Path(str(v)).expanduser()
 
-    # Filled in by load_settings before construction.
-    _yaml_layers: list[dict[str, Any]] = []
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_keys(cls, data: Any) -> Any:
+        # Sections are plain pydantic models that ignore extra keys by default; a misspelt key must not
+        # silently fall back to its default, so every layer's keys are checked here, by their dotted path.
+        if isinstance(data, dict) and (unknown := unknown_keys(cls, data)):
+            raise ValueError(
+                "unknown setting" + ("s" if len(unknown) > 1 else "") + ": " + ", ".join(unknown)
+            )
+        return data
+
+    # Filled in by load_settings before construction: the YAML files, lowest priority first.
+    _yaml_files: list[Path] = []
 
     @classmethod
     def settings_customise_sources(
@@ -114,8 +119,8 @@ class KeelSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_sources = [_YamlSource(settings_cls, d) for d in reversed(cls._yaml_layers)]
-        return (init_settings, env_settings, *yaml_sources)
+        yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=cls._yaml_files, deep_merge=True)
+        return (init_settings, env_settings, yaml_source)
 
     # Paths derived from data_dir, so every part agrees on the layout.
     @property
@@ -149,53 +154,74 @@ class KeelSettings(BaseSettings):
         return self.data_dir / "run"
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds (also through ``X | None``), else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        models = [m for a in typing.get_args(annotation) if (m := _section_model(a))]
+        return models[0] if len(models) == 1 else None
+    return None
+
+
+def unknown_keys(model: type[BaseModel], data: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths in ``data`` that ``model`` (recursively) has no field for."""
+    out = []
+    fields = model.model_fields
+    aliases = {f.alias: name for name, f in fields.items() if f.alias}
+    for key, value in data.items():
+        name = aliases.get(key, key)
+        if name not in fields:
+            out.append(prefix + str(key))
+            continue
+        sub = _section_model(fields[name].annotation)
+        if sub is not None and isinstance(value, dict) and sub.model_config.get("extra") != "allow":
+            out.extend(unknown_keys(sub, value, f"{prefix}{key}."))
+    return out
+
+
+def check_yaml_file(path: Path) -> Path:
+    """A config file that exists and holds a YAML mapping, or a one-line ConfigError."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as e:
+    except (FileNotFoundError, IsADirectoryError) as e:
         raise ConfigError(f"config file not found: {path}") from e
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    return data
+    return path
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     """``["gateway.port=9000", "engine.extra_args=[--foo]"]`` → nested dict (values parsed as YAML)."""
-    out: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} is not of the form section.key=value")
-        value = yaml.safe_load(raw) if raw.strip() else ""
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r} conflicts with another override")
-        node[parts[-1]] = value
-    return out
+    from training.config import RecipeError
+    from training.config import parse_overrides as parse
+
+    try:
+        return parse(overrides)
+    except RecipeError as e:
+        raise ConfigError(str(e)) from None
 
 
 def load_settings(config_file: Path | str | None = None, overrides: list[str] | None = None) -> KeelSettings:
     """Build the settings object. Call once per process and pass sections down."""
-    layers = [_read_yaml(DEFAULTS_FILE)]
+    files = [DEFAULTS_FILE]
     user = config_file or os.environ.get("KEEL_CONFIG")
     if user:
-        layers.append(_read_yaml(Path(user).expanduser()))
-    KeelSettings._yaml_layers = layers
+        files.append(check_yaml_file(Path(user).expanduser()))
+    KeelSettings._yaml_files = files
     try:
         return KeelSettings(**parse_overrides(overrides or []))
-    except ConfigError:
-        raise
-    except Exception as e:  # pydantic ValidationError → one line
-        first = str(e).splitlines()
-        raise ConfigError("invalid configuration: " + " ".join(first[1:3]).strip()) from e
+    except ValidationError as e:
+        raise ConfigError("invalid configuration: " + describe(e)) from None
 
 
-@cache
-def settings() -> KeelSettings:
-    """Process-wide settings for code paths that have no explicit object (CLI entry)."""
-    return load_settings()
+def describe(e: ValidationError) -> str:
+    """A pydantic error as one line that names each bad setting by its dotted path."""
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        msg = err.get("msg", "invalid").removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)

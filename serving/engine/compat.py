@@ -7,6 +7,8 @@ import json
 import struct
 from pathlib import Path
 
+from serving.errors import ServingError
+
 # Fields that fix tensor shapes and the forward pass; if any differs, reload-in-place is impossible.
 ARCH_FIELDS = (
     "architectures",
@@ -26,7 +28,7 @@ ARCH_FIELDS = (
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt", "special_tokens_map.json")
 
 
-class CheckpointError(ValueError):
+class NotServableError(ServingError, ValueError):
     """A folder that must not be served; the message says why in one line."""
 
 
@@ -34,9 +36,9 @@ def _config(folder: Path) -> dict:
     try:
         return json.loads((folder / "config.json").read_text())
     except FileNotFoundError as e:
-        raise CheckpointError(f"{folder} has no config.json") from e
+        raise NotServableError(f"{folder} has no config.json") from e
     except json.JSONDecodeError as e:
-        raise CheckpointError(f"{folder}/config.json is not valid JSON") from e
+        raise NotServableError(f"{folder}/config.json is not valid JSON") from e
 
 
 def tokenizer_fingerprint(folder: Path) -> str:
@@ -64,21 +66,21 @@ def safetensors_index(folder: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     """name → (dtype, shape) over every *.safetensors file; raises on a truncated or corrupt file."""
     files = sorted(folder.glob("*.safetensors"))
     if not files:
-        raise CheckpointError(f"{folder} has no *.safetensors weights")
+        raise NotServableError(f"{folder} has no *.safetensors weights")
     out: dict[str, tuple[str, tuple[int, ...]]] = {}
     for f in files:
         size = f.stat().st_size
         with open(f, "rb") as fh:
             raw = fh.read(8)
             if len(raw) < 8:
-                raise CheckpointError(f"{f} is truncated")
+                raise NotServableError(f"{f} is truncated")
             (hlen,) = struct.unpack("<Q", raw)
             if hlen > size - 8:
-                raise CheckpointError(f"{f} is truncated or not a safetensors file")
+                raise NotServableError(f"{f} is truncated or not a safetensors file")
             try:
                 header = json.loads(fh.read(hlen))
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise CheckpointError(f"{f} has a corrupt header") from e
+                raise NotServableError(f"{f} has a corrupt header") from e
         end = 0
         for name, meta in header.items():
             if name == "__metadata__":
@@ -86,17 +88,17 @@ def safetensors_index(folder: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
             end = max(end, meta["data_offsets"][1])
             out[name] = (meta["dtype"], tuple(meta["shape"]))
         if 8 + hlen + end > size:
-            raise CheckpointError(f"{f} is truncated ({size} bytes, header says {8 + hlen + end})")
+            raise NotServableError(f"{f} is truncated ({size} bytes, header says {8 + hlen + end})")
     return out
 
 
 def check_servable(folder: Path) -> None:
     if not folder.is_dir():
-        raise CheckpointError(f"checkpoint folder not found: {folder}")
+        raise NotServableError(f"checkpoint folder not found: {folder}")
     _config(folder)
     safetensors_index(folder)
     if not any((folder / n).exists() for n in TOKENIZER_FILES):
-        raise CheckpointError(f"{folder} has no tokenizer files")
+        raise NotServableError(f"{folder} has no tokenizer files")
 
 
 def same_architecture(current: Path, new: Path) -> tuple[bool, str]:

@@ -17,12 +17,13 @@ from pathlib import Path
 import httpx
 
 from serving.config import EngineConfig
+from serving.errors import ServingError
 
 # Seconds a managed engine keeps an idle connection from the gateway (vLLM's default is 5 s).
 ENGINE_KEEP_ALIVE_S = 75
 
 
-class EngineStartError(RuntimeError):
+class EngineStartError(ServingError, RuntimeError):
     """An engine that did not become healthy; the message is one line naming the cause."""
 
 

@@ -21,15 +21,16 @@ from pathlib import Path
 
 import httpx
 
-from serving.engine.compat import CheckpointError, check_servable, same_architecture
+from serving.engine.compat import NotServableError, check_servable, same_architecture
 from serving.engine.pool import Endpoint, EnginePool
 from serving.engine.process import EngineStartError
 from serving.engine.supervisor import EngineSupervisor
+from serving.errors import ServingError
 
 log = logging.getLogger("keel.swap")
 
 
-class SwapError(RuntimeError):
+class SwapError(ServingError, RuntimeError):
     """The swap did not happen; serving is unchanged. One line."""
 
 
@@ -99,7 +100,7 @@ class Swapper:
         """("in_place" | "blue_green", why)."""
         try:
             check_servable(new_dir)
-        except CheckpointError as e:
+        except NotServableError as e:
             raise SwapError(str(e)) from e
         current = self.pool.endpoints[0].model_dir if self.pool.endpoints else None
         if current is None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from serving.errors import ServingError
+
 MARKDOWN = {".md", ".markdown", ".mdx"}
 TEXT = {".txt", ".text", ".rst"}
 JSONL = {".jsonl"}
@@ -19,7 +21,7 @@ SUPPORTED = MARKDOWN | TEXT | JSONL
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.S)
 
 
-class InputError(ValueError):
+class InputError(ServingError, ValueError):
     """A file that cannot be indexed; the message names the file (and line) in one line."""
 
 

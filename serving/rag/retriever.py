@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serving.errors import ServingError
 from serving.rag.chunking import Chunk
 from serving.rag.config import RagConfig
 from serving.rag.embedder import Embedder, load_embedder
@@ -22,7 +23,7 @@ from serving.rag.lexical import _CJK, LexicalIndex
 from serving.rag.store import IndexStoreError, catalog_path, load_catalog, open_collection
 
 
-class RetrievalError(RuntimeError):
+class RetrievalError(ServingError, RuntimeError):
     """Retrieval could not run (no index, Chroma failure)."""
 
 

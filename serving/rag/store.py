@@ -17,12 +17,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from serving.errors import ServingError
 from serving.rag.chunking import Chunk
 
 CATALOG_VERSION = 1
 
 
-class IndexStoreError(RuntimeError):
+class IndexStoreError(ServingError, RuntimeError):
     """The index folder cannot be used (corrupt, wrong model, locked); one line for the user."""
 
 

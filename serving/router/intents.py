@@ -7,6 +7,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
+from serving.errors import ServingError
+
 DEFAULT_INTENTS = Path(__file__).with_name("intents.yaml")
 ROUTES = ("domain", "chat", "out_of_scope")
 
@@ -27,7 +29,7 @@ class Intents(BaseModel):
         )
 
 
-class IntentsError(ValueError):
+class IntentsError(ServingError, ValueError):
     """The intents file is missing or malformed (one line)."""
 
 

@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from training.data.dedup import NearDupIndex
+from training.errors import TrainingError
 
 
-class OverlapError(ValueError):
+class OverlapError(TrainingError, ValueError):
     """A training row overlaps an evaluation set."""
 
 

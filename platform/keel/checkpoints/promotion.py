@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from keel.errors import KeelError
 from keel.store import registry
 from keel.store.db import Database
-from serving.engine.compat import CheckpointError, check_servable
+from serving.engine.compat import NotServableError, check_servable
 from serving.engine.swap import SwapError, Swapper
 
 
-class PromotionError(RuntimeError):
+class PromotionError(KeelError, RuntimeError):
     """Refused or failed; serving is untouched. One line."""
 
 
@@ -122,7 +123,7 @@ class PromotionService:
         path = Path(cp.path)
         try:
             check_servable(path)
-        except CheckpointError as e:
+        except NotServableError as e:
             raise PromotionError(str(e)) from e
         if self.swapper is not None and self.swapper.lock.locked():
             raise PromotionError("another swap is running; try again when it has finished")

@@ -64,19 +64,22 @@ def _register() -> None:
         ("eval", "Evaluate checkpoints and apply promotion gates."),
         ("index", "Build or update the document index (RAG)."),
     ]:
-        try:
-            mod = __import__(f"keel.cli.{name}", fromlist=["app"])
-        except ModuleNotFoundError:
-            continue
+        mod = __import__(
+            f"keel.cli.{name}", fromlist=["app"]
+        )  # a broken import must show, not hide a command
         app.add_typer(mod.app, name=name, help=help_)
 
 
 def main() -> None:
     _register()
     from keel.config import ConfigError
+    from keel.errors import user_errors
 
     try:
         app()
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except user_errors() as e:  # the user can act on these: one line; anything else is a bug and shows
+        typer.echo(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", err=True)
+        sys.exit(1)

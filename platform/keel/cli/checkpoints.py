@@ -10,47 +10,9 @@ from typing import Annotated
 import typer
 
 from keel.cli import app as root
-from keel.cli import fail, load
+from keel.cli import load
 
 app = typer.Typer(no_args_is_help=True)
-
-
-class _Local:
-    """Same operations on the database file when no platform is running."""
-
-    def __init__(self, settings):
-        from keel.checkpoints.promotion import PromotionService
-        from keel.store.db import Database
-
-        self.db = Database(settings.db_path)
-        self.service = PromotionService(self.db, None)
-
-    def call(self, method: str, path: str, json_body: dict | None = None):
-        import asyncio
-
-        from keel.store import registry
-
-        body = json_body or {}
-        if path == "/admin/checkpoints" and method == "GET":
-            return [c.to_dict() for c in registry.list_all(self.db)]
-        if path.startswith("/admin/checkpoints/"):
-            return registry.get(self.db, path.rsplit("/", 1)[1]).to_dict()
-        if path == "/admin/checkpoints":
-            return registry.add(self.db, Path(body["path"]), body.get("version")).to_dict()
-        if path == "/admin/promote":
-            out = asyncio.run(
-                self.service.promote(
-                    body["version"], force=body["force"], by=body["by"], reason=body["reason"]
-                )
-            )
-            return out.to_dict()
-        if path == "/admin/rollback":
-            return asyncio.run(
-                self.service.rollback(body["to"], by=body["by"], reason=body["reason"])
-            ).to_dict()
-        if path.startswith("/admin/swaps"):
-            return self.service.history()
-        raise ValueError(path)
 
 
 # A swap is bounded on the platform's side (engine start with one retry, warm-up, drain, per replica), so
@@ -61,17 +23,10 @@ _SWAP_PATHS = ("/admin/promote", "/admin/rollback")
 def _call(method: str, path: str, body: dict | None = None):
     import httpx
 
-    from keel.cli.client import AdminClient, running_platform
+    from keel.cli.client import call
 
-    settings = load()
-    try:
-        live = running_platform(settings)
-        if live:
-            kw = {"timeout": httpx.Timeout(30.0, read=None)} if path in _SWAP_PATHS else {}
-            return AdminClient(*live).call(method, path, json=body, **kw), True
-        return _Local(settings).call(method, path, body), False
-    except Exception as e:
-        raise fail(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+    kw = {"timeout": httpx.Timeout(30.0, read=None)} if path in _SWAP_PATHS else {}
+    return call(load(), method, path, json=body, **kw)
 
 
 def _table(rows: list[dict]) -> None:

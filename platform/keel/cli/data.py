@@ -26,10 +26,10 @@ def prepare(
     import json
 
     from keel.cli import fail, load
-    from keel.config import _read_yaml, parse_overrides
+    from training.config import parse_overrides, read_recipe
 
     settings = load()
-    data = {**_read_yaml(config), **parse_overrides(list(overrides or []))}
+    data = {**read_recipe(config), **parse_overrides(list(overrides or []))}
     if not data.get("output"):
         data["output"] = str(settings.data_dir / "datasets" / f"{data.get('kind', 'cpt')}-{config.stem}")
 

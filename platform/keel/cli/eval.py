@@ -19,6 +19,8 @@ from typing import Annotated
 
 import typer
 
+from keel.errors import KeelError
+
 app = typer.Typer(no_args_is_help=True)
 
 
@@ -95,52 +97,29 @@ def _checkpoint(ref: str) -> Path:
 
 
 class _Registry:
-    """The registry through the running platform's admin API, or the database file when none runs."""
-
-    def __init__(self) -> None:
-        from keel.cli import load
-        from keel.cli.client import AdminClient, running_platform
-
-        settings = load()
-        live = running_platform(settings)
-        self.client = AdminClient(*live) if live else None
-        self.db_path = settings.db_path
-
-    def _db(self):
-        from keel.store.db import Database
-
-        return Database(self.db_path)
+    """The registry through the platform's admin API (running, or in-process over the database file)."""
 
     def serving(self) -> tuple[str, Path] | None:
-        if self.client is not None:
-            rows = self.client.call("GET", "/admin/checkpoints")
-            hit = [r for r in rows if r["status"] == "serving"]
-            return (hit[0]["version"], Path(hit[0]["path"])) if hit else None
-        if not self.db_path.exists():
-            return None
-        from keel.store import registry
+        from keel.cli import load
+        from keel.cli.client import call, running_platform
 
-        db = self._db()
-        try:
-            return registry.serving(db)
-        finally:
-            db.close()
+        settings = load()
+        if not running_platform(settings) and not settings.db_path.exists():
+            return None  # nothing registered yet; don't create a database just to find that out
+        rows, _ = call(settings, "GET", "/admin/checkpoints")
+        hit = [r for r in rows if r["status"] == "serving"]
+        return (hit[0]["version"], Path(hit[0]["path"])) if hit else None
 
     def record(self, kind: str, checkpoint: Path, path: Path) -> dict:
+        from keel.cli import load
+        from keel.cli.client import call
+
         body = {
             "kind": kind,
             "checkpoint": str(Path(checkpoint).resolve()),
             "path": str(Path(path).resolve()),
         }
-        if self.client is not None:
-            return self.client.call("POST", "/admin/evals", json=body)
-        from keel.store import evals
-
-        db = self._db()
-        try:
-            return evals.record(db, evals.EvalRecord(**body))
-        finally:
-            db.close()
+        return call(load(), "POST", "/admin/evals", json=body)[0]
 
 
 def _baseline(ref: str | None) -> Path:
@@ -160,8 +139,8 @@ def _record(kind: str, checkpoint: Path, path: Path | None) -> None:
     try:
         row = _Registry().record(kind, checkpoint, path)
         typer.echo(f"recorded: {row['eval_id']}")
-    except Exception as e:  # noqa: BLE001 - one line, the eval itself succeeded
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    except KeelError as e:  # the files written stay valid: a warning, not a failure
+        msg = str(e).splitlines()[0]
         typer.echo(f"warning: not recorded in the registry: {msg}", err=True)
 
 

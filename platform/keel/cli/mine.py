@@ -7,29 +7,13 @@ from typing import Annotated
 
 import typer
 
-from keel.cli import app, fail, load
+from keel.cli import app, load
 
 
 def _call(op: str, **kw):
-    from keel.cli.client import AdminClient, running_platform
+    from keel.cli.client import call
 
-    settings = load()
-    live = running_platform(settings)
-    try:
-        if live:
-            return AdminClient(*live).call("POST", f"/admin/flywheel/{op}", json=kw)
-        from keel.cycle.mining import run_export, run_mining
-        from keel.store.db import Database
-
-        db = Database(settings.db_path)
-        try:
-            if op == "mine":
-                return run_mining(db, settings, full=kw["full"])
-            return run_export(db, settings, kw["out"], include_unreviewed=kw["include_unreviewed"])
-        finally:
-            db.close()
-    except Exception as e:  # one line, never a traceback
-        raise fail(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+    return call(load(), "POST", f"/admin/flywheel/{op}", json=kw)[0]
 
 
 @app.command()

@@ -23,10 +23,10 @@ def resolve_recipe(stage: str, config: Path, overrides: list[str]) -> dict:
     """Recipe file + overrides → a mapping with real paths (raises ConfigError / ModelError)."""
     from keel.checkpoints.basemodel import ensure_base
     from keel.cli import load
-    from keel.config import _read_yaml, parse_overrides
+    from training.config import parse_overrides, read_recipe
 
     settings = load()
-    data = {**_read_yaml(config), **parse_overrides(overrides)}
+    data = {**read_recipe(config), **parse_overrides(overrides)}
     model = str(data.get("model", "base"))
     if model == "base":
         data["model"] = str(ensure_base(settings.checkpoints_dir, settings.model.path))
@@ -46,25 +46,15 @@ def resolve_recipe(stage: str, config: Path, overrides: list[str]) -> dict:
 
 
 def _run(stage: str, config: Path, overrides: list[str] | None, resume: bool) -> None:
-    from keel.checkpoints.basemodel import ModelError
     from keel.cli import fail
-    from keel.config import ConfigError
+    from keel.errors import user_errors
 
     try:
         data = resolve_recipe(stage, config, list(overrides or []))
-    except (ConfigError, ModelError) as e:
-        raise fail(str(e)) from None
+        from training.__main__ import run_stage
 
-    from training.__main__ import run_stage
-    from training.chat_template import TemplateError
-    from training.checkpoint import CheckpointError
-    from training.config import RecipeError
-    from training.data.snapshot import SnapshotError
-    from training.stages.common import RunError
-
-    try:
         result = run_stage(stage, data, resume)
-    except (RecipeError, RunError, SnapshotError, CheckpointError, TemplateError) as e:
+    except user_errors() as e:
         raise fail(str(e)) from None
     loss = result.metrics.get("loss")
     typer.echo(

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import combinations
 from typing import Any
 
+from keel.errors import KeelError
 from keel.store.db import Database
 
 DECISIONS = ("accept", "swap", "reject", "edit", "skip")
@@ -24,7 +25,7 @@ DECISIONS = ("accept", "swap", "reject", "edit", "skip")
 LABEL = {"accept": "a", "edit": "a", "swap": "b", "reject": "none"}
 
 
-class LeaseError(Exception):
+class LeaseError(KeelError):
     """The decision's lease is gone (expired or taken over); the page fetches a fresh item."""
 
 

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import duckdb
 
+from keel.errors import KeelError
+
 SCHEMA_PACKAGE = "keel.store.schema"
+
+
+class DatabaseError(KeelError, RuntimeError):
+    """The database file cannot be opened (held by a running platform, unreadable)."""
 
 
 def schema_statements() -> list[str]:
@@ -32,10 +38,10 @@ def connect(path: Path) -> duckdb.DuckDBPyConnection:
     except duckdb.IOException as e:
         msg = str(e).splitlines()[0]
         if "lock" in msg.lower():
-            raise RuntimeError(
+            raise DatabaseError(
                 f"database {path} is held by another process (is `keel up` running? use its admin API)"
             ) from e
-        raise RuntimeError(f"cannot open database {path}: {msg}") from e
+        raise DatabaseError(f"cannot open database {path}: {msg}") from e
     for sql in schema_statements():
         con.execute(sql)
     return con

@@ -8,13 +8,14 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
+from keel.errors import KeelError
 from keel.store.db import Database
 from serving.gateway.auth import Principal
 
 ROLES = ("user", "annotator", "admin")
 
 
-class KeyError_(ValueError):
+class KeyError_(KeelError, ValueError):
     """A key operation that cannot be done; one line for the user."""
 
 

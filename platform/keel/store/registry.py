@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from keel.errors import KeelError
 from keel.store.db import Database
 
 STATUSES = ("candidate", "serving", "retired", "rejected")
 
 
-class RegistryError(ValueError):
+class RegistryError(KeelError, ValueError):
     """One line for the user."""
 
 
