@@ -36,9 +36,14 @@ class MiningConfig(BaseModel):
         0.9, description="MinHash Jaccard above which two pairs (or examples) are near-duplicates."
     )
     scrub_pii: bool = Field(True, description="Replace emails, phones, ID/card numbers and secrets.")
+    eval_guard: bool = Field(
+        True,
+        description="Drop mined items that contain or duplicate evaluation text: every set the gates use "
+        "(MMLU, CMMLU, domain and general held-out, from the eval section) plus eval_sets.",
+    )
     eval_sets: list[str] = Field(
         default_factory=list,
-        description="JSONL files/folders of evaluation text; overlapping items are dropped.",
+        description="More JSONL files/folders of evaluation text; overlapping items are dropped.",
     )
     refusal_patterns: list[str] = Field(
         default_factory=lambda: list(DEFAULT_REFUSALS),

@@ -43,6 +43,7 @@ class MiningHooks:
     scrub: Callable[[str], str] = basic_scrub
     eval_overlap: Callable[[str], str | None] | None = None  # → where it overlaps, or None
     dedup_index: Callable[[float], Any] = NearDupIndex  # threshold → object with add_if_new(text, key)
+    eval_sets: dict[str, int] = field(default_factory=dict)  # what eval_overlap checks against (reported)
 
 
 @dataclass

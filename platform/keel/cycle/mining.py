@@ -17,22 +17,16 @@ from keel.store.db import Database
 
 def mining_hooks(settings) -> MiningHooks:
     """The training data pipeline's PII scrubber, dedup index and eval guard, passed in as callables."""
+    from keel.cycle.eval_guard import build_guard
     from training.data.dedup import NearDupIndex
-    from training.data.heldout import EvalGuard
     from training.data.pii import Scrubber
-    from training.data.prepare import _eval_texts
 
-    scrubber = Scrubber()
-    guard = None
-    if settings.mining.eval_sets:
-        guard = EvalGuard(settings.mining.dedup_threshold)
-        for src in settings.mining.eval_sets:
-            for text, where in _eval_texts(str(Path(src).expanduser())):
-                guard.add(text, where)
+    guard = build_guard(settings)
     return MiningHooks(
-        scrub=scrubber.scrub,
-        eval_overlap=guard.overlap if guard is not None else None,
+        scrub=Scrubber().scrub,
+        eval_overlap=guard.overlap if guard else None,
         dedup_index=lambda t: NearDupIndex(t),
+        eval_sets=dict(guard.sets) if guard else {},
     )
 
 
@@ -101,6 +95,7 @@ def run_mining(
         for s in result.sft
     ]
     stats = dict(result.stats)
+    stats["eval_guard"] = miner.hooks.eval_sets  # set → texts checked against ({}: the guard was off)
     with db.lock:
         c = db.cursor()
         if sft_rows:
