@@ -18,6 +18,7 @@ import numpy as np
 
 from serving.rag.embedder import Embedder
 from serving.router.intents import ROUTES, Intents
+from serving.router.workers import RoutingPool
 
 Generate = Callable[
     [list[dict[str, Any]], dict[str, Any]], AsyncIterator[str] | Awaitable[AsyncIterator[str]]
@@ -37,7 +38,15 @@ class Classifier(Protocol):
 
 
 class EmbeddingClassifier:
-    def __init__(self, intents: Intents, embedder: Embedder, threshold: float = 0.82, neighbours: int = 3):
+    def __init__(
+        self,
+        intents: Intents,
+        embedder: Embedder,
+        threshold: float = 0.82,
+        neighbours: int = 3,
+        pool: RoutingPool | None = None,
+    ):
+        self.pool = pool
         self.threshold = threshold
         self.neighbours = neighbours
         self.names: list[str] = []
@@ -70,7 +79,10 @@ class EmbeddingClassifier:
         return Classification(best, conf, scores)
 
     async def classify(self, text: str) -> Classification:
-        # embedding is ~20 ms of CPU (native code, GIL released): keep it off the event loop
+        # embedding is native code (GIL released), ~40 ms for a short message and up to ~2 s for a full
+        # window on this CPU: keep it off the event loop, on the router's lane for its length
+        if self.pool is not None:
+            return await self.pool.run(self.classify_sync, text, size=len(text))
         return await asyncio.to_thread(self.classify_sync, text)
 
 

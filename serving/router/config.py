@@ -33,3 +33,19 @@ class RouterConfig(BaseModel):
         description="Upper bound on the retrieved text in the prompt (~1.1 tokens/char, embedded model).",
     )
     sources_in_message: bool = Field(True, description="Append a short 'Sources' list to domain answers.")
+    deadline_s: float = Field(
+        3.0,
+        gt=0,
+        description="Routing (classify + retrieve) past this → the direct route, flagged meta.fallback; "
+        "never an error.",
+    )
+    query_chars: int = Field(
+        4000,
+        ge=16,
+        description="Route on the head and tail of the last message up to this many characters (the "
+        "embedder then reads at most its 512-token window of that).",
+    )
+    workers: int = Field(2, ge=1, description="Router threads for short messages (query_chars lane).")
+    long_workers: int = Field(1, ge=1, description="Router threads for long messages (their own lane).")
+    long_chars: int = Field(1000, ge=1, description="Messages longer than this use the long lane.")
+    queue: int = Field(16, ge=0, description="Messages waiting per lane; beyond it → direct, meta.fallback.")

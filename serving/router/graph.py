@@ -20,10 +20,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 
+from serving.rag.embedder import head_tail
 from serving.rag.retriever import Hit, Retriever
 from serving.router.classifier import Classifier, Generate
 from serving.router.config import RouterConfig
 from serving.router.intents import Intents
+from serving.router.workers import RoutingPool
 
 DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "domain.jinja"
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -114,6 +116,7 @@ def build_graph(
     config: RouterConfig | None = None,
     template_path: Path | None = None,
     with_generation: bool = True,
+    pool: RoutingPool | None = None,
 ):
     """Compile the routing graph.
 
@@ -128,7 +131,8 @@ def build_graph(
 
     async def classify(state: RouteState) -> RouteState:
         t = time.perf_counter()
-        query = last_user_text(state["messages"])
+        # a bounded part of the message (head and tail): routing cost must not grow with a long paste
+        query = head_tail(last_user_text(state["messages"]), cfg.query_chars)
         lang = "zh" if _CJK.search(query) else "en"
         if not query:
             return {
@@ -156,7 +160,11 @@ def build_graph(
             if retriever is None:
                 raise RuntimeError("no document index configured")
             # search is CPU-bound (embedding + BM25): keep it off the event loop
-            hits = await asyncio.to_thread(retriever.search, state["query"], cfg.context_chunks)
+            args = (retriever.search, state["query"], cfg.context_chunks)
+            if pool is not None:
+                hits = await pool.run(*args, size=len(state["query"]))
+            else:
+                hits = await asyncio.to_thread(*args)
             err = None if hits else "no documents matched"
         except Exception as e:
             hits, err = [], f"{type(e).__name__}: {e}"

@@ -7,11 +7,14 @@ appends `sources_text` and puts `sources` on the response and the final stream c
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from serving.engine.pool import EnginePool
 from serving.gateway.chat import RouteDecision
 from serving.router.service import Router
+from serving.router.workers import RouterBusy
 
 
 def engine_generate(pool: EnginePool, client, model: str, timeout_s: float = 60.0):
@@ -27,12 +30,26 @@ def engine_generate(pool: EnginePool, client, model: str, timeout_s: float = 60.
     return generate
 
 
-def gateway_router(router: Router):
+def direct_fallback(reason: str, **meta: Any) -> RouteDecision:
+    """Serve the request without routing (no retrieval), flagged: routing must never fail a request."""
+    return RouteDecision(route="direct", meta={"fallback": True, "fallback_reason": reason, **meta})
+
+
+def gateway_router(router: Router, deadline_s: float | None = None):
+    """The gateway's hook. Routing past `deadline_s` (router.deadline_s) is abandoned: direct route."""
+    deadline = deadline_s if deadline_s is not None else router.config.deadline_s
+
     async def route(messages: list[dict[str, Any]]) -> RouteDecision:
+        t = time.perf_counter()
         try:
-            plan = await router.plan(messages)
+            plan = await asyncio.wait_for(router.plan(messages), deadline)
+        except TimeoutError:
+            ms = round((time.perf_counter() - t) * 1000, 1)
+            return direct_fallback(f"routing took longer than {deadline:g} s", routing_ms=ms)
+        except RouterBusy as e:
+            return direct_fallback(str(e))
         except Exception as e:  # the classifier itself failed: serve the request directly, never a 500
-            return RouteDecision(route="direct", meta={"router_error": f"{type(e).__name__}: {e}"})
+            return direct_fallback("router error", router_error=f"{type(e).__name__}: {e}")
         meta: dict[str, Any] = {"classify_ms": plan.classify_ms, "route_scores": plan.scores}
         if plan.sources_text:
             meta["sources_text"] = plan.sources_text

@@ -22,6 +22,7 @@ from serving.router.classifier import EmbeddingClassifier, Generate, LLMClassifi
 from serving.router.config import RouterConfig
 from serving.router.graph import build_graph
 from serving.router.intents import Intents, load_intents
+from serving.router.workers import RoutingPool
 
 
 @dataclass
@@ -80,7 +81,11 @@ class Router:
         retriever: Retriever | None,
         generate: Generate | None = None,
         plan_graph=None,
+        config: RouterConfig | None = None,
+        pool: RoutingPool | None = None,
     ):
+        self.config = config or RouterConfig()
+        self.pool = pool
         self.graph = graph
         self.plan_graph = plan_graph
         self.classifier = classifier
@@ -152,7 +157,10 @@ def build_router(
     rag = rag or RagConfig()
     embedder = embedder or load_embedder(rag.embedder)
     intents = intents or load_intents(config.intents_file)
-    classifier = classifier_base = EmbeddingClassifier(intents, embedder, config.threshold, config.neighbours)
+    pool = RoutingPool(config.workers, config.long_workers, config.long_chars, config.queue)
+    classifier = classifier_base = EmbeddingClassifier(
+        intents, embedder, config.threshold, config.neighbours, pool=pool
+    )
     if config.classifier == "llm":
         if generate is None:
             raise ValueError("router.classifier=llm needs a generate callable")
@@ -162,6 +170,6 @@ def build_router(
         # the domain examples are typical user questions: the reference for the hubness correction
         domain = [i for i, n in enumerate(classifier_base.names) if n == "domain"]
         retriever.set_reference([classifier_base.texts[i] for i in domain], classifier_base.vectors[domain])
-    graph = build_graph(classifier, retriever, intents, config)
-    plan_graph = build_graph(classifier, retriever, intents, config, with_generation=False)
-    return Router(graph, classifier, retriever, generate, plan_graph)
+    graph = build_graph(classifier, retriever, intents, config, pool=pool)
+    plan_graph = build_graph(classifier, retriever, intents, config, with_generation=False, pool=pool)
+    return Router(graph, classifier, retriever, generate, plan_graph, config=config, pool=pool)
