@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from keel.checkpoints.basemodel import ensure_base
 from keel.checkpoints.promotion import PromotionService
 from keel.config import DEMO_CORPUS, KeelSettings
+from keel.metrics import PlatformMetrics
 from keel.review.candidates import CandidateSampler
 from keel.store import registry
 from keel.store.db import Database
@@ -67,6 +68,7 @@ class Platform:
         self.keys = KeyStore(self.db)
         self.feedback = FeedbackService(self.keys, DuckFeedbackStore(self.db, self.writer.flush))
         self.candidates = CandidateSampler(self)
+        self.metrics = PlatformMetrics(self, s.metrics.engine_scrape_timeout_s)
         self.admin_key = _admin_key(s.run_dir)
         self.pool = EnginePool()
         self.supervisor = EngineSupervisor(
@@ -93,7 +95,13 @@ class Platform:
             timeout=httpx.Timeout(s.gateway.request_timeout_s, connect=10.0),
         )
         self.chat = ChatService(
-            self.pool, self.writer, self.keys, s.gateway, self.client, router=await self._router()
+            # every record passes the metrics on its way to the request log
+            self.pool,
+            self.metrics.sink(self.writer),
+            self.keys,
+            s.gateway,
+            self.client,
+            router=await self._router(),
         )
         self.swapper = Swapper(
             self.pool,
@@ -204,9 +212,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def admin_routers() -> list:
     """The admin API's routers: what the CLI calls, served by the platform or in-process (cli/client.py)."""
-    from keel.api import checkpoints, evals, flywheel, keys, requests
+    from keel.api import backup, checkpoints, evals, flywheel, keys, requests
 
-    return [area.router for area in (keys, requests, checkpoints, evals, flywheel)]
+    return [area.router for area in (keys, requests, checkpoints, evals, flywheel, backup)]
 
 
 def create_admin_app(platform) -> FastAPI:
@@ -220,7 +228,7 @@ def create_admin_app(platform) -> FastAPI:
 
 
 def create_app(platform: Platform) -> FastAPI:
-    from keel.api import index
+    from keel.api import index, metrics
     from keel.web.annotation import router as annotation_router
     from serving.feedback.api import router as feedback_router
     from serving.gateway.api import router as gateway_router
@@ -242,7 +250,7 @@ def create_app(platform: Platform) -> FastAPI:
 
     app.include_router(gateway_router)
     app.include_router(feedback_router)
-    for router in [*admin_routers(), index.router]:
+    for router in [*admin_routers(), index.router, metrics.router]:
         app.include_router(router)
     app.include_router(annotation_router)
     return app

@@ -24,6 +24,7 @@ from pydantic_settings import (
 
 from flywheel.config import MiningConfig
 from keel.errors import KeelError
+from keel.metrics_config import MetricsConfig
 from keel.review.config import AnnotationConfig
 from serving.config import EngineConfig, GatewayConfig
 from serving.rag.config import RagConfig
@@ -90,6 +91,7 @@ class KeelSettings(BaseSettings):
     mining: MiningConfig = Field(default_factory=MiningConfig)
     annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
     eval: EvalSettings = Field(default_factory=EvalSettings)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @field_validator("data_dir", mode="before")
     @classmethod

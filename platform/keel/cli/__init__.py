@@ -51,6 +51,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def _register() -> None:
     # Each area owns one CLI module; they import only typer at module level.
+    from keel.cli import backup as _backup  # noqa: F401  (defines `backup`, `restore`)
     from keel.cli import checkpoints as _checkpoints  # also defines `promote`, `rollback`
     from keel.cli import keys as _keys
     from keel.cli import mine as _mine  # noqa: F401  (defines `mine`, `export`)
