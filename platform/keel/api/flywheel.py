@@ -38,7 +38,7 @@ class MineBody(BaseModel):
 
 
 class ExportBody(BaseModel):
-    out: str
+    out: str | None = None  # None: a timestamped folder under the export dir (as the offline CLI does)
     include_unreviewed: bool = False
 
 
@@ -53,7 +53,12 @@ def mine(request: Request, body: MineBody, _: Admin) -> dict[str, Any]:
 
 @router.post("/export")
 def export(request: Request, body: ExportBody, _: Admin) -> dict[str, Any]:
+    from flywheel.export import ExportError
     from keel.cycle.mining import run_export
+    from serving.errors import APIError
 
     p = request.app.state.platform
-    return run_export(p.db, p.settings, body.out, include_unreviewed=body.include_unreviewed)
+    try:
+        return run_export(p.db, p.settings, body.out, include_unreviewed=body.include_unreviewed)
+    except ExportError as e:  # the user's choice of folder, not a server fault
+        raise APIError(409, str(e), "export_exists", "out") from e
