@@ -19,14 +19,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, Field
 
 from serving.records import RecordSink, RequestRecord
 
@@ -55,20 +54,6 @@ VLLM_COUNTERS = {
     "vllm:prompt_tokens": "keel_engine_vllm_prompt_tokens",
     "vllm:generation_tokens": "keel_engine_vllm_generation_tokens",
 }
-
-
-class MetricsConfig(BaseModel):
-    """The ``metrics`` section (filled by keel.config)."""
-
-    enabled: bool = Field(True, description="Serve GET /metrics.")
-    auth: Literal["admin", "none"] = Field(
-        "admin",
-        description="admin: scrapers send 'Authorization: Bearer <admin key>' (Prometheus "
-        "`authorization.credentials_file`); none: open to anyone who reaches the port.",
-    )
-    engine_scrape_timeout_s: float = Field(
-        1.0, gt=0, description="Per scrape, how long to wait for each engine's own /metrics."
-    )
 
 
 def _label(value: Any) -> str:

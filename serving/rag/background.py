@@ -82,6 +82,9 @@ class BackgroundIndexer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._status = IndexStatus(dense_enabled=self.bg.dense, dense_pending=self.bg.dense)
+        # paused(): held by the worker while it writes; a pause takes it so nothing is written meanwhile
+        self._pause = threading.Event()
+        self._writing = threading.Lock()
         # a pass is due at start: it resumes whatever an earlier run left unembedded
         self._dense_pending = self.bg.dense
 
@@ -102,6 +105,22 @@ class BackgroundIndexer:
     def status(self) -> dict:
         with self._lock:
             return self._status.to_dict()
+
+    @contextlib.contextmanager
+    def paused(self, timeout: float = 600.0):
+        """Nothing writes the catalog or Chroma while the block runs (`keel backup` copies the folder).
+        A dense pass stops at its next batch and resumes afterwards; a lexical phase is waited for."""
+        self._pause.set()
+        self._wake.set()
+        if not self._writing.acquire(timeout=timeout):
+            self._pause.clear()
+            raise TimeoutError(f"the indexer did not pause within {timeout:.0f} s")
+        try:
+            yield
+        finally:
+            self._writing.release()
+            self._pause.clear()
+            self._wake.set()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
@@ -126,15 +145,21 @@ class BackgroundIndexer:
     def _run(self) -> None:
         self._lower_priority()
         while not self._stop.is_set():
+            if self._pause.is_set():
+                self._wake.wait(timeout=0.5)
+                self._wake.clear()
+                continue
             try:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 job = None
             if job is not None:
-                self._lexical(job)
+                with self._writing:
+                    self._lexical(job)
                 continue
             if self._dense_pending and self.bg.dense:
-                self._dense()
+                with self._writing:
+                    self._dense()
                 continue
             self._wake.wait(timeout=1.0)
             self._wake.clear()
@@ -187,7 +212,7 @@ class BackgroundIndexer:
             s: IndexSummary = self.indexer.embed_missing(
                 batch=self.bg.batch,
                 pause_s=self.bg.pause_s,
-                should_stop=lambda: self._stop.is_set() or not self._jobs.empty(),
+                should_stop=lambda: self._stop.is_set() or self._pause.is_set() or not self._jobs.empty(),
                 on_progress=progress,
             )
         except Exception as e:  # a broken Chroma folder: lexical keeps working, dense waits for a fix
