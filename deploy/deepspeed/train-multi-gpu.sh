@@ -6,7 +6,6 @@
 # set model=/path/to/hf-folder). Every rank runs `python -m training`; rank 0 writes the checkpoint.
 set -euo pipefail
 stage=${1:?stage: cpt|sft|dpo}; recipe=${2:?recipe yaml}; shift 2
-here=$(cd "$(dirname "$0")" && pwd)
 NUM_GPUS=${NUM_GPUS:-$(nvidia-smi -L 2>/dev/null | wc -l)}
 ZERO=${ZERO:-2}
 OFFLOAD=${OFFLOAD:-none}   # cpu: optimizer (and for ZeRO-3 params) offloaded to host memory

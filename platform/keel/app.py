@@ -118,6 +118,9 @@ class Platform:
         # leaves the index alone
         self._start_indexer()
         self.candidates.start()
+        from keel.cycle.service import attach
+
+        await attach(self)  # recovers a cycle a dead process left; starts the scheduler
 
     async def _router(self):
         """The intent router (classify → retrieve → prompt) as the gateway's hook; None when disabled."""
@@ -184,6 +187,9 @@ class Platform:
             return
         self._stopped = True
         (self.settings.run_dir / "platform.json").unlink(missing_ok=True)
+        from keel.cycle.service import detach
+
+        await detach(self)  # a running cycle: its child is killed, the cycle recorded as interrupted
         await self.candidates.stop()
         if self.indexer is not None:
             await asyncio.to_thread(self.indexer.stop)
@@ -212,9 +218,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def admin_routers() -> list:
     """The admin API's routers: what the CLI calls, served by the platform or in-process (cli/client.py)."""
-    from keel.api import backup, checkpoints, evals, flywheel, keys, requests
+    from keel.api import backup, checkpoints, cycles, evals, flywheel, keys, requests
 
-    return [area.router for area in (keys, requests, checkpoints, evals, flywheel, backup)]
+    return [area.router for area in (keys, requests, checkpoints, evals, flywheel, backup, cycles)]
 
 
 def create_admin_app(platform) -> FastAPI:

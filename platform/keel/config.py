@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from flywheel.config import MiningConfig
+from flywheel.cycle_config import CycleConfig
 from keel.errors import KeelError
 from keel.metrics_config import MetricsConfig
 from keel.review.config import AnnotationConfig
@@ -91,6 +92,7 @@ class KeelSettings(BaseSettings):
     mining: MiningConfig = Field(default_factory=MiningConfig)
     annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
     eval: EvalSettings = Field(default_factory=EvalSettings)
+    cycle: CycleConfig = Field(default_factory=CycleConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @field_validator("data_dir", mode="before")

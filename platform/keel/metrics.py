@@ -3,10 +3,12 @@
 Two kinds of series:
 - counted on the request path: every request-log record that the gateway hands its sink also passes
   through ``PlatformMetrics.observe`` (requests by route / version / status, TTFT and total latency,
-  requests per engine), and the cycle reports its state and step durations through ``metrics.cycle``;
+  requests per engine);
 - read at scrape time (``_PlatformCollector``): request-log queue and spill, engine health and each
   engine's own vLLM gauges (its ``/metrics``, fetched with a short timeout), swaps from the registry's
-  history, the document index's progress. Nothing is polled in the background.
+  history, flywheel cycles and their steps from the cycle tables (what the cycle records is the one
+  source: nothing to call from the cycle, and it survives restarts), the document index's progress.
+  Nothing is polled in the background.
 
 Each platform has its own ``CollectorRegistry`` (never the process-global default one), so tests can
 run several platforms in one process and the output holds only Keel's series.
@@ -15,14 +17,12 @@ run several platforms in one process and the output holds only Keel's series.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
@@ -58,62 +58,6 @@ VLLM_COUNTERS = {
 
 def _label(value: Any) -> str:
     return "" if value is None else str(value)
-
-
-class CycleMetrics:
-    """The hook the flywheel cycle reports to (``platform.metrics.cycle``). Thread-safe; never raises.
-
-    ``state("training", cycle_id="c1")`` whenever the cycle moves; ``step("train", 812.5, "succeeded")``
-    when a step ends; ``finished("succeeded")`` when a cycle ends.
-    """
-
-    def __init__(self, registry: CollectorRegistry):
-        self._lock = threading.Lock()
-        self._states: set[str] = {"idle"}
-        self._current = "idle"
-        self.state_gauge = Gauge(
-            "keel_cycle_state", "1 for the state the flywheel cycle is in now", ["state"], registry=registry
-        )
-        self.state_gauge.labels("idle").set(1)
-        self.state_since = Gauge(
-            "keel_cycle_state_since_seconds",
-            "Unix time the cycle entered its current state",
-            registry=registry,
-        )
-        self.state_since.set(time.time())
-        self.step_seconds = Histogram(
-            "keel_cycle_step_duration_seconds",
-            "Duration of flywheel cycle steps",
-            ["step", "outcome"],
-            buckets=STEP_BUCKETS,
-            registry=registry,
-        )
-        self.cycles = Counter(
-            "keel_cycles", "Flywheel cycles finished, by outcome", ["outcome"], registry=registry
-        )
-        self.last_finished = Gauge(
-            "keel_cycle_last_finished_seconds", "Unix time the last cycle finished", registry=registry
-        )
-
-    def state(self, state: str, cycle_id: str | None = None) -> None:
-        with self._lock:
-            self._states.add(state)
-            self._current = state
-            for s in self._states:
-                self.state_gauge.labels(s).set(1 if s == state else 0)
-            self.state_since.set(time.time())
-
-    def step(self, step: str, seconds: float, outcome: str = "succeeded") -> None:
-        self.step_seconds.labels(step, outcome).observe(max(0.0, float(seconds)))
-
-    def finished(self, outcome: str) -> None:
-        self.cycles.labels(outcome).inc()
-        self.last_finished.set(time.time())
-        self.state("idle")
-
-    @property
-    def current(self) -> str:
-        return self._current
 
 
 class MetricsSink:
@@ -168,7 +112,6 @@ class PlatformMetrics:
             registry=r,
         )
         self.tokens = Counter("keel_tokens", "Tokens through the gateway", ["kind", "version"], registry=r)
-        self.cycle = CycleMetrics(r)
         self.scrape_timeout_s = engine_scrape_timeout_s
         self._collector = _PlatformCollector(self)
         r.register(self._collector)
@@ -210,7 +153,7 @@ class _PlatformCollector(Collector):
         p = self.metrics.platform
         if p is None:
             return
-        for part in (self._requestlog, self._engines, self._swaps, self._index, self._serving):
+        for part in (self._requestlog, self._engines, self._swaps, self._cycles, self._index, self._serving):
             try:
                 yield from part(p)
             except Exception:  # one broken part must not hide the others
@@ -337,14 +280,67 @@ class _PlatformCollector(Collector):
             if status == "succeeded" and seconds is not None:
                 by.setdefault((kind, strategy), []).append(float(seconds))
         for (kind, strategy), values in sorted(by.items()):
-            buckets = [(str(float(b)), sum(v <= b for v in values)) for b in SWAP_BUCKETS]
-            buckets.append(("+Inf", len(values)))
-            h.add_metric([kind, strategy], buckets, sum(values))
+            h.add_metric([kind, strategy], _buckets(values, SWAP_BUCKETS), sum(values))
         yield h
         running = GaugeMetricFamily("keel_swap_in_progress", "1 while a promotion or rollback runs")
         swapper = p.swapper
         running.add_metric([], 1 if swapper is not None and swapper.lock.locked() else 0)
         yield running
+
+    def _cycles(self, p: Platform) -> Iterator[Metric]:
+        have = {r[0] for r in p.db.fetchall("SELECT table_name FROM duckdb_tables()")}
+        if not {"cycles", "cycle_steps"} <= have:
+            return
+        c = CounterMetricFamily(
+            "keel_cycles", "Flywheel cycles by status and outcome", labels=["status", "outcome"]
+        )
+        for status, outcome, n in p.db.fetchall(
+            "SELECT status, coalesce(outcome, ''), count(*) FROM cycles GROUP BY 1, 2 ORDER BY 1, 2"
+        ):
+            c.add_metric([status, outcome], n)
+        yield c
+        # the state now: the step a running cycle is in, else idle
+        running = p.db.fetchall(
+            "SELECT s.name, epoch(now()) - epoch(s.started_at) FROM cycles c JOIN cycle_steps s USING (cycle_id) "
+            "WHERE c.status = 'running' AND s.status = 'running' ORDER BY s.seq DESC LIMIT 1"
+        )
+        state = GaugeMetricFamily(
+            "keel_cycle_state",
+            "1 for what the flywheel does now: idle, or the step a running cycle is in",
+            labels=["state", "step"],
+        )
+        if running:
+            step = running[0][0]
+            state.add_metric(["running", step], 1)
+        else:
+            state.add_metric(["idle", ""], 1)
+        yield state
+        if running:
+            g = GaugeMetricFamily("keel_cycle_step_running_seconds", "How long the current step has run")
+            g.add_metric([], float(running[0][1] or 0))
+            yield g
+        last = p.db.fetchall("SELECT max(epoch(finished_at)) FROM cycles WHERE finished_at IS NOT NULL")
+        if last and last[0][0] is not None:
+            g = GaugeMetricFamily(
+                "keel_cycle_last_finished_timestamp_seconds", "Unix time the last cycle ended"
+            )
+            g.add_metric([], float(last[0][0]))
+            yield g
+        h = HistogramMetricFamily(
+            "keel_cycle_step_duration_seconds",
+            "Duration of finished cycle steps (step: mine, snapshot, train, evaluate, gate, promote; stage: cpt/sft/dpo)",
+            labels=["step", "stage", "status"],
+        )
+        by: dict[tuple[str, str, str], list[float]] = {}
+        for name, status, seconds in p.db.fetchall(
+            "SELECT name, status, epoch(finished_at) - epoch(started_at) FROM cycle_steps "
+            "WHERE started_at IS NOT NULL AND finished_at IS NOT NULL"
+        ):
+            step, _, stage = str(name).partition(":")
+            by.setdefault((step, stage, status), []).append(max(0.0, float(seconds)))
+        for labels, values in sorted(by.items()):
+            h.add_metric(list(labels), _buckets(values, STEP_BUCKETS), sum(values))
+        yield h
 
     def _index(self, p: Platform) -> Iterator[Metric]:
         if p.indexer is None:
@@ -369,6 +365,13 @@ class _PlatformCollector(Collector):
         for s in ("idle", "lexical", "embedding", "error"):
             state.add_metric([s], 1 if st.get("state") == s else 0)
         yield state
+
+
+def _buckets(values: list[float], bounds: Iterable[float]) -> list[tuple[str, float]]:
+    """Cumulative histogram buckets of ``values`` (for histograms rebuilt from recorded rows)."""
+    out: list[tuple[str, float]] = [(str(float(b)), sum(v <= b for v in values)) for b in bounds]
+    out.append(("+Inf", len(values)))
+    return out
 
 
 def parse(text: str) -> dict[str, Any]:

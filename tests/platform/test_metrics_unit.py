@@ -143,24 +143,45 @@ def test_counts_requests_and_reads_parts_at_scrape_time(engine_url):
     assert value(fams, "keel_serving_version", version="v2") == 1
 
 
-def test_cycle_hook_moves_state_and_step_histograms():
-    m = PlatformMetrics(None)
-    m.cycle.state("training", cycle_id="c1")
-    m.cycle.step("mine", 3.0)
-    m.cycle.step("train", 800.0, "failed")
+def test_cycle_state_and_step_durations_come_from_the_cycle_tables(tmp_path):
+    from keel.store.db import Database
+
+    db = Database(tmp_path / "keel.duckdb")  # the real schema, cycle tables included
+    p = fake_platform([])
+    p.db = db
+    m = PlatformMetrics(p)
     fams = parse(m.render().decode())
-    assert value(fams, "keel_cycle_state", state="training") == 1
-    assert value(fams, "keel_cycle_state", state="idle") == 0
+    assert value(fams, "keel_cycle_state", state="idle") == 1
+    db.execute(
+        "INSERT INTO cycles (cycle_id, status, trigger, stages, config, outcome, started_at, finished_at) VALUES "
+        "('c1', 'succeeded', 'cli', '[]', '{}', 'promoted', now() - INTERVAL 2 HOUR, now() - INTERVAL 1 HOUR),"
+        "('c2', 'running', 'schedule', '[]', '{}', NULL, now() - INTERVAL 10 MINUTE, NULL)"
+    )
+    db.execute(
+        "INSERT INTO cycle_steps (cycle_id, name, seq, status, started_at, finished_at) VALUES "
+        "('c1', 'mine', 1, 'done', now() - INTERVAL 120 MINUTE, now() - INTERVAL 119 MINUTE),"
+        "('c1', 'train:sft', 2, 'done', now() - INTERVAL 119 MINUTE, now() - INTERVAL 79 MINUTE),"
+        "('c2', 'mine', 1, 'done', now() - INTERVAL 10 MINUTE, now() - INTERVAL 9 MINUTE),"
+        "('c2', 'train:sft', 2, 'running', now() - INTERVAL 9 MINUTE, NULL)"
+    )
+    fams = parse(m.render().decode())
+    assert value(fams, "keel_cycle_state", state="running", step="train:sft") == 1
+    assert not [s for s in fams["keel_cycle_state"].samples if s.labels["state"] == "idle"]
+    assert 500 < value(fams, "keel_cycle_step_running_seconds") < 600
+    assert value(fams, "keel_cycles", status="succeeded", outcome="promoted") == 1
     counts = {
-        (s.labels["step"], s.labels["outcome"]): s.value
+        (s.labels["step"], s.labels["stage"], s.labels["status"]): s.value
         for s in fams["keel_cycle_step_duration_seconds"].samples
         if s.name.endswith("_count")
     }
-    assert counts == {("mine", "succeeded"): 1, ("train", "failed"): 1}
-    m.cycle.finished("failed")
-    fams = parse(m.render().decode())
-    assert value(fams, "keel_cycle_state", state="idle") == 1
-    assert value(fams, "keel_cycles", outcome="failed") == 1
+    assert counts == {("mine", "", "done"): 2, ("train", "sft", "done"): 1}
+    sums = {
+        s.labels["step"]: s.value
+        for s in fams["keel_cycle_step_duration_seconds"].samples
+        if s.name.endswith("_sum")
+    }
+    assert sums["train"] == 2400 and sums["mine"] == 120
+    db.close()
 
 
 def test_two_platforms_in_one_process_do_not_share_series():

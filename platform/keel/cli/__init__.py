@@ -64,6 +64,7 @@ def _register() -> None:
         ("data", "Prepare training datasets."),
         ("eval", "Evaluate checkpoints and apply promotion gates."),
         ("index", "Build or update the document index (RAG)."),
+        ("cycle", "Run the flywheel cycle (mine → train → gate → promote) and see its schedule."),
     ]:
         mod = __import__(
             f"keel.cli.{name}", fromlist=["app"]
