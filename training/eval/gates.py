@@ -5,6 +5,8 @@ A policy (YAML) lists gates; each names a metric and one threshold:
   at most X points (percentage points of accuracy, or of the mean probability of the correct letter) worse;
 - ``min_fall_pct``  (``domain.ppl``/``domain.bpb``): perplexity must fall by at least Y%;
 - ``max_rise_pct``  (``general.ppl``/``general.bpb``): perplexity may rise by at most Z%.
+  ``general_en.*`` and ``general_zh.*`` gate one language of the general held-out set alone: the combined
+  figure is dominated by Chinese (most of its tokens), so Chinese gains could hide English forgetting.
 
 ``require_significance`` trusts only differences whose 95% CI excludes zero: a regression beyond the
 threshold fails only if it is significant, and a required improvement counts only if it is significant.
@@ -35,6 +37,10 @@ Metric = Literal[
     "domain.bpb",
     "general.ppl",
     "general.bpb",
+    "general_en.ppl",
+    "general_en.bpb",
+    "general_zh.ppl",
+    "general_zh.bpb",
 ]
 
 
@@ -133,6 +139,7 @@ def _mc_delta(cand: dict, base: dict, bench: str, field_: str, policy: GatePolic
 
 
 def _ppl_delta(cand: dict, base: dict, part: str, field_: str, policy: GatePolicy) -> dict:
+    part, _, lang = part.partition("_")  # general_en: the English texts of the general set only
     if part not in cand or part not in base:
         return {
             "error": f"{part} perplexity missing from the {'candidate' if part not in cand else 'baseline'} eval"
@@ -145,6 +152,11 @@ def _ppl_delta(cand: dict, base: dict, part: str, field_: str, policy: GatePolic
     b_docs = {r["id"]: r for r in base[part]["docs"]}
     if set(c_docs) != set(b_docs):
         return {"error": f"{part}: the evals scored different texts"}
+    if lang:
+        c_docs = {k: v for k, v in c_docs.items() if k.startswith(f"{lang}/")}
+        b_docs = {k: v for k, v in b_docs.items() if k.startswith(f"{lang}/")}
+        if not c_docs:
+            return {"error": f"{part}: no {lang} texts in the eval"}
     ids = sorted(c_docs)
     cn, bn = (np.array([docs[i]["nll"] for i in ids]) for docs in (c_docs, b_docs))
     if field_ == "ppl":
