@@ -246,6 +246,7 @@ class CycleRunner:
         self.new_id = new_id
         self._lock = threading.Lock()
         self._events: dict[str, threading.Event] = {}
+        self._interrupting: set[str] = set()
 
     # ---- lifecycle ------------------------------------------------------------------------------------
     def recover(self) -> list[str]:
@@ -332,6 +333,14 @@ class CycleRunner:
         ev.set()
         return c
 
+    def interrupt(self, cycle_id: str) -> None:
+        """The process is stopping: stop the cycle like cancel, but record it ``interrupted`` so that
+        `resume` (or the next run) continues it."""
+        ev = self._events.get(cycle_id)
+        if ev is not None:
+            self._interrupting.add(cycle_id)
+            ev.set()
+
     def active(self) -> str | None:
         return next(iter(self._events), None)
 
@@ -360,7 +369,10 @@ class CycleRunner:
             cycle.status = "succeeded"
             cycle.outcome = self._outcome(ctx)
         except Cancelled:
-            cycle.status, cycle.error = "cancelled", "cancelled"
+            if cycle_id in self._interrupting:
+                cycle.status, cycle.error = "interrupted", "the platform stopped during the cycle"
+            else:
+                cycle.status, cycle.error = "cancelled", "cancelled"
         except Exception as e:  # the step's error stops the cycle
             cycle.status = "failed"
             cycle.error = cycle.error or f"{type(e).__name__}: {e}"
@@ -373,6 +385,7 @@ class CycleRunner:
             self.store.update(cycle)
             with self._lock:
                 self._events.pop(cycle_id, None)
+                self._interrupting.discard(cycle_id)
         return cycle
 
     def _run_step(self, ctx: StepContext, seq: int, name: str, prev: StepRecord | None) -> None:
@@ -394,8 +407,7 @@ class CycleRunner:
             else:
                 result = call()
         except Cancelled:
-            row.status, row.error, row.finished_at = "cancelled", "cancelled", self.clock()
-            self.store.save_step(row)
+            self._stopped(row)
             raise
         except Exception as e:
             row.status, row.error, row.finished_at = "failed", f"{type(e).__name__}: {e}", self.clock()
@@ -403,8 +415,7 @@ class CycleRunner:
             ctx.cycle.error = f"{name}: {row.error}"
             raise
         if ctx.cancelled:  # the step returned because its child was killed
-            row.status, row.error, row.finished_at = "cancelled", "cancelled", self.clock()
-            self.store.save_step(row)
+            self._stopped(row)
             raise Cancelled("cancelled")
         row.finished_at = self.clock()
         row.output = dict(result.output)
@@ -416,6 +427,14 @@ class CycleRunner:
             row.output_hash = result.hash or digest(row.output)
         self.store.save_step(row)
         ctx.outputs[name] = row.output
+
+    def _stopped(self, row: StepRecord) -> None:
+        if row.cycle_id in self._interrupting:
+            row.status, row.error = "interrupted", "the platform stopped while this step ran"
+        else:
+            row.status, row.error = "cancelled", "cancelled"
+        row.finished_at = self.clock()
+        self.store.save_step(row)
 
     def _bind(self, ctx: StepContext, name: str) -> tuple[Callable[[], Outcome] | Skip, dict]:
         """The call for step ``name`` with its inputs (earlier outputs), or a Skip when it cannot run."""

@@ -61,6 +61,11 @@ class ScheduleConfig(BaseModel):
         3600, ge=1, description="A run missed (platform down) by at most this much still runs."
     )
     coalesce: bool = Field(True, description="Several missed runs run once, not once each.")
+    interval_s: float = Field(
+        0.0,
+        ge=0,
+        description="Run every N seconds instead of the cron expression (0: use cron; tests, demos).",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -116,6 +121,9 @@ class CycleConfig(BaseModel):
     cpt_data: CPTDataSettings = Field(default_factory=CPTDataSettings)
     eval_suite: Literal["gate", "full"] = Field("gate", description="Evaluation suite the gate compares.")
     policy: str = Field("", description="Gate policy YAML ('' : the eval section's policy).")
+    eval: dict[str, Any] = Field(
+        default_factory=dict, description="Eval settings changed for cycle runs (e.g. gate_per_subject: 4)."
+    )
     promote: bool = Field(
         True, description="Promote a candidate that passes (false: record the decision only)."
     )

@@ -266,3 +266,22 @@ def test_config_validates_schedule_and_stage_order():
         CycleConfig.model_validate({"schedule": {"cron": "daily"}})
     with pytest.raises(ValueError):
         CycleConfig.model_validate({"min_sft_pairs": 3})  # a typo is an error, not ignored
+
+
+def test_interrupt_records_interrupted_and_the_next_run_resumes_the_step():
+    steps = FakeSteps()
+    steps.block_at = "train:cpt"
+    runner, store = _runner(steps)
+    cycle = runner.begin(CycleConfig(), "cli")
+    t = threading.Thread(target=runner.execute, args=(cycle.cycle_id,))
+    t.start()
+    assert steps.entered.wait(10)
+    runner.interrupt(cycle.cycle_id)  # the platform is stopping
+    t.join(10)
+    assert store.get(cycle.cycle_id).status == "interrupted"
+    assert {s.name: s.status for s in store.steps(cycle.cycle_id)}["train:cpt"] == "interrupted"
+    steps.block_at, steps.calls = None, []
+    again = runner.begin(CycleConfig(), "schedule")
+    assert again.cycle_id == cycle.cycle_id
+    assert runner.execute(again.cycle_id).status == "succeeded"
+    assert steps.calls[0] == "train:cpt" and steps.resumed["train:cpt"]
