@@ -1,0 +1,208 @@
+"""One code path for every way a cycle starts: `keel cycle run`, `POST /admin/cycles` and the scheduler.
+
+The service owns the runner (flywheel/cycle.py) over the DuckDB store and the platform's steps. A cycle
+runs in its own thread (training and eval are child processes it waits on), so the event loop keeps
+serving. ``attach`` wires it into the running platform (recovery of a cycle a dead process left, the
+scheduler); the CLI without a platform gets one over the database file through the admin API in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flywheel.cycle import CycleError, CycleRecord, CycleRunner
+from flywheel.cycle_config import CycleConfig
+from keel.cycle.launcher import end_orphan
+from keel.cycle.steps import PlatformSteps
+from keel.store.cycles import DuckCycleStore
+
+log = logging.getLogger("keel.cycle")
+
+PROFILES = Path(__file__).with_name("profiles")
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def profile_path(name: str) -> Path:
+    """A shipped profile name (platform/keel/cycle/profiles/<name>.yaml) or a YAML file path."""
+    p = Path(name).expanduser()
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    shipped = PROFILES / f"{name}.yaml"
+    if shipped.exists():
+        return shipped
+    names = ", ".join(sorted(q.stem for q in PROFILES.glob("*.yaml")))
+    raise CycleError(f"unknown profile {name!r} (shipped: {names}; or a path to a YAML file)")
+
+
+def load_profile(base: CycleConfig, name: str) -> CycleConfig:
+    """``base`` with the profile's ``cycle:`` mapping laid over it (paths relative to the repo root)."""
+    path = profile_path(name)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise CycleError(f"profile {path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    section = data.get("cycle", data)
+    if not isinstance(section, dict):
+        raise CycleError(f"profile {path}: expected a `cycle:` mapping")
+    merged = _merge(base.model_dump(), {**section, "profile": section.get("profile") or path.stem})
+    try:
+        return CycleConfig.model_validate(merged)
+    except ValueError as e:
+        first = str(e).splitlines()
+        raise CycleError(f"profile {path}: " + " ".join(first[1:3]).strip()) from None
+
+
+class CycleService:
+    def __init__(self, settings, db, promotions, loop=None, flush=None):
+        self.settings = settings
+        self.store = DuckCycleStore(db)
+        self.steps = PlatformSteps(settings, db, promotions, self.store, loop=loop, flush=flush)
+        self.runner = CycleRunner(self.store, self.steps)
+        self.threads: dict[str, threading.Thread] = {}
+        self.scheduler = None  # keel.cycle.scheduler.CycleScheduler while the platform runs
+
+    @property
+    def base_config(self) -> CycleConfig:
+        return self.settings.cycle
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """A cycle left running by a process that died is interrupted; its orphaned children are ended."""
+        ids = self.runner.recover()
+        for cid in ids:
+            d = self.settings.data_dir / "cycles" / cid
+            for pidfile in d.glob("*.pid") if d.is_dir() else []:
+                if end_orphan(pidfile):
+                    log.warning("cycle %s: ended the orphaned child of %s", cid, pidfile.stem)
+            log.warning(
+                "cycle %s was interrupted by a restart: `keel cycle resume %s` continues it", cid, cid
+            )
+        return ids
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Platform shutdown: the running cycle's child is killed and the cycle recorded as interrupted."""
+        for cid, t in list(self.threads.items()):
+            if t.is_alive():
+                self.runner.interrupt(cid)
+                t.join(timeout_s)
+
+    # ---- start -----------------------------------------------------------------------------------------
+    def config(self, profile: str | None = None) -> CycleConfig:
+        cfg = self.base_config
+        name = profile or cfg.profile
+        return load_profile(cfg, name) if name and profile else cfg
+
+    def start(
+        self,
+        trigger: str,
+        stages: list[str] | None = None,
+        dry_run: bool = False,
+        profile: str | None = None,
+        wait: bool = False,
+    ) -> CycleRecord:
+        """Begin a cycle (or continue an interrupted one) in a thread; CycleBusy if one runs."""
+        cycle = self.runner.begin(self.config(profile), trigger, stages=stages, dry_run=dry_run)
+        return self._launch(cycle, wait)
+
+    def resume(self, cycle_id: str, wait: bool = False) -> CycleRecord:
+        return self._launch(self.runner.reopen(cycle_id), wait)
+
+    def _launch(self, cycle: CycleRecord, wait: bool) -> CycleRecord:
+        cid = cycle.cycle_id
+        t = threading.Thread(target=self._execute, args=(cid,), name=f"cycle-{cid}", daemon=True)
+        self.threads[cid] = t
+        t.start()
+        if wait:
+            t.join()
+        return self.store.get(cid) or cycle
+
+    def _execute(self, cycle_id: str) -> None:
+        try:
+            c = self.runner.execute(cycle_id)
+            log.info("cycle %s %s (%s)%s", cycle_id, c.status, c.outcome, f": {c.error}" if c.error else "")
+        except Exception:  # never lost silently: the cycle row says failed, the log has the traceback
+            log.exception("cycle %s crashed", cycle_id)
+        finally:
+            self.threads.pop(cycle_id, None)
+
+    def cancel(self, cycle_id: str) -> CycleRecord:
+        self.runner.cancel(cycle_id)
+        t = self.threads.get(cycle_id)
+        if t is not None:
+            t.join(60)  # the child's group is killed within its grace period
+        return self.store.get(cycle_id)  # type: ignore[return-value]
+
+    # ---- reads -----------------------------------------------------------------------------------------
+    def show(self, cycle_id: str) -> dict[str, Any]:
+        c = self.store.get(cycle_id)
+        if c is None:
+            raise CycleError(f"unknown cycle {cycle_id!r} (see `keel cycle list`)")
+        return {**c.to_dict(), "steps": [s.to_dict() for s in self.store.steps(cycle_id)]}
+
+    def list(self, limit: int = 50) -> list[dict[str, Any]]:
+        return [c.to_dict() for c in self.store.list(limit)]
+
+    def status(self) -> dict[str, Any]:
+        running = self.store.running()
+        latest = self.store.list(1)
+        sched = self.base_config.schedule
+        return {
+            "running": self.show(running.cycle_id) if running else None,
+            "last": latest[0].to_dict() if latest else None,
+            "schedule": {
+                **sched.model_dump(),
+                "active": self.scheduler is not None and self.scheduler.running,
+                "next_run": self.scheduler.next_run() if self.scheduler is not None else None,
+            },
+        }
+
+
+def get_service(platform) -> CycleService:
+    """The platform's cycle service; made on first use where nothing attached one (the CLI's local path)."""
+    svc = getattr(platform, "cycles", None)
+    if svc is None:
+        svc = CycleService(
+            platform.settings, platform.db, platform.promotions, flush=getattr(platform.writer, "flush", None)
+        )
+        svc.recover()
+        platform.cycles = svc
+    return svc
+
+
+async def attach(platform) -> CycleService:
+    """At platform start: the service (recovering an interrupted cycle) and the scheduler."""
+    from keel.cycle.scheduler import CycleScheduler
+
+    svc = CycleService(
+        platform.settings,
+        platform.db,
+        platform.promotions,
+        loop=asyncio.get_running_loop(),
+        flush=platform.writer.flush,
+    )
+    svc.recover()
+    platform.cycles = svc
+    svc.scheduler = CycleScheduler(svc, platform.settings.cycle.schedule, platform.settings.data_dir)
+    svc.scheduler.start()
+    return svc
+
+
+async def detach(platform) -> None:
+    svc = getattr(platform, "cycles", None)
+    if svc is None:
+        return
+    if svc.scheduler is not None:
+        svc.scheduler.stop()
+    await asyncio.to_thread(svc.stop)

@@ -1,0 +1,418 @@
+"""The cycle's steps on the platform: mining, snapshots, training and evaluation as child processes,
+the gate, and promotion through the same PromotionService as `keel promote`.
+
+Every file a cycle writes lives under ``<data_dir>/cycles/<cycle id>/`` (resolved recipes, eval config,
+child logs, the export, the CPT snapshot, the report); checkpoints go to ``<checkpoints>/<cycle id>-<stage>``
+so a resumed step finds its own output (complete: reused; a resumable state: ``--resume``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flywheel.cycle import CycleRecord, Done, Skip, StepContext, StepRecord
+from flywheel.cycle_config import CycleConfig
+from keel.cycle.launcher import build_command, end_orphan, run_child
+from keel.errors import KeelError
+from keel.store import registry
+from keel.store.db import Database
+
+log = logging.getLogger("keel.cycle")
+
+REPO = Path(__file__).resolve().parents[3]
+RECIPES = REPO / "training" / "recipes"
+DOC_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
+
+
+class StepFailed(KeelError):
+    """A cycle step could not do its job; the message says why."""
+
+
+def sha_files(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.name.encode() + b"\0")
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def doc_index(sources: list[Path]) -> dict[str, str]:
+    """Every domain document under ``sources`` → sha256 of its bytes (what "changed" is measured by)."""
+    out: dict[str, str] = {}
+    for src in sources:
+        files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
+        for p in files:
+            if p.suffix.lower() in DOC_SUFFIXES or p.suffix.lower() == ".jsonl":
+                out[str(p.resolve())] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+class PlatformSteps:
+    """CycleSteps over the platform's database, settings and promotion service."""
+
+    def __init__(
+        self,
+        settings,
+        db: Database,
+        promotions,
+        store,
+        loop: asyncio.AbstractEventLoop | None = None,
+        flush: Callable[[], None] | None = None,
+    ):
+        self.settings = settings
+        self.db = db
+        self.promotions = promotions
+        self.store = store
+        self.loop = loop
+        self.flush = flush or (lambda: None)
+
+    # ---- paths -----------------------------------------------------------------------------------------
+    def cycle_dir(self, cycle_id: str) -> Path:
+        d = self.settings.data_dir / "cycles" / cycle_id
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def serving(self) -> dict[str, Any]:
+        s = registry.serving(self.db)
+        if s is None:
+            raise StepFailed("no serving checkpoint in the registry (run `keel up` once)")
+        return {"version": s[0], "path": str(s[1])}
+
+    # ---- mine ------------------------------------------------------------------------------------------
+    def mine(self, ctx: StepContext) -> Done:
+        from keel.cycle.mining import run_mining
+
+        self.flush()  # rows still in the request log's queue belong to this cycle
+        res = run_mining(self.db, self.settings)
+        st = res["stats"]
+        return Done(
+            {"run_id": res["run_id"], "pairs": st.get("pairs", 0), "sft": st.get("sft", 0), "stats": st}
+        )
+
+    # ---- snapshots -------------------------------------------------------------------------------------
+    def snapshot(self, ctx: StepContext, stage: str) -> Done | Skip:
+        if stage == "cpt":
+            return self._cpt_snapshot(ctx)
+        return self._export_part(ctx, stage)
+
+    def _export(self, ctx: StepContext) -> dict[str, Any]:
+        """One export of the reviewed pairs and SFT examples per cycle (shared by the SFT and DPO steps)."""
+        from keel.cycle.mining import run_export
+
+        dest = self.cycle_dir(ctx.cycle_id) / "export"
+        if (dest / "snapshot.json").exists():  # resumed: the export was written before
+            meta = json.loads((dest / "snapshot.json").read_text(encoding="utf-8"))
+            return {
+                "path": str(dest),
+                "hash": meta["hash"],
+                **{k: v["rows"] for k, v in meta["parts"].items()},
+            }
+        res = run_export(self.db, self.settings, str(dest))
+        return {"path": res["path"], "hash": res["hash"], "dpo": res["pairs"], "sft": res["sft"]}
+
+    def _export_part(self, ctx: StepContext, stage: str) -> Done | Skip:
+        exp = self._export(ctx)
+        cfg = ctx.config
+        rows = int(exp[stage])
+        need = cfg.min_sft_examples if stage == "sft" else cfg.min_dpo_pairs
+        what = "SFT examples" if stage == "sft" else "reviewed pairs"
+        part = Path(exp["path"]) / stage
+        meta = json.loads((part / "snapshot.json").read_text(encoding="utf-8"))
+        out = {"path": str(part), "rows": rows, "export": exp["path"], "hash": meta["hash"]}
+        if rows < need:
+            return Skip(
+                f"{rows} {what}, fewer than the {need} required (cycle.min_{stage}_{'examples' if stage == 'sft' else 'pairs'})",
+                out,
+            )
+        return Done(out, hash=meta["hash"])
+
+    def _cpt_sources(self, cfg: CycleConfig) -> list[Path]:
+        if cfg.cpt_data.sources:
+            return [Path(s).expanduser().resolve() for s in cfg.cpt_data.sources]
+        return [p.resolve() for p in self.settings.rag_corpus_paths]
+
+    def _last_doc_index(self, ctx: StepContext) -> dict[str, str]:
+        """The document hashes the last finished cycle's CPT snapshot recorded ({} : no such cycle)."""
+        for c in self.store.list(200):
+            if c.cycle_id == ctx.cycle_id or c.status != "succeeded" or c.dry_run:
+                continue
+            for s in self.store.steps(c.cycle_id):
+                if s.name == "snapshot:cpt" and s.status in ("done", "skipped") and s.output.get("doc_index"):
+                    p = Path(s.output["doc_index"])
+                    if p.exists():
+                        return json.loads(p.read_text(encoding="utf-8"))
+        return {}
+
+    def _eval_guard_sets(self) -> list[str]:
+        """Every evaluation text the gates use, so no CPT row overlaps it (MMLU/CMMLU are checked by mining)."""
+        paths = self.settings.eval.resolved()
+        out = []
+        if paths.get("domain"):
+            out.append(str(paths["domain"] / "faq_qa.jsonl"))
+        if paths.get("general"):
+            out += [str(p) for p in sorted(Path(paths["general"]).glob("*/valid.jsonl"))]
+        return out
+
+    def _cpt_snapshot(self, ctx: StepContext) -> Done | Skip:
+        from training.data.prepare import make_prepare_config, prepare
+        from training.data.snapshot import SnapshotError, load_snapshot
+
+        cfg = ctx.config
+        sources = self._cpt_sources(cfg)
+        if not sources:
+            return Skip("no domain documents configured (cycle.cpt_data.sources or rag.corpus_paths)")
+        missing = [str(s) for s in sources if not s.exists()]
+        if missing:
+            raise StepFailed(f"CPT source not found: {missing[0]}")
+        d = self.cycle_dir(ctx.cycle_id)
+        index = doc_index(sources)
+        index_path = d / "doc_index.json"
+        index_path.write_text(json.dumps(index), encoding="utf-8")
+        before = self._last_doc_index(ctx) if cfg.cpt_data.only_changed else {}
+        changed = sorted(p for p, h in index.items() if before.get(p) != h)
+        out: dict[str, Any] = {
+            "doc_index": str(index_path),
+            "docs_total": len(index),
+            "docs_changed": len(changed),
+        }
+        if len(changed) < max(cfg.min_cpt_docs, 1):
+            return Skip(
+                f"{len(changed)} domain documents added or changed since the last cycle, fewer than "
+                f"{max(cfg.min_cpt_docs, 1)} (cycle.min_cpt_docs)",
+                out,
+            )
+        dest = d / "cpt-snapshot"
+        if (dest / "snapshot.json").exists():  # resumed after the snapshot was written
+            snap = load_snapshot(dest)
+        else:
+            whole = {str(s) for s in sources}
+            # the whole folders when everything is new (short config); else the changed files themselves
+            srcs = sorted(whole) if len(changed) == len(index) else changed
+            data = {
+                "kind": "cpt",
+                "output": str(dest),
+                "sources": srcs,
+                "general": [str(Path(p).expanduser()) for p in cfg.cpt_data.general],
+                "general_eval": [str(Path(p).expanduser()) for p in cfg.cpt_data.general_eval],
+                "eval_sets": [str(Path(p).expanduser()) for p in cfg.cpt_data.eval_sets]
+                + self._eval_guard_sets(),
+                "ratio": cfg.cpt_data.ratio,
+                **cfg.cpt_data.overrides,
+            }
+            try:
+                snap = prepare(make_prepare_config(data))
+            except SnapshotError as e:
+                raise StepFailed(f"CPT snapshot: {e}") from None
+        stats = json.loads((Path(snap.path) / "stats.json").read_text(encoding="utf-8"))
+        out |= {
+            "path": str(snap.path),
+            "hash": snap.hash,
+            "rows": stats.get("kept"),
+            "stats": str(Path(snap.path) / "stats.json"),
+        }
+        return Done(out, hash=snap.hash)
+
+    # ---- train -----------------------------------------------------------------------------------------
+    def recipe(self, ctx: StepContext, stage: str, snapshot: dict, parent: dict) -> tuple[dict, Path]:
+        st = ctx.config.stage(stage)  # type: ignore[arg-type]
+        path = Path(st.recipe).expanduser() if st.recipe else RECIPES / f"smollm2-{stage}.yaml"
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise StepFailed(f"cannot read recipe {path}: {str(e).splitlines()[0]}") from None
+        name = f"{ctx.cycle_id}-{stage}"
+        out = self.settings.checkpoints_dir / name
+        data |= dict(st.overrides)
+        data |= {
+            "model": parent["path"],
+            "dataset": snapshot["path"],
+            "output_dir": str(out),
+            "version": name,
+            "max_wall_clock_s": st.budget.wall_clock_s,
+            "max_train_tokens": st.budget.max_tokens,
+        }
+        if ctx.config.launcher.threads > 0:
+            data["num_threads"] = ctx.config.launcher.threads
+        return data, out
+
+    def train(self, ctx: StepContext, stage: str, snapshot: dict, parent: dict) -> Done:
+        from training.checkpoint import is_checkpoint, read_manifest
+
+        data, out = self.recipe(ctx, stage, snapshot, parent)
+        d = self.cycle_dir(ctx.cycle_id)
+        recipe_path = d / f"train-{stage}.yaml"
+        recipe_path.write_text(yaml.safe_dump(data, sort_keys=True, allow_unicode=True), encoding="utf-8")
+        log_path = d / f"train-{stage}.log"
+        end_orphan(log_path.with_suffix(".pid"))  # a child a dead platform left behind
+        work = out.parent / f".{out.name}.work"
+        if not is_checkpoint(out):  # finished before a restart: not trained twice
+            resume = any((p / "trainer_state.json").exists() for p in work.glob("checkpoint-*"))
+            args = [stage, "--config", str(recipe_path), *(["--resume"] if resume else [])]
+            argv = build_command(ctx.config.launcher, "training", args, distributed=True)
+            log.info(
+                "cycle %s: training %s (%s)%s", ctx.cycle_id, stage, out.name, " resumed" if resume else ""
+            )
+            run_child(argv, ctx.config.launcher, log_path, ctx.cancel_event)
+        if not is_checkpoint(out):
+            raise StepFailed(f"training {stage} ended without a checkpoint at {out} (log: {log_path})")
+        m = read_manifest(out) or {}
+        cp = registry.add(self.db, out)
+        weights = sorted(out.glob("*.safetensors"))
+        metrics = m.get("metrics", {})
+        return Done(
+            {
+                "version": cp.version,
+                "path": str(out),
+                "stage": stage,
+                "parent": parent.get("version"),
+                "steps": m.get("steps"),
+                "loss": metrics.get("loss"),
+                "first_loss": metrics.get("first_loss"),
+                "budget": m.get("budget"),
+                "resumed_from": m.get("resumed_from"),
+                "report": str(out / "report.html") if (out / "report.html").exists() else None,
+                "log": str(log_path),
+            },
+            hash=sha_files(weights) if weights else None,
+        )
+
+    # ---- evaluate + gate -------------------------------------------------------------------------------
+    def eval_config(self, ctx: StepContext):
+        from training.eval.runner import EvalConfig
+
+        es = self.settings.eval
+        paths = es.resolved()
+        threads = ctx.config.launcher.threads or es.threads
+        return EvalConfig(
+            suite=ctx.config.eval_suite,
+            shots=0,
+            gate_per_subject=es.gate_per_subject,
+            gate_general_docs=es.gate_general_docs,
+            seed=es.seed,
+            threads=threads,
+            dtype=es.dtype,
+            backend=es.backend,
+            vllm_reserved_cpus=es.vllm_reserved_cpus,
+            **{k: (v.resolve() if v else None) for k, v in paths.items()},
+        )
+
+    def _policy(self, ctx: StepContext) -> Path | None:
+        if ctx.config.policy:
+            return Path(ctx.config.policy).expanduser()
+        return self.settings.eval.policy
+
+    def evaluate(self, ctx: StepContext, candidate: dict, baseline: dict) -> Done:
+        from keel.store.evals import EvalRecord, record
+
+        cfg = self.eval_config(ctx)
+        missing = [k for k in ("mmlu", "cmmlu", "general", "domain") if getattr(cfg, k) is None]
+        if missing:
+            raise StepFailed(
+                f"no eval data for {', '.join(missing)} (set eval.data): the gate could not pass"
+            )
+        d = self.cycle_dir(ctx.cycle_id)
+        cfg_path = d / "eval.json"
+        cfg_path.write_text(
+            json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}, indent=2),
+            encoding="utf-8",
+        )
+        out: dict[str, Any] = {"fingerprint": cfg.fingerprint(), "config": str(cfg_path)}
+        for role, ck in (("baseline", baseline), ("candidate", candidate)):
+            argv = build_command(
+                ctx.config.launcher,
+                "training.eval",
+                ["run", ck["path"], "--config", str(cfg_path)],
+                distributed=False,
+            )
+            res = run_child(argv, ctx.config.launcher, d / f"eval-{role}.log", ctx.cancel_event)
+            try:
+                line = json.loads(res.last_line)
+            except json.JSONDecodeError:
+                raise StepFailed(f"eval of {ck['version']} printed no result (log: {res.log})") from None
+            record(self.db, EvalRecord(kind="run", checkpoint=ck["path"], path=line["path"]))
+            out[role] = {
+                "version": ck["version"],
+                "eval": line["path"],
+                "complete": line["complete"],
+                "summary": line["summary"],
+                "seconds": round(res.seconds, 1),
+            }
+        return Done(out)
+
+    def gate(self, ctx: StepContext, candidate: dict, evaluation: dict) -> Done:
+        from keel.store.evals import EvalRecord, record
+        from training.eval.compare import compare_checkpoints
+        from training.eval.data import EvalDataError
+
+        cfg = self.eval_config(ctx)
+        try:  # the eval JSONs exist (same fingerprint): this only compares, decides and writes the report
+            res = compare_checkpoints(
+                Path(candidate["path"]), Path(ctx.cycle.serving["path"]), cfg, self._policy(ctx)
+            )
+        except EvalDataError as e:
+            raise StepFailed(f"gate: {e}") from None
+        dec = res.decision or {}
+        record(self.db, EvalRecord(kind="gate", checkpoint=candidate["path"], path=str(res.decision_path)))
+        gates = [
+            {"gate": g["gate"], "passed": g["passed"], "reason": g["reason"], "delta": g.get("delta")}
+            for g in dec.get("gates", [])
+        ]
+        return Done(
+            {
+                "passed": bool(dec.get("passed")),
+                "reasons": dec.get("reasons", []),
+                "gates": gates,
+                "decision": str(res.decision_path),
+                "report": str(res.report),
+            },
+            hash=hashlib.sha256(Path(res.decision_path).read_bytes()).hexdigest()[:16]
+            if res.decision_path
+            else None,
+        )
+
+    # ---- promote / reject ------------------------------------------------------------------------------
+    def _await(self, coro):
+        if self.loop is not None and self.loop.is_running():
+            return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        return asyncio.run(coro)
+
+    def promote(self, ctx: StepContext, candidate: dict, gate: dict) -> Done:
+        current = registry.serving(self.db)
+        if current and current[0] == candidate["version"]:  # swapped before a restart: not again
+            return Done({"decision": "promoted", "version": candidate["version"], "already": True})
+        out = self._await(
+            self.promotions.promote(
+                candidate["version"], by=f"cycle:{ctx.cycle_id}", reason=f"cycle {ctx.cycle_id}: gate passed"
+            )
+        )
+        return Done({"decision": "promoted", "version": candidate["version"], **out.to_dict()})
+
+    def reject(self, ctx: StepContext, candidate: dict, gate: dict) -> Done:
+        passed = bool(gate.get("passed"))
+        if not passed:
+            registry.set_status(self.db, candidate["version"], "rejected")
+        return Done(
+            {
+                "decision": "gated" if passed else "rejected",  # passed but cycle.promote is off
+                "version": candidate["version"],
+                "reasons": gate.get("reasons", []),
+                "report": gate.get("report"),
+            }
+        )
+
+    # ---- report ----------------------------------------------------------------------------------------
+    def finish(self, ctx: StepContext, cycle: CycleRecord, steps: list[StepRecord]) -> str | None:
+        from keel.cycle.report import write_report
+
+        return str(write_report(self.cycle_dir(cycle.cycle_id) / "report.html", cycle, steps))
