@@ -145,7 +145,12 @@ def test_compose_file_follows_the_compose_specification():
 def keel_configs() -> list[tuple[str, dict]]:
     """Every Keel settings file shipped in deploy/, the embedded ones too."""
     out = []
-    for p in [*sorted((DEPLOY / "serving").glob("*replicas.yaml")), DEPLOY / "platform" / "keel.yaml"]:
+    files = [
+        *sorted((DEPLOY / "serving").glob("*replicas.yaml")),
+        *sorted((DEPLOY / "deepspeed").glob("cycle-*.yaml")),
+        DEPLOY / "platform" / "keel.yaml",
+    ]
+    for p in files:
         out.append((str(p.relative_to(DEPLOY)), yaml.safe_load(p.read_text())))
     compose = yaml.safe_load((DEPLOY / "serving" / "compose.yaml").read_text())
     out.append(
@@ -168,6 +173,20 @@ def test_keel_config_files_load(name: str, data: dict, tmp_path: Path, monkeypat
     f = tmp_path / "c.yaml"
     f.write_text(yaml.safe_dump(data))
     load_settings(f)  # unknown keys and bad values raise ConfigError naming the dotted path
+
+
+def test_cycle_launcher_configs_set_real_recipe_keys():
+    """The DeepSpeed cycle configs override recipe keys that the training stages really have."""
+    import dataclasses
+
+    from training.config import make_config
+
+    for f in sorted((DEPLOY / "deepspeed").glob("cycle-*.yaml")):
+        cycle = yaml.safe_load(f.read_text())["cycle"]
+        assert cycle["launcher"]["kind"] == "deepspeed"
+        for stage in ("cpt", "sft", "dpo"):
+            fields = {x.name for x in dataclasses.fields(make_config(stage, {}))}
+            assert set(cycle[stage]["overrides"]) <= fields, (f.name, stage)
 
 
 def test_keel_config_loader_catches_a_typo(tmp_path: Path):
