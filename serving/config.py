@@ -12,7 +12,8 @@ class EngineConfig(BaseModel):
         "127.0.0.1", description="Engines bind loopback only: vLLM's admin routes are unauthenticated."
     )
     base_port: int = Field(
-        0, description="First port tried for a managed engine (the next free one is used); 0: the OS picks one."
+        0,
+        description="First port tried for a managed engine (the next free one is used); 0: the OS picks one.",
     )
     python: str = Field("", description="Interpreter that runs vLLM (empty: the platform's own).")
     dtype: str = Field(
@@ -44,6 +45,11 @@ class GatewayConfig(BaseModel):
     host: str = Field("127.0.0.1", description="Address the platform listens on.")
     port: int = Field(8000, description="Port the platform listens on.")
     max_body_bytes: int = Field(1_048_576, description="Requests with a larger body get 413.")
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A request body not complete after this long gets 408 (a client closing mid-body: 499).",
+    )
     request_timeout_s: float = Field(600.0, description="Upper bound for one upstream engine call.")
     keep_alive_s: float = Field(
         75.0,

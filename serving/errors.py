@@ -11,9 +11,12 @@ _TYPES = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    405: "invalid_request_error",
+    408: "invalid_request_error",
     409: "conflict_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
+    499: "invalid_request_error",  # the client closed the connection (only the request log sees it)
     500: "server_error",
     502: "server_error",
     503: "service_unavailable",

@@ -30,6 +30,8 @@ from serving.engine.supervisor import EngineSupervisor
 from serving.engine.swap import Swapper
 from serving.errors import APIError
 from serving.feedback.service import FeedbackService
+from serving.gateway.api import install_error_handlers as install_gateway_errors
+from serving.gateway.api import request_id_headers
 from serving.gateway.chat import ChatService
 
 log = logging.getLogger("keel")
@@ -66,7 +68,12 @@ class Platform:
         )
         self.writer.enabled = s.requestlog.enabled
         self.keys = KeyStore(self.db)
-        self.feedback = FeedbackService(self.keys, DuckFeedbackStore(self.db, self.writer.flush))
+        self.feedback = FeedbackService(
+            self.keys,
+            DuckFeedbackStore(self.db, self.writer.flush),
+            s.gateway.max_body_bytes,
+            s.gateway.body_timeout_s,
+        )
         self.candidates = CandidateSampler(self)
         self.metrics = PlatformMetrics(self, s.metrics.engine_scrape_timeout_s)
         self.admin_key = _admin_key(s.run_dir)
@@ -204,16 +211,16 @@ def install_error_handlers(app: FastAPI) -> None:
     """One error shape everywhere: OpenAI's ``{"error": {...}}``."""
 
     @app.exception_handler(APIError)
-    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-        return exc.response()
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return exc.response(request_id_headers(request))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         err = exc.errors()[0] if exc.errors() else {}
         param = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
         return APIError(
             400, f"invalid '{param}': {err.get('msg', 'bad request')}", "invalid_request", param
-        ).response()
+        ).response(request_id_headers(request))
 
 
 def admin_routers() -> list:
@@ -253,6 +260,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.chat = platform.chat
     app.state.feedback = platform.feedback
     install_error_handlers(app)
+    install_gateway_errors(app)  # 404/405 under /v1: OpenAI's shape, x-request-id, a log row
 
     app.include_router(gateway_router)
     app.include_router(feedback_router)

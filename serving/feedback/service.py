@@ -23,6 +23,8 @@ from serving.feedback.protocol import (
     ThumbsFeedback,
 )
 from serving.gateway.auth import KeyVerifier, Principal, authenticate
+from serving.gateway.body import read_body
+from serving.gateway.chat import new_request_id
 
 _ADAPTER: TypeAdapter = TypeAdapter(FeedbackRequest)
 # Roles that may judge any request (annotators compare answers they did not ask for).
@@ -88,25 +90,29 @@ def to_record(fb: Any, principal: Principal) -> FeedbackRecord:
 
 
 class FeedbackService:
-    def __init__(self, verifier: KeyVerifier, store: FeedbackStore, max_body_bytes: int = 1_048_576):
+    def __init__(
+        self,
+        verifier: KeyVerifier,
+        store: FeedbackStore,
+        max_body_bytes: int = 1_048_576,
+        body_timeout_s: float = 30.0,
+    ):
         self.verifier = verifier
         self.store = store
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def handle(self, request: Request) -> JSONResponse:
         try:
             principal = authenticate(self.verifier, request.headers.get("authorization"))
-            raw = await request.body()
-            if len(raw) > self.max_body_bytes:
-                raise APIError(
-                    413, f"request body is larger than {self.max_body_bytes} bytes", "body_too_large"
-                )
+            # a size and a time limit, and a client that left mid-body is a 499, not a traceback
+            raw = await read_body(request, self.max_body_bytes, self.body_timeout_s)
             fb = self.parse(raw)
             rec = to_record(fb, principal)
             # the store touches the database (and may wait for the log writer): keep it off the event loop
             fid, created, duplicate = await asyncio.to_thread(self._store, rec, principal)
         except APIError as e:
-            return e.response()
+            return e.response({"x-request-id": new_request_id()})
         out = FeedbackObject(
             id=fid,
             request_id=rec.request_id,

@@ -20,6 +20,7 @@ from serving.config import GatewayConfig
 from serving.engine.pool import Endpoint, EnginePool
 from serving.errors import APIError, from_engine
 from serving.gateway.auth import KeyVerifier, authenticate
+from serving.gateway.body import client_closed, read_body
 from serving.protocol import ChatCompletionRequest
 from serving.records import RecordSink, RequestRecord
 
@@ -143,6 +144,9 @@ class ChatService:
                     "model",
                 )
             decision = await self._route(record)
+            # routing can take a while: a client gone by now gets no answer (and the engine no work)
+            if await request.is_disconnected():
+                raise client_closed("before the answer")
             payload = dict(body)
             if decision.messages is not None:
                 payload["messages"] = decision.messages
@@ -164,17 +168,7 @@ class ChatService:
             return e.response(headers)
 
     async def _read_json(self, request: Request) -> dict[str, Any]:
-        limit = self.config.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise APIError(413, f"request body is larger than {limit} bytes", "body_too_large")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise APIError(413, f"request body is larger than {limit} bytes", "body_too_large")
-            chunks.append(chunk)
-        raw = b"".join(chunks)
+        raw = await read_body(request, self.config.max_body_bytes, self.config.body_timeout_s)
         if not raw:
             raise APIError(400, "request body is empty; send a JSON object", "invalid_json")
         try:
@@ -192,8 +186,9 @@ class ChatService:
         except ValidationError as e:
             err = e.errors()[0]
             param = ".".join(str(p) for p in err.get("loc", ()))
+            msg = str(err.get("msg", "")).removeprefix("Value error, ")
             raise APIError(
-                400, f"invalid '{param}': {err.get('msg')}", "invalid_request", param or None
+                400, f"invalid '{param}': {msg}" if param else msg, "invalid_request", param or None
             ) from e
 
     async def _route(self, record: RequestRecord) -> RouteDecision:
@@ -250,13 +245,22 @@ class ChatService:
             return b"data: " + orjson.dumps({**c, "choices": choices, **more}) + b"\n\n"
 
         async def events() -> AsyncIterator[bytes]:
-            for i in range(req.n):
+            submitted = False
+            try:
+                for i in range(req.n):
+                    yield chunk(
+                        [{"index": i, "delta": {"role": "assistant", "content": text}, "finish_reason": None}]
+                    )
                 yield chunk(
-                    [{"index": i, "delta": {"role": "assistant", "content": text}, "finish_reason": None}]
+                    [{"index": i, "delta": {}, "finish_reason": "stop"} for i in range(req.n)], **extra
                 )
-            yield chunk([{"index": i, "delta": {}, "finish_reason": "stop"} for i in range(req.n)], **extra)
-            self.sink.submit(record)
-            yield b"data: [DONE]\n\n"
+                self.sink.submit(record)
+                submitted = True
+                yield b"data: [DONE]\n\n"
+            finally:
+                if not submitted:  # the client went away mid-stream
+                    record.status_code, record.error = 499, "client closed the connection"
+                    self.sink.submit(record)
 
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 

@@ -1,0 +1,43 @@
+"""Reading a request body with a size limit, a time limit and a clear status for a client that left.
+
+uvicorn waits for a declared body for as long as the connection stays open, and a client that closes
+mid-body surfaces as Starlette's `ClientDisconnect` out of the handler (a traceback, no log row). Here
+both become `APIError`s the handler logs like any other refusal: 408 (too slow), 499 (gone: nginx's
+"client closed request"; the client never sees it, the request log does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import Request
+from starlette.requests import ClientDisconnect
+
+from serving.errors import APIError
+
+CLIENT_CLOSED = 499
+
+
+def client_closed(when: str) -> APIError:
+    return APIError(CLIENT_CLOSED, f"client closed the connection {when}", "client_closed")
+
+
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"request body is larger than {limit} bytes", "body_too_large")
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise APIError(413, f"request body is larger than {limit} bytes", "body_too_large")
+                chunks.append(chunk)
+    except TimeoutError as e:
+        raise APIError(
+            408, f"request body not received within {timeout_s:g} s ({size} bytes came)", "body_timeout"
+        ) from e
+    except ClientDisconnect as e:
+        raise client_closed(f"before its body was complete ({size} bytes came)") from e
+    return b"".join(chunks)
