@@ -1,0 +1,1 @@
+"""`keel simulate`: realistic traffic and feedback through the gateway (questions.jsonl ships with it)."""
