@@ -62,3 +62,13 @@ def export(request: Request, body: ExportBody, _: Admin) -> dict[str, Any]:
         return run_export(p.db, p.settings, body.out, include_unreviewed=body.include_unreviewed)
     except ExportError as e:  # the user's choice of folder, not a server fault
         raise APIError(409, str(e), "export_exists", "out") from e
+
+
+# lineage and the champion alias read the flywheel's tables: /admin/flywheel/lineage/..., /admin/flywheel/aliases
+def _mount_lineage() -> None:
+    from keel.api.lineage import router as lineage_router
+
+    router.include_router(lineage_router)
+
+
+_mount_lineage()

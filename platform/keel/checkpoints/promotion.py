@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from keel.errors import KeelError
-from keel.store import registry
+from keel.store import aliases, registry
 from keel.store.db import Database
 from serving.engine.compat import NotServableError, check_servable
 from serving.engine.swap import SwapError, Swapper
@@ -67,8 +67,12 @@ class PromotionService:
         )
 
     def current(self) -> str | None:
-        s = registry.serving(self.db)
-        return s[0] if s else None
+        """The champion: the alias promotion and rollback move (it starts at what the registry serves)."""
+        return aliases.get(self.db, aliases.CHAMPION)
+
+    def _moved(self, kind: str, version: str, by: str, reason: str | None, swap_id: str) -> None:
+        registry.mark_serving(self.db, version, by, rollback=kind == "rollback")
+        aliases.move(self.db, aliases.CHAMPION, version, kind, by, reason, swap_id)
 
     async def promote(
         self, version: str, *, force: bool = False, by: str = "unknown", reason: str | None = None
@@ -129,7 +133,7 @@ class PromotionService:
             raise PromotionError("another swap is running; try again when it has finished")
         swap_id = self._start_row(kind, current, cp.version, force, by, reason)
         if self.swapper is None:  # platform not running: the next `keel up` serves it
-            registry.mark_serving(self.db, cp.version, by, rollback=kind == "rollback")
+            self._moved(kind, cp.version, by, reason, swap_id)
             self._finish_row(swap_id, "succeeded", "offline", 0.0, 0.0)
             return Outcome(swap_id, kind, current, cp.version, "offline", 0.0, 0.0)
         try:
@@ -140,7 +144,7 @@ class PromotionService:
         except BaseException as e:
             self._finish_row(swap_id, "failed", None, None, None, reason=f"failed: {type(e).__name__}: {e}")
             raise
-        registry.mark_serving(self.db, cp.version, by, rollback=kind == "rollback")
+        self._moved(kind, cp.version, by, reason, swap_id)
         self._finish_row(swap_id, "succeeded", result.strategy, result.seconds, result.held_s)
         return Outcome(swap_id, kind, current, cp.version, result.strategy, result.seconds, result.held_s)
 

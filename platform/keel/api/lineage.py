@@ -1,0 +1,37 @@
+"""Admin API for lineage and aliases: what `keel lineage` calls (mounted under /admin/flywheel)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from keel.api.deps import Admin, Db
+from keel.store import aliases, lineage
+from serving.errors import APIError
+
+router = APIRouter()
+
+
+@router.get("/lineage/versions/{version}")
+def version_lineage(version: str, db: Db, _: Admin) -> dict[str, Any]:
+    try:
+        return lineage.of_version(db, version)
+    except lineage.LineageError as e:
+        raise APIError(404, str(e), "not_found", "version") from e
+
+
+@router.get("/lineage/requests/{request_id}")
+def request_lineage(request_id: str, db: Db, _: Admin) -> dict[str, Any]:
+    try:
+        return lineage.of_request(db, request_id)
+    except lineage.LineageError as e:
+        raise APIError(404, str(e), "not_found", "request_id") from e
+
+
+@router.get("/aliases")
+def list_aliases(db: Db, _: Admin, history: int = 50) -> dict[str, Any]:
+    return {
+        "aliases": aliases.list_all(db),
+        "history": aliases.history(db, aliases.CHAMPION, limit=max(1, min(history, 10_000))),
+    }
