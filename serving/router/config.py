@@ -17,13 +17,24 @@ class RouterConfig(BaseModel):
     intents_file: Path | None = Field(
         None, description="Intents YAML with example utterances; empty: the packaged one."
     )
-    classifier: Literal["embedding", "llm"] = Field(
-        "embedding", description="'embedding': nearest examples (fast, deterministic); 'llm': ask the engine."
+    classifier: Literal["linear", "embedding", "llm"] = Field(
+        "linear",
+        description="'linear': logistic regression on the message embedding + product-name counts "
+        "(router.model_file; fast, deterministic); 'embedding': nearest intents-file examples; "
+        "'llm': ask the engine (falls back to 'embedding').",
+    )
+    model_file: Path | None = Field(
+        None,
+        description="Linear router model (JSON, written by `keel router train`); empty: the packaged one.",
     )
     threshold: float = Field(
-        0.80, description="Best example similarity under this → out_of_scope (E5 cosines sit in 0.7–1.0)."
+        0.80,
+        description="'embedding' classifier: best example similarity under this → out_of_scope "
+        "(E5 cosines sit in 0.7–1.0).",
     )
-    neighbours: int = Field(3, description="Examples per intent averaged into that intent's score.")
+    neighbours: int = Field(
+        3, description="'embedding' classifier: examples per intent averaged into its score."
+    )
     domain_template: Path | None = Field(
         None, description="Jinja template of the domain system prompt; empty: packaged."
     )

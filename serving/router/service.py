@@ -22,6 +22,7 @@ from serving.router.classifier import EmbeddingClassifier, Generate, LLMClassifi
 from serving.router.config import RouterConfig
 from serving.router.graph import build_graph
 from serving.router.intents import Intents, load_intents
+from serving.router.linear import LinearClassifier, load_model
 from serving.router.workers import RoutingPool
 
 
@@ -158,9 +159,11 @@ def build_router(
     embedder = embedder or load_embedder(rag.embedder)
     intents = intents or load_intents(config.intents_file)
     pool = RoutingPool(config.workers, config.long_workers, config.long_chars, config.queue)
-    classifier = classifier_base = EmbeddingClassifier(
-        intents, embedder, config.threshold, config.neighbours, pool=pool
-    )
+    classifier: Any
+    if config.classifier == "linear":
+        classifier = LinearClassifier(load_model(config.model_file), embedder, pool=pool)
+    else:
+        classifier = EmbeddingClassifier(intents, embedder, config.threshold, config.neighbours, pool=pool)
     if config.classifier == "llm":
         if generate is None:
             raise ValueError("router.classifier=llm needs a generate callable")
@@ -168,8 +171,7 @@ def build_router(
     retriever = Retriever(index_dir, rag, embedder) if index_dir else None
     if retriever is not None:
         # the domain examples are typical user questions: the reference for the hubness correction
-        domain = [i for i, n in enumerate(classifier_base.names) if n == "domain"]
-        retriever.set_reference([classifier_base.texts[i] for i in domain], classifier_base.vectors[domain])
+        retriever.set_reference(list(intents.intents["domain"].examples))
     graph = build_graph(classifier, retriever, intents, config, pool=pool)
     plan_graph = build_graph(classifier, retriever, intents, config, with_generation=False, pool=pool)
     return Router(graph, classifier, retriever, generate, plan_graph, config=config, pool=pool)
