@@ -1,0 +1,338 @@
+"""Soak: mixed traffic for a long time, with two swaps and a rollback in the middle (issue 16, build 6).
+
+Run (Markdown on stdout, bench/results/soak.json):
+    nice -n 5 python bench/soak.py --minutes 30 --rate 2
+    nice -n 5 python bench/soak.py --minutes 5 --rate 2          # the short proof run
+
+A real `keel up` (router on, real vLLM, no document index) gets requests at a fixed rate (open loop: a
+slow answer does not slow the sender), in a fixed rotation of kinds:
+  plain     non-streamed chat, 8 tokens                  → 200 with a choice
+  stream    streamed chat, 8 tokens                      → 200 ending in [DONE], no error event
+  aborted   streamed chat, closed after the first chunk  → its row says 499
+  bad       invalid JSON, 16 stop sequences, unknown model, unknown path, wrong method → that 4xx exactly
+  feedback  thumbs on an earlier answer (/v1/feedback)   → 200
+At 1/4, 2/4 and 3/4 of the run: promote v2 (in place), promote v3 (in place), roll back (to v2), each a
+checkpoint with perturbed weights of the base. Recorded: requests and failures per kind (a failure is
+any outcome other than the expected one: intended 4xx are not failures), request-log rows vs chat
+requests sent (counted by id), the platform process's RSS over the run (growth from the first sample
+after warm-up to the last), and p50/p95 latency per phase and kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.harness import PlatformProcess  # noqa: E402
+from tests.swap.conftest import derive_checkpoint  # noqa: E402
+
+KINDS = ["plain", "stream", "plain", "aborted", "stream", "bad", "feedback", "plain"]
+BAD = [  # (method, path, raw body, expected status)
+    ("POST", "/v1/chat/completions", b"{not json", 400),
+    (
+        "POST",
+        "/v1/chat/completions",
+        json.dumps(
+            {
+                "model": "keel",
+                "messages": [{"role": "user", "content": "hi"}],
+                "stop": [str(i) for i in range(16)],
+            }
+        ).encode(),
+        400,
+    ),
+    (
+        "POST",
+        "/v1/chat/completions",
+        b'{"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}]}',
+        404,
+    ),
+    ("POST", "/v1/completions", b"{}", 404),
+    ("GET", "/v1/chat/completions", b"", 405),
+]
+TOPICS = ["TiDB", "the sea", "clean code", "bicycles", "consensus", "spring", "indexes", "rain"]
+
+
+@dataclass
+class Sample:
+    kind: str
+    phase: str
+    start: float
+    seconds: float
+    ok: bool
+    status: int | None
+    request_id: str | None
+    detail: str = ""
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+class Soak:
+    def __init__(self, p: PlatformProcess, key: str):
+        self.p = p
+        self.client = httpx.AsyncClient(
+            base_url=p.url,
+            timeout=300,
+            headers={"Authorization": f"Bearer {key}"},
+            limits=httpx.Limits(max_connections=64),
+        )
+        self.samples: list[Sample] = []
+        self.answered: list[str] = []  # request ids feedback can refer to
+        self.chat_ids: list[str] = []  # every chat request's id (rows expected)
+        self.chat_sent = 0
+        self.phase = "warm-up"
+        self.n = 0
+
+    def body(self, stream: bool) -> dict:
+        self.n += 1
+        topic = TOPICS[self.n % len(TOPICS)]
+        return {
+            "model": "keel",
+            "messages": [{"role": "user", "content": f"Tell me one thing about {topic} ({self.n})."}],
+            "max_tokens": 8,
+            "temperature": 0,
+            "stream": stream,
+        }
+
+    async def one(self, kind: str) -> None:
+        phase, t0 = self.phase, time.time()
+        status = rid = None
+        ok, detail = False, ""
+        try:
+            if kind == "plain":
+                self.chat_sent += 1
+                r = await self.client.post("/v1/chat/completions", json=self.body(False))
+                status, rid = r.status_code, r.headers.get("x-request-id")
+                ok = status == 200 and bool(r.json().get("choices"))
+                if ok:
+                    self.answered.append(rid)
+            elif kind in ("stream", "aborted"):
+                self.chat_sent += 1
+                async with self.client.stream("POST", "/v1/chat/completions", json=self.body(True)) as r:
+                    status, rid = r.status_code, r.headers.get("x-request-id")
+                    text = ""
+                    async for chunk in r.aiter_text():
+                        text += chunk
+                        if kind == "aborted" and "data: {" in text:
+                            break  # leave mid-stream: the row must say 499
+                    ok = status == 200 and (
+                        "data: {" in text
+                        if kind == "aborted"
+                        else text.rstrip().endswith("[DONE]") and '"error"' not in text
+                    )
+                if ok and kind == "stream":
+                    self.answered.append(rid)
+            elif kind == "bad":
+                method, path, raw, expected = BAD[self.n % len(BAD)]
+                self.n += 1
+                self.chat_sent += 1  # a refusal under /v1 is a request too: it gets a row
+                r = await self.client.request(
+                    method, path, content=raw or None, headers={"Content-Type": "application/json"}
+                )
+                status, rid = r.status_code, r.headers.get("x-request-id")
+                ok = status == expected and "error" in r.json() and rid is not None
+                detail = f"{method} {path} → {status} (expected {expected})"
+            elif kind == "feedback":
+                target = self.answered[-1] if self.answered else None
+                if target is None:
+                    return
+                fb = {"request_id": target, "type": "thumbs", "rating": "up" if self.n % 2 else "down"}
+                r = await self.client.post("/v1/feedback", json=fb)
+                status = r.status_code
+                ok = status == 200 and r.json().get("object") == "feedback"
+        except Exception as e:  # a failure to record, never a crash of the soak
+            detail = f"{type(e).__name__}: {e}"
+        if rid and kind != "feedback":
+            self.chat_ids.append(rid)
+        self.samples.append(Sample(kind, phase, t0, time.time() - t0, ok, status, rid, detail))
+
+    async def traffic(self, seconds: float, rate: float) -> None:
+        tasks, i = [], 0
+        t_end = time.monotonic() + seconds
+        next_at = time.monotonic()
+        while time.monotonic() < t_end:
+            tasks.append(asyncio.create_task(self.one(KINDS[i % len(KINDS)])))
+            i += 1
+            next_at += 1.0 / rate
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            if len(tasks) > 512:
+                tasks = [t for t in tasks if not t.done()]
+        await asyncio.gather(*tasks)
+
+
+async def run(args, p: PlatformProcess, key: str) -> dict:
+    soak = Soak(p, key)
+    pid = p.proc.pid
+    rss: list[tuple[float, int]] = []
+    swaps: list[dict] = []
+    total = args.minutes * 60
+    plan = [
+        (total * f, cmd)
+        for f, cmd in ((0.25, ["promote", "v2"]), (0.5, ["promote", "v3"]), (0.75, ["rollback"]))
+    ]
+
+    async def sampler(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            rss.append((time.time(), rss_kib(pid)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 5)
+
+    async def swapper(t_start: float) -> None:
+        for at, cmd in plan:
+            await asyncio.sleep(max(0.0, t_start + at - time.monotonic()))
+            soak.phase = " ".join(cmd)
+            t = time.time()
+            proc = await asyncio.to_thread(p.cli, *cmd, check=False)
+            swaps.append(
+                {
+                    "cmd": " ".join(cmd),
+                    "rc": proc.returncode,
+                    "seconds": round(time.time() - t, 2),
+                    "at_s": round(at),
+                }
+            )
+            soak.phase = f"after {' '.join(cmd)}"
+
+    # warm-up: the first requests pay one-off costs (imports, caches) that are not growth
+    await soak.traffic(args.warmup_s, args.rate)
+    await asyncio.sleep(2)
+    rows_before = p.admin("GET", "/admin/requests/count").json()["count"]
+    sent_before = soak.chat_sent
+    warm_ids = set(soak.chat_ids)
+    soak.phase = "steady"
+    stop = asyncio.Event()
+    sampler_task = asyncio.create_task(sampler(stop))
+    t_start = time.monotonic()
+    await asyncio.gather(soak.traffic(total, args.rate), swapper(t_start))
+    stop.set()
+    await sampler_task
+    await soak.client.aclose()
+    await asyncio.sleep(3)  # the batch writer commits within its flush interval
+    rows_after = p.admin("GET", "/admin/requests/count").json()["count"]
+
+    ids = [i for i in soak.chat_ids if i not in warm_ids]
+    found: dict[str, dict] = {}
+    for k in range(0, len(ids), 100):
+        batch = ids[k : k + 100]
+        for row in p.rows(batch, timeout=15):
+            found[row["request_id"]] = row
+    missing = [i for i in ids if i not in found]
+    measured = [s for s in soak.samples if s.phase != "warm-up"]
+    aborted_rows = [
+        found[s.request_id]["status_code"] for s in measured if s.kind == "aborted" and s.request_id in found
+    ]
+
+    by_kind: dict[str, list[Sample]] = defaultdict(list)
+    by_phase: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for s in measured:
+        by_kind[s.kind].append(s)
+        if s.ok and s.kind in ("plain", "stream"):
+            by_phase[(s.phase, s.kind)].append(s.seconds)
+    failures = [s for s in measured if not s.ok]
+    rss_first, rss_last = rss[0][1], rss[-1][1]
+    rss_max = max(v for _, v in rss)
+
+    lines = [
+        f"run: {args.minutes:g} min at {args.rate:g} requests/s after {args.warmup_s:g} s warm-up; "
+        f"{len(measured)} requests, {len(failures)} failures",
+        "",
+        "| kind | requests | failures | p50 s | p95 s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for kind in ("plain", "stream", "aborted", "bad", "feedback"):
+        ss = by_kind.get(kind, [])
+        lat = [s.seconds for s in ss if s.ok]
+        lines.append(
+            f"| {kind} | {len(ss)} | {sum(1 for s in ss if not s.ok)} | {pct(lat, 0.5):.2f} | {pct(lat, 0.95):.2f} |"
+        )
+    lines += ["", "| phase | plain n | plain p95 s | stream n | stream p95 s |", "|---|---:|---:|---:|---:|"]
+    for phase in dict.fromkeys(s.phase for s in measured):
+        pl, st = by_phase.get((phase, "plain"), []), by_phase.get((phase, "stream"), [])
+        lines.append(f"| {phase} | {len(pl)} | {pct(pl, 0.95):.2f} | {len(st)} | {pct(st, 0.95):.2f} |")
+    lines += [
+        "",
+        "swaps: " + "; ".join(f"{s['cmd']} at {s['at_s']} s: rc {s['rc']}, {s['seconds']} s" for s in swaps),
+        f"request-log rows: {rows_after - rows_before} new rows for {soak.chat_sent - sent_before} chat/v1 requests sent; "
+        f"by id: {len(ids) - len(missing)} of {len(ids)} found, {len(missing)} missing; "
+        f"aborted streams logged 499: {sum(1 for c in aborted_rows if c == 499)} of {len(aborted_rows)}",
+        f"platform RSS: {rss_first / 1024:.0f} MiB after warm-up → {rss_last / 1024:.0f} MiB at the end "
+        f"({(rss_last - rss_first) / rss_first * 100:+.1f}%), max {rss_max / 1024:.0f} MiB, {len(rss)} samples",
+    ]
+    if failures:
+        lines.append(
+            "failures: "
+            + "; ".join(f"{s.kind}@{s.phase}: {s.status} {s.detail}"[:160] for s in failures[:10])
+        )
+    table = "\n".join(lines)
+    return {
+        "args": vars(args),
+        "requests": len(measured),
+        "failures": len(failures),
+        "rows_new": rows_after - rows_before,
+        "sent": soak.chat_sent - sent_before,
+        "ids": len(ids),
+        "missing": len(missing),
+        "aborted_rows_499": sum(1 for c in aborted_rows if c == 499),
+        "aborted_rows": len(aborted_rows),
+        "rss_kib": rss,
+        "rss_growth": (rss_last - rss_first) / rss_first,
+        "swaps": swaps,
+        "table": table,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--rate", type=float, default=2.0, help="requests per second (all kinds together)")
+    ap.add_argument("--warmup-s", type=float, default=30.0)
+    args = ap.parse_args()
+
+    from keel.checkpoints.basemodel import ensure_base
+
+    base = ensure_base(Path.home() / ".cache" / "keel-test" / "checkpoints", None)
+    work = Path(tempfile.mkdtemp(prefix="keel-soak-"))
+    v2 = derive_checkpoint(base, work / "v2", "v2", scale=1.05)
+    v3 = derive_checkpoint(base, work / "v3", "v3", scale=0.97)
+    p = PlatformProcess(data_dir=work / "data", model_dir=base, overrides=["router.enabled=true"]).start(
+        timeout=900
+    )
+    try:
+        for cp in (v2, v3):
+            p.cli("checkpoints", "add", str(cp))
+        key = p.create_key("soak")
+        result = asyncio.run(run(args, p, key))
+    finally:
+        p.stop()
+    print(result["table"])
+    out = REPO / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    name = "soak.json" if args.minutes >= 30 else f"soak-{args.minutes:g}min.json"
+    (out / name).write_text(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
