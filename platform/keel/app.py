@@ -243,6 +243,8 @@ def create_admin_app(platform) -> FastAPI:
 def create_app(platform: Platform) -> FastAPI:
     from keel.api import index, metrics
     from keel.web.annotation import router as annotation_router
+    from keel.web.console import router as console_router
+    from keel.web.pages import mount_static
     from serving.feedback.api import router as feedback_router
     from serving.gateway.api import router as gateway_router
 
@@ -267,4 +269,6 @@ def create_app(platform: Platform) -> FastAPI:
     for router in [*admin_routers(), index.router, metrics.router]:
         app.include_router(router)
     app.include_router(annotation_router)
+    app.include_router(console_router)
+    mount_static(app)
     return app

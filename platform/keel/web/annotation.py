@@ -9,25 +9,22 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markdown_it import MarkdownIt
 from pydantic import BaseModel, Field
 
 from keel.review.queue import DECISIONS, Filters, LeaseError, ReviewQueue
+from keel.web.pages import templates
 from serving.errors import APIError
 from serving.gateway.auth import Principal, bearer_token
 
 router = APIRouter(prefix="/annotate")
 COOKIE = "keel_annotate"
 ROLES = ("annotator", "admin")
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).with_name("templates")), autoescape=select_autoescape(["html"])
-)
+_templates = templates  # the web layer's one template set (keel.web.pages)
 # commonmark with raw HTML off: <script> in an answer is shown as text, never run
 _md = MarkdownIt("commonmark", {"html": False}).enable("table")
 

@@ -1,0 +1,251 @@
+"""The operator console at /console: one page over the platform's own data, promote and roll back.
+
+Admin keys only (the platform's ``run/admin.key`` or an admin-role key): the login form sets an HttpOnly,
+SameSite=Strict session cookie scoped to /console; the JSON API also takes ``Authorization: Bearer``.
+A user or annotator key gets 403. Promote and rollback go through the platform's PromotionService, the
+same path and refusals as ``keel promote`` / ``keel rollback`` (failed gate without force, a swap
+already running). The page builds every piece of user text with ``textContent`` (never as HTML) and
+draws its charts as SVG itself, from /static: no CDN, no build step.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from keel.checkpoints.promotion import PromotionError
+from keel.store import console as queries
+from keel.store import registry
+from keel.web.pages import templates
+from serving.errors import APIError
+from serving.gateway.auth import bearer_token
+
+router = APIRouter(prefix="/console")
+COOKIE = "keel_console"
+LOGIN = {"heading": "Keel · console", "label": "Admin key", "action": "/console/login"}
+
+
+class ConsoleSessions:
+    """Session id → operator name (in memory: a platform restart logs everyone out)."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, str] = {}
+
+
+def _sessions(request: Request) -> ConsoleSessions:
+    state = request.app.state
+    if getattr(state, "console", None) is None:
+        state.console = ConsoleSessions()
+    return state.console
+
+
+def _admin_name(request: Request, token: str) -> str | None:
+    """The operator's name for an admin key; None for an unknown key; raise 403 for a non-admin key."""
+    platform = request.app.state.platform
+    if hmac.compare_digest(token, platform.admin_key):
+        return "admin"
+    principal = platform.keys.verify(token)
+    if principal is None:
+        return None
+    if principal.role != "admin":
+        raise APIError(403, "the console needs an admin key", "forbidden")
+    return principal.name
+
+
+def operator(request: Request) -> str:
+    token = bearer_token(request.headers.get("authorization"))
+    if token:
+        name = _admin_name(request, token)
+        if name is None:
+            raise APIError(401, "invalid or revoked API key", "invalid_api_key")
+        return name
+    sid = request.cookies.get(COOKIE)
+    name = _sessions(request).sessions.get(sid) if sid else None
+    if name is None:
+        raise APIError(401, "log in with an admin key", "invalid_api_key")
+    return name
+
+
+Operator = Annotated[str, Depends(operator)]
+
+
+# ---- page and login ------------------------------------------------------------------------------------
+@router.get("", response_class=HTMLResponse)
+def page(request: Request) -> Response:
+    sid = request.cookies.get(COOKIE)
+    name = _sessions(request).sessions.get(sid) if sid else None
+    if name is None:
+        return HTMLResponse(templates.get_template("login.html").render(error=None, **LOGIN))
+    return HTMLResponse(templates.get_template("console.html").render(name=name))
+
+
+@router.post("/login")
+def login(request: Request, key: Annotated[str, Form()] = "") -> Response:
+    key = key.strip()
+    try:
+        name = _admin_name(request, key) if key else None
+    except APIError:
+        html = templates.get_template("login.html").render(
+            error="That key is not an admin key: the console needs the platform's admin key.", **LOGIN
+        )
+        return HTMLResponse(html, status_code=403)
+    if name is None:
+        html = templates.get_template("login.html").render(error="That key is not an active key.", **LOGIN)
+        return HTMLResponse(html, status_code=401)
+    sid = secrets.token_urlsafe(24)
+    _sessions(request).sessions[sid] = name
+    r = RedirectResponse("/console", status_code=303)
+    r.set_cookie(COOKIE, sid, httponly=True, samesite="strict", path="/console")
+    return r
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    _sessions(request).sessions.pop(request.cookies.get(COOKIE, ""), None)
+    r = RedirectResponse("/console", status_code=303)
+    r.delete_cookie(COOKIE, path="/console")
+    return r
+
+
+# ---- JSON API ------------------------------------------------------------------------------------------
+def _platform(request: Request):
+    return request.app.state.platform
+
+
+@router.get("/api/overview")
+def overview(request: Request, who: Operator) -> dict[str, Any]:
+    p = _platform(request)
+    cps = [c.to_dict() for c in registry.list_all(p.db)]
+    for c in cps:
+        m = c.get("manifest") or {}
+        c["has_report"] = (Path(c["path"]) / "report.html").is_file()
+        c["metrics"] = m.get("final_metrics") or m.get("metrics") or {}
+        c.pop("manifest", None)  # large; the lineage needs only parent/stage
+    index = p.indexer.status() if p.indexer is not None else None
+    return {
+        "operator": who,
+        "version": p.pool.version,
+        "engines": [{"url": e.url, "version": e.version, "healthy": e.healthy} for e in p.pool.endpoints],
+        "swap_running": p.swapper is not None and p.swapper.lock.locked(),
+        "engine_error": p.supervisor.last_error,
+        "requestlog": p.writer.stats(),
+        "checkpoints": cps,
+        "swaps": p.promotions.history(50),
+        "gates": queries.gates(p.db),
+        "index": index,
+    }
+
+
+@router.get("/api/traffic")
+def traffic(request: Request, _: Operator, hours: float = 24) -> dict[str, Any]:
+    return queries.traffic(_platform(request).db, hours)
+
+
+@router.get("/api/feedback")
+def feedback(request: Request, _: Operator) -> list[dict[str, Any]]:
+    return queries.feedback_rates(_platform(request).db)
+
+
+@router.get("/api/requests")
+def requests_(
+    request: Request,
+    _: Operator,
+    q: str | None = None,
+    route: str | None = None,
+    version: str | None = None,
+    status: str | None = None,
+    feedback: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> dict[str, Any]:
+    if status not in (None, "", "ok", "error"):
+        raise APIError(400, "status must be ok or error", "invalid_request", "status")
+    if feedback not in (None, "", "any", "none", "thumbs", "edit", "regenerate", "choice"):
+        raise APIError(400, "unknown feedback filter", "invalid_request", "feedback")
+    p = _platform(request)
+    p.writer.flush(2.0)  # what was just answered shows up
+    return queries.recent_requests(
+        p.db,
+        q=q or None,
+        route=route or None,
+        version=version or None,
+        status=status or None,
+        feedback=feedback or None,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/api/cycles")
+def cycles(request: Request, _: Operator) -> dict[str, Any]:
+    db = _platform(request).db
+    return {"available": queries.has_tables(db, "cycles", "cycle_steps"), "cycles": queries.cycles(db)}
+
+
+def _report(path: str | None) -> Response:
+    """A Keel-written HTML report, sandboxed: no script of it runs with the console's origin."""
+    if not path or not Path(path).is_file():
+        raise APIError(404, "no report", "not_found")
+    r = FileResponse(path, media_type="text/html")
+    r.headers["Content-Security-Policy"] = (
+        "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+    )
+    return r
+
+
+@router.get("/report/checkpoint/{version}")
+def checkpoint_report(request: Request, version: str, _: Operator) -> Response:
+    try:
+        cp = registry.get(_platform(request).db, version)
+    except registry.RegistryError as e:
+        raise APIError(404, str(e), "not_found") from e
+    return _report(str(Path(cp.path) / "report.html"))
+
+
+@router.get("/report/cycle/{cycle_id}")
+def cycle_report(request: Request, cycle_id: str, _: Operator) -> Response:
+    return _report(queries.cycle_report_path(_platform(request).db, cycle_id))
+
+
+@router.get("/report/gate/{eval_id:path}")
+def gate_report(request: Request, eval_id: str, _: Operator) -> Response:
+    path = queries.eval_path(_platform(request).db, eval_id)
+    folder = Path(path).parent if path else None
+    return _report(str(folder / "report.html") if folder else None)
+
+
+class PromoteBody(BaseModel):
+    version: str = Field(min_length=1, max_length=200)
+    force: bool = False
+    reason: str | None = Field(None, max_length=2000)
+
+
+class RollbackBody(BaseModel):
+    to: str | None = Field(None, max_length=200)
+    reason: str | None = Field(None, max_length=2000)
+
+
+@router.post("/api/promote")
+async def promote(request: Request, body: PromoteBody, who: Operator) -> dict[str, Any]:
+    service = _platform(request).promotions
+    try:
+        out = await service.promote(body.version, force=body.force, by=who, reason=body.reason or "console")
+    except PromotionError as e:
+        raise APIError(409, str(e), "promotion_refused") from e
+    return out.to_dict()
+
+
+@router.post("/api/rollback")
+async def rollback(request: Request, body: RollbackBody, who: Operator) -> dict[str, Any]:
+    service = _platform(request).promotions
+    try:
+        out = await service.rollback(body.to or None, by=who, reason=body.reason or "console")
+    except PromotionError as e:
+        raise APIError(409, str(e), "rollback_refused") from e
+    return out.to_dict()
