@@ -37,6 +37,12 @@ class StepFailed(KeelError):
     """A cycle step could not do its job; the message says why."""
 
 
+def repo_path(p: str | Path) -> Path:
+    """Paths in cycle config and profiles: ~ expanded; relative ones are read from the repository root."""
+    q = Path(p).expanduser()
+    return q if q.is_absolute() else (REPO / q).resolve()
+
+
 def sha_files(paths: list[Path]) -> str:
     h = hashlib.sha256()
     for p in sorted(paths):
@@ -85,6 +91,13 @@ class PlatformSteps:
 
     def serving(self) -> dict[str, Any]:
         s = registry.serving(self.db)
+        if s is None:  # nothing promoted yet (no `keel up` so far): the base model serves
+            from keel.checkpoints.basemodel import ensure_base
+
+            registry.ensure_base_registered(
+                self.db, ensure_base(self.settings.checkpoints_dir, self.settings.model.path)
+            )
+            s = registry.serving(self.db)
         if s is None:
             raise StepFailed("no serving checkpoint in the registry (run `keel up` once)")
         return {"version": s[0], "path": str(s[1])}
@@ -139,7 +152,7 @@ class PlatformSteps:
 
     def _cpt_sources(self, cfg: CycleConfig) -> list[Path]:
         if cfg.cpt_data.sources:
-            return [Path(s).expanduser().resolve() for s in cfg.cpt_data.sources]
+            return [repo_path(s) for s in cfg.cpt_data.sources]
         return [p.resolve() for p in self.settings.rag_corpus_paths]
 
     def _last_doc_index(self, ctx: StepContext) -> dict[str, str]:
@@ -203,10 +216,9 @@ class PlatformSteps:
                 "kind": "cpt",
                 "output": str(dest),
                 "sources": srcs,
-                "general": [str(Path(p).expanduser()) for p in cfg.cpt_data.general],
-                "general_eval": [str(Path(p).expanduser()) for p in cfg.cpt_data.general_eval],
-                "eval_sets": [str(Path(p).expanduser()) for p in cfg.cpt_data.eval_sets]
-                + self._eval_guard_sets(),
+                "general": [str(repo_path(p)) for p in cfg.cpt_data.general],
+                "general_eval": [str(repo_path(p)) for p in cfg.cpt_data.general_eval],
+                "eval_sets": [str(repo_path(p)) for p in cfg.cpt_data.eval_sets] + self._eval_guard_sets(),
                 "ratio": cfg.cpt_data.ratio,
                 **cfg.cpt_data.overrides,
             }
@@ -226,7 +238,7 @@ class PlatformSteps:
     # ---- train -----------------------------------------------------------------------------------------
     def recipe(self, ctx: StepContext, stage: str, snapshot: dict, parent: dict) -> tuple[dict, Path]:
         st = ctx.config.stage(stage)  # type: ignore[arg-type]
-        path = Path(st.recipe).expanduser() if st.recipe else RECIPES / f"smollm2-{stage}.yaml"
+        path = repo_path(st.recipe) if st.recipe else RECIPES / f"smollm2-{stage}.yaml"
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as e:
@@ -266,7 +278,8 @@ class PlatformSteps:
             run_child(argv, ctx.config.launcher, log_path, ctx.cancel_event)
         if not is_checkpoint(out):
             raise StepFailed(f"training {stage} ended without a checkpoint at {out} (log: {log_path})")
-        m = read_manifest(out) or {}
+        found = read_manifest(out)
+        m = found.dump() if found is not None else {}
         cp = registry.add(self.db, out)
         weights = sorted(out.glob("*.safetensors"))
         metrics = m.get("metrics", {})
@@ -292,6 +305,8 @@ class PlatformSteps:
         from training.eval.runner import EvalConfig
 
         es = self.settings.eval
+        if ctx.config.eval:  # the cycle's own eval settings (e.g. a smaller gate suite in the demo)
+            es = type(es).model_validate({**es.model_dump(), **ctx.config.eval})
         paths = es.resolved()
         threads = ctx.config.launcher.threads or es.threads
         return EvalConfig(
@@ -309,7 +324,7 @@ class PlatformSteps:
 
     def _policy(self, ctx: StepContext) -> Path | None:
         if ctx.config.policy:
-            return Path(ctx.config.policy).expanduser()
+            return repo_path(ctx.config.policy)
         return self.settings.eval.policy
 
     def evaluate(self, ctx: StepContext, candidate: dict, baseline: dict) -> Done:
