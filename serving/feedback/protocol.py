@@ -37,8 +37,17 @@ class ChoiceFeedback(_Base):
     preferred: Literal["this", "other", "neither"]
 
 
+class RouteFeedback(_Base):
+    """The router sent this request down the wrong route; `intent` is the one it should have taken.
+    Flagged messages become labelled router examples for the next (gated) router fit."""
+
+    type: Literal["route"]
+    intent: Literal["domain", "chat", "out_of_scope"]
+
+
 FeedbackRequest = Annotated[
-    ThumbsFeedback | EditFeedback | RegenerateFeedback | ChoiceFeedback, Field(discriminator="type")
+    ThumbsFeedback | EditFeedback | RegenerateFeedback | ChoiceFeedback | RouteFeedback,
+    Field(discriminator="type"),
 ]
 
 

@@ -20,6 +20,7 @@ from serving.feedback.protocol import (
     FeedbackObject,
     FeedbackRequest,
     RegenerateFeedback,
+    RouteFeedback,
     ThumbsFeedback,
 )
 from serving.gateway.auth import KeyVerifier, Principal, authenticate
@@ -50,6 +51,7 @@ class FeedbackRecord:
     edited_text: str | None = None
     other_request_id: str | None = None
     preferred: str | None = None
+    intent: str | None = None  # route: the intent the request should have been routed to
 
 
 class FeedbackStore(Protocol):
@@ -72,6 +74,8 @@ def to_record(fb: Any, principal: Principal) -> FeedbackRecord:
         rec.other_request_id = fb.new_request_id
     elif isinstance(fb, ChoiceFeedback):
         rec.other_request_id, rec.preferred = fb.other_request_id, fb.preferred
+    elif isinstance(fb, RouteFeedback):
+        rec.intent = fb.intent
     # The same person sending the same judgement twice (a retry, a double click) is one row.
     payload = orjson.dumps(
         [
@@ -83,6 +87,7 @@ def to_record(fb: Any, principal: Principal) -> FeedbackRecord:
             rec.edited_text,
             rec.other_request_id,
             rec.preferred,
+            *([rec.intent] if rec.intent is not None else []),  # old rows' keys stay as they were
         ]
     )
     rec.dedup_key = hashlib.sha256(payload).hexdigest()
@@ -137,12 +142,16 @@ class FeedbackService:
         except ValidationError as e:
             err = e.errors()[0]
             # drop the union tag pydantic puts in the location ("thumbs.rating" → "rating")
-            loc = [str(p) for p in err.get("loc", ()) if p not in ("thumbs", "edit", "regenerate", "choice")]
+            loc = [
+                str(p)
+                for p in err.get("loc", ())
+                if p not in ("thumbs", "edit", "regenerate", "choice", "route")
+            ]
             param = ".".join(loc) or None
             msg = err.get("msg", "bad request")
             if err.get("type") == "union_tag_invalid" or err.get("type") == "union_tag_not_found":
                 param = "type"
-                msg = "'type' must be one of thumbs, edit, regenerate, choice"
+                msg = "'type' must be one of thumbs, edit, regenerate, choice, route"
             raise APIError(
                 400, f"invalid '{param}': {msg}" if param else msg, "invalid_request", param
             ) from e

@@ -22,7 +22,7 @@ from serving.router.classifier import EmbeddingClassifier, Generate, LLMClassifi
 from serving.router.config import RouterConfig
 from serving.router.graph import build_graph
 from serving.router.intents import Intents, load_intents
-from serving.router.linear import LinearClassifier, load_model
+from serving.router.linear import LinearClassifier, LinearModel, load_model
 from serving.router.workers import RoutingPool
 
 
@@ -93,6 +93,14 @@ class Router:
         self.retriever = retriever
         self.generate = generate
 
+    def use_model(self, model: LinearModel) -> bool:
+        """Serve a refitted linear model from the next request on; False when the router is not linear."""
+        if not isinstance(self.classifier, ClassifierSlot):
+            return False
+        old = self.classifier.inner
+        self.classifier.inner = LinearClassifier(model, old._embedder, pool=old.pool)
+        return True
+
     def warmup(self) -> None:
         """Load the catalog, build BM25 and touch the models now rather than in the first request."""
         if self.retriever is not None:
@@ -145,6 +153,20 @@ class Router:
         return result
 
 
+class ClassifierSlot:
+    """The classifier the graph calls, replaceable in one assignment (a request in flight keeps the
+    classifier it started with)."""
+
+    def __init__(self, inner: LinearClassifier):
+        self.inner = inner
+
+    async def classify(self, text: str):
+        return await self.inner.classify(text)
+
+    def classify_sync(self, text: str):
+        return self.inner.classify_sync(text)
+
+
 def build_router(
     config: RouterConfig | None = None,
     rag: RagConfig | None = None,
@@ -161,7 +183,8 @@ def build_router(
     pool = RoutingPool(config.workers, config.long_workers, config.long_chars, config.queue)
     classifier: Any
     if config.classifier == "linear":
-        classifier = LinearClassifier(load_model(config.model_file), embedder, pool=pool)
+        # in a slot, so a refitted model can replace it while the platform serves (Router.use_model)
+        classifier = ClassifierSlot(LinearClassifier(load_model(config.model_file), embedder, pool=pool))
     else:
         classifier = EmbeddingClassifier(intents, embedder, config.threshold, config.neighbours, pool=pool)
     if config.classifier == "llm":

@@ -67,8 +67,10 @@ def export(request: Request, body: ExportBody, _: Admin) -> dict[str, Any]:
 # lineage and the champion alias read the flywheel's tables: /admin/flywheel/lineage/..., /admin/flywheel/aliases
 def _mount_lineage() -> None:
     from keel.api.lineage import router as lineage_router
+    from keel.api.router_fit import router as router_fit_router  # /admin/flywheel/router/...
 
     router.include_router(lineage_router)
+    router.include_router(router_fit_router)
 
 
 _mount_lineage()

@@ -67,6 +67,7 @@ def _register() -> None:
         ("eval", "Evaluate checkpoints and apply promotion gates."),
         ("index", "Build or update the document index (RAG)."),
         ("cycle", "Run the flywheel cycle (mine → train → gate → promote) and see its schedule."),
+        ("router", "The intent router: route flags and gated refits."),
     ]:
         mod = __import__(
             f"keel.cli.{name}", fromlist=["app"]

@@ -57,26 +57,46 @@ def eval_rag(
 
 
 def eval_router(
-    data: Annotated[Path, typer.Option("--data", help="JSONL with `text` and `intent`.")],
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="JSONL with `text` and `intent`; default: the shipped hard test half."),
+    ] = None,
+    classifier: Annotated[
+        str | None,
+        typer.Option("--classifier", help="linear or embedding; default: router.classifier."),
+    ] = None,
     show_errors: Annotated[bool, typer.Option("--errors", help="List misrouted messages.")] = False,
 ) -> None:
-    """Router accuracy per intent and the confusion matrix."""
+    """Router precision and recall per intent and the confusion matrix (the classifier the platform serves)."""
+    from keel.cycle.router_fit import serving_model_file
     from serving.rag.embedder import load_embedder
     from serving.router.classifier import EmbeddingClassifier
     from serving.router.evaluate import evaluate_router, load_labelled
+    from serving.router.fit import TEST
     from serving.router.intents import IntentsError, load_intents
+    from serving.router.linear import LinearClassifier, RouterModelError, load_model
 
     settings = load()
+    data = data or TEST
+    kind = classifier or settings.router.classifier
+    if kind not in ("linear", "embedding"):
+        raise fail(f"--classifier {kind!r}: use linear or embedding")
     try:
         rows = load_labelled(data)
-        intents = load_intents(settings.router.intents_file)
+        embedder = load_embedder(settings.rag.embedder)
+        if kind == "linear":
+            model_file = serving_model_file(settings)
+            clf = LinearClassifier(load_model(model_file), embedder)
+            typer.echo(f"linear router model: {model_file or 'packaged'}")
+        else:
+            intents = load_intents(settings.router.intents_file)
+            clf = EmbeddingClassifier(
+                intents, embedder, settings.router.threshold, settings.router.neighbours
+            )
     except FileNotFoundError:
         raise fail(f"{data}: no such file") from None
-    except (ValueError, IntentsError) as e:
+    except (ValueError, IntentsError, RouterModelError) as e:
         raise fail(str(e)) from None
-    clf = EmbeddingClassifier(
-        intents, load_embedder(settings.rag.embedder), settings.router.threshold, settings.router.neighbours
-    )
     report = evaluate_router(clf, rows)
     typer.echo(report.table())
     if show_errors:

@@ -34,7 +34,7 @@ class DuckFeedbackStore:
             fid = "fb-" + uuid.uuid4().hex
             row = self.db.execute(
                 """INSERT INTO feedback (feedback_id, request_id, key_id, kind, rating, comment, edited_text,
-                   other_request_id, preferred, dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   other_request_id, preferred, intent, dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    RETURNING created_at""",
                 [
                     fid,
@@ -46,6 +46,7 @@ class DuckFeedbackStore:
                     rec.edited_text,
                     rec.other_request_id,
                     rec.preferred,
+                    rec.intent,
                     rec.dedup_key,
                 ],
             ).fetchone()
