@@ -32,10 +32,10 @@ def test_non_stream_completion_is_logged(platform_server, openai_client):
     assert row["status_code"] == 200
     assert row["response_text"] == text
     assert row["checkpoint_version"] == "base"
-    # "direct" without the router; with it, the route it chose (domain answers carry retrieved chunks)
-    assert row["route"] in ("direct", "chat", "domain")
-    if row["route"] != "domain":  # only the domain route retrieves (and only what is indexed)
-        assert row["retrieved"] == []
+    # the session platform routes (router on) with nothing indexed: a TiDB question is classified as
+    # domain, finds no document and is answered directly, flagged as a fallback
+    assert row["route"] == "domain" and row["meta"]["fallback"] is True
+    assert row["retrieved"] == []
     assert row["messages"] == Q
     assert row["prompt_tokens"] == completion.usage.prompt_tokens
     assert row["completion_tokens"] == completion.usage.completion_tokens
@@ -145,6 +145,11 @@ def test_revoked_key_is_refused(platform_server):
             "invalid_request",
         ),
         (b'{"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}', 404, "model_not_found"),
+        (  # the engine allows 4 and used to answer with a raw pydantic dump
+            b'{"model": "keel", "messages": [{"role": "user", "content": "hi"}], "stop": ["1","2","3","4","5"]}',
+            400,
+            "invalid_request",
+        ),
     ],
 )
 def test_bad_input_is_refused_before_the_engine(platform_server, api_key, body, status, code):
@@ -155,6 +160,36 @@ def test_bad_input_is_refused_before_the_engine(platform_server, api_key, body, 
     [row] = platform_server.rows([r.headers["x-request-id"]])
     assert row["status_code"] == status and row["error"] == err["message"]
     assert row["checkpoint_version"] is None  # no engine was asked
+
+
+def test_unknown_path_and_wrong_method_are_openai_errors_with_a_row(platform_server, api_key):
+    h = {"Authorization": f"Bearer {api_key}"}
+    for method, path, status in (("GET", "/v1/chat/completions", 405), ("POST", "/v1/embeddings", 404)):
+        r = httpx.request(method, f"{platform_server.url}{path}", headers=h, json={}, timeout=30)
+        assert r.status_code == status and r.json()["error"]["message"] and r.json()["error"]["type"]
+        [row] = platform_server.rows([r.headers["x-request-id"]])
+        assert row["status_code"] == status and path in row["error"] and row["meta"]["method"] == method
+
+
+def test_half_sent_body_is_logged_as_client_closed(platform_server, api_key):
+    """Content-Length 100, 2 bytes, connection closed: before, a ClientDisconnect traceback and no row."""
+    before = platform_server.admin("GET", "/admin/requests", params={"limit": 500}).json()
+    seen = {r["request_id"] for r in before}
+    u = httpx.URL(platform_server.url)
+    with socket.create_connection((u.host, u.port), timeout=30) as s:
+        s.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: keel\r\nAuthorization: Bearer {api_key}\r\n"
+            'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"'.encode()
+        )
+        time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rows = platform_server.admin("GET", "/admin/requests", params={"limit": 500}).json()
+        new = [r for r in rows if r["request_id"] not in seen and r["status_code"] == 499]
+        if new:
+            break
+        time.sleep(0.2)
+    assert new and "before its body was complete" in new[0]["error"]
 
 
 def test_oversize_body_gets_413(platform_server, api_key):

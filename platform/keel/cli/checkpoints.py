@@ -11,6 +11,7 @@ import typer
 
 from keel.cli import app as root
 from keel.cli import load
+from keel.cli.output import print_table
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -30,7 +31,6 @@ def _call(method: str, path: str, body: dict | None = None):
 
 
 def _table(rows: list[dict]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     t = Table("version", "status", "stage", "parent", "gate", "promoted", "by", "path")
@@ -46,7 +46,7 @@ def _table(rows: list[dict]) -> None:
             r.get("promoted_by") or "",
             r["path"],
         )
-    Console().print(t)
+    print_table(t)
 
 
 @app.command("list")
@@ -86,7 +86,6 @@ def history(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
-    from rich.console import Console
     from rich.table import Table
 
     t = Table("when", "kind", "from", "to", "strategy", "status", "s", "by", "forced", "reason")
@@ -103,7 +102,7 @@ def history(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             "yes" if r["forced"] else "",
             r["reason"] or "",
         )
-    Console().print(t)
+    print_table(t)
 
 
 @root.command()

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from keel.cli.output import print_table
+
 app = typer.Typer(no_args_is_help=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -26,7 +28,6 @@ def _client():
 
 
 def _steps_table(cycle: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     t = Table("step", "status", "s", "result")
@@ -52,7 +53,7 @@ def _steps_table(cycle: dict) -> None:
             result = ""
         secs = f"{s['seconds']:.0f}" if s.get("seconds") is not None else ""
         t.add_row(s["name"], s["status"], secs, result)
-    Console().print(t)
+    print_table(t)
 
 
 def _summary(c: dict) -> None:
@@ -156,7 +157,6 @@ def status(as_json: JsonOpt = False) -> None:
 @app.command("list")
 def list_(limit: Annotated[int, typer.Option(help="Newest first.")] = 20, as_json: JsonOpt = False) -> None:
     """Cycles, newest first."""
-    from rich.console import Console
     from rich.table import Table
 
     with _client() as client:
@@ -175,7 +175,7 @@ def list_(limit: Annotated[int, typer.Option(help="Newest first.")] = 20, as_jso
             (c.get("started_at") or "")[:19],
             (c.get("error") or "")[:60],
         )
-    Console().print(t)
+    print_table(t)
 
 
 @app.command()

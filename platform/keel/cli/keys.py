@@ -39,15 +39,16 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable
 
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from keel.cli.output import print_table
 
     table = Table("key id", "name", "role", "created", "revoked")
     for r in rows:
         table.add_row(
             r["key_id"], r["name"], r["role"], (r["created_at"] or "")[:19], (r["revoked_at"] or "")[:19]
         )
-    Console().print(table)
+    print_table(table)
 
 
 @app.command()
