@@ -30,6 +30,7 @@ log = logging.getLogger("keel.cycle")
 
 REPO = Path(__file__).resolve().parents[3]
 RECIPES = REPO / "training" / "recipes"
+_EVAL_PATHS = ("data", "mmlu", "cmmlu", "general", "domain", "policy")
 DOC_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
 
 
@@ -306,7 +307,10 @@ class PlatformSteps:
 
         es = self.settings.eval
         if ctx.config.eval:  # the cycle's own eval settings (e.g. a smaller gate suite in the demo)
-            es = type(es).model_validate({**es.model_dump(), **ctx.config.eval})
+            over = {
+                k: (str(repo_path(v)) if k in _EVAL_PATHS and v else v) for k, v in ctx.config.eval.items()
+            }
+            es = type(es).model_validate({**es.model_dump(), **over})
         paths = es.resolved()
         threads = ctx.config.launcher.threads or es.threads
         return EvalConfig(
