@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from keel.checkpoints.basemodel import ensure_base
+from keel.checkpoints.fingerprints import FingerprintBook, FingerprintUnavailable
 from keel.checkpoints.promotion import PromotionService
 from keel.config import DEMO_CORPUS, KeelSettings
 from keel.metrics import PlatformMetrics
@@ -27,7 +28,7 @@ from keel.store.keys import KeyStore
 from keel.store.requestlog import RequestLogWriter
 from serving.engine.pool import Endpoint, EnginePool
 from serving.engine.supervisor import EngineSupervisor
-from serving.engine.swap import Swapper
+from serving.engine.swap import SwapError, Swapper
 from serving.errors import APIError
 from serving.feedback.service import FeedbackService
 from serving.gateway.api import install_error_handlers as install_gateway_errors
@@ -83,7 +84,8 @@ class Platform:
         )
         self.client: httpx.AsyncClient | None = None
         self.swapper: Swapper | None = None
-        self.promotions = PromotionService(self.db, None)
+        self.fingerprints = FingerprintBook(self.db, s.engine.dtype, s.swap.verify)
+        self.promotions = PromotionService(self.db, None, self.fingerprints)
         self.chat: ChatService | None = None
         self.router = None
         self.indexer = None  # serving.rag.background.BackgroundIndexer once started
@@ -118,8 +120,9 @@ class Platform:
             drain_timeout_s=s.swap.drain_timeout_s,
             warmup_timeout_s=s.swap.warmup_timeout_s,
             start_timeout_s=s.swap.start_timeout_s,
+            verify_tolerance=s.swap.verify_tolerance,
         )
-        self.promotions = PromotionService(self.db, self.swapper)
+        self.promotions = PromotionService(self.db, self.swapper, self.fingerprints)
         await self.start_engines()
         # after the engines: their start-up needs both cores more than BM25 does, and a failed start
         # leaves the index alone
@@ -177,14 +180,39 @@ class Platform:
         base_dir = await asyncio.to_thread(ensure_base, s.checkpoints_dir, s.model.path)
         registry.ensure_base_registered(self.db, base_dir)
         version, model_dir = registry.serving(self.db) or ("base", base_dir)
-        if s.engine.external_urls:
-            self.pool.endpoints = [
-                Endpoint(url=u.rstrip("/"), version=version, model_dir=str(model_dir))
-                for u in s.engine.external_urls
-            ]
+        # the reference answers (computed once per checkpoint) while the engine starts
+        fingerprint = asyncio.create_task(self.fingerprints.aensure(version, Path(model_dir)))
+        try:
+            if s.engine.external_urls:
+                self.pool.endpoints = [
+                    Endpoint(url=u.rstrip("/"), version=version, model_dir=str(model_dir))
+                    for u in s.engine.external_urls
+                ]
+            else:
+                self.pool.endpoints = await self.supervisor.start_version(version, model_dir)
+        except BaseException:
+            fingerprint.cancel()
+            raise
+        await self._verify_engines(fingerprint)
+        if not s.engine.external_urls:
+            self.supervisor.start_monitor()
+
+    async def _verify_engines(self, fingerprint: asyncio.Task) -> None:
+        """An engine that does not answer the serving version's probes leaves rotation (wrong weights)."""
+        try:
+            fp = await fingerprint
+        except FingerprintUnavailable as e:
+            log.error("the engines' weights cannot be verified: %s", e)
             return
-        self.pool.endpoints = await self.supervisor.start_version(version, model_dir)
-        self.supervisor.start_monitor()
+        if fp is None or self.swapper is None:
+            return
+        for ep in self.pool.endpoints:
+            try:
+                await self.swapper.verify_endpoint(ep, fp)
+            except SwapError as e:
+                ep.healthy = False
+                self.supervisor.last_error = str(e)
+                log.error("engine %s left rotation: %s", ep.url, e)
 
     def write_run_file(self) -> None:
         s = self.settings

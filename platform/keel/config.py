@@ -77,6 +77,17 @@ class SwapConfig(BaseModel):
         120.0, description="Longest wait for the warm-up completion on new weights."
     )
 
+    verify: bool = Field(
+        True,
+        description="After every reload and engine start, the engine must answer the checkpoint's probe "
+        "fingerprint (greedy tokens + log-probabilities) before it serves; a mismatch refuses the swap.",
+    )
+    verify_tolerance: float = Field(
+        0.02,
+        gt=0,
+        description="Largest allowed log-probability difference per probe token (vLLM CPU fp32 vs the "
+        "transformers reference: ~3e-5 measured; weights scaled by 1.01: 0.16).",
+    )
 
 class KeelSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KEEL_", env_nested_delimiter="__", extra="forbid")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from serving.errors import APIError
 
@@ -21,6 +23,8 @@ class Endpoint:
     outstanding: int = 0
     managed: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    # the probe answers this endpoint was last verified against (serving.engine.fingerprint.Fingerprint)
+    fingerprint: Any = None
 
     def __post_init__(self) -> None:
         self.idle.set()
@@ -33,6 +37,8 @@ class EnginePool:
         self.endpoints: list[Endpoint] = []
         self._open = asyncio.Event()
         self._open.set()
+        self._held_since: float | None = None
+        self.held_total_s = 0.0  # how long the gate has been closed, all holds together (measured)
 
     @property
     def version(self) -> str | None:
@@ -54,10 +60,20 @@ class EnginePool:
 
     def hold(self) -> None:
         """New requests wait (they are not refused) until release()."""
+        if self._held_since is None:
+            self._held_since = time.perf_counter()
         self._open.clear()
 
     def release(self) -> None:
+        if self._held_since is not None:
+            self.held_total_s += time.perf_counter() - self._held_since
+            self._held_since = None
         self._open.set()
+
+    def held_so_far(self) -> float:
+        """held_total_s, counting a hold still in progress."""
+        running = time.perf_counter() - self._held_since if self._held_since is not None else 0.0
+        return self.held_total_s + running
 
     @asynccontextmanager
     async def lease(self, wait_s: float = 120.0) -> AsyncIterator[Endpoint]:

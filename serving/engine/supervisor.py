@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -35,6 +36,8 @@ class EngineSupervisor:
         self._monitor: asyncio.Task | None = None
         self.last_error: str | None = None
         self._starting: set[EngineProcess] = set()
+        # set by the Swapper: proves a restarted engine serves the weights it served before the crash
+        self.verify_restarted: Callable[[Endpoint], Awaitable[None]] | None = None
 
     def _pick_core(self) -> str | None:
         """vLLM's CPU auto-binding pins every engine's worker to the same core; a second engine (blue/green,
@@ -148,10 +151,12 @@ class EngineSupervisor:
                     # an in-place swap may have changed the weights this endpoint serves: restart on those
                     model_dir = Path(ep.model_dir) if ep.model_dir else proc.model_dir
                     await self._relaunch(proc, ep, ep.version, model_dir, self.config.startup_timeout_s)
+                    if self.verify_restarted is not None:
+                        await self.verify_restarted(ep)
                     ep.healthy = True
                     crashes[key] = 0
                     log.warning("engine %s restarted", proc.url)
-                except EngineStartError as e:
+                except Exception as e:  # noqa: BLE001 - start failure or wrong weights: out of rotation
                     self.last_error = str(e)
                     log.error("engine restart failed: %s", e)
 

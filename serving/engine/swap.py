@@ -9,6 +9,11 @@ instant and the rest follow, so capacity never drops to zero.
 
 Blue/green (otherwise): start engines on the new version, wait for health and a warm-up completion,
 switch the pool atomically, drain the old engines (streams included) and stop them.
+
+Verified: a 200 from ``reload_weights`` or a warm-up answer does not prove the new weights are served
+(vLLM has open reports of reloads that silently keep the old ones), so after every reload and every
+engine start the engine answers the checkpoint's probe fingerprint (serving.engine.fingerprint) before it
+takes traffic; a mismatch refuses the swap and puts the old weights back.
 """
 
 from __future__ import annotations
@@ -22,6 +27,13 @@ from pathlib import Path
 import httpx
 
 from serving.engine.compat import NotServableError, check_servable, same_architecture
+from serving.engine.fingerprint import (
+    DEFAULT_TOLERANCE,
+    Fingerprint,
+    FingerprintError,
+    ask_engine,
+    compare,
+)
 from serving.engine.pool import Endpoint, EnginePool
 from serving.engine.process import EngineStartError
 from serving.engine.supervisor import EngineSupervisor
@@ -66,6 +78,29 @@ async def reload_endpoint(client: httpx.AsyncClient, ep: Endpoint, new_dir: Path
         await _engine_call(client, ep, "/resume")
 
 
+class WrongWeightsError(SwapError):
+    """The engine answered the probes unlike the checkpoint it was asked to serve."""
+
+
+async def verify_weights(
+    client: httpx.AsyncClient,
+    ep: Endpoint,
+    served_name: str,
+    version: str,
+    fingerprint: Fingerprint,
+    tolerance: float = DEFAULT_TOLERANCE,
+    timeout: float = 120,
+) -> None:
+    """Raise WrongWeightsError unless `ep` answers `version`'s probes within `tolerance`."""
+    try:
+        got = await ask_engine(client, ep.url, served_name, fingerprint, timeout=timeout)
+    except FingerprintError as e:
+        raise SwapError(f"could not verify the weights on {ep.url}: {e}") from e
+    if (diff := compare(fingerprint, got, tolerance)) is not None:
+        raise WrongWeightsError(f"{ep.url} does not serve the weights of {version} ({diff})")
+    ep.fingerprint = fingerprint
+
+
 async def warm_up(client: httpx.AsyncClient, ep: Endpoint, served_name: str, timeout: float) -> None:
     body = {"model": served_name, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4}
     try:
@@ -86,6 +121,7 @@ class Swapper:
         drain_timeout_s: float = 120.0,
         warmup_timeout_s: float = 120.0,
         start_timeout_s: float = 300.0,
+        verify_tolerance: float = DEFAULT_TOLERANCE,
     ):
         self.pool = pool
         self.supervisor = supervisor
@@ -94,7 +130,22 @@ class Swapper:
         self.drain_timeout_s = drain_timeout_s
         self.warmup_timeout_s = warmup_timeout_s
         self.start_timeout_s = start_timeout_s
+        self.verify_tolerance = verify_tolerance
         self.lock = asyncio.Lock()
+        # the fingerprint the swap in progress checks new weights against (None: not verified)
+        self._fingerprint: Fingerprint | None = None
+        if supervisor is not None:  # a crashed engine restarted by the supervisor is verified too
+            supervisor.verify_restarted = self.verify_endpoint
+
+    async def verify_endpoint(self, ep: Endpoint, fingerprint: Fingerprint | None = None) -> None:
+        """Check `ep` against `fingerprint` (default: the one it was last verified against)."""
+        fp = fingerprint or ep.fingerprint
+        if fp is None:
+            log.warning("no fingerprint for %s on %s: its weights are not verified", ep.version, ep.url)
+            return
+        await verify_weights(
+            self.client, ep, self.served_name, ep.version, fp, self.verify_tolerance, self.warmup_timeout_s
+        )
 
     def plan(self, new_dir: Path) -> tuple[str, str]:
         """("in_place" | "blue_green", why)."""
@@ -108,10 +159,20 @@ class Swapper:
         ok, why = same_architecture(Path(current), new_dir)
         return ("in_place", "same architecture and tokenizer") if ok else ("blue_green", why)
 
-    async def swap(self, version: str, new_dir: Path, strategy: str | None = None) -> SwapResult:
+    async def swap(
+        self,
+        version: str,
+        new_dir: Path,
+        strategy: str | None = None,
+        fingerprint: Fingerprint | None = None,
+    ) -> SwapResult:
+        """Serve `version` from `new_dir`; with a fingerprint, only once the engines answer its probes."""
         if self.lock.locked():
             raise SwapError("another swap is running; try again when it has finished")
         async with self.lock:
+            self._fingerprint = fingerprint
+            if fingerprint is None:
+                log.warning("swap to %s without a fingerprint: the new weights are not verified", version)
             planned, why = self.plan(new_dir)
             strategy = strategy or planned
             if strategy == "in_place" and planned != "in_place":
@@ -119,21 +180,27 @@ class Swapper:
             from_version = self.pool.version
             log.info("swap %s → %s: %s (%s)", from_version, version, strategy, why)
             t0 = time.perf_counter()
-            if strategy == "in_place":
-                held = await self._in_place(version, new_dir)
-            else:
-                held = await self._blue_green(version, new_dir)
+            held0 = self.pool.held_so_far()
+            try:
+                if strategy == "in_place":
+                    await self._in_place(version, new_dir)
+                else:
+                    await self._blue_green(version, new_dir)
+            finally:
+                self._fingerprint = None
+            held = self.pool.held_so_far() - held0  # measured at the pool's gate, whatever the path
             seconds = time.perf_counter() - t0
             log.info("swap %s → %s done: %s in %.1f s (requests held %.2f s)", from_version, version,
                      strategy, seconds, held)  # fmt: skip
             return SwapResult(strategy, from_version, version, seconds, held)
 
-    async def _in_place(self, version: str, new_dir: Path) -> float:
+    async def _in_place(self, version: str, new_dir: Path) -> None:
         eps = [e for e in self.pool.endpoints if e.healthy]
         if not eps:
             raise SwapError("no healthy engine to reload")
         if len(eps) == 1:
-            return await self._reload_held(eps[0], version, new_dir)
+            await self._reload_held(eps[0], version, new_dir)
+            return
         # Several replicas: reload the first out of rotation, switch to it, then roll the rest.
         first, rest = eps[0], eps[1:]
         first.healthy = False
@@ -142,9 +209,9 @@ class Swapper:
                 raise SwapError(
                     f"in-flight requests on {first.url} did not finish in {self.drain_timeout_s:.0f} s"
                 )
-            await self._reload_checked(first, new_dir)
-        except BaseException:
-            first.healthy = True
+            await self._reload_checked(first, new_dir, version)
+        except BaseException as e:
+            first.healthy = getattr(e, "restored", True)  # never back in rotation with unknown weights
             raise
         first.version, first.model_dir = version, str(new_dir)
         for ep in rest:  # one instant: new requests go only to the new version from here on
@@ -158,13 +225,12 @@ class Swapper:
                     "replica %s still busy after %.0f s; reloading anyway", ep.url, self.drain_timeout_s
                 )
             try:
-                await self._reload_checked(ep, new_dir)
+                await self._reload_checked(ep, new_dir, version)
             except SwapError as e:
                 await self._replace_replica(ep, version, new_dir, e)
                 continue
             ep.version, ep.model_dir = version, str(new_dir)
             ep.healthy = True
-        return 0.0
 
     async def _replace_replica(self, ep: Endpoint, version: str, new_dir: Path, cause: SwapError) -> None:
         log.error("replica %s did not take %s in place (%s)", ep.url, version, cause)
@@ -174,39 +240,69 @@ class Swapper:
         try:
             await self.supervisor.restart_on(ep, version, new_dir, self.start_timeout_s)
             await warm_up(self.client, ep, self.served_name, self.warmup_timeout_s)
+            await self._verify_new(ep, version)
         except (EngineStartError, SwapError, httpx.HTTPError) as e:
             log.error("replica %s could not be restarted on %s: %s", ep.url, version, e)
             return
         ep.healthy = True
 
-    async def _reload_held(self, ep: Endpoint, version: str, new_dir: Path) -> float:
-        t_hold = time.perf_counter()
+    async def _reload_held(self, ep: Endpoint, version: str, new_dir: Path) -> None:
         self.pool.hold()
         try:
             if not await self.pool.drain(ep, self.drain_timeout_s):
                 raise SwapError(
                     f"in-flight requests did not finish in {self.drain_timeout_s:.0f} s; nothing changed"
                 )
-            await self._reload_checked(ep, new_dir)
+            await self._reload_checked(ep, new_dir, version)
             ep.version, ep.model_dir = version, str(new_dir)
         finally:
             self.pool.release()
-        return time.perf_counter() - t_hold
 
-    async def _reload_checked(self, ep: Endpoint, new_dir: Path) -> None:
-        old_dir = ep.model_dir
+    async def _verify_new(self, ep: Endpoint, version: str) -> None:
+        if self._fingerprint is not None:
+            await verify_weights(
+                self.client,
+                ep,
+                self.served_name,
+                version,
+                self._fingerprint,
+                self.verify_tolerance,
+                self.warmup_timeout_s,
+            )
+
+    async def _reload_checked(self, ep: Endpoint, new_dir: Path, version: str) -> None:
+        old_dir, old_fp = ep.model_dir, ep.fingerprint
         try:
             await reload_endpoint(self.client, ep, new_dir)
             await warm_up(self.client, ep, self.served_name, self.warmup_timeout_s)
+            await self._verify_new(ep, version)
         except (SwapError, httpx.HTTPError) as e:
-            # Put the old weights back so the engine never serves a half-loaded model.
+            # Put the old weights back so the engine never serves a half-loaded (or unverified) model.
+            ep.fingerprint = old_fp
+            restored = True
             if old_dir:
                 try:
                     await reload_endpoint(self.client, ep, Path(old_dir))
+                    if old_fp is not None:  # and prove they are back
+                        await verify_weights(
+                            self.client, ep, self.served_name, ep.version, old_fp, self.verify_tolerance
+                        )
                 except (SwapError, httpx.HTTPError):
-                    ep.healthy = False
-                    log.exception("could not restore %s on %s", old_dir, ep.url)
-            raise SwapError(f"reload on {ep.url} failed: {e}") from e
+                    restored = False
+                    log.exception("could not restore %s on %s; it leaves rotation", old_dir, ep.url)
+            else:
+                restored = False
+            if not restored:
+                ep.healthy = False
+            if isinstance(e, WrongWeightsError):
+                err: SwapError = WrongWeightsError(
+                    f"refused: after reload {e}; "
+                    + ("the old weights were put back" if restored else "the engine left rotation")
+                )
+            else:
+                err = SwapError(f"reload on {ep.url} failed: {e}")
+            err.restored = restored  # type: ignore[attr-defined]
+            raise err from e
 
     async def _start_with_retry(self, version: str, new_dir: Path) -> Endpoint:
         """A start that hangs (seen on an oversubscribed 2-core host) gets one more try on a fresh port."""
@@ -223,7 +319,7 @@ class Swapper:
                 log.warning("new engine did not start in %.0f s; trying once more", self.start_timeout_s)
         raise AssertionError("unreachable")
 
-    async def _blue_green(self, version: str, new_dir: Path) -> float:
+    async def _blue_green(self, version: str, new_dir: Path) -> None:
         if self.supervisor is None:
             raise SwapError("blue/green needs managed engines; external engines can only be swapped in place")
         old = list(self.pool.endpoints)
@@ -233,6 +329,10 @@ class Swapper:
                 ep = await self._start_with_retry(version, new_dir)
                 started.append(ep)
                 await warm_up(self.client, ep, self.served_name, self.warmup_timeout_s)
+                try:
+                    await self._verify_new(ep, version)
+                except WrongWeightsError as e:
+                    raise WrongWeightsError(f"refused: the new engine {e}; it was stopped") from e
         except BaseException as e:
             for ep in started:
                 await self.supervisor.stop_endpoint(ep)
@@ -249,4 +349,3 @@ class Swapper:
                     "engine %s still had requests after %.0f s; stopping it", ep.url, self.drain_timeout_s
                 )
             await self.supervisor.stop_endpoint(ep)
-        return 0.0

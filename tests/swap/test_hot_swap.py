@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -114,6 +115,34 @@ def switches(seq: list[str]) -> list[tuple[str, str]]:
     return [(a, b) for a, b in zip(seq, seq[1:], strict=False) if a != b]
 
 
+PROBE = {
+    "model": "keel",
+    "messages": [{"role": "user", "content": "Name three colours of the rainbow."}],
+    "max_tokens": 8,
+    "temperature": 0,
+    "logprobs": True,
+}
+
+
+def answer(url: str, key: str) -> tuple[str, list[float]]:
+    """What the served weights answer to one fixed greedy prompt: text and per-token log-probabilities."""
+    r = httpx.post(
+        f"{url}/v1/chat/completions", json=PROBE, headers={"Authorization": f"Bearer {key}"}, timeout=180
+    )
+    r.raise_for_status()
+    choice = r.json()["choices"][0]
+    return choice["message"]["content"], [t["logprob"] for t in choice["logprobs"]["content"]]
+
+
+def same_weights(a: tuple[str, list[float]], b: tuple[str, list[float]]) -> bool:
+    # batching beside the load moves CPU fp32 log-probabilities by ~1e-5; other weights move them by >0.1
+    return (
+        a[0] == b[0]
+        and len(a[1]) == len(b[1])
+        and all(abs(x - y) < 2e-3 for x, y in zip(a[1], b[1], strict=True))
+    )
+
+
 def _say(t0: float, what: str) -> None:
     # shown under "Captured stdout" when the test fails, so a slow CI run says where its time went
     print(f"[{time.monotonic() - t0:7.1f} s] {what}", flush=True)
@@ -123,15 +152,20 @@ def _say(t0: float, what: str) -> None:
 # on top of the fixture's own start: the default 900 s is not a budget for that.
 @pytest.mark.timeout(2400)
 def test_promote_and_rollback_under_load_both_strategies(swap_platform, base_model_dir):
-    """One steady load across four swaps: in place (same weights layout) and blue/green (new chat template)."""
+    """One steady load across four swaps: in place (same weights layout) and blue/green (new chat template),
+    each candidate with changed weights: the answer to a fixed greedy prompt changes at each promotion and
+    comes back at each rollback. A second swap sent while the blue/green one runs is refused."""
     t0 = time.monotonic()
     root = swap_platform.root
     v2 = derive_checkpoint(base_model_dir, root / "v2", "v2", scale=1.05)
-    v3 = derive_checkpoint(base_model_dir, root / "v3", "v3", template_note="new template")
+    v3 = derive_checkpoint(base_model_dir, root / "v3", "v3", scale=1.03, template_note="new template")
     for cp in (v2, v3):
         swap_platform.cli("checkpoints", "add", str(cp))
     engines = {"before": swap_platform.engine_urls()}
     key = swap_platform.create_key("load")
+    base_answer = answer(swap_platform.url, key)
+    answers: dict[str, tuple[str, list[float]]] = {}
+    refused_overlap: list[subprocess.CompletedProcess] = []
     with Load(swap_platform.url, key, t0=t0) as load:
 
         def swap(*args: str) -> str:
@@ -139,10 +173,33 @@ def test_promote_and_rollback_under_load_both_strategies(swap_platform, base_mod
             if strategy == "blue_green":
                 load.light.set()
             try:
-                out = swap_platform.cli(*args).stdout
+                if strategy == "blue_green" and args[0] == "promote":
+                    out = overlapped(*args)
+                else:
+                    out = swap_platform.cli(*args).stdout
             finally:
                 load.light.clear()
             _say(t0, out.strip())
+            return out
+
+        def overlapped(*args: str) -> str:
+            """Run the swap and, while it is running (its history row says so), send a second one."""
+            first = subprocess.Popen(
+                [*swap_platform.cli_argv(), *args],
+                env=swap_platform.env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and first.poll() is None:
+                rows = swap_platform.admin("GET", "/admin/swaps", params={"limit": 1}).json()
+                if rows and rows[0]["status"] == "running":
+                    refused_overlap.append(swap_platform.cli("promote", "v2", check=False))
+                    break
+                time.sleep(0.2)
+            out, err = first.communicate(timeout=2000)
+            assert first.returncode == 0, err
             return out
 
         for version, strategy in (("v2", "in_place"), ("v3", "blue_green")):
@@ -151,15 +208,25 @@ def test_promote_and_rollback_under_load_both_strategies(swap_platform, base_mod
             out = swap("promote", version, "--reason", "test")
             assert f"promoted {version}" in out and strategy in out, out
             assert httpx.get(f"{swap_platform.url}/health").json()["checkpoint_version"] == version
+            answers[version] = answer(swap_platform.url, key)
             engines[version] = swap_platform.engine_urls()
             load.wait_for(len(load.ok) + 60)
             _say(t0, f"{load.tally()}; rolling back")
             out = swap("rollback")
             assert "rolled back to base" in out and strategy in out, out
+            answers[f"{version} rolled back"] = answer(swap_platform.url, key)
         load.wait_for(520)
         _say(t0, f"{load.tally()}; load stopped")
     assert not load.failures, f"{load.failures[:5]}\n{swap_platform.log_tail(80)}"
     assert len(load.ok) >= 500
+    # the weights really changed, for both strategies, and really came back
+    for version in ("v2", "v3"):
+        assert not same_weights(answers[version], base_answer), (version, answers[version], base_answer)
+        assert same_weights(answers[f"{version} rolled back"], base_answer), (version, answers, base_answer)
+    assert not same_weights(answers["v2"], answers["v3"])
+    # the overlapping swap was sent while the first ran, and refused without changing anything
+    [second] = refused_overlap
+    assert second.returncode == 1 and "another swap is running" in second.stderr, second.stderr
     seq = versions_in_dispatch_order(swap_platform, load.ok)
     assert switches(seq) == [("base", "v2"), ("v2", "base"), ("base", "v3"), ("v3", "base")]
 
@@ -217,26 +284,36 @@ def test_refusals_are_one_line_and_change_nothing(swap_platform, base_model_dir)
     (swap_platform.root / "incomplete").mkdir()
     r = swap_platform.cli("checkpoints", "add", str(swap_platform.root / "incomplete"), check=False)
     assert r.returncode == 1 and "not a complete checkpoint" in r.stderr
-    # --force is allowed and recorded; two swaps at once: the second is refused
-    first = subprocess.Popen(
-        [*swap_platform.cli_argv(), "promote", "gated", "--force", "--reason", "hotfix"],
-        env=swap_platform.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(0.3)
-    second = swap_platform.cli("rollback", "--to", "base", check=False)
-    out, err = first.communicate(timeout=300)
-    assert first.returncode == 0, err
-    if second.returncode != 0:
-        assert "another swap is running" in second.stderr or "already serving" in second.stderr
+    # --force is allowed and recorded (two swaps at once: see the under-load test, which forces the overlap)
+    swap_platform.cli("promote", "gated", "--force", "--reason", "hotfix")
     history = json.loads(swap_platform.cli("checkpoints", "history", "--json").stdout)
     forced = [h for h in history if h["to_version"] == "gated" and h["status"] == "succeeded"]
     assert forced and forced[0]["forced"] is True and forced[0]["reason"] == "hotfix"
-    if httpx.get(f"{swap_platform.url}/health").json()["checkpoint_version"] != "base":
-        swap_platform.cli("rollback", "--to", "base")
+    assert httpx.get(f"{swap_platform.url}/health").json()["checkpoint_version"] == "gated"
+    swap_platform.cli("rollback", "--to", "base")
     assert httpx.get(f"{swap_platform.url}/health").json()["checkpoint_version"] == "base"
+
+
+def test_engine_that_keeps_the_old_weights_is_refused_and_rolled_back(swap_platform, base_model_dir):
+    """An engine serving other weights than the candidate's (vllm#32718: a reload that keeps the old ones)
+    is caught by the probe fingerprint: the swap is refused, the old weights are put back, the history says why.
+
+    The candidate is registered (fingerprint computed on its own, changed weights), then its folder is made
+    to hold base's weights: reload_weights "succeeds" and the engine keeps answering like base."""
+    stale = derive_checkpoint(base_model_dir, swap_platform.root / "stale", "stale", scale=1.04)
+    swap_platform.cli("checkpoints", "add", str(stale))
+    key = swap_platform.create_key("stale")
+    before = answer(swap_platform.url, key)
+    shutil.copyfile(base_model_dir / "model.safetensors", stale / "model.safetensors")
+    r = swap_platform.cli("promote", "stale", check=False)
+    assert r.returncode == 1, r.stdout
+    assert "does not serve the weights of stale" in r.stderr and "still serving base" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert httpx.get(f"{swap_platform.url}/health").json()["checkpoint_version"] == "base"
+    assert same_weights(answer(swap_platform.url, key), before)
+    [row] = [h for h in json.loads(swap_platform.cli("checkpoints", "history", "--json").stdout)
+             if h["to_version"] == "stale"]  # fmt: skip
+    assert row["status"] == "failed" and "does not serve the weights of stale" in row["reason"], row
 
 
 def test_killing_the_new_engine_during_warm_up_leaves_serving_unharmed(

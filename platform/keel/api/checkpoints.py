@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from keel.api.deps import Admin
+from keel.api.deps import Admin, query_limit
+from keel.checkpoints.fingerprints import FingerprintUnavailable
 from keel.checkpoints.promotion import PromotionError
 from keel.store import registry
 from serving.errors import APIError
 
 router = APIRouter(prefix="/admin")
+log = logging.getLogger("keel.registry")
 
 
 class AddBody(BaseModel):
@@ -53,9 +57,17 @@ def show_checkpoint(request: Request, version: str, _: Admin) -> dict:
 @router.post("/checkpoints")
 def add_checkpoint(request: Request, body: AddBody, _: Admin) -> dict:
     try:
-        return registry.add(_db(request), Path(body.path), body.version).to_dict()
+        cp = registry.add(_db(request), Path(body.path), body.version)
     except registry.RegistryError as e:
         raise APIError(400, str(e)) from e
+    # what these weights answer to the probes, kept for every later swap to check the engine against
+    book = getattr(request.app.state.platform, "fingerprints", None)
+    if book is not None:
+        try:
+            book.ensure(cp.version, Path(cp.path))
+        except FingerprintUnavailable as e:
+            log.warning("%s registered without a fingerprint (computed at its first swap): %s", cp.version, e)
+    return cp.to_dict()
 
 
 @router.post("/promote")
@@ -79,5 +91,5 @@ async def rollback(request: Request, body: RollbackBody, who: Admin) -> dict:
 
 
 @router.get("/swaps")
-def swaps(request: Request, _: Admin, limit: int = 50) -> list[dict]:
+def swaps(request: Request, _: Admin, limit: Annotated[int, query_limit(10_000)] = 50) -> list[dict]:
     return request.app.state.platform.promotions.history(limit)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from keel.store.db import Database
 from serving.errors import APIError
@@ -30,3 +30,13 @@ def get_db(request: Request) -> Database:
 
 Admin = Annotated[str, Depends(require_admin)]
 Db = Annotated[Database, Depends(get_db)]
+
+
+def query_limit(maximum: int) -> object:
+    """A ``limit`` query parameter: 1..maximum, else 400 (a negative LIMIT reached DuckDB as a 500)."""
+    return Query(ge=1, le=maximum, description=f"How many rows, 1..{maximum}.")
+
+
+def query_offset(maximum: int = 10_000_000) -> object:
+    """An ``offset`` query parameter: 0..maximum, else 400."""
+    return Query(ge=0, le=maximum, description=f"Rows to skip, 0..{maximum}.")

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from keel.checkpoints.fingerprints import FingerprintBook, FingerprintUnavailable
 from keel.errors import KeelError
 from keel.store import aliases, registry
 from keel.store.db import Database
@@ -36,9 +37,12 @@ class Outcome:
 class PromotionService:
     """Used by the admin API (platform running) and by the CLI directly (platform stopped: swapper=None)."""
 
-    def __init__(self, db: Database, swapper: Swapper | None):
+    def __init__(self, db: Database, swapper: Swapper | None, fingerprints: FingerprintBook | None = None):
         self.db = db
         self.swapper = swapper
+        # the new weights must answer the checkpoint's probes before they serve (None: not verified)
+        self.fingerprints = fingerprints
+        self._busy = False  # from the first check to the history row: a second swap is refused meanwhile
 
     def _start_row(
         self, kind: str, frm: str | None, to: str, forced: bool, by: str, reason: str | None
@@ -73,6 +77,9 @@ class PromotionService:
     def _moved(self, kind: str, version: str, by: str, reason: str | None, swap_id: str) -> None:
         registry.mark_serving(self.db, version, by, rollback=kind == "rollback")
         aliases.move(self.db, aliases.CHAMPION, version, kind, by, reason, swap_id)
+
+    # set by the platform: watches every live promotion and rolls it back when worse (checkpoints/watch.py)
+    watcher = None
 
     async def promote(
         self, version: str, *, force: bool = False, by: str = "unknown", reason: str | None = None
@@ -129,15 +136,36 @@ class PromotionService:
             check_servable(path)
         except NotServableError as e:
             raise PromotionError(str(e)) from e
-        if self.swapper is not None and self.swapper.lock.locked():
+        if self._busy or (self.swapper is not None and self.swapper.lock.locked()):
             raise PromotionError("another swap is running; try again when it has finished")
+        self._busy = True
+        try:
+            return await self._swap_recorded(kind, cp, path, current, force, by, reason)
+        finally:
+            self._busy = False
+
+    async def _swap_recorded(
+        self,
+        kind: str,
+        cp: registry.Checkpoint,
+        path: Path,
+        current: str | None,
+        force: bool,
+        by: str,
+        reason: str | None,
+    ) -> Outcome:
         swap_id = self._start_row(kind, current, cp.version, force, by, reason)
-        if self.swapper is None:  # platform not running: the next `keel up` serves it
+        if self.swapper is None:  # platform not running: the next `keel up` serves it (and verifies it)
             self._moved(kind, cp.version, by, reason, swap_id)
             self._finish_row(swap_id, "succeeded", "offline", 0.0, 0.0)
             return Outcome(swap_id, kind, current, cp.version, "offline", 0.0, 0.0)
         try:
-            result = await self.swapper.swap(cp.version, path)
+            fp = await self.fingerprints.aensure(cp.version, path) if self.fingerprints else None
+        except FingerprintUnavailable as e:
+            self._finish_row(swap_id, "failed", None, None, None, reason=f"failed: {e}")
+            raise PromotionError(f"{kind} to {cp.version} refused, still serving {current}: {e}") from e
+        try:
+            result = await self.swapper.swap(cp.version, path, fingerprint=fp)
         except SwapError as e:
             self._finish_row(swap_id, "failed", None, None, None, reason=f"failed: {e}")
             raise PromotionError(f"{kind} to {cp.version} failed, still serving {current}: {e}") from e
@@ -146,6 +174,8 @@ class PromotionService:
             raise
         self._moved(kind, cp.version, by, reason, swap_id)
         self._finish_row(swap_id, "succeeded", result.strategy, result.seconds, result.held_s)
+        if kind == "promote" and self.watcher is not None:
+            self.watcher.start(cp.version, current, swap_id)
         return Outcome(swap_id, kind, current, cp.version, result.strategy, result.seconds, result.held_s)
 
     def history(self, limit: int = 50) -> list[dict[str, Any]]:
