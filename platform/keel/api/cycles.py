@@ -4,14 +4,14 @@ status (with the next scheduled run), cancel, resume, and the cycle's HTML repor
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.cycle import CycleBusy, CycleError
-from keel.api.deps import Admin
+from keel.api.deps import Admin, query_limit
 from serving.errors import APIError
 
 router = APIRouter(prefix="/admin/cycles")
@@ -57,8 +57,10 @@ def start(request: Request, body: StartBody, _: Admin) -> dict[str, Any]:
 
 
 @router.get("")
-def list_cycles(request: Request, _: Admin, limit: int = 50) -> list[dict[str, Any]]:
-    return _svc(request).list(max(1, min(limit, 1000)))
+def list_cycles(
+    request: Request, _: Admin, limit: Annotated[int, query_limit(1000)] = 50
+) -> list[dict[str, Any]]:
+    return _svc(request).list(limit)
 
 
 @router.get("/status")

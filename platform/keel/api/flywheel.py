@@ -7,15 +7,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from keel.api.deps import Admin, Db
+from keel.api.deps import Admin, Db, query_limit
 from keel.store import flywheel
 
 router = APIRouter(prefix="/admin/flywheel")
 
 
 @router.get("/feedback")
-def list_feedback(db: Db, _: Admin, request_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    return flywheel.list_feedback(db, request_id, min(limit, 10_000))
+def list_feedback(
+    db: Db, _: Admin, request_id: str | None = None, limit: Annotated[int, query_limit(10_000)] = 100
+) -> list[dict[str, Any]]:
+    return flywheel.list_feedback(db, request_id, limit)
 
 
 @router.get("/pairs")
@@ -23,14 +25,16 @@ def list_pairs(
     db: Db,
     _: Admin,
     status: Annotated[list[str] | None, Query()] = None,
-    limit: int = 1000,
+    limit: Annotated[int, query_limit(100_000)] = 1000,
 ) -> list[dict[str, Any]]:
-    return flywheel.list_pairs(db, status, min(limit, 100_000))
+    return flywheel.list_pairs(db, status, limit)
 
 
 @router.get("/annotations")
-def list_annotations(db: Db, _: Admin, limit: int = 1000) -> list[dict[str, Any]]:
-    return flywheel.list_annotations(db, min(limit, 100_000))
+def list_annotations(
+    db: Db, _: Admin, limit: Annotated[int, query_limit(100_000)] = 1000
+) -> list[dict[str, Any]]:
+    return flywheel.list_annotations(db, limit)
 
 
 class MineBody(BaseModel):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from keel.api.deps import Admin, Db
+from keel.api.deps import Admin, Db, query_limit
 from keel.store import requestlog
 
 router = APIRouter(prefix="/admin")
@@ -27,10 +27,10 @@ def list_requests(
     db: Db,
     _: Admin,
     id: Annotated[list[str] | None, Query()] = None,
-    limit: int = 50,
+    limit: Annotated[int, query_limit(1000)] = 50,
 ) -> list[dict]:
     """Request log rows, newest first (optionally only the given request ids)."""
-    return requestlog.list_requests(db, id, min(limit, 1000))
+    return requestlog.list_requests(db, id, limit)
 
 
 @router.get("/requests/count")

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from keel.api.deps import Admin, Db
+from keel.api.deps import Admin, Db, query_limit
 from keel.store.router_flags import route_flags
 
 router = APIRouter(prefix="/router")
 
 
 @router.get("/flags")
-def list_flags(db: Db, _: Admin, limit: int = 1000) -> list[dict[str, Any]]:
-    return route_flags(db)[-min(limit, 100_000) :]
+def list_flags(db: Db, _: Admin, limit: Annotated[int, query_limit(100_000)] = 1000) -> list[dict[str, Any]]:
+    return route_flags(db)[-limit:]
 
 
 class TrainBody(BaseModel):
