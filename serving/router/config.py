@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class RefitGate(BaseModel):
@@ -19,6 +19,22 @@ class RefitGate(BaseModel):
     max_accuracy_drop_points: float = Field(0.5, ge=0, description="Overall accuracy may drop this much.")
     max_recall_drop_points: float = Field(5.0, ge=0, description="Each intent's recall may drop this much.")
     min_recall: float = Field(0.85, ge=0, le=1, description="Every intent's recall stays at least this.")
+
+
+class RouteGeneration(BaseModel):
+    """Sampling defaults for one route's engine call; a request that sets a field keeps its own value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repetition_penalty: float | None = Field(None, gt=0, description="vLLM repetition penalty (1 = off).")
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, description="OpenAI frequency penalty.")
+    presence_penalty: float | None = Field(None, ge=-2, le=2, description="OpenAI presence penalty.")
+    temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature.")
+    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling.")
+    max_tokens: int | None = Field(None, ge=1, description="Answer length cap when the request sets none.")
+
+    def params(self) -> dict[str, float | int]:
+        return self.model_dump(exclude_none=True)
 
 
 class RouterConfig(BaseModel):
@@ -58,6 +74,16 @@ class RouterConfig(BaseModel):
         description="Upper bound on the retrieved text in the prompt (~1.1 tokens/char, embedded model).",
     )
     sources_in_message: bool = Field(True, description="Append a short 'Sources' list to domain answers.")
+    generation: dict[Literal["domain", "chat"], RouteGeneration] = Field(
+        default_factory=lambda: {"domain": RouteGeneration(repetition_penalty=1.2)},
+        description="Per-route sampling defaults (the request's own values win). Domain: a repetition "
+        "penalty, because the embedded model loops on the retrieved text until max_tokens without one "
+        "(docs/BENCHMARKS.md, Router).",
+    )
+
+    def route_params(self, route: str) -> dict[str, float | int]:
+        g = self.generation.get(route)  # type: ignore[call-overload]
+        return g.params() if g else {}
     deadline_s: float = Field(
         3.0,
         gt=0,
@@ -74,3 +100,6 @@ class RouterConfig(BaseModel):
     long_workers: int = Field(1, ge=1, description="Router threads for long messages (their own lane).")
     long_chars: int = Field(1000, ge=1, description="Messages longer than this use the long lane.")
     queue: int = Field(16, ge=0, description="Messages waiting per lane; beyond it → direct, meta.fallback.")
+    long_nice: int = Field(
+        10, ge=0, le=19, description="Nice levels added to the long lane's threads (short messages first)."
+    )

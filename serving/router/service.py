@@ -180,7 +180,7 @@ def build_router(
     rag = rag or RagConfig()
     embedder = embedder or load_embedder(rag.embedder)
     intents = intents or load_intents(config.intents_file)
-    pool = RoutingPool(config.workers, config.long_workers, config.long_chars, config.queue)
+    pool = RoutingPool(config.workers, config.long_workers, config.long_chars, config.queue, config.long_nice)
     classifier: Any
     if config.classifier == "linear":
         # in a slot, so a refitted model can replace it while the platform serves (Router.use_model)
