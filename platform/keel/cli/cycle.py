@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -94,6 +95,8 @@ def run(
 ) -> None:
     """Run one cycle: mine → snapshots → train → evaluate → gate → promote (or reject with the reasons)."""
     chosen = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
+    if profile and Path(profile).suffix in (".yaml", ".yml") and Path(profile).exists():
+        profile = str(Path(profile).resolve())  # the platform process reads it from its own directory
     with _client() as client:
         body = {
             "stages": chosen,
