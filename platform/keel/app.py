@@ -25,6 +25,7 @@ from keel.store import registry
 from keel.store.db import Database
 from keel.store.feedback import DuckFeedbackStore
 from keel.store.keys import KeyStore
+from keel.store.permissions import secure_data_dir
 from keel.store.requestlog import RequestLogWriter
 from serving.engine.pool import Endpoint, EnginePool
 from serving.engine.supervisor import EngineSupervisor
@@ -57,7 +58,7 @@ class Platform:
     def __init__(self, settings: KeelSettings):
         self.settings = settings
         s = settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        secure_data_dir(s.data_dir)  # owner-only from here on (umask 077), and what exists tightened
         self.db = Database(s.db_path)
         self.writer = RequestLogWriter(
             self.db,
@@ -288,7 +289,8 @@ def create_app(platform: Platform) -> FastAPI:
         finally:
             await platform.stop()
 
-    app = FastAPI(title="Keel", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # no /docs, /redoc or /openapi.json: the schema lists every admin route to anyone who asks
+    app = FastAPI(title="Keel", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.platform = platform
     app.state.pool = platform.pool
     app.state.chat = platform.chat

@@ -56,7 +56,10 @@ class LocalPlatform:
         from keel.store.db import Database
         from keel.store.keys import KeyStore
 
+        from keel.store.permissions import secure_data_dir
+
         self.settings = settings
+        secure_data_dir(settings.data_dir)  # the CLI creates the database when no platform has yet
         self.db = Database(settings.db_path)
         self.keys = KeyStore(self.db)
         self.promotions = PromotionService(self.db, None)  # no engines: promotion moves the registry only

@@ -7,6 +7,9 @@ from pydantic import BaseModel, Field
 
 class AnnotationConfig(BaseModel):
     lease_s: float = Field(300.0, description="How long an item stays reserved for one annotator.")
+    session_ttl_s: float = Field(
+        8 * 3600.0, gt=0, description="An annotation page session ends this long after login (log in again)."
+    )
     double_annotate_fraction: float = Field(
         0.1, ge=0.0, le=1.0, description="Share of pairs reviewed by two annotators (for agreement stats)."
     )

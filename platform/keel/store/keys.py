@@ -48,15 +48,21 @@ class KeyStore:
         self.db = db
         self._lock = threading.Lock()
         self._by_hash: dict[str, Principal] = {}
+        self._by_id: dict[str, Principal] = {}
         self.reload()
 
     def reload(self) -> None:
         rows = self.db.fetchall("SELECT key_id, name, role, key_hash FROM api_keys WHERE revoked_at IS NULL")
         with self._lock:
             self._by_hash = {h: Principal(key_id=k, name=n, role=r) for k, n, r, h in rows}
+            self._by_id = {p.key_id: p for p in self._by_hash.values()}
 
     def verify(self, secret: str) -> Principal | None:
         return self._by_hash.get(hash_key(secret))
+
+    def active(self, key_id: str) -> Principal | None:
+        """The key as it is now (role included), or None once revoked: sessions check this per request."""
+        return self._by_id.get(key_id)
 
     def create(self, name: str, role: str = "user") -> tuple[KeyInfo, str]:
         if not name.strip():

@@ -1,19 +1,24 @@
 """The annotation page and its JSON API, served by the platform.
 
 Log in with an annotator (or admin) key; the page keeps a session cookie (HttpOnly, SameSite=Strict).
-API calls also accept ``Authorization: Bearer <key>``. Markdown is rendered on the server with raw HTML
-disabled, so text from users and models is inert on the page.
+A session is checked against the key store on every request (revoking the key ends it at once) and
+expires after ``annotation.session_ttl_s``. API calls also accept ``Authorization: Bearer <key>``.
+Markdown is rendered on the server with raw HTML disabled and images shown as links, so text from users
+and models is inert on the page and loads nothing from other hosts; the page's Content-Security-Policy
+allows only its own origin (and its one inline script, by nonce).
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
 from pydantic import BaseModel, Field
 
 from keel.review.queue import DECISIONS, Filters, LeaseError, ReviewQueue
@@ -29,8 +34,36 @@ _templates = templates  # the web layer's one template set (keel.web.pages)
 _md = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
+def _image_as_link(self, tokens, idx, options, env) -> str:
+    """A user's ![alt](url) becomes a link: an <img> would fetch from any host (tracking, leaks)."""
+    tok = tokens[idx]
+    src = escapeHtml(tok.attrGet("src") or "")
+    alt = escapeHtml(self.renderInlineAsText(tok.children or [], options, env)) or src
+    return f'<a href="{src}" rel="noopener noreferrer nofollow" target="_blank">[image: {alt}]</a>'
+
+
+_md.add_render_rule("image", _image_as_link)
+
+
 def render_markdown(text: str) -> str:
     return _md.render(text or "")
+
+
+def csp(nonce: str) -> str:
+    """Only this origin: no remote images, scripts, frames or form targets; inline script by nonce only."""
+    return (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        f"script-src 'self' 'nonce-{nonce}'; connect-src 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'; form-action 'self'; object-src 'none'"
+    )
+
+
+def _html(body: str, nonce: str, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        body,
+        status_code=status_code,
+        headers={"Content-Security-Policy": csp(nonce), "X-Content-Type-Options": "nosniff"},
+    )
 
 
 class AnnotationService:
@@ -38,7 +71,28 @@ class AnnotationService:
         cfg = platform.settings.annotation
         self.platform = platform
         self.queue = ReviewQueue(platform.db, cfg.lease_s)
-        self.sessions: dict[str, Principal] = {}
+        self.session_ttl_s = cfg.session_ttl_s
+        self.sessions: dict[
+            str, tuple[str, float]
+        ] = {}  # session id → (key id, expiry on the monotonic clock)
+
+    def start_session(self, p: Principal) -> str:
+        sid = secrets.token_urlsafe(24)
+        self.sessions[sid] = (p.key_id, time.monotonic() + self.session_ttl_s)
+        return sid
+
+    def session(self, sid: str) -> Principal | None:
+        """The session's key as the key store has it now; None (and the session ends) when it expired or
+        the key was revoked or lost its role."""
+        entry = self.sessions.get(sid)
+        if entry is None:
+            return None
+        key_id, expires = entry
+        p = self.platform.keys.active(key_id)
+        if time.monotonic() >= expires or p is None or p.role not in ROLES:
+            self.sessions.pop(sid, None)
+            return None
+        return p
 
 
 def service(request: Request) -> AnnotationService:
@@ -57,7 +111,7 @@ def _principal(request: Request, svc: AnnotationService) -> Principal | None:
         p = svc.platform.keys.verify(token)
         return p if p is not None and p.role in ROLES else None
     sid = request.cookies.get(COOKIE)
-    return svc.sessions.get(sid) if sid else None
+    return svc.session(sid) if sid else None
 
 
 def annotator(request: Request, svc: Service) -> Principal:
@@ -73,21 +127,27 @@ Annotator = Annotated[Principal, Depends(annotator)]
 @router.get("", response_class=HTMLResponse)
 def page(request: Request, svc: Service) -> Response:
     p = _principal(request, svc)
+    nonce = secrets.token_urlsafe(16)
     if p is None:
-        return HTMLResponse(_templates.get_template("login.html").render(error=None))
-    return HTMLResponse(_templates.get_template("annotate.html").render(name=p.name, decisions=DECISIONS))
+        return _html(_templates.get_template("login.html").render(error=None, nonce=nonce), nonce)
+    page = _templates.get_template("annotate.html").render(name=p.name, decisions=DECISIONS, nonce=nonce)
+    return _html(page, nonce)
 
 
 @router.post("/login")
 def login(svc: Service, key: Annotated[str, Form()] = "") -> Response:
     p = svc.platform.keys.verify(key.strip()) if key.strip() else None
     if p is None or p.role not in ROLES:
-        html = _templates.get_template("login.html").render(error="That key is not an active annotator key.")
-        return HTMLResponse(html, status_code=401)
-    sid = secrets.token_urlsafe(24)
-    svc.sessions[sid] = p
+        nonce = secrets.token_urlsafe(16)
+        html = _templates.get_template("login.html").render(
+            error="That key is not an active annotator key.", nonce=nonce
+        )
+        return _html(html, nonce, status_code=401)
+    sid = svc.start_session(p)
     r = RedirectResponse("/annotate", status_code=303)
-    r.set_cookie(COOKIE, sid, httponly=True, samesite="strict", path="/annotate")
+    r.set_cookie(
+        COOKIE, sid, httponly=True, samesite="strict", path="/annotate", max_age=int(svc.session_ttl_s)
+    )
     return r
 
 
