@@ -72,6 +72,11 @@ class RagConfig(BaseModel):
     rrf_k: int = Field(60, description="Reciprocal-rank-fusion constant: score = sum 1/(rrf_k + rank).")
     dense_weight: float = Field(1.0, description="Weight of the dense list in the fusion.")
     lexical_weight: float = Field(1.0, description="Weight of the lexical (BM25) list in the fusion.")
+    skip_navigation: bool = Field(
+        True,
+        description="Keep navigation text (tables of contents, index pages, link-list sections; judged by "
+        "the share of lines that are only links) out of retrieval: it matches every query and answers none.",
+    )
     hub_correction: float = Field(
         1.0,
         description="Dense re-ranking for a query in another script than the corpus: similarity minus this "

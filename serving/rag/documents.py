@@ -100,6 +100,53 @@ def split_front_matter(text: str) -> tuple[dict, str]:
     return (meta if isinstance(meta, dict) else {}), text[m.end() :]
 
 
+_TEMPLATE_VAR = re.compile(r"\{\{\{?\s*\.?([\w.-]+)\s*\}?\}\}")
+_GENERIC = {
+    "概览",
+    "概述",
+    "简介",
+    "介绍",
+    "目录",
+    "索引",
+    "overview",
+    "introduction",
+    "intro",
+    "index",
+    "toc",
+    "readme",
+    "contents",
+}
+_INDEX_STEMS = {"_index", "index", "readme", "toc"}
+
+
+def _humanise(relpath: str) -> str:
+    """'tidb-lightning/_index.md' → 'tidb lightning'; 'br/br-pitr-guide.md' → 'br / br pitr guide'."""
+    parts = [p for p in relpath.split("/") if p]
+    if not parts:
+        return ""
+    stem = parts[-1].rsplit(".", 1)[0]
+    if stem.lower() in _INDEX_STEMS and len(parts) > 1:  # an index page is named by its folder
+        parts, stem = parts[:-2], parts[-2]
+    else:
+        parts = parts[:-1]
+    words = [re.sub(r"[-_]+", " ", p).strip() for p in [*parts[-1:], stem] if p]
+    return " / ".join(w for w in words if w) or stem
+
+
+def meaningful_title(title: str, relpath: str) -> str:
+    """A title a person can read in a list of sources: template variables kept as their names
+    ("创建 {{{ .starter }}} 实例" → "创建 starter 实例"), a missing title from the file's place, and a
+    generic one ("概览", "Overview") with the file's place beside it."""
+    t = _TEMPLATE_VAR.sub(lambda m: m.group(1).split(".")[-1], title).strip()
+    t = re.sub(r"\s+", " ", t)
+    place = _humanise(relpath)
+    if not t:
+        return place
+    if t.lower() in _GENERIC or len(t) <= 1:
+        return f"{t} ({place})" if place else t
+    return t
+
+
 def read(f: SourceFile) -> Iterator[Document]:
     """The documents in one file."""
     text = _decode(f)
@@ -109,13 +156,15 @@ def read(f: SourceFile) -> Iterator[Document]:
         meta, body = split_front_matter(text)
         title = str(meta.get("title") or "").strip()
         if not title:
-            h1 = re.search(r"^#\s+(.+)$", body, re.M)
-            title = h1.group(1).strip() if h1 else f.path.stem
+            # the first heading of any level (a page may start at ##); else the file's place
+            h = re.search(r"^#{1,6}\s+(.+?)\s*#*\s*$", body, re.M)
+            title = h.group(1).strip() if h else ""
+        title = meaningful_title(title, f.relpath)
         yield Document(
             src, f.relpath, "markdown", body, title, meta={"summary": str(meta.get("summary") or "")}
         )
     elif suffix in TEXT:
-        yield Document(src, f.relpath, "text", text, f.path.stem)
+        yield Document(src, f.relpath, "text", text, meaningful_title("", f.relpath))
     else:
         seen = 0
         for lineno, line in enumerate(text.splitlines(), 1):

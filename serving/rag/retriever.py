@@ -20,6 +20,7 @@ from serving.rag.chunking import Chunk
 from serving.rag.config import RagConfig
 from serving.rag.embedder import Embedder, load_embedder
 from serving.rag.lexical import _CJK, LexicalIndex
+from serving.rag.navigation import navigation_ids
 from serving.rag.store import IndexStoreError, catalog_path, load_catalog, open_collection
 
 
@@ -115,6 +116,7 @@ class Retriever:
         self._next_open = 0.0
         self._refs: dict[str, np.ndarray] = {}  # reference questions by script, for the hubness correction
         self._cjk_corpus: tuple[dict[str, Chunk], bool] | None = None  # (snapshot, mostly CJK?)
+        self.navigation: set[str] = set()  # ids of the catalog's navigation chunks (never returned)
 
     @property
     def embedder(self) -> Embedder:
@@ -142,11 +144,16 @@ class Retriever:
                     cfg = self.config
                     catalog = load_catalog(self.index_dir)
                     chunks = catalog.chunks if catalog else []
+                    # navigation chunks (TOCs, index pages, link lists) never become candidates: they
+                    # match every query's terms and hold no answer
+                    nav = navigation_ids(chunks) if cfg.skip_navigation else set()
+                    content = [c for c in chunks if c.id not in nav]
                     lexical = LexicalIndex(
-                        [c.id for c in chunks], [c.text for c in chunks], cfg.bm25_k1, cfg.bm25_b
+                        [c.id for c in content], [c.text for c in content], cfg.bm25_k1, cfg.bm25_b
                     )
+                    self.navigation = nav
                     # one assignment, so a concurrent search sees the old pair or the new pair
-                    self._snapshot = ({c.id: c for c in chunks}, lexical)
+                    self._snapshot = ({c.id: c for c in content}, lexical)
                     self._stamp = stamp
             finally:
                 self._reload.release()

@@ -1,0 +1,82 @@
+"""Navigation text (tables of contents, index pages, "see also" lists) told apart from content, by
+structure alone: the share of lines that are nothing but links (or link-list labels).
+
+A TOC matches every query's terms (it names every page) and carries no answer, so the retriever keeps
+such chunks out of its candidate lists. File names are not used ("TOC.md", "_index.md" are one
+corpus's conventions); a chunk is navigation when most of its lines are list items or paragraphs that
+hold only links, e.g.
+
+    - [TiDB 简介](/overview.md)          a link line
+    - 部署标准集群                         a label inside a link list (no link, a few words)
+    [快速上手 TiDB](https://…)            a link paragraph
+    <LearningPath label="了解">           markup only: not counted either way
+"""
+
+from __future__ import annotations
+
+import re
+
+_LINK = re.compile(r"!?\[([^\]]*)\]\(([^)]*)\)|<https?://[^>]+>|\[([^\]]+)\]\[[^\]]*\]")
+_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+_MARKUP = re.compile(r"^\s*(?:<[^>]*>\s*)+$|^\s*<!--.*-->\s*$|^\s*(?:-{3,}|\|?[\s:|-]+\|?)\s*$")
+_LEFTOVER = re.compile(r"[\s\-–—*+|:：,，;；/、.()（）]+")
+
+
+def _kind(line: str) -> str | None:
+    """'link', 'label', 'text' or None (markup, blank)."""
+    if not line.strip() or _MARKUP.match(line):
+        return None
+    item = bool(_ITEM.match(line))
+    body = _ITEM.sub("", line, count=1)
+    links = _LINK.findall(body)
+    rest = _LEFTOVER.sub("", _LINK.sub("", body))
+    if links and len(rest) <= 3:
+        return "link"
+    # a short list item without a link, between links: a TOC group label ("- 部署标准集群")
+    if item and not links and len(body.strip()) <= 24 and not re.search(r"[。？！?!]$|[.:：]$", body.strip()):
+        return "label"
+    return "text"
+
+
+def link_share(text: str) -> tuple[float, int]:
+    """(share of content lines that are link or label lines, number of link lines)."""
+    kinds = [k for k in map(_kind, text.splitlines()) if k]
+    links = kinds.count("link")
+    if not kinds or not links:
+        return 0.0, links
+    return (links + kinds.count("label")) / len(kinds), links
+
+
+def is_navigation(text: str, min_share: float = 0.8, min_links: int = 5) -> bool:
+    """Mostly links: at least `min_links` link lines and `min_share` of the lines links or labels.
+
+    Defaults are for one chunk (a section): reference lists whose links are the content ("可复制的
+    DDL: - [`ALTER TABLE ... ADD COLUMN`](…)：…") sit near 0.6 and stay; TOC sections are ~1.0.
+    A whole document is judged with `min_share=0.6` (an index page has an intro paragraph or two).
+    """
+    share, links = link_share(text)
+    return links >= min_links and share >= min_share
+
+
+DOCUMENT_SHARE = 0.6  # a document this much links is a navigation page: none of its chunks is a source
+
+
+def _body(text: str) -> str:
+    """A chunk's text without its "title / heading" first line (chunking.py puts it there)."""
+    return text.split("\n", 1)[1] if "\n" in text else ""
+
+
+def navigation_ids(chunks: list) -> set[str]:
+    """Ids of the chunks that are navigation: every chunk of a navigation document, and link-list
+    sections of other documents. `chunks` are `Chunk`s (id, source, text) in document order."""
+    by_doc: dict[str, list] = {}
+    for c in chunks:
+        by_doc.setdefault(c.source, []).append(c)
+    out: set[str] = set()
+    for cs in by_doc.values():
+        bodies = [_body(c.text) for c in cs]
+        if is_navigation("\n".join(bodies), DOCUMENT_SHARE):
+            out.update(c.id for c in cs)
+        else:
+            out.update(c.id for c, b in zip(cs, bodies, strict=True) if is_navigation(b))
+    return out
