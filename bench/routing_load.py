@@ -93,8 +93,7 @@ class GatewayTarget:
 
     def __init__(self, work: Path) -> None:
         from keel.checkpoints.basemodel import ensure_base
-
-        from tests.harness import PlatformProcess
+        from keel.launcher import PlatformProcess
 
         model_dir = ensure_base(Path.home() / ".cache" / "keel-test" / "checkpoints", None)
         self.p = PlatformProcess(

@@ -71,6 +71,22 @@ def openai_factory():
     return make
 
 
+@pytest.fixture(scope="session")
+def small_index(shared_data, tmp_path_factory):
+    """A small real index (docs + Chroma + BM25) built once per session for every RAG and router test."""
+    from tests.rag.corpus import build_small_index
+
+    return build_small_index(shared_data, tmp_path_factory.mktemp("rag-corpus"))
+
+
+@pytest.fixture
+def corpus_copy(small_index, shared_data, tmp_path):
+    """(docs, index) copies this test may edit."""
+    from tests.rag.corpus import copy_corpus
+
+    return copy_corpus(shared_data, small_index[0].parent, tmp_path)
+
+
 def pytest_collection_modifyitems(config, items):
     """Hot-swap tests first: they start and stop engines of their own, and on a 2-core host they are most
     reliable before the session platform's engine exists (vLLM pins each CPU engine's worker to core 0)."""

@@ -76,8 +76,8 @@ class EnginePool:
         return self.held_total_s + running
 
     @asynccontextmanager
-    async def lease(self, wait_s: float = 120.0) -> AsyncIterator[Endpoint]:
-        """Pick an endpoint and count the request against it until the block exits."""
+    async def lease(self, wait_s: float = 120.0, endpoint: Endpoint | None = None) -> AsyncIterator[Endpoint]:
+        """Pick an endpoint (or take ``endpoint``) and count the request against it until the block exits."""
         if not self._open.is_set():
             try:
                 await asyncio.wait_for(self._open.wait(), wait_s)
@@ -85,7 +85,7 @@ class EnginePool:
                 raise APIError(
                     503, "engine swap in progress; retry shortly", code="engine_unavailable"
                 ) from e
-        ep = self.pick()
+        ep = endpoint if endpoint is not None else self.pick()
         ep.outstanding += 1
         ep.idle.clear()
         try:

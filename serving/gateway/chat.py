@@ -17,6 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
 from serving.config import GatewayConfig
+from serving.engine.client import EngineClient
 from serving.engine.pool import Endpoint, EnginePool
 from serving.errors import APIError, from_engine
 from serving.gateway.auth import KeyVerifier, authenticate
@@ -25,11 +26,6 @@ from serving.protocol import ChatCompletionRequest
 from serving.records import RecordSink, RequestRecord
 
 log = logging.getLogger("keel.gateway")
-
-# The engine never answered: it refused the connection, or closed a pooled keep-alive connection just as
-# the request went out on it. Nothing was generated, so one more try on a fresh connection is safe and
-# the client never sees the race.
-UNANSWERED = (httpx.ConnectError, httpx.RemoteProtocolError)
 
 PASS_THROUGH_PARAMS = (
     "n",
@@ -65,11 +61,10 @@ class RouteDecision:
     retrieved: list[dict[str, Any]] = field(default_factory=list)
     retrieval_ms: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # the route's sampling defaults; the request wins
 
 
 Router = Callable[[list[dict[str, Any]]], Awaitable[RouteDecision]]
-# Turns the full response text into what the client sees last (e.g. appends a "Sources" list).
-Finisher = Callable[[RouteDecision], str]
 
 
 async def _sse_data(upstream: httpx.Response) -> AsyncIterator[bytes]:
@@ -118,6 +113,7 @@ class ChatService:
         self.verifier = verifier
         self.config = config
         self.client = client
+        self.engine = EngineClient(pool, client, config.served_model_name, config.request_timeout_s)
         self.router = router
 
     # ---- entry -------------------------------------------------------------------------------------------
@@ -148,6 +144,10 @@ class ChatService:
             if await request.is_disconnected():
                 raise client_closed("before the answer")
             payload = dict(body)
+            defaults = {k: v for k, v in decision.params.items() if payload.get(k) is None}
+            if defaults:  # per-route sampling defaults (router.generation), logged with the request
+                payload.update(defaults)
+                record.meta["route_params"] = defaults
             if decision.messages is not None:
                 payload["messages"] = decision.messages
             if decision.reply is not None:
@@ -318,17 +318,10 @@ class ChatService:
     async def _send_upstream(self, ep: Endpoint, payload: dict, record: RequestRecord) -> httpx.Response:
         """POST to the engine and return once its response headers arrived (the body is still to read)."""
 
-        def build() -> httpx.Request:
-            return self.client.build_request(
-                "POST", f"{ep.url}/v1/chat/completions", json=payload, timeout=self.config.request_timeout_s
-            )
-
-        try:
-            return await self.client.send(build(), stream=True)
-        except UNANSWERED as e:
-            log.warning("engine %s did not answer %s (%r); retrying once", ep.url, record.request_id, e)
+        def retried() -> None:
             record.meta["engine_retries"] = 1
-            return await self.client.send(build(), stream=True)
+
+        return await self.engine.send(ep, payload, timeout_s=self.config.request_timeout_s, on_retry=retried)
 
     # ---- streaming --------------------------------------------------------------------------------------------
     async def _open_stream(

@@ -11,21 +11,20 @@ import asyncio
 import time
 from typing import Any
 
-from serving.engine.pool import EnginePool
+from serving.engine.client import EngineClient
 from serving.gateway.chat import RouteDecision
 from serving.router.service import Router
 from serving.router.workers import RouterBusy
 
 
-def engine_generate(pool: EnginePool, client, model: str, timeout_s: float = 60.0):
+def engine_generate(engine: EngineClient, timeout_s: float = 60.0):
     """A `generate` callable over the engine pool (one non-streamed completion), for the LLM classifier."""
 
     async def generate(messages: list[dict[str, Any]], params: dict[str, Any]):
-        body = {"model": model, "messages": messages, **params, "stream": False}
-        async with pool.lease() as ep:
-            r = await client.post(f"{ep.url}/v1/chat/completions", json=body, timeout=timeout_s)
-        r.raise_for_status()
-        yield (r.json()["choices"][0]["message"].get("content") or "")
+        reply = await engine.complete({"messages": messages, **params}, timeout_s=timeout_s)
+        if not reply.ok:
+            raise RuntimeError(f"engine answered {reply.status}")
+        yield reply.text()
 
     return generate
 
@@ -66,6 +65,7 @@ def gateway_router(router: Router, deadline_s: float | None = None):
             retrieved=plan.retrieved,
             retrieval_ms=plan.retrieval_ms,
             meta=meta,
+            params=router.config.route_params(plan.route),
         )
 
     return route

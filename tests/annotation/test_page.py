@@ -11,20 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.browser import launch
 from tests.harness import PlatformProcess
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 XSS = "Say hi. <script>window.__pwned = 1</script><img src=x onerror='window.__pwned = 2'> **bold**"
 
 
@@ -112,7 +103,7 @@ def test_review_in_browser(annotate_platform, artifacts_dir: Path):
     user_key = p.create_key("not-annotator")
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch(pw)
         try:
             # a plain user key cannot log in
             ctx = browser.new_context()

@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from tests.eval.conftest import DOMAIN_ANSWER
-from training.eval.manifest import read_manifest
+from training.checkpoint import load_manifest
 
 runner = CliRunner()
 
@@ -90,16 +90,22 @@ def test_run_and_gate_end_to_end(base_model_dir, tiny_data, tmp_path, artifacts_
     ev = json.loads(ev_path.read_text())
     assert ev["complete"] and ev["mmlu"]["summary"]["overall"]["n"] == 10
     assert ev["cmmlu"]["summary"]["overall"]["n"] == 10 and ev["domain"]["summary"]["docs"] == 1
-    assert read_manifest(base)["eval"]["runs"]["gate-0shot"]["path"] == "eval/gate-0shot.json"
+    assert load_manifest(base).eval["runs"]["gate-0shot"]["path"] == "eval/gate-0shot.json"
 
     # No --baseline: the registry's serving version (base), although the candidate's parent is cpt-0.
-    res = runner.invoke(_app(), ["gate", str(cand), "--data", str(tiny_data)])
-    assert res.exit_code in (0, 1), res.output
-    m = read_manifest(cand)
+    # The policy asks only what the candidate was trained for (domain perplexity falls by 2 %): it passes.
+    policy = tmp_path / "domain-only.yaml"
+    policy.write_text(
+        "require_significance: false\ngates:\n  domain_ppl: {metric: domain.ppl, min_fall_pct: 2.0}\n"
+    )
+    res = runner.invoke(_app(), ["gate", str(cand), "--data", str(tiny_data), "--policy", str(policy)])
+    assert res.exit_code == 0, res.output
+    assert "gate: PASS" in res.output and "FAIL" not in res.output, res.output
+    m = load_manifest(cand).dump()
     gate = m["eval"]["gate"]
     assert m["version"] == "cand-1" and gate["baseline"] == "base"
     decision = json.loads((cand / gate["decision"]).read_text())
-    assert (res.exit_code == 0) == decision["passed"] == gate["passed"]
+    assert decision["passed"] is True and gate["passed"] is True
     rows = {g["gate"]: g for g in decision["gates"]}
     assert rows["domain_ppl"]["delta"] < 0  # trained on the held-out answer: perplexity fell
     assert (cand / gate["report"]).read_text().count("<tr>") > 6
@@ -117,18 +123,58 @@ def test_run_and_gate_end_to_end(base_model_dir, tiny_data, tmp_path, artifacts_
         db.close()
 
     # A partial eval (--limit) is recorded but never passes, whatever the scores.
-    res = runner.invoke(_app(), ["gate", str(cand), "--data", str(tiny_data), "--limit", "2"])
-    assert res.exit_code == 1, res.output
-    assert json.loads((cand / read_manifest(cand)["eval"]["gate"]["decision"]).read_text())["passed"] is False
+    res = runner.invoke(
+        _app(), ["gate", str(cand), "--data", str(tiny_data), "--limit", "2", "--policy", str(policy)]
+    )
+    assert res.exit_code == 1 and "gate: FAIL" in res.output, res.output
+    assert json.loads((cand / load_manifest(cand).eval["gate"]["decision"]).read_text())["passed"] is False, res.output
 
 
 def test_gate_without_a_serving_checkpoint_is_one_line(tmp_path, tiny_data):
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "manifest.json").write_text("{}")
+    (tmp_path / "c" / "config.json").write_text("{}")
     res = runner.invoke(_app(), ["gate", str(tmp_path / "c"), "--data", str(tiny_data)])
     assert res.exit_code == 1 and res.output.strip().count("\n") == 0
     assert "no serving checkpoint in the registry" in res.output
 
+
+
+def _registered_outside(base_model_dir, tmp_path, data_dir, version: str):
+    """`keel checkpoints add /some/dir`: a version whose folder is not under the checkpoints dir."""
+    from keel.store import registry
+
+    base = _served_copy(base_model_dir, tmp_path / "base")
+    (tmp_path / "elsewhere").mkdir()
+    folder = _served_copy(base_model_dir, tmp_path / "elsewhere" / version)
+    (folder / "manifest.json").write_text(json.dumps({"version": version, "parent": "base", "stage": "cpt"}))
+    db = _registry(data_dir)
+    try:
+        registry.ensure_base_registered(db, base)
+        registry.add(db, folder)
+    finally:
+        db.close()
+    return base, folder
+
+
+def test_gate_resolves_a_version_through_the_registry_before_any_scoring(
+    base_model_dir, tiny_data, tmp_path, isolated_settings
+):
+    """A version registered from outside the checkpoints dir is found by its registered path, and every
+    argument is checked before the baseline is scored (it used to score it for 10 minutes, then fail)."""
+    base, folder = _registered_outside(base_model_dir, tmp_path, isolated_settings, "cpt200")
+    # resolved: the error is about the policy (checked next), not about an unknown checkpoint
+    res = runner.invoke(
+        _app(), ["gate", "cpt200", "--data", str(tiny_data), "--policy", str(tmp_path / "nope.yaml")]
+    )
+    assert res.exit_code == 1 and "gate policy not found" in res.output, res.output
+    shutil.rmtree(folder)
+    res = runner.invoke(_app(), ["gate", "cpt200", "--data", str(tiny_data)])
+    assert res.exit_code == 1 and res.output.strip().count("\n") == 0, res.output
+    assert f"registered at {folder}, but that folder is not there" in res.output
+    res = runner.invoke(_app(), ["gate", "cpt2OO", "--data", str(tiny_data)])
+    assert res.exit_code == 1 and "not a checkpoint folder nor a registered version" in res.output
+    assert not (base / "eval").exists(), "the baseline was scored before the arguments were checked"
 
 BAD_INPUTS = {
     "missing column": (

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from tests.eval.conftest import MMLU_ROWS, write_cmmlu, write_mmlu
+from training.checkpoint import CheckpointError, load_manifest
 from training.eval.data import EvalDataError, gate_subset, load_benchmark
-from training.eval.manifest import read_manifest
 from training.eval.prompts import build_prompt
 
 
@@ -122,8 +122,8 @@ def test_bad_input_names_the_file(tmp_path):
     with pytest.raises(EvalDataError, match=r"anatomy_test\.csv: expected 6 columns"):
         load_benchmark(mroot, "mmlu")
     (tmp_path / "ckpt").mkdir()
-    with pytest.raises(EvalDataError, match=r"ckpt: no manifest\.json"):
-        read_manifest(tmp_path / "ckpt")
+    with pytest.raises(CheckpointError, match=r"ckpt: no manifest\.json"):
+        load_manifest(tmp_path / "ckpt")
 
 
 def test_gate_subset_is_stratified_and_stable(tmp_path):

@@ -254,3 +254,13 @@ def test_parquet_copies_hold_the_same_rows(tmp_path):
     (tmp_path / "x" / "t.jsonl").write_text(both.train.read_text())
     write_parquet_copies(tmp_path / "x", batch_rows=2)
     assert pq.read_table(tmp_path / "x" / "t.parquet").to_pylist() == rows
+
+
+def test_near_duplicate_index_returns_the_key_it_was_given():
+    from training.data.dedup import NearDupIndex
+
+    index = NearDupIndex(0.8)
+    text = "The quick brown fox jumps over the lazy dog near the river bank today"
+    assert index.add_if_new(text, "doc#a") is None
+    assert index.find(text + "!") == "doc#a"  # near (not exact): found through the LSH entry "doc#a#0"
+    assert index.add_if_new(text.upper(), "doc-b") == "doc#a"  # exact after normalising

@@ -53,8 +53,8 @@ class NearDupIndex:
         if hit is not None:
             return hit
         sig = sig or minhash(text, self.num_perm)
-        for key in self._lsh.query(sig):
-            return key
+        for entry in self._lsh.query(sig):
+            return entry.rsplit("#", 1)[0]  # LSH entries are "<key>#<n>" (keys may repeat); callers gave <key>
         return None
 
     def add(self, text: str, key: str, sig: MinHash | None = None) -> None:

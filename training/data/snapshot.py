@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from training.errors import TrainingError
+from training.files import atomic_folder, content_hash
 
 SNAPSHOT_FILE = "snapshot.json"
 
@@ -42,26 +40,12 @@ class Snapshot:
     evals: dict[str, Path]
 
 
-def content_hash(folder: Path) -> str:
-    """sha256 over the data files (relative name + bytes), in a stable order."""
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*.jsonl")):
-        h.update(p.relative_to(folder).as_posix().encode() + b"\0")
-        with p.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
 def write_snapshot(dest: Path, kind: str, fill: Callable[[Path], dict[str, Any]]) -> Snapshot:
     """``fill(tmp)`` writes the JSONL files and returns stats; hash + metadata are added, then rename."""
     dest = Path(dest)
     if dest.exists():
         raise SnapshotError(f"snapshot {dest} already exists (snapshots are immutable; choose a new name)")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
+    with atomic_folder(dest) as tmp:
         stats = fill(tmp)
         digest = content_hash(tmp)
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -74,10 +58,6 @@ def write_snapshot(dest: Path, kind: str, fill: Callable[[Path], dict[str, Any]]
             "created_at": datetime.now(UTC).isoformat(),
         }
         (tmp / SNAPSHOT_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        os.rename(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return load_snapshot(dest)
 
 

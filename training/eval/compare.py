@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from training.checkpoint import Manifest, update_manifest
 from training.eval.gates import GatePolicy, compare, decide, load_policy
-from training.eval.manifest import update_manifest, write_json_atomic
 from training.eval.report import write_report
 from training.eval.runner import EvalConfig, ensure_eval
+from training.files import write_json_atomic
 
 
 @dataclass
@@ -52,7 +53,7 @@ def compare_checkpoints(
     html, png = write_report(cand_ev, base_ev, deltas, decision, out_dir)
     rel = lambda p: str(Path(p).relative_to(candidate))  # noqa: E731
 
-    def link(m: dict) -> None:
+    def link(m: Manifest) -> None:
         entry = {
             "baseline": base_ev["checkpoint"]["version"],
             "suite": cfg.name,
@@ -65,7 +66,8 @@ def compare_checkpoints(
                 "decision": rel(decision_path),
                 "at": decision["decided_at"],
             }
-        m.setdefault("eval", {})["gate" if decision is not None else "comparison"] = entry
+        m.eval = m.eval or {}
+        m.eval["gate" if decision is not None else "comparison"] = entry
 
     update_manifest(candidate, link)
     return ComparisonOutcome(decision, decision_path, html, png, deltas)

@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from training.checkpoint import Manifest, load_manifest, update_manifest
 from training.eval import perplexity
 from training.eval.data import EvalDataError, MCBenchmark, MCSubject, gate_subset, load_benchmark
 from training.eval.heldout import HeldoutSet, domain_heldout, general_heldout
-from training.eval.manifest import checkpoint_version, read_manifest, update_manifest, write_json_atomic
 from training.eval.mc import MCScoreConfig, score_benchmark, summarize
 from training.eval.model import resolve_dtype
+from training.files import write_json_atomic
 
 SCHEMA = 1
 SCORING_REVISION = 2
@@ -107,7 +108,7 @@ def run_eval(checkpoint: Path, cfg: EvalConfig, update_checkpoint_manifest: bool
     from training.eval.model import load_scoring_model
 
     checkpoint = Path(checkpoint)
-    manifest = read_manifest(checkpoint)  # a folder without a manifest is not a checkpoint: refuse early
+    manifest = load_manifest(checkpoint)  # a folder without a manifest is not a checkpoint: refuse early
     if cfg.shots not in (0, 5):
         raise EvalDataError(f"shots must be 0 or 5, not {cfg.shots}")
     if cfg.threads:
@@ -149,9 +150,9 @@ def run_eval(checkpoint: Path, cfg: EvalConfig, update_checkpoint_manifest: bool
         "schema": SCHEMA,
         "checkpoint": {
             "path": str(checkpoint.resolve()),
-            "version": checkpoint_version(checkpoint, manifest),
-            "parent": manifest.get("parent"),
-            "stage": manifest.get("stage"),
+            "version": manifest.version_of(checkpoint),
+            "parent": manifest.parent,
+            "stage": manifest.stage,
         },
         "name": cfg.name,
         "suite": cfg.suite,
@@ -191,8 +192,9 @@ def run_eval(checkpoint: Path, cfg: EvalConfig, update_checkpoint_manifest: bool
     if update_checkpoint_manifest:
         rel = str(out.relative_to(checkpoint))
 
-        def link(m: dict) -> None:
-            m.setdefault("eval", {}).setdefault("runs", {})[cfg.name] = {
+        def link(m: Manifest) -> None:
+            m.eval = m.eval or {}
+            m.eval.setdefault("runs", {})[cfg.name] = {
                 "path": rel,
                 "complete": result["complete"],
                 "created_at": result["created_at"],

@@ -12,7 +12,6 @@ import math
 import os
 import shutil
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -345,7 +344,7 @@ def save_final(
     with (paths.tmp / "metrics.jsonl").open("w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
-    parent_manifest = read_manifest(Path(cfg.model)) or {}
+    parent_manifest = read_manifest(Path(cfg.model))
     version = cfg.version or paths.output.name
     summary = {"version": version, "stage": cfg.stage, "steps": steps, **metrics}
     if cfg.report:
@@ -354,7 +353,7 @@ def save_final(
         write_report(paths.tmp, records, f"{cfg.stage} → {version}", summary)
     manifest = build_manifest(
         version=version,
-        parent=parent_manifest.get("version") or str(Path(cfg.model).resolve()),
+        parent=(parent_manifest.version if parent_manifest else None) or str(Path(cfg.model).resolve()),
         stage=cfg.stage,
         datasets={snap.kind if snap.kind != "file" else "train": snap.hash},
         config=cfg.to_dict(),
@@ -376,7 +375,3 @@ def save_final(
     # The run finished: its resumable states are no longer needed; keep the log beside the checkpoint.
     shutil.rmtree(paths.work, ignore_errors=True)
     return RunResult(paths.output, steps, metrics)
-
-
-def now_tag() -> str:
-    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")

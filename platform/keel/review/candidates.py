@@ -4,6 +4,10 @@ An asyncio task in the platform wakes every ``candidate_interval_s``, takes logg
 looked at yet, keeps a deterministic ``candidate_rate`` share of them (by request id hash) and asks an
 engine for another answer at a different temperature and seed — from another checkpoint version when
 two are being served. The answer lands in ``candidates`` and the two answers become a pending pair.
+
+Both answers come from the same prompt: the messages the engine received for the logged request
+(system prompt, domain template with its retrieved chunks, history), and each side is the model's own
+text, never the "Sources" list the gateway appends. So the pair trains on what serving really does.
 """
 
 from __future__ import annotations
@@ -20,9 +24,16 @@ from datetime import datetime
 from typing import Any
 
 from keel.cycle.mining import insert_pairs, reviews_needed
-from serving.engine.pool import Endpoint
+from keel.review.config import AnnotationConfig
+from keel.store.db import Database
+from serving.engine.client import EngineClient
+from serving.engine.pool import Endpoint, EnginePool
 
 log = logging.getLogger("keel.candidates")
+
+
+def _json(v: Any) -> Any:
+    return json.loads(v) if isinstance(v, str) else v
 
 
 def sampled(request_id: str, rate: float) -> bool:
@@ -30,15 +41,18 @@ def sampled(request_id: str, rate: float) -> bool:
 
 
 class CandidateSampler:
-    def __init__(self, platform):
-        self.p = platform
-        self.cfg = platform.settings.annotation
+    def __init__(self, db: Database, pool: EnginePool, cfg: AnnotationConfig):
+        self.db = db
+        self.pool = pool
+        self.cfg = cfg
+        self.engine: EngineClient | None = None
         self.watermark: datetime | None = None
         self.generated = 0
         self._task: asyncio.Task | None = None
         self._scrub = None
 
-    def start(self) -> None:
+    def start(self, engine: EngineClient) -> None:
+        self.engine = engine
         if self.cfg.candidate_rate > 0 and self._task is None:
             self._task = asyncio.create_task(self._loop(), name="keel-candidates")
 
@@ -71,13 +85,16 @@ class CandidateSampler:
         return made
 
     def _pick(self) -> list[dict[str, Any]]:
-        cur = self.p.db.cursor()
+        cur = self.db.cursor()
         cur.execute(
-            """SELECT request_id, created_at, messages, params, response_text, route, retrieved, checkpoint_version
+            """SELECT request_id, created_at, messages, engine_messages, params,
+                      coalesce(completion_text, response_text) AS response_text, route, retrieved,
+                      checkpoint_version
                FROM requests
                WHERE created_at > coalesce(?::TIMESTAMPTZ, '1970-01-01'::TIMESTAMPTZ)
                  AND endpoint = '/v1/chat/completions' AND error IS NULL AND coalesce(status_code, 200) < 400
                  AND coalesce(response_text, '') <> '' AND regenerate_of IS NULL
+                 AND checkpoint_version IS NOT NULL  -- the engine answered (not a canned reply)
                ORDER BY created_at LIMIT 1000""",
             [self.watermark],
         )
@@ -93,28 +110,21 @@ class CandidateSampler:
         return picked
 
     def _endpoint(self, version: str | None) -> Endpoint | None:
-        healthy = [e for e in self.p.pool.endpoints if e.healthy]
+        healthy = [e for e in self.pool.endpoints if e.healthy]
         other = [e for e in healthy if e.version != version]
         pool = other or healthy
         return min(pool, key=lambda e: e.outstanding) if pool else None
 
     async def _generate(self, row: dict[str, Any]) -> tuple[str, Endpoint, float] | None:
-        messages = json.loads(row["messages"]) if isinstance(row["messages"], str) else row["messages"]
-        params = json.loads(row["params"]) if isinstance(row["params"], str) else (row["params"] or {})
-        chat = self.p.chat
-        engine_messages, suffix = messages, ""
-        if chat is not None and chat.router is not None:
-            decision = await chat.router(messages)
-            if decision.reply is not None:
-                return None  # a canned reply: nothing to compare
-            engine_messages = decision.messages or messages
-            suffix = decision.meta.get("sources_text", "") if decision.sources else ""
+        # the prompt the engine answered (logged); rows from before it was logged fall back to the client's
+        messages = _json(row.get("engine_messages")) or _json(row["messages"])
+        row["engine_messages"] = messages
+        params = _json(row["params"]) or {}
         ep = self._endpoint(row.get("checkpoint_version"))
-        if ep is None or self.p.client is None:
+        if ep is None or self.engine is None:
             return None
         payload = {
-            "model": self.p.settings.gateway.served_model_name,
-            "messages": engine_messages,
+            "messages": messages,
             "temperature": self.cfg.candidate_temperature,
             "seed": random.randrange(1 << 30),
             "max_tokens": min(
@@ -122,18 +132,11 @@ class CandidateSampler:
             ),
         }
         t0 = time.perf_counter()
-        ep.outstanding += 1  # counted like a request so the balancer and drains see it
-        ep.idle.clear()
-        try:
-            r = await self.p.client.post(f"{ep.url}/v1/chat/completions", json=payload)
-        finally:
-            ep.outstanding -= 1
-            if ep.outstanding == 0:
-                ep.idle.set()
-        if r.status_code >= 400:
-            log.warning("candidate for %s: engine answered %s", row["request_id"], r.status_code)
+        reply = await self.engine.complete(payload, endpoint=ep)  # counted like a request (balancer, drains)
+        if not reply.ok:
+            log.warning("candidate for %s: engine answered %s", row["request_id"], reply.status)
             return None
-        text = (r.json()["choices"][0]["message"].get("content") or "") + suffix
+        text = reply.text()
         return (text, ep, (time.perf_counter() - t0) * 1000.0) if text.strip() else None
 
     def _store(self, row: dict[str, Any], text: str, ep: Endpoint, latency_ms: float) -> None:
@@ -143,7 +146,7 @@ class CandidateSampler:
             self._scrub = Scrubber().scrub
         rid, original = row["request_id"], row["response_text"]
         cid = "cand-" + uuid.uuid4().hex[:16]
-        db = self.p.db
+        db = self.db
         db.execute(
             """INSERT INTO candidates (candidate_id, request_id, response_text, checkpoint_version, params, latency_ms)
                VALUES (?, ?, ?, ?, ?, ?)""",
@@ -156,10 +159,9 @@ class CandidateSampler:
                 latency_ms,
             ],
         )
-        messages = json.loads(row["messages"]) if isinstance(row["messages"], str) else row["messages"]
         messages = [
             {**m, "content": self._scrub(m["content"])} if isinstance(m.get("content"), str) else m
-            for m in messages
+            for m in row["engine_messages"]
         ]
         # which answer is proposed as better is arbitrary here: alternate by id so neither side is favoured
         a, b = (original, text) if zlib.crc32(cid.encode()) % 2 else (text, original)

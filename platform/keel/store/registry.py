@@ -11,6 +11,7 @@ from typing import Any
 
 from keel.errors import KeelError
 from keel.store.db import Database
+from training import checkpoint
 
 STATUSES = ("candidate", "serving", "retired", "rejected")
 
@@ -68,23 +69,24 @@ def _row(r: tuple) -> Checkpoint:
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The folder's manifest as the registry keeps it (JSON), or None when the folder has none."""
     try:
-        return json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except json.JSONDecodeError as e:
-        raise RegistryError(f"{folder}/manifest.json is not valid JSON") from e
+        m = checkpoint.read_manifest(folder)
+    except checkpoint.CheckpointError as e:
+        raise RegistryError(str(e)) from None
+    return m.dump() if m is not None else None
 
 
 def update_manifest(folder: Path, changes: dict[str, Any]) -> None:
     """Merge changes into manifest.json atomically; silently skips folders we do not own (no manifest)."""
-    m = read_manifest(folder)
-    if m is None or not os.access(folder, os.W_OK):
+    if not checkpoint.is_checkpoint(folder) or not os.access(folder, os.W_OK):
         return
-    m.update(changes)
-    tmp = folder / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(m, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, folder / "manifest.json")
+
+    def change(m: checkpoint.Manifest) -> None:
+        for key, value in changes.items():
+            setattr(m, key, value)
+
+    checkpoint.update_manifest(folder, change)
 
 
 def register(db: Database, version: str, path: Path, manifest: dict, status: str = "candidate") -> None:

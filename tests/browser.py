@@ -1,0 +1,34 @@
+"""Debian's Chromium driven by Playwright: the one place that knows how to launch it on these machines.
+
+Never Playwright's own browser download. The background-networking flags matter: without them Chromium
+tries Google's hosts at every start, and this machine's closed network refuses each one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def require_chromium() -> None:
+    """Skip (with the reason) where Debian's chromium is absent; deploy/install.sh installs it."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed (deploy/install.sh installs it)")
+
+
+def launch(playwright):
+    """A headless Chromium browser from a ``sync_playwright()`` handle."""
+    require_chromium()
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
