@@ -145,3 +145,51 @@ class JsonlWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _line(row: dict[str, Any]) -> str:
+    return json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def write_rows_part(folder: Path, kind: str, rows) -> tuple[str, int]:
+    """One snapshot part from (training row, provenance) tuples: train.jsonl + provenance.jsonl, hashed."""
+    folder.mkdir(parents=True)
+    n = 0
+    with (
+        (folder / "train.jsonl").open("w", encoding="utf-8") as tf,
+        (folder / "provenance.jsonl").open("w", encoding="utf-8") as pf,
+    ):
+        for train, prov in rows:
+            tf.write(_line(train))
+            pf.write(_line(prov))
+            n += 1
+    digest = content_hash(folder)
+    meta = {"kind": kind, "hash": digest, "files": ["provenance.jsonl", "train.jsonl"], "rows": n}
+    (folder / "stats.json").write_text(json.dumps({"rows": n}), encoding="utf-8")
+    (folder / SNAPSHOT_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return digest, n
+
+
+def write_bundle(dest: Path, parts: dict[str, Any], info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Several parts (e.g. the flywheel's ``dpo`` and ``sft``) under one folder, written atomically.
+
+    Each ``<dest>/<kind>/`` is an ordinary snapshot (``load_snapshot`` opens it); ``<dest>/snapshot.json``
+    holds each part's hash and row count and one hash over all of them, and is written last.
+    """
+    dest = Path(dest).expanduser()
+    if dest.exists():
+        raise SnapshotError(f"{dest} already exists (snapshots are immutable; choose a new name)")
+    with atomic_folder(dest) as tmp:
+        written = {kind: write_rows_part(tmp / kind, kind, rows) for kind, rows in parts.items()}
+        digest = hashlib.sha256(
+            "".join(f"{kind}:{h}\n" for kind, (h, _) in written.items()).encode()
+        ).hexdigest()
+        meta = {
+            "kind": "bundle",  # info may name it (the flywheel's export says "flywheel")
+            "hash": digest,
+            "parts": {kind: {"hash": h, "rows": n} for kind, (h, n) in written.items()},
+            "created_at": datetime.now(UTC).isoformat(),
+            **(info or {}),
+        }
+        (tmp / SNAPSHOT_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return meta

@@ -121,7 +121,7 @@ def _prompt_text(messages: Any) -> str:
 
 def run_export(db: Database, settings, out: str | None, include_unreviewed: bool = False) -> dict[str, Any]:
     """Reviewed pairs (accepted, with swap/edit applied) and SFT examples → a TRL snapshot."""
-    from flywheel.export import dpo_row, sft_row, write_export
+    from flywheel.export import dpo_row, sft_row
     from flywheel.text import strip_appended
 
     cur = db.cursor()
@@ -183,12 +183,22 @@ def run_export(db: Database, settings, out: str | None, include_unreviewed: bool
     dest = Path(name).expanduser()
     if not dest.is_absolute():
         dest = base / dest
-    res = write_export(dest, pairs, sft, {"include_unreviewed": include_unreviewed})
+    from training.data.snapshot import write_bundle
+
+    meta = write_bundle(
+        dest, {"dpo": pairs, "sft": sft}, {"kind": "flywheel", "include_unreviewed": include_unreviewed}
+    )
+    parts = meta["parts"]
     export_id = "export-" + uuid.uuid4().hex[:12]
-    stats = {"pairs": res.pairs, "sft": res.sft, "dpo_hash": res.dpo_hash, "sft_hash": res.sft_hash}
+    stats = {
+        "pairs": parts["dpo"]["rows"],
+        "sft": parts["sft"]["rows"],
+        "dpo_hash": parts["dpo"]["hash"],
+        "sft_hash": parts["sft"]["hash"],
+    }
     with db.lock:
         db.cursor().execute(
             "INSERT INTO exports (export_id, path, hash, stats) VALUES (?, ?, ?, ?)",
-            [export_id, str(res.path), res.hash, json.dumps(stats)],
+            [export_id, str(dest), meta["hash"], json.dumps(stats)],
         )
-    return {"export_id": export_id, "path": str(res.path), "hash": res.hash, **stats}
+    return {"export_id": export_id, "path": str(dest), "hash": meta["hash"], **stats}
