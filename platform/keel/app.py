@@ -125,6 +125,9 @@ class Platform:
             verify_tolerance=s.swap.verify_tolerance,
         )
         self.promotions = PromotionService(self.db, self.swapper, self.fingerprints)
+        from keel.checkpoints.watch import PromotionWatch
+
+        self.promotions.watcher = PromotionWatch(self.db, self.promotions, self.writer.flush, s.watch)
         await self.start_engines()
         # after the engines: their start-up needs both cores more than BM25 does, and a failed start
         # leaves the index alone

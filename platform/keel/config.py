@@ -24,6 +24,7 @@ from pydantic_settings import (
 
 from flywheel.config import MiningConfig
 from flywheel.cycle_config import CycleConfig
+from flywheel.watch import WatchConfig
 from keel.errors import KeelError
 from keel.metrics_config import MetricsConfig
 from keel.review.config import AnnotationConfig
@@ -76,7 +77,6 @@ class SwapConfig(BaseModel):
     warmup_timeout_s: float = Field(
         120.0, description="Longest wait for the warm-up completion on new weights."
     )
-
     verify: bool = Field(
         True,
         description="After every reload and engine start, the engine must answer the checkpoint's probe "
@@ -88,6 +88,7 @@ class SwapConfig(BaseModel):
         description="Largest allowed log-probability difference per probe token (vLLM CPU fp32 vs the "
         "transformers reference: ~3e-5 measured; weights scaled by 1.01: 0.16).",
     )
+
 
 class KeelSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KEEL_", env_nested_delimiter="__", extra="forbid")
@@ -101,6 +102,7 @@ class KeelSettings(BaseSettings):
     rag: RagConfig = Field(default_factory=RagConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
     mining: MiningConfig = Field(default_factory=MiningConfig)
+    watch: WatchConfig = Field(default_factory=WatchConfig)
     annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     cycle: CycleConfig = Field(default_factory=CycleConfig)

@@ -49,6 +49,8 @@ def _version_text(d: dict[str, Any]) -> list[str]:
         )
     for m in d["champion_moves"]:
         out.append(f"  champion {m['from_version']} → {m['to_version']}  {m['kind']}  {m['moved_at']}")
+    for w in d.get("watches", []):
+        out.append(f"  watch vs {w['previous']}: {w['status']}  {w['reason'] or ''}".rstrip())
     return out
 
 

@@ -166,6 +166,16 @@ def of_version(db: Database, version: str) -> dict[str, Any]:
         "evals": [e for e in evals if e["kind"] != "gate"],
         "promotions": swaps,
         "champion_moves": aliases.history(db, aliases.CHAMPION, version),
+        "watches": as_dicts(
+            db.cursor().execute(
+                "SELECT watch_id, previous, status, started_at, finished_at, reason, rollback_swap FROM watches "
+                "WHERE version = ? ORDER BY started_at",
+                [version],
+            ),
+            (),
+        )
+        if _table_exists(db, "watches")
+        else [],
     }
 
 

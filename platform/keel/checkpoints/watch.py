@@ -1,0 +1,172 @@
+"""Watch after promotion, in the platform: compare the new champion's live requests with the previous
+champion's, and roll back by itself when one signal is significantly worse (flywheel.watch decides).
+
+Started by PromotionService after every successful live promotion (not after a rollback). One watch runs
+at a time: a newer promotion supersedes the running one. Each watch is a `watches` row; an automatic
+rollback is an ordinary rollback (a swaps row, the champion alias moved) whose reason starts "watch:".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flywheel.watch import Verdict, WatchConfig, compare
+from keel.store import aliases
+
+log = logging.getLogger("keel.watch")
+
+_COLS = "request_id, route, status_code, error, completion_text, response_text, latency_ms"
+
+
+class PromotionWatch:
+    def __init__(self, db, promotions, flush, config: WatchConfig):
+        self.db, self.promotions, self.flush, self.cfg = db, promotions, flush, config
+        self.task: asyncio.Task | None = None
+        self.current: str | None = None  # watch id
+        # a watch a dead process left running cannot finish: say so
+        db.execute(
+            "UPDATE watches SET status = 'interrupted', finished_at = now(), reason = 'platform restarted' "
+            "WHERE status = 'running'"
+        )
+
+    # ---- control -----------------------------------------------------------------------------------------
+    def start(self, version: str, previous: str | None, swap_id: str | None = None) -> str | None:
+        """Begin watching ``version`` (called inside the platform's event loop)."""
+        if not self.cfg.enabled or previous is None:
+            return None
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            self._finish(self.current, "superseded", f"{version} was promoted meanwhile")
+        watch_id = "watch-" + uuid.uuid4().hex[:12]
+        started = datetime.now(UTC)
+        self.db.execute(
+            "INSERT INTO watches (watch_id, version, previous, swap_id, status, started_at) VALUES (?, ?, ?, ?, 'running', ?)",
+            [watch_id, version, previous, swap_id, started],
+        )
+        self.current = watch_id
+        self.task = asyncio.get_running_loop().create_task(self._run(watch_id, version, previous, started))
+        log.info("watching %s against %s for %.0f s (%s)", version, previous, self.cfg.window_s, watch_id)
+        return watch_id
+
+    async def close(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            self._finish(self.current, "interrupted", "platform stopped")
+
+    # ---- the watch ---------------------------------------------------------------------------------------
+    async def _run(self, watch_id: str, version: str, previous: str, started: datetime) -> None:
+        deadline = time.monotonic() + self.cfg.window_s
+        try:
+            while True:
+                await asyncio.sleep(min(self.cfg.check_every_s, max(0.0, deadline - time.monotonic())))
+                if aliases.get(self.db) != version:  # someone moved the champion by hand
+                    self._finish(watch_id, "superseded", "the champion changed during the watch")
+                    return
+                verdict = await asyncio.to_thread(self.evaluate, version, previous, started)
+                over = time.monotonic() >= deadline
+                if verdict.worse and (self.cfg.stop_early or over):
+                    await self._roll_back(watch_id, version, previous, verdict)
+                    return
+                if over:
+                    enough = any(s.p is not None for s in verdict.signals)
+                    self._finish(
+                        watch_id,
+                        "passed" if enough else "inconclusive",
+                        verdict.reason if enough else "too few requests in the window to compare",
+                        verdict,
+                    )
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a watch must never take the platform down
+            log.exception("watch %s failed", watch_id)
+            self._finish(watch_id, "failed", f"{type(e).__name__}: {e}")
+
+    async def _roll_back(self, watch_id: str, version: str, previous: str, verdict: Verdict) -> None:
+        reason = f"watch: {version} worse than {previous}: {verdict.reason}"
+        log.warning("%s; rolling back", reason)
+        try:
+            out = await self.promotions.rollback(previous, by="watch", reason=reason)
+        except Exception as e:
+            self._finish(watch_id, "failed", f"rollback refused: {e}", verdict)
+            return
+        self._finish(watch_id, "rolled_back", reason, verdict, out.swap_id)
+
+    def evaluate(self, version: str, previous: str, started: datetime) -> Verdict:
+        self.flush()
+        new = self._rows("checkpoint_version = ? AND created_at >= ?", [version, started])
+        since = started - timedelta(seconds=self.cfg.baseline_window_s)
+        old = self._rows(
+            "checkpoint_version = ? AND created_at >= ? AND created_at < ?", [previous, since, started]
+        )
+        ids = [r["request_id"] for r in new + old]
+        down, regen = self._feedback(ids)
+        return compare(new, old, self.cfg, down, regen)
+
+    def _rows(self, where: str, params: list) -> list[dict[str, Any]]:
+        cur = self.db.cursor().execute(f"SELECT {_COLS} FROM requests WHERE {where}", params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def _feedback(self, ids: list[str]) -> tuple[set[str], set[str]]:
+        if not ids:
+            return set(), set()
+        tbl = [(i,) for i in ids]
+        cur = self.db.cursor()
+        cur.execute("CREATE OR REPLACE TEMP TABLE _watch_ids (id VARCHAR)")
+        cur.executemany("INSERT INTO _watch_ids VALUES (?)", tbl)
+        down = {
+            r[0]
+            for r in cur.execute(
+                "SELECT request_id FROM (SELECT request_id, rating, row_number() OVER (PARTITION BY request_id "
+                "ORDER BY created_at DESC) AS n FROM feedback WHERE kind = 'thumbs' AND request_id IN "
+                "(SELECT id FROM _watch_ids)) WHERE n = 1 AND rating < 0"
+            ).fetchall()
+        }
+        regen = {
+            r[0]
+            for r in cur.execute(
+                "SELECT request_id FROM feedback WHERE kind = 'regenerate' AND request_id IN (SELECT id FROM _watch_ids) "
+                "UNION SELECT regenerate_of FROM requests WHERE regenerate_of IN (SELECT id FROM _watch_ids)"
+            ).fetchall()
+        }
+        cur.execute("DROP TABLE IF EXISTS _watch_ids")
+        return down, regen
+
+    def _finish(
+        self,
+        watch_id: str | None,
+        status: str,
+        reason: str,
+        verdict: Verdict | None = None,
+        rollback_swap: str | None = None,
+    ) -> None:
+        if watch_id is None:
+            return
+        self.db.execute(
+            "UPDATE watches SET status = ?, finished_at = ?, reason = ?, verdict = ?, rollback_swap = ? "
+            "WHERE watch_id = ? AND status = 'running'",
+            [
+                status,
+                datetime.now(UTC),
+                reason,
+                json.dumps(verdict.to_dict()) if verdict else None,
+                rollback_swap,
+                watch_id,
+            ],
+        )
+        log.info("watch %s: %s (%s)", watch_id, status, reason)
+
+
+def list_watches(db, limit: int = 50) -> list[dict[str, Any]]:
+    from keel.store.rows import as_dicts
+
+    return as_dicts(
+        db.cursor().execute("SELECT * FROM watches ORDER BY started_at DESC LIMIT ?", [limit]), ("verdict",)
+    )
