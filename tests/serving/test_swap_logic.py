@@ -13,7 +13,7 @@ from safetensors.numpy import save_file
 
 from serving.engine.fingerprint import Fingerprint, ProbeAnswer, compare
 from serving.engine.pool import Endpoint, EnginePool
-from serving.engine.swap import Swapper, SwapError, WrongWeightsError
+from serving.engine.swap import SwapError, Swapper, WrongWeightsError
 
 
 def fake_fingerprint(seed: int) -> Fingerprint:

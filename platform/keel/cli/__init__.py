@@ -54,9 +54,9 @@ def _register() -> None:
     from keel.cli import backup as _backup  # noqa: F401  (defines `backup`, `restore`)
     from keel.cli import checkpoints as _checkpoints  # also defines `promote`, `rollback`
     from keel.cli import keys as _keys
+    from keel.cli import lineage as _lineage  # noqa: F401  (defines `lineage`)
     from keel.cli import mine as _mine  # noqa: F401  (defines `mine`, `export`)
     from keel.cli import serve as _serve  # noqa: F401  (defines `up`, `model`)
-    from keel.cli import lineage as _lineage  # noqa: F401  (defines `lineage`)
     from keel.cli import simulate as _simulate  # noqa: F401  (defines `simulate`)
 
     app.add_typer(_keys.app, name="keys", help="Create, list and revoke API keys.")

@@ -55,7 +55,6 @@ class LocalPlatform:
         from keel.checkpoints.promotion import PromotionService
         from keel.store.db import Database
         from keel.store.keys import KeyStore
-
         from keel.store.permissions import secure_data_dir
 
         self.settings = settings
