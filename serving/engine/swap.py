@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from serving.engine.client import EngineClient
 from serving.engine.compat import NotServableError, check_servable, same_architecture
 from serving.engine.fingerprint import (
     DEFAULT_TOLERANCE,
@@ -101,14 +102,16 @@ async def verify_weights(
     ep.fingerprint = fingerprint
 
 
-async def warm_up(client: httpx.AsyncClient, ep: Endpoint, served_name: str, timeout: float) -> None:
-    body = {"model": served_name, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4}
+async def warm_up(engine: EngineClient, ep: Endpoint, timeout: float) -> None:
+    """One short completion on new weights before they take traffic (not counted: ``ep`` may not be in
+    the pool yet)."""
+    body = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4}
     try:
-        r = await client.post(f"{ep.url}/v1/chat/completions", json=body, timeout=timeout)
+        reply = await engine.complete(body, endpoint=ep, counted=False, timeout_s=timeout)
     except httpx.HTTPError as e:
         raise SwapError(f"warm-up request to {ep.url} failed: {type(e).__name__}") from e
-    if r.status_code != 200 or not r.json().get("choices"):
-        raise SwapError(f"warm-up request to {ep.url} failed with {r.status_code}")
+    if reply.status != 200 or not (reply.ok and reply.data.get("choices")):
+        raise SwapError(f"warm-up request to {ep.url} failed with {reply.status}")
 
 
 class Swapper:
@@ -126,6 +129,7 @@ class Swapper:
         self.pool = pool
         self.supervisor = supervisor
         self.client = client
+        self.engine = EngineClient(pool, client, served_name)
         self.served_name = served_name
         self.drain_timeout_s = drain_timeout_s
         self.warmup_timeout_s = warmup_timeout_s
@@ -239,7 +243,7 @@ class Swapper:
             return  # an external replica: out of rotation until someone restarts it on the new version
         try:
             await self.supervisor.restart_on(ep, version, new_dir, self.start_timeout_s)
-            await warm_up(self.client, ep, self.served_name, self.warmup_timeout_s)
+            await warm_up(self.engine, ep, self.warmup_timeout_s)
             await self._verify_new(ep, version)
         except (EngineStartError, SwapError, httpx.HTTPError) as e:
             log.error("replica %s could not be restarted on %s: %s", ep.url, version, e)
@@ -274,7 +278,7 @@ class Swapper:
         old_dir, old_fp = ep.model_dir, ep.fingerprint
         try:
             await reload_endpoint(self.client, ep, new_dir)
-            await warm_up(self.client, ep, self.served_name, self.warmup_timeout_s)
+            await warm_up(self.engine, ep, self.warmup_timeout_s)
             await self._verify_new(ep, version)
         except (SwapError, httpx.HTTPError) as e:
             # Put the old weights back so the engine never serves a half-loaded (or unverified) model.
@@ -328,7 +332,7 @@ class Swapper:
             for _ in range(max(1, len(old))):
                 ep = await self._start_with_retry(version, new_dir)
                 started.append(ep)
-                await warm_up(self.client, ep, self.served_name, self.warmup_timeout_s)
+                await warm_up(self.engine, ep, self.warmup_timeout_s)
                 try:
                     await self._verify_new(ep, version)
                 except WrongWeightsError as e:
