@@ -21,7 +21,10 @@ from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
 from pydantic import BaseModel, Field
 
+from keel.review.config import AnnotationConfig
 from keel.review.queue import DECISIONS, Filters, LeaseError, ReviewQueue
+from keel.store.db import Database
+from keel.store.keys import KeyStore
 from keel.web.pages import templates
 from serving.errors import APIError
 from serving.gateway.auth import Principal, bearer_token
@@ -67,10 +70,9 @@ def _html(body: str, nonce: str, status_code: int = 200) -> HTMLResponse:
 
 
 class AnnotationService:
-    def __init__(self, platform):
-        cfg = platform.settings.annotation
-        self.platform = platform
-        self.queue = ReviewQueue(platform.db, cfg.lease_s)
+    def __init__(self, db: Database, keys: KeyStore, cfg: AnnotationConfig):
+        self.keys = keys
+        self.queue = ReviewQueue(db, cfg.lease_s)
         self.session_ttl_s = cfg.session_ttl_s
         self.sessions: dict[
             str, tuple[str, float]
@@ -88,7 +90,7 @@ class AnnotationService:
         if entry is None:
             return None
         key_id, expires = entry
-        p = self.platform.keys.active(key_id)
+        p = self.keys.active(key_id)
         if time.monotonic() >= expires or p is None or p.role not in ROLES:
             self.sessions.pop(sid, None)
             return None
@@ -98,7 +100,8 @@ class AnnotationService:
 def service(request: Request) -> AnnotationService:
     state = request.app.state
     if getattr(state, "annotation", None) is None:
-        state.annotation = AnnotationService(state.platform)
+        p = state.platform
+        state.annotation = AnnotationService(p.db, p.keys, p.settings.annotation)
     return state.annotation
 
 
@@ -108,7 +111,7 @@ Service = Annotated[AnnotationService, Depends(service)]
 def _principal(request: Request, svc: AnnotationService) -> Principal | None:
     token = bearer_token(request.headers.get("authorization"))
     if token:
-        p = svc.platform.keys.verify(token)
+        p = svc.keys.verify(token)
         return p if p is not None and p.role in ROLES else None
     sid = request.cookies.get(COOKIE)
     return svc.session(sid) if sid else None
@@ -136,7 +139,7 @@ def page(request: Request, svc: Service) -> Response:
 
 @router.post("/login")
 def login(svc: Service, key: Annotated[str, Form()] = "") -> Response:
-    p = svc.platform.keys.verify(key.strip()) if key.strip() else None
+    p = svc.keys.verify(key.strip()) if key.strip() else None
     if p is None or p.role not in ROLES:
         nonce = secrets.token_urlsafe(16)
         html = _templates.get_template("login.html").render(
