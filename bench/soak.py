@@ -8,7 +8,7 @@ A real `keel up` (router on, real vLLM, no document index) gets requests at a fi
 slow answer does not slow the sender), in a fixed rotation of kinds:
   plain     non-streamed chat, 8 tokens                  → 200 with a choice
   stream    streamed chat, 8 tokens                      → 200 ending in [DONE], no error event
-  aborted   streamed chat, closed after the first chunk  → its row says 499
+  aborted   streamed chat (256 tokens), closed after the first chunk → its row says 499
   bad       invalid JSON, 16 stop sequences, unknown model, unknown path, wrong method → that 4xx exactly
   feedback  thumbs on an earlier answer (/v1/feedback)   → 200
 At 1/4, 2/4 and 3/4 of the run: promote v2 (in place), promote v3 (in place), roll back (to v2), each a
@@ -27,7 +27,7 @@ import json
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,13 +107,14 @@ class Soak:
         self.phase = "warm-up"
         self.n = 0
 
-    def body(self, stream: bool) -> dict:
+    def body(self, stream: bool, max_tokens: int = 8) -> dict:
         self.n += 1
         topic = TOPICS[self.n % len(TOPICS)]
         return {
             "model": "keel",
             "messages": [{"role": "user", "content": f"Tell me one thing about {topic} ({self.n})."}],
-            "max_tokens": 8,
+            "max_tokens": max_tokens,
+            "ignore_eos": max_tokens > 8,  # an aborted stream must still be generating when its client leaves
             "temperature": 0,
             "stream": stream,
         }
@@ -132,7 +133,8 @@ class Soak:
                     self.answered.append(rid)
             elif kind in ("stream", "aborted"):
                 self.chat_sent += 1
-                async with self.client.stream("POST", "/v1/chat/completions", json=self.body(True)) as r:
+                body = self.body(True, 8 if kind == "stream" else 256)
+                async with self.client.stream("POST", "/v1/chat/completions", json=body) as r:
                     status, rid = r.status_code, r.headers.get("x-request-id")
                     text = ""
                     async for chunk in r.aiter_text():
@@ -163,7 +165,7 @@ class Soak:
                 fb = {"request_id": target, "type": "thumbs", "rating": "up" if self.n % 2 else "down"}
                 r = await self.client.post("/v1/feedback", json=fb)
                 status = r.status_code
-                ok = status == 200 and r.json().get("object") == "feedback"
+                ok = status in (200, 201) and r.json().get("object") == "feedback"
         except Exception as e:  # a failure to record, never a crash of the soak
             detail = f"{type(e).__name__}: {e}"
         if rid and kind != "feedback":
@@ -245,6 +247,14 @@ async def run(args, p: PlatformProcess, key: str) -> dict:
     aborted_rows = [
         found[s.request_id]["status_code"] for s in measured if s.kind == "aborted" and s.request_id in found
     ]
+    for s in measured:  # the server side of a failure too: an aborted stream's row must say 499
+        if (
+            s.kind == "aborted"
+            and s.ok
+            and s.request_id in found
+            and found[s.request_id]["status_code"] != 499
+        ):
+            s.ok, s.detail = False, f"row says {found[s.request_id]['status_code']}, not 499"
 
     by_kind: dict[str, list[Sample]] = defaultdict(list)
     by_phase: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -278,7 +288,8 @@ async def run(args, p: PlatformProcess, key: str) -> dict:
         "swaps: " + "; ".join(f"{s['cmd']} at {s['at_s']} s: rc {s['rc']}, {s['seconds']} s" for s in swaps),
         f"request-log rows: {rows_after - rows_before} new rows for {soak.chat_sent - sent_before} chat/v1 requests sent; "
         f"by id: {len(ids) - len(missing)} of {len(ids)} found, {len(missing)} missing; "
-        f"aborted streams logged 499: {sum(1 for c in aborted_rows if c == 499)} of {len(aborted_rows)}",
+        f"aborted streams logged 499: {sum(1 for c in aborted_rows if c == 499)} of {len(aborted_rows)} "
+        f"(statuses {dict(sorted(Counter(aborted_rows).items()))})",
         f"platform RSS: {rss_first / 1024:.0f} MiB after warm-up → {rss_last / 1024:.0f} MiB at the end "
         f"({(rss_last - rss_first) / rss_first * 100:+.1f}%), max {rss_max / 1024:.0f} MiB, {len(rss)} samples",
     ]
