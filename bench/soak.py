@@ -243,6 +243,13 @@ async def run(args, p: PlatformProcess, key: str) -> dict:
         for row in p.rows(batch, timeout=15):
             found[row["request_id"]] = row
     missing = [i for i in ids if i not in found]
+    raw = {
+        "samples": [vars(x) for x in soak.samples],
+        "statuses": {k: v["status_code"] for k, v in found.items()},
+    }
+    (Path(tempfile.gettempdir()) / "keel-soak-raw.json").write_text(
+        json.dumps({"rss": rss, "swaps": swaps, **raw})
+    )
     measured = [s for s in soak.samples if s.phase != "warm-up"]
     aborted_rows = [
         found[s.request_id]["status_code"] for s in measured if s.kind == "aborted" and s.request_id in found
