@@ -207,7 +207,10 @@ def build_graph(
         write = get_stream_writer()
         parts: list[str] = []
         t = time.perf_counter()
-        async for delta in _stream(fn, state["engine_messages"], state.get("params") or {}):
+        # the route's sampling defaults under what the caller asked for
+        asked = {k: v for k, v in (state.get("params") or {}).items() if v is not None}
+        params = cfg.route_params(state.get("intent", "chat")) | asked
+        async for delta in _stream(fn, state["engine_messages"], params):
             if delta:
                 parts.append(delta)
                 write({"delta": delta})

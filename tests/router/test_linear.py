@@ -50,6 +50,16 @@ def test_default_router_on_the_hard_test_half(embedder):
     assert set(report.precision) == {"domain", "chat", "out_of_scope"}
 
 
+def test_default_router_on_the_first_labelled_set(embedder):
+    """tests/data/router_eval.jsonl (issue 8's set, never trained on) holds too."""
+    from pathlib import Path
+
+    rows = load_labelled(Path(__file__).resolve().parents[1] / "data" / "router_eval.jsonl")
+    report = evaluate_router(LinearClassifier(load_model(), embedder), rows)
+    assert report.accuracy >= 0.92, report.table()
+    assert min(report.recall.values()) >= 0.85, report.table()
+
+
 def test_committed_model_is_the_fit_of_the_shipped_data(embedder):
     """Editing the tuning half or the intents file without `keel router train` fails here."""
     data = training_set()

@@ -10,10 +10,10 @@ import subprocess
 import sys
 
 import pytest
-
 from keel.store.db import Database
 from keel.store.feedback import DuckFeedbackStore
 from keel.store.router_flags import route_flags
+
 from serving.errors import APIError
 from serving.feedback.service import FeedbackService, to_record
 from serving.gateway.auth import Principal
