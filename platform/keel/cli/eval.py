@@ -105,8 +105,9 @@ def _checkpoint(ref: str) -> Path:
             raise ValueError(
                 f"{ref}: not a checkpoint folder nor a registered version (see `keel checkpoints list`)"
             )
-    if not (p / "config.json").is_file():
-        raise ValueError(f"{ref}: {p} is not a model folder (no config.json)")
+    from training.checkpoint import load_manifest
+
+    load_manifest(p)  # a folder without a complete manifest is not a checkpoint (one line, before scoring)
     return p
 
 
