@@ -1,0 +1,144 @@
+"""End to end: a real `keel up` (vLLM engine), simulated traffic with feedback, `POST /admin/cycles`
+(the same path as the CLI and the scheduler) → mine → SFT on the mined examples (short real training) →
+a small gate suite → promotion by hot swap; the served version changes; a second cycle is refused while
+the first runs; `keel cycle status` shows the nightly schedule's next run."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+import yaml
+
+from tests.eval.conftest import write_cmmlu, write_domain, write_general, write_mmlu
+from tests.harness import PlatformProcess
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def platform(base_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cycle-e2e")
+    data = root / "data"
+    write_mmlu(data / "mmlu")
+    write_cmmlu(data / "cmmlu")
+    write_general(data / "general")
+    write_domain(data / "domain" / "tidb")
+    p = PlatformProcess(
+        data_dir=root / "keel",
+        model_dir=base_model_dir,
+        overrides=[
+            f"eval.data={data}",
+            "engine.kvcache_gib=1",
+            "cycle.schedule.enabled=true",
+            "cycle.schedule.cron=30 3 * * *",
+            "cycle.schedule.timezone=Asia/Shanghai",
+        ],
+    )
+    p.start()
+    try:
+        yield p, root
+    finally:
+        p.stop()
+
+
+def _profile(root, min_sft: int) -> str:
+    policy = root / "pass.yaml"
+    policy.write_text(
+        yaml.safe_dump(
+            {
+                "bootstrap_samples": 200,
+                "gates": {"general_en_bpb": {"metric": "general_en.bpb", "max_rise_pct": 1000}},
+            }
+        )
+    )
+    prof = root / f"e2e-{min_sft}.yaml"
+    prof.write_text(
+        yaml.safe_dump(
+            {
+                "cycle": {
+                    "stages": ["sft"],
+                    "min_sft_examples": min_sft,
+                    "policy": str(policy),
+                    "eval": {"backend": "transformers", "gate_per_subject": 5, "gate_general_docs": 2},
+                    "sft": {
+                        "overrides": {
+                            "max_steps": 2,
+                            "max_length": 128,
+                            "save_steps": 100,
+                            "learning_rate": 2e-5,
+                        },
+                        "budget": {"wall_clock_s": 240},
+                    },
+                    "launcher": {"threads": 1, "nice": 10},
+                }
+            }
+        )
+    )
+    return str(prof)
+
+
+def _wait(p: PlatformProcess, cycle_id: str, timeout: float = 420) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        c = p.admin("GET", f"/admin/cycles/{cycle_id}").json()
+        if c["status"] not in ("running",):
+            return c
+        time.sleep(2)
+    raise AssertionError(f"cycle {cycle_id} still running after {timeout} s\n{p.log_tail()}")
+
+
+def test_simulated_traffic_mined_trained_gated_and_promoted(platform):
+    p, root = platform
+    sim = p.cli("simulate", "--rate", "3", "--duration", "25", "--max-tokens", "24", "--seed", "3", "--json")
+    summary = json.loads(sim.stdout)
+    assert summary, sim.stdout
+
+    r = p.admin("POST", "/admin/cycles", json={"profile": _profile(root, 1), "stages": ["sft"]})
+    assert r.status_code == 202, r.text
+    cycle = r.json()
+    # one at a time: a second request is refused with the running cycle's id
+    again = p.admin("POST", "/admin/cycles", json={})
+    assert again.status_code == 409 and cycle["cycle_id"] in again.json()["error"]["message"]
+
+    done = _wait(p, cycle["cycle_id"])
+    steps = {s["name"]: s for s in done["steps"]}
+    assert done["status"] == "succeeded", (done["error"], p.log_tail())
+    assert steps["mine"]["output"]["sft"] >= 1
+    assert steps["train:sft"]["status"] == "done" and steps["train:sft"]["output"]["steps"] == 2
+    assert done["outcome"] == "promoted", steps["gate"]["output"]
+    version = steps["train:sft"]["output"]["version"]
+
+    # served version updated: the registry, the engine pool and a fresh request's log row agree
+    rows = p.admin("GET", "/admin/checkpoints").json()
+    assert [r["version"] for r in rows if r["status"] == "serving"] == [version]
+    key = p.create_key("e2e-after")
+    resp = httpx.post(
+        f"{p.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "keel", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8},
+        timeout=120,
+    )
+    assert resp.status_code == 200, resp.text
+    logged = p.rows([resp.json()["id"]])
+    assert logged and logged[0]["checkpoint_version"] == version
+    report = p.admin("GET", f"/admin/cycles/{cycle['cycle_id']}/report")
+    assert report.status_code == 200 and "promoted" in report.text
+
+    # the nightly schedule shows, in its timezone
+    st = p.cli("cycle", "status").stdout
+    assert "schedule: on" in st and "+08:00" in st, st
+
+
+def test_a_stage_without_enough_data_is_skipped_with_its_reason(platform):
+    p, root = platform
+    r = p.admin("POST", "/admin/cycles", json={"profile": _profile(root, 100000), "stages": ["sft"]})
+    assert r.status_code == 202, r.text
+    done = _wait(p, r.json()["cycle_id"])
+    steps = {s["name"]: s for s in done["steps"]}
+    assert done["outcome"] == "nothing_to_train", done
+    assert "fewer than the 100000 required" in steps["snapshot:sft"]["reason"]
+    listed = p.cli("cycle", "list").stdout
+    assert r.json()["cycle_id"][:20] in listed
