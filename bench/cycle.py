@@ -94,13 +94,18 @@ def main() -> int:
     ap.add_argument("--profile", default="demo")
     ap.add_argument("--stages", default=None)
     ap.add_argument("--set", action="append", default=[], help="keel --set overrides (section.key=value)")
+    ap.add_argument("--resume", default=None, help="Continue this cycle (interrupted/failed) instead.")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
-    argv = [sys.executable, "-m", "keel", *[x for s in a.set for x in ("--set", s)], "cycle", "run"]
-    argv += ["--profile", a.profile, "--json", *(["--stages", a.stages] if a.stages else [])]
+    keel = [sys.executable, "-m", "keel", *[x for s in a.set for x in ("--set", s)], "cycle"]
     load_before = os.getloadavg()
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    if a.resume:
+        subprocess.run([*keel, "resume", a.resume], cwd=REPO, capture_output=True, text=True)
+        proc = subprocess.run([*keel, "show", a.resume, "--json"], cwd=REPO, capture_output=True, text=True)
+    else:
+        argv = [*keel, "run", "--profile", a.profile, "--json", *(["--stages", a.stages] if a.stages else [])]
+        proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if not proc.stdout.strip().startswith("{"):
         print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
