@@ -18,13 +18,24 @@ import re
 
 _LINK = re.compile(r"!?\[([^\]]*)\]\(([^)]*)\)|<https?://[^>]+>|\[([^\]]+)\]\[[^\]]*\]")
 _ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
-_MARKUP = re.compile(r"^\s*(?:<[^>]*>\s*)+$|^\s*<!--.*-->\s*$|^\s*(?:-{3,}|\|?[\s:|-]+\|?)\s*$")
+_RULE_CHARS = set("|:- \t")
+
+
+def _markup(line: str) -> bool:
+    """HTML/JSX tags or comments alone on a line, a table rule or a horizontal rule (plain string tests:
+    this runs over every line of the catalog when it is loaded)."""
+    t = line.strip()
+    if t[:1] == "<":
+        return t.endswith(">")
+    return t[:1] in ("|", ":", "-") and set(t) <= _RULE_CHARS
+
+
 _LEFTOVER = re.compile(r"[\s\-–—*+|:：,，;；/、.()（）]+")
 
 
 def _kind(line: str) -> str | None:
     """'link', 'label', 'text' or None (markup, blank)."""
-    if not line.strip() or _MARKUP.match(line):
+    if not line.strip() or _markup(line):
         return None
     item = bool(_ITEM.match(line))
     body = _ITEM.sub("", line, count=1)
@@ -38,13 +49,22 @@ def _kind(line: str) -> str | None:
     return "text"
 
 
+def _counts(text: str) -> tuple[int, int, int]:
+    """(link lines, label lines, content lines)."""
+    kinds = [k for k in map(_kind, text.splitlines()) if k]
+    return kinds.count("link"), kinds.count("label"), len(kinds)
+
+
+def _judge(links: int, labels: int, lines: int, min_share: float, min_links: int) -> bool:
+    return links >= min_links and lines > 0 and (links + labels) / lines >= min_share
+
+
 def link_share(text: str) -> tuple[float, int]:
     """(share of content lines that are link or label lines, number of link lines)."""
-    kinds = [k for k in map(_kind, text.splitlines()) if k]
-    links = kinds.count("link")
-    if not kinds or not links:
+    links, labels, lines = _counts(text)
+    if not lines or not links:
         return 0.0, links
-    return (links + kinds.count("label")) / len(kinds), links
+    return (links + labels) / lines, links
 
 
 def is_navigation(text: str, min_share: float = 0.8, min_links: int = 5) -> bool:
@@ -54,6 +74,8 @@ def is_navigation(text: str, min_share: float = 0.8, min_links: int = 5) -> bool
     DDL: - [`ALTER TABLE ... ADD COLUMN`](…)：…") sit near 0.6 and stay; TOC sections are ~1.0.
     A whole document is judged with `min_share=0.6` (an index page has an intro paragraph or two).
     """
+    if text.count("](") + text.count("<http") + text.count("][") < min_links:
+        return False  # too few links to be navigation: most chunks stop here (cheap)
     share, links = link_share(text)
     return links >= min_links and share >= min_share
 
@@ -68,15 +90,20 @@ def _body(text: str) -> str:
 
 def navigation_ids(chunks: list) -> set[str]:
     """Ids of the chunks that are navigation: every chunk of a navigation document, and link-list
-    sections of other documents. `chunks` are `Chunk`s (id, source, text) in document order."""
+    sections of other documents. `chunks` are `Chunk`s (id, source, text) in document order. Each line
+    is judged once; a document's share is the sum over its chunks."""
     by_doc: dict[str, list] = {}
     for c in chunks:
         by_doc.setdefault(c.source, []).append(c)
     out: set[str] = set()
     for cs in by_doc.values():
         bodies = [_body(c.text) for c in cs]
-        if is_navigation("\n".join(bodies), DOCUMENT_SHARE):
+        if sum(b.count("](") for b in bodies) < 5:  # neither the document nor a section can be
+            continue
+        counts = [_counts(b) if b.count("](") else (0, 0, len(b.splitlines())) for b in bodies]
+        total = [sum(x) for x in zip(*counts, strict=True)]
+        if _judge(*total, DOCUMENT_SHARE, 5):
             out.update(c.id for c in cs)
         else:
-            out.update(c.id for c, b in zip(cs, bodies, strict=True) if is_navigation(b))
+            out.update(c.id for c, n in zip(cs, counts, strict=True) if _judge(*n, 0.8, 5))
     return out
