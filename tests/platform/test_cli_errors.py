@@ -102,3 +102,34 @@ def test_diagnose_names_out_of_memory():
     assert diagnose(
         "ValueError: something odd\nFor further information visit https://errors.pydantic.dev/x", 1, "/m"
     ).startswith("engine exited: ValueError: something odd")
+
+
+BOOM = """
+import sys
+import keel.cli as cli
+from keel.errors import KeelError
+
+@cli.app.command("boom")
+def boom(kind: str) -> None:
+    if kind == "user":
+        raise KeelError("the user can act on this\\nsecond line")
+    raise ZeroDivisionError("a bug")
+
+sys.argv = ["keel", "boom", sys.argv[1]]
+cli.main()
+"""
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback():
+    run = [sys.executable, "-c", BOOM]
+    user = subprocess.run([*run, "user"], capture_output=True, text=True, timeout=120)
+    assert user.returncode == 1 and one_line_error(user) == "error: the user can act on this"
+    bug = subprocess.run([*run, "bug"], capture_output=True, text=True, timeout=120)
+    assert bug.returncode != 0 and "Traceback" in bug.stderr and "ZeroDivisionError: a bug" in bug.stderr
+
+
+def test_a_broken_command_module_is_not_silently_dropped():
+    """A command module that fails to import must fail `keel`, not make its commands vanish."""
+    code = "import sys; sys.modules['keel.cli.eval'] = None; import keel.cli as cli; cli._register()"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "keel.cli.eval" in proc.stderr
