@@ -42,7 +42,11 @@ def routed(base_model_dir, shared_data, tmp_path_factory):
         data_dir=tmp / "data",
         model_dir=base_model_dir,
         # lexical retrieval is enough to take the domain route; no background embedding competing for CPU
-        overrides=["router.enabled=true", f"rag.corpus_paths=[{tmp / 'docs'}]", "rag.background.dense=false"],
+        overrides=[
+            "router.enabled=true",
+            f"rag.corpus_paths=[{tmp / 'docs'}]",
+            "rag.background.dense=false",
+        ],
     )
     p.start()
     try:

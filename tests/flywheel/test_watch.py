@@ -61,3 +61,69 @@ def test_tests_match_their_textbook_values():
     assert abs(mann_whitney_greater_p(b, a) - mannwhitneyu(b, a, alternative="greater").pvalue) < 1e-3
     # 10/50 vs 2/50: pooled 0.12, se 0.0650, z = 2.462, one-sided p = 0.0069
     assert abs(proportion_worse_p(10, 50, 2, 50) - 0.0069) < 1e-4
+
+
+def test_platform_watch_rolls_back_a_champion_that_answers_empty(tmp_path, base_model_dir):
+    """The platform side on a real database file and real checkpoint folders: the watch reads the request
+    log and feedback, finds the new champion's empty answers significantly worse than the previous
+    champion's on the same routes, and rolls back through the promotion service (offline here: no engine,
+    the registry and the champion alias move), recorded as a rollback by `watch` with its reason."""
+    import asyncio
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from keel.checkpoints.promotion import PromotionService
+    from keel.checkpoints.watch import PromotionWatch, list_watches
+    from keel.config import load_settings
+    from keel.store import aliases, registry
+    from keel.store.db import Database
+
+    from tests.flywheel.test_lineage import _checkpoint
+
+    settings = load_settings(overrides=[f"data_dir={tmp_path / 'data'}"])
+    db = Database(settings.db_path)
+    ck = tmp_path / "data" / "checkpoints"
+    registry.ensure_base_registered(db, _checkpoint(base_model_dir, ck / "base", {"version": "base"}))
+    registry.add(db, _checkpoint(base_model_dir, ck / "empty-1", {"version": "empty-1", "parent": "base"}))
+    promo = PromotionService(db, None)
+    asyncio.run(promo.promote("empty-1", by="tester"))
+    swapped = datetime.now(UTC)
+
+    def log(rid: str, version: str, text: str, at: datetime, route: str) -> None:
+        db.execute(
+            "INSERT INTO requests (request_id, created_at, checkpoint_version, route, status_code, "
+            "response_text, completion_text, latency_ms) VALUES (?, ?, ?, ?, 200, ?, ?, 500)",
+            [rid, at, version, route, text, text],
+        )
+
+    for i in range(40):  # the previous champion answered, an hour before the swap
+        log(f"old-{i}", "base", "an answer", swapped - timedelta(hours=1), ("chat", "domain")[i % 2])
+    db.execute(
+        "INSERT INTO feedback (feedback_id, request_id, key_id, kind, rating, dedup_key) "
+        "VALUES ('f1', 'old-1', 'k', 'thumbs', -1, 'f1')"
+    )
+
+    cfg = WatchConfig(window_s=30, check_every_s=0.2, min_requests=10)
+
+    async def watch() -> None:
+        w = PromotionWatch(db, promo, lambda: None, cfg)
+        w.start("empty-1", "base", "swap-x")
+        await asyncio.sleep(0.5)  # the first checks: too few new requests, nothing happens
+        assert aliases.get(db) == "empty-1"
+        for i in range(12):  # then the new champion answers empty
+            log(f"new-{i}", "empty-1", "", datetime.now(UTC), ("chat", "domain")[i % 2])
+        await asyncio.wait_for(w.task, 10)
+
+    asyncio.run(watch())
+    [w] = list_watches(db)
+    assert w["status"] == "rolled_back" and w["previous"] == "base", w
+    err = {s["name"]: s for s in w["verdict"]["signals"]}["error_rate"]
+    assert err["worse"] and (err["new"], err["old"], err["n_new"], err["n_old"]) == (1.0, 0.0, 12, 40)
+    assert aliases.get(db) == "base" == registry.serving(db)[0]
+    [(kind, reason, by, swap)] = db.fetchall(
+        "SELECT kind, reason, by_whom, swap_id FROM swaps WHERE kind = 'rollback'"
+    )
+    assert by == "watch" and reason.startswith("watch: empty-1 worse than base: error_rate 100.0% vs 0.0%")
+    assert swap == w["rollback_swap"]
+    assert json.loads(json.dumps(w["verdict"]))["worse"] is True
+    db.close()
