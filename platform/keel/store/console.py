@@ -28,8 +28,16 @@ def window(hours: float, buckets: int = 48) -> tuple[datetime, int]:
 
 
 def traffic(db: Database, hours: float) -> dict[str, Any]:
-    """Per time bucket: requests by route, by version, errors, and latency percentiles of successes."""
-    since, bucket_s = window(hours)
+    """Per time bucket: requests by route, by version, errors, and latency percentiles of successes.
+    The window starts at the first request when traffic is younger than ``hours`` (a new platform
+    shows its minutes of traffic over many buckets, not in one)."""
+    since, _ = window(hours)
+    first = db.fetchall("SELECT min(created_at) FROM requests WHERE created_at >= ?", [since])[0][0]
+    if first is not None and first > since:
+        age_h = (datetime.now(UTC) - first).total_seconds() / 3600
+        since, bucket_s = window(max(age_h * 1.05, 10 / 60))
+    else:
+        since, bucket_s = window(hours)
     rows = db.fetchall(
         "SELECT epoch(time_bucket(to_seconds(?), created_at)) AS t, coalesce(route, '') AS route, "
         "coalesce(checkpoint_version, '') AS version, count(*) AS n, "
@@ -119,9 +127,13 @@ def _sources(meta: Any, retrieved: Any) -> list[str]:
     for s in meta.get("sources") or []:
         if isinstance(s, dict):
             names.append(str(s.get("title") or s.get("path") or s.get("id") or ""))
-    if not names:
-        names = [str(r.get("id")) for r in (_json(retrieved) or []) if isinstance(r, dict) and r.get("id")]
-    return names
+    if not names:  # chunk ids are "<file path>::<hash>": the file's name says which document
+        names = [
+            str(r["id"]).split("::")[0].rsplit("/", 1)[-1]
+            for r in (_json(retrieved) or [])
+            if isinstance(r, dict) and r.get("id")
+        ]
+    return list(dict.fromkeys(names))
 
 
 def recent_requests(

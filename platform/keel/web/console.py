@@ -166,7 +166,7 @@ def requests_(
 ) -> dict[str, Any]:
     if status not in (None, "", "ok", "error"):
         raise APIError(400, "status must be ok or error", "invalid_request", "status")
-    if feedback not in (None, "", "any", "none", "thumbs", "edit", "regenerate", "choice"):
+    if feedback not in (None, "", "any", "none", "thumbs", "edit", "regenerate", "choice", "route"):
         raise APIError(400, "unknown feedback filter", "invalid_request", "feedback")
     p = _platform(request)
     p.writer.flush(2.0)  # what was just answered shows up

@@ -195,7 +195,7 @@ function renderServing(o) {
       el(
         "tr",
         {},
-        el("td", {}, fmtTime(s.started_at)),
+        el("td", { class: "nowrap" }, fmtTime(s.started_at)),
         el("td", {}, s.kind),
         el("td", {}, `${s.from_version || "–"} → ${s.to_version}`),
         el("td", {}, s.strategy || ""),
@@ -302,8 +302,8 @@ function renderTraffic(t) {
 
 function renderFeedback(rows) {
   const kinds = [
-    ["thumbs_up", "👍"],
-    ["thumbs_down", "👎"],
+    ["thumbs_up", "thumbs up"],
+    ["thumbs_down", "thumbs down"],
     ["edit", "edits"],
     ["regenerate", "regenerations"],
   ];
@@ -349,11 +349,11 @@ async function loadRequests() {
     const tr = el(
       "tr",
       { class: "req", "data-request-id": it.request_id },
-      el("td", {}, fmtTime(it.created_at)),
-      el("td", {}, it.route || ""),
-      el("td", {}, it.version || ""),
-      el("td", { class: it.status >= 400 ? "bad" : "ok" }, it.status),
-      el("td", { class: "num" }, it.latency_ms === null ? "" : Math.round(it.latency_ms)),
+      el("td", { class: "nowrap" }, fmtTime(it.created_at)),
+      el("td", { class: "nowrap" }, it.route || ""),
+      el("td", { class: "nowrap" }, it.version || ""),
+      el("td", { class: it.status >= 400 ? "bad nowrap" : "ok nowrap" }, it.status),
+      el("td", { class: "num nowrap" }, it.latency_ms === null ? "" : Math.round(it.latency_ms)),
       el("td", {}, el("div", { class: "clip" }, it.message)),
       el("td", {}, it.sources.join(", ")),
       el("td", {}, it.feedback.join(", "))
@@ -379,6 +379,7 @@ async function loadCycles() {
     "table",
     { id: "cycles" },
     el("thead", {}, el("tr", {}, ...["cycle", "status", "outcome", "trigger", "started", "steps", ""].map((h) => el("th", {}, h)))),
+    // steps: how many finished of how many; the timeline below shows them one by one
     el(
       "tbody",
       {},
@@ -386,12 +387,12 @@ async function loadCycles() {
         el(
           "tr",
           { "data-cycle-id": cy.cycle_id },
-          el("td", {}, cy.cycle_id),
-          el("td", { class: cy.status === "succeeded" ? "ok" : cy.status === "failed" ? "bad" : "" }, cy.status),
-          el("td", {}, cy.outcome || cy.error || ""),
-          el("td", {}, cy.trigger),
-          el("td", {}, fmtTime(cy.started_at)),
-          el("td", {}, cy.steps.map((s) => `${s.name}:${s.status}`).join(" → ")),
+          el("td", { class: "nowrap" }, cy.cycle_id),
+          el("td", { class: cy.status === "succeeded" ? "ok nowrap" : cy.status === "failed" ? "bad nowrap" : "nowrap" }, cy.status),
+          el("td", { class: "nowrap" }, cy.outcome || cy.error || ""),
+          el("td", { class: "nowrap" }, cy.trigger),
+          el("td", { class: "nowrap" }, fmtTime(cy.started_at)),
+          el("td", { class: "nowrap", title: cy.steps.map((s) => `${s.name}: ${s.status}`).join("\n") }, `${cy.steps.filter((s) => s.status === "done").length} done, ${cy.steps.filter((s) => s.status === "skipped").length} skipped, ${cy.steps.filter((s) => s.status === "failed").length} failed`),
           el("td", {}, cy.has_report ? el("a", { href: `/console/report/cycle/${encodeURIComponent(cy.cycle_id)}`, target: "_blank", rel: "noopener" }, "report") : "")
         )
       )
@@ -414,15 +415,16 @@ async function refresh() {
     await Promise.all([loadCycles(), document.activeElement && document.activeElement.id === "f-q" ? null : loadRequests()]);
     document.body.dataset.loaded = String(Date.now());
   } catch (e) {
-    if (e.message !== "logged out") say(`refresh failed: ${e.message}`, true);
+    if (e.message !== "logged out") say(`refresh failed: ${e.message}`, "err");
   }
 }
 
 // ---- actions -------------------------------------------------------------------------------------------
-function say(text, err = false) {
+function say(text, kind = "done") {
+  // kind: busy (a swap is on its way), done, err
   const s = $("action-status");
   s.textContent = text;
-  s.className = err ? "err" : "done";
+  s.className = kind === true ? "err" : kind;
 }
 
 function confirmThen(text, action) {
@@ -440,13 +442,13 @@ function confirmThen(text, action) {
 }
 
 async function swap(path, body, what) {
-  say(`${what}: waiting for the swap…`);
+  say(`${what}: waiting for the swap…`, "busy");
   for (const b of [$("promote"), $("rollback")]) b.disabled = true;
   try {
     const out = await api(path, { method: "POST", body: JSON.stringify(body) });
     say(`${out.kind === "rollback" ? "rolled back to" : "promoted"} ${out.to_version} (${out.strategy}, ${out.seconds.toFixed(2)} s; was ${out.from_version || "–"})`);
   } catch (e) {
-    say(`${what} refused: ${e.message}`, true);
+    say(`${what} refused: ${e.message}`, "err");
   } finally {
     for (const b of [$("promote"), $("rollback")]) b.disabled = false;
     await refresh();
@@ -456,7 +458,7 @@ async function swap(path, body, what) {
 function wire() {
   $("promote").addEventListener("click", () => {
     const version = $("promote-version").value;
-    if (!version) return say("no other checkpoint to promote", true);
+    if (!version) return say("no other checkpoint to promote", "err");
     const force = $("promote-force").checked;
     const current = state.overview ? state.overview.version : "?";
     confirmThen(`Promote ${version} to serve all traffic instead of ${current}?${force ? " Its gate result is overridden (recorded as forced)." : ""}`, () =>
@@ -471,7 +473,7 @@ function wire() {
   });
   $("request-filters").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    loadRequests().catch((e) => say(e.message, true));
+    loadRequests().catch((e) => say(e.message, "err"));
   });
 }
 
