@@ -24,7 +24,7 @@ from serving.feedback.protocol import (
     ThumbsFeedback,
 )
 from serving.gateway.auth import KeyVerifier, Principal, authenticate
-from serving.gateway.body import read_body
+from serving.gateway.body import json_object, read_body
 from serving.gateway.chat import new_request_id
 
 _ADAPTER: TypeAdapter = TypeAdapter(FeedbackRequest)
@@ -129,14 +129,7 @@ class FeedbackService:
 
     @staticmethod
     def parse(raw: bytes) -> Any:
-        if not raw:
-            raise APIError(400, "request body is empty; send a JSON object", "invalid_json")
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            raise APIError(400, f"request body is not valid JSON: {e}", "invalid_json") from e
-        if not isinstance(body, dict):
-            raise APIError(400, "request body must be a JSON object", "invalid_json")
+        body = json_object(raw)
         try:
             return _ADAPTER.validate_python(body)
         except ValidationError as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 from fastapi import Request
 from starlette.requests import ClientDisconnect
 
@@ -41,3 +42,16 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     except ClientDisconnect as e:
         raise client_closed(f"before its body was complete ({size} bytes came)") from e
     return b"".join(chunks)
+
+
+def json_object(raw: bytes) -> dict:
+    """The body as a JSON object, or the one 400 every endpoint answers for an empty, broken or non-object body."""
+    if not raw:
+        raise APIError(400, "request body is empty; send a JSON object", "invalid_json")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise APIError(400, f"request body is not valid JSON: {e}", "invalid_json") from e
+    if not isinstance(body, dict):
+        raise APIError(400, "request body must be a JSON object", "invalid_json")
+    return body

@@ -21,7 +21,7 @@ from serving.engine.client import EngineClient
 from serving.engine.pool import Endpoint, EnginePool
 from serving.errors import APIError, from_engine
 from serving.gateway.auth import KeyVerifier, authenticate
-from serving.gateway.body import client_closed, read_body
+from serving.gateway.body import client_closed, json_object, read_body
 from serving.protocol import ChatCompletionRequest
 from serving.records import RecordSink, RequestRecord
 
@@ -168,16 +168,7 @@ class ChatService:
             return e.response(headers)
 
     async def _read_json(self, request: Request) -> dict[str, Any]:
-        raw = await read_body(request, self.config.max_body_bytes, self.config.body_timeout_s)
-        if not raw:
-            raise APIError(400, "request body is empty; send a JSON object", "invalid_json")
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            raise APIError(400, f"request body is not valid JSON: {e}", "invalid_json") from e
-        if not isinstance(body, dict):
-            raise APIError(400, "request body must be a JSON object", "invalid_json")
-        return body
+        return json_object(await read_body(request, self.config.max_body_bytes, self.config.body_timeout_s))
 
     @staticmethod
     def _validate(body: dict[str, Any]) -> ChatCompletionRequest:
