@@ -105,3 +105,25 @@ def test_new_job_interrupts_dense_and_dense_resumes(docs: Path, tmp_path: Path):
         assert "interrupted" not in (st["last_dense"] or "")
     finally:
         bg.stop()
+
+
+def test_dense_pass_stopped_by_shutdown_resumes_at_the_next_start(docs: Path, tmp_path: Path):
+    """A platform stopped mid-embedding: the next one (no job submitted) finishes the pass by itself."""
+    index = tmp_path / "index"
+    bg = BackgroundIndexer(index, RagConfig(), BackgroundIndexConfig(batch=1, pause_s=0.5))
+    bg.start()
+    try:
+        total = bg.submit([docs]).result(timeout=120).chunks_total
+        _wait(bg, lambda s: s["state"] == "embedding" and s["embedding_done"] >= 1)
+    finally:
+        bg.stop()
+    done_before = Retriever(index, RagConfig()).dense_count()
+    assert 0 < done_before < total, "the first pass was not interrupted"
+    again = BackgroundIndexer(index, RagConfig(), BackgroundIndexConfig(batch=4, pause_s=0.0))
+    again.start()  # as `keel up` with nothing configured to index: only the pass that was due
+    try:
+        st = _wait(again, lambda s: not s["dense_pending"] and s["state"] == "idle" and s["last_dense"])
+        assert st["chunks_embedded"] == st["chunks_total"] == total
+        assert Retriever(index, RagConfig()).dense_count() == total
+    finally:
+        again.stop()

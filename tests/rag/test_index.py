@@ -159,6 +159,38 @@ def test_lexical_only_then_dense_resumes(small_index, tmp_path: Path):
     r = Retriever(index)
     assert r.search("FLASHBACK TABLE", k=1)[0].relpath.endswith("flashback-table.md")  # BM25 while dense lags
     assert r.dense_count() == 0
+    catalog = catalog_path(index).read_bytes()
+    # the dense pass that follows embeds exactly what the lexical pass left, without re-chunking
+    d = Indexer(index).update([docs], progress=False)
+    assert d.chunks_missing == d.chunks_embedded == s.chunks_total and d.files_new == 0
+    assert catalog_path(index).read_bytes() == catalog
+    assert set(_chroma_ids(index)) == {c.id for c in load_catalog(index).chunks}
+    r.refresh()
+    assert r.dense_count() == s.chunks_total
+    assert r.search("误删的表怎么找回来", k=1, mode="dense")[0].relpath.endswith("flashback-table.md")
+
+
+def test_interrupted_dense_pass_resumes_where_it_stopped(small_index, tmp_path: Path):
+    """Ctrl-C (or shutdown) between two batches keeps what was embedded; the next run embeds the rest only."""
+    docs, _ = small_index
+    index = tmp_path / "idx"
+    total = Indexer(index).update([docs], dense=False, progress=False).chunks_total
+    assert total > 8
+
+    def ctrl_c_after_two_batches(done: int, todo: int) -> None:
+        if done >= 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Indexer(index).embed_missing(batch=4, on_progress=ctrl_c_after_two_batches)
+    kept = set(_chroma_ids(index))
+    assert len(kept) == 8
+    s = Indexer(index).update([docs], progress=False)  # `keel index` again
+    assert s.chunks_missing == s.chunks_added == total - 8 and s.chunks_embedded == total
+    assert not s.interrupted
+    assert set(_chroma_ids(index)) == {c.id for c in load_catalog(index).chunks} and kept < set(
+        _chroma_ids(index)
+    )
 
 
 def test_search_never_waits_for_another_threads_rebuild(corpus_copy):
