@@ -136,7 +136,7 @@ def main() -> None:
     ap.add_argument(
         "--parts",
         default="retrieval,router,latency,reindex",
-        help="Comma list: retrieval, router, latency, reindex, embed-rate, query-threads, hub-cost, round2-cost, corpus-lexical.",
+        help="Comma list: retrieval, router, latency, reindex, embed-rate, query-threads, hub-cost, round2-cost, corpus-lexical, navigation.",
     )
     ap.add_argument(
         "--old-index",
@@ -312,6 +312,25 @@ def main() -> None:
             "n": len(t_new),
             "load": load(),
         }
+
+    if "navigation" in parts:
+        # the default (navigation dropped) vs navigation kept, hybrid; and how many navigation chunks the
+        # catalog has (structure-judged, serving/rag/navigation.py)
+        kept = Retriever(args.index, cfg.model_copy(update={"skip_navigation": False}), r.embedder)
+        kept.set_reference(examples)
+        r.refresh()
+        nav: dict = {"navigation_chunks": len(r.navigation), "load": load()}
+        for name, items in [
+            ("hard", hard),
+            ("hard-en", [q for q in hard if q.lang == "en"]),
+            ("fresh", fresh),
+            ("fresh-en", [q for q in fresh if q.lang == "en"]),
+            ("hard+fresh", hard + fresh),
+            ("hard+fresh-en", [q for q in hard + fresh if q.lang == "en"]),
+        ]:
+            for label, ret in (("dropped", r), ("kept", kept)):
+                nav[f"{name}/{label}"] = evaluate(ret, items, mode="hybrid").row()
+        out["navigation"] = nav
 
     if "query-threads" in parts:
         out["query_embedding_threads_ms"] = query_threads([q.question for q in hard])
