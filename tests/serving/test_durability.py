@@ -23,10 +23,20 @@ def second_platform(platform_server, base_model_dir, tmp_path, *extra: str) -> P
     return PlatformProcess(data_dir=tmp_path / "data", model_dir=base_model_dir, overrides=overrides).start()
 
 
-def fire(url: str, key: str, n: int, stream_every: int = 2) -> tuple[list[str], list[Exception]]:
-    """n concurrent requests; returns the request ids that got a complete answer."""
-    done: list[str] = []
-    errors: list[Exception] = []
+def fire(
+    url: str,
+    key: str,
+    n: int,
+    stream_every: int = 2,
+    refused: list[str] | None = None,
+    done: list[str] | None = None,
+    errors: list[str] | None = None,
+) -> tuple[list[str], list[str]]:
+    """n concurrent requests; returns the request ids that got a complete answer, and what else happened
+    to the others (a clean refusal, an OpenAI error with a request id, goes to `refused` when given).
+    Pass `done`/`errors` to watch them fill while it runs."""
+    done = [] if done is None else done
+    errors = [] if errors is None else errors
     lock = threading.Lock()
 
     def one(i: int) -> None:
@@ -36,12 +46,23 @@ def fire(url: str, key: str, n: int, stream_every: int = 2) -> tuple[list[str], 
                 r = c.post(
                     f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
                 )
-                if r.status_code == 200 and (not body["stream"] or r.text.rstrip().endswith("data: [DONE]")):
-                    with lock:
-                        done.append(r.headers["x-request-id"])
-        except httpx.HTTPError as e:
+                rid = r.headers.get("x-request-id")
+                complete = r.status_code == 200 and (
+                    r.text.rstrip().endswith("data: [DONE]") and '"error"' not in r.text
+                    if body["stream"]
+                    else bool(r.json()["choices"][0]["message"]["content"])
+                )
+                clean_refusal = r.status_code == 503 and rid and "error" in r.json()
+                with lock:
+                    if complete:
+                        done.append(rid)
+                    elif clean_refusal and refused is not None:
+                        refused.append(rid)
+                    else:
+                        errors.append(f"request {i}: {r.status_code} {r.text[:200]}")
+        except (httpx.HTTPError, ValueError) as e:
             with lock:
-                errors.append(e)
+                errors.append(f"request {i}: {e!r}")
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
@@ -52,24 +73,44 @@ def fire(url: str, key: str, n: int, stream_every: int = 2) -> tuple[list[str], 
     return done, errors
 
 
+def in_flight(p: PlatformProcess) -> int:
+    """Requests the gateway has sent to an engine and not finished (the platform's own gauge)."""
+    text = p.admin("GET", "/metrics").text
+    return int(sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+                   if ln.startswith("keel_engine_outstanding_requests")))  # fmt: skip
+
+
 def test_sigterm_under_load_flushes_every_row(platform_server, base_model_dir, tmp_path):
+    """Every request the platform received before SIGTERM is answered in full (or refused cleanly) and has
+    exactly one row; SIGTERM comes once all n are in flight or answered (a request that never reached the
+    socket before it closed is not the platform's to log)."""
     p = second_platform(platform_server, base_model_dir, tmp_path)
     key = p.create_key("load")
-    result: dict = {}
+    n = 24
+    done: list[str] = []
+    errors: list[str] = []
+    refused: list[str] = []
     t = threading.Thread(
-        target=lambda: result.update(zip(("done", "errors"), fire(p.url, key, 24), strict=False))
+        target=fire, args=(p.url, key, n), kwargs={"refused": refused, "done": done, "errors": errors}
     )
     t.start()
-    time.sleep(1.0)  # requests are in flight now
+    deadline = time.monotonic() + 120
+    while (at_signal := in_flight(p)) + len(done) + len(refused) + len(errors) < n:
+        assert time.monotonic() < deadline, f"only {at_signal} in flight, {len(done)} answered"
+        time.sleep(0.02)
     p.signal(signal.SIGTERM)
     t.join()
     assert p.wait(120) == 0
-    done = result["done"]
+    assert not errors, errors[:5]
+    assert at_signal > 0, "every request had finished before SIGTERM: nothing was under load"
+    assert len(done) + len(refused) == n
     assert done, "no request completed before shutdown"
     rows = db_rows(p.data_dir / "keel.duckdb", "SELECT request_id, status_code FROM requests")
-    logged = {rid for rid, _ in rows}
-    assert set(done) <= logged  # every answered request has its row
-    assert len(rows) == len(logged)  # and exactly one
+    logged = dict(rows)
+    assert len(rows) == len(logged)  # exactly one row per request
+    assert set(logged) == set(done) | set(refused)  # every request has its row, and no other row exists
+    assert all(logged[rid] == 200 for rid in done)
+    assert all(logged[rid] == 503 for rid in refused)
     assert not list((p.data_dir / "journal").glob("seg-*.jsonl")), (
         "journal should be empty after a clean stop"
     )
