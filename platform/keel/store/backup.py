@@ -83,8 +83,10 @@ def _fresh_dest(dest: Path) -> Path:
     dest = dest.expanduser().resolve()
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise BackupError(f"{dest} already exists and is not empty: back up into a new folder")
-    if not dest.parent.is_dir():
-        raise BackupError(f"{dest.parent} does not exist")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BackupError(f"cannot create {dest.parent}: {e.strerror}") from e
     return dest
 
 
