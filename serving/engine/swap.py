@@ -178,6 +178,7 @@ class Swapper:
             if fingerprint is None:
                 log.warning("swap to %s without a fingerprint: the new weights are not verified", version)
             planned, why = self.plan(new_dir)
+            asked = strategy  # None: ours to choose (and to change if in place is refused)
             strategy = strategy or planned
             if strategy == "in_place" and planned != "in_place":
                 raise SwapError(f"cannot swap in place: {why}")
@@ -185,9 +186,22 @@ class Swapper:
             log.info("swap %s → %s: %s (%s)", from_version, version, strategy, why)
             t0 = time.perf_counter()
             held0 = self.pool.held_so_far()
+            chosen = strategy
             try:
                 if strategy == "in_place":
-                    await self._in_place(version, new_dir)
+                    try:
+                        await self._in_place(version, new_dir)
+                    except WrongWeightsError as e:
+                        # The reload answered 200 but the engine does not serve the new weights (vLLM can
+                        # keep stale ones, e.g. a tied output layer's packed copy on CPU). The old weights
+                        # are back; a fresh engine loads the folder from scratch, where we can start one.
+                        if asked is not None or self.supervisor is None or not getattr(e, "restored", False):
+                            raise
+                        log.warning(
+                            "in-place swap to %s refused (%s); starting a fresh engine instead", version, e
+                        )
+                        chosen = "blue_green"
+                        await self._blue_green(version, new_dir)
                 else:
                     await self._blue_green(version, new_dir)
             finally:
@@ -195,8 +209,8 @@ class Swapper:
             held = self.pool.held_so_far() - held0  # measured at the pool's gate, whatever the path
             seconds = time.perf_counter() - t0
             log.info("swap %s → %s done: %s in %.1f s (requests held %.2f s)", from_version, version,
-                     strategy, seconds, held)  # fmt: skip
-            return SwapResult(strategy, from_version, version, seconds, held)
+                     chosen, seconds, held)  # fmt: skip
+            return SwapResult(chosen, from_version, version, seconds, held)
 
     async def _in_place(self, version: str, new_dir: Path) -> None:
         eps = [e for e in self.pool.endpoints if e.healthy]

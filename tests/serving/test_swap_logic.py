@@ -269,3 +269,41 @@ def test_rolling_swap_takes_a_stale_replica_out_of_rotation(tmp_path):
     assert not r2.healthy, "a replica still on the old weights stayed in rotation"
     assert set(seen[seen.index("v-new") :]) == {"v-new"}
     assert result.held_s == 0.0  # measured: capacity was always there
+
+
+class FakeSupervisor:
+    """Starts 'engines' on fresh hosts of the fake, each loading its folder from scratch (never stale)."""
+
+    def __init__(self, fake: FakeReplicas):
+        self.fake, self.started, self.stopped = fake, [], []
+
+    async def start_engine(self, version: str, model_dir: Path, timeout: float):
+        host = f"fresh{len(self.started) + 1}"
+        self.fake.weights[host] = str(model_dir)
+        ep = Endpoint(url=f"http://{host}", version=version, model_dir=str(model_dir), managed=True)
+        self.started.append(ep)
+        return ep, None
+
+    async def stop_endpoint(self, ep: Endpoint) -> None:
+        self.stopped.append(ep.url)
+
+
+def test_an_engine_that_keeps_stale_weights_in_place_is_replaced_by_a_fresh_one(tmp_path):
+    """A reload that answers 200 but leaves old weights (a tied output layer's packed copy on CPU): the
+    old weights are put back, then a fresh engine loads the folder and serves once it verifies."""
+    old, new, fps, fake, pool, _ = _single(tmp_path, stale=True)
+    sup = FakeSupervisor(fake)
+    client = httpx.AsyncClient(transport=httpx.MockTransport(fake))
+    swapper = Swapper(pool, sup, client, "keel", drain_timeout_s=5, warmup_timeout_s=5)
+    result = asyncio.run(swapper.swap("v-new", new, fingerprint=fps[str(new)]))
+    assert result.strategy == "blue_green"
+    [ep] = pool.endpoints
+    assert ep.url == "http://fresh1" and ep.version == "v-new" and ep.fingerprint == fps[str(new)]
+    assert sup.stopped == ["http://e1"]  # the stale engine was drained and stopped
+    # asked for in place explicitly, the refusal stands (nothing is started behind the caller's back)
+    old2, new2, fps2, fake2, pool2, _ = _single(tmp_path / "again", stale=True)
+    sup2 = FakeSupervisor(fake2)
+    swapper2 = Swapper(pool2, sup2, httpx.AsyncClient(transport=httpx.MockTransport(fake2)), "keel")
+    with pytest.raises(WrongWeightsError):
+        asyncio.run(swapper2.swap("v-new", new2, strategy="in_place", fingerprint=fps2[str(new2)]))
+    assert sup2.started == [] and pool2.endpoints[0].version == "old"
