@@ -164,6 +164,8 @@ class CycleSteps(Protocol):
 
     def mine(self, ctx: StepContext) -> Outcome: ...
 
+    def router(self, ctx: StepContext) -> Outcome: ...  # refit the intent router from route flags, gated
+
     def snapshot(self, ctx: StepContext, stage: str) -> Outcome: ...
 
     def train(self, ctx: StepContext, stage: str, snapshot: dict, parent: dict) -> Outcome: ...
@@ -207,6 +209,7 @@ def plan(stages: list[str]) -> list[str]:
     ordered = [s for s in STAGE_ORDER if s in stages]
     return [
         "mine",
+        "router",
         *(f"snapshot:{s}" for s in ordered),
         *(f"train:{s}" for s in ordered),
         "evaluate",
@@ -442,6 +445,12 @@ class CycleRunner:
         kind, _, stage = name.partition(":")
         if kind == "mine":
             return (lambda: s.mine(ctx)), {"since_serving": ctx.cycle.serving}
+        if kind == "router":
+            if dry:
+                return Skip("dry run"), {}
+            if not ctx.config.router_refit:
+                return Skip("router refit is off (cycle.router_refit)"), {}
+            return (lambda: s.router(ctx)), {"mine": out.get("mine")}
         if kind == "snapshot":
             return (lambda: s.snapshot(ctx, stage)), {"mine": out.get("mine"), "stage": stage}
         candidate = self._candidate(ctx)

@@ -127,6 +127,12 @@ class CycleConfig(BaseModel):
     promote: bool = Field(
         True, description="Promote a candidate that passes (false: record the decision only)."
     )
+    router_refit: bool = Field(
+        True,
+        description="Refit the intent router from route flags (gated on its held-out test half, like a "
+        "checkpoint): skipped when there are fewer than min_route_flags flags.",
+    )
+    min_route_flags: int = Field(1, ge=1, description="Route flags a router refit needs.")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     launcher: LauncherConfig = Field(default_factory=LauncherConfig)
     profile: str = Field("", description="Name of the profile this configuration came from (recorded).")

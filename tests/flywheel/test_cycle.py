@@ -50,6 +50,10 @@ class FakeSteps:
         self._enter("mine", ctx)
         return Done({"pairs": self.sizes["dpo"], "sft": self.sizes["sft"]})
 
+    def router(self, ctx):
+        self._enter("router", ctx)
+        return Done({"passed": True, "flags": 2})
+
     def snapshot(self, ctx, stage):
         self._enter(f"snapshot:{stage}", ctx)
         n = self.sizes[stage]
@@ -177,9 +181,10 @@ def test_restart_marks_interrupted_and_the_next_run_continues_it():
     from flywheel.cycle import StepRecord
 
     store.save_step(StepRecord(cycle.cycle_id, "mine", 0, "done", output={"pairs": 20}, output_hash="x"))
-    store.save_step(StepRecord(cycle.cycle_id, "train:cpt", 4, "running", attempts=1))
+    store.save_step(StepRecord(cycle.cycle_id, "router", 1, "done", output={"passed": True}))
+    store.save_step(StepRecord(cycle.cycle_id, "train:cpt", 5, "running", attempts=1))
     for i, st in enumerate(("cpt", "sft", "dpo")):
-        store.save_step(StepRecord(cycle.cycle_id, f"snapshot:{st}", 1 + i, "done", output={"path": st}))
+        store.save_step(StepRecord(cycle.cycle_id, f"snapshot:{st}", 2 + i, "done", output={"path": st}))
 
     fresh, _ = _runner(steps, store)  # the restarted process
     assert fresh.recover() == [cycle.cycle_id]
@@ -190,7 +195,7 @@ def test_restart_marks_interrupted_and_the_next_run_continues_it():
     done = fresh.execute(c.cycle_id)
     assert done.status == "succeeded"
     assert steps.calls[0] == "train:cpt" and steps.resumed["train:cpt"] is True
-    assert "mine" not in steps.calls
+    assert "mine" not in steps.calls and "router" not in steps.calls
 
 
 def test_second_cycle_is_refused_with_the_running_cycles_id():
@@ -241,7 +246,7 @@ def test_dry_run_mines_and_snapshots_only():
     runner, store = _runner(steps)
     c = runner.run(CycleConfig(), "cli", dry_run=True, stages=["sft"])
     assert c.outcome == "dry_run" and c.stages == ["sft"]
-    assert steps.calls == ["mine", "snapshot:sft"]
+    assert steps.calls == ["mine", "snapshot:sft"]  # the router refit is skipped in a dry run too
     assert {s.name: s.reason for s in store.steps(c.cycle_id)}["train:sft"] == "dry run"
 
 
@@ -285,3 +290,17 @@ def test_interrupt_records_interrupted_and_the_next_run_resumes_the_step():
     assert again.cycle_id == cycle.cycle_id
     assert runner.execute(again.cycle_id).status == "succeeded"
     assert steps.calls[0] == "train:cpt" and steps.resumed["train:cpt"]
+
+
+def test_router_refit_runs_after_mining_unless_turned_off():
+    steps = FakeSteps()
+    runner, store = _runner(steps)
+    done = runner.run(CycleConfig(stages=["sft"]), "cli")
+    assert steps.calls[:2] == ["mine", "router"]
+    assert {s.name: s.output for s in store.steps(done.cycle_id)}["router"] == {"passed": True, "flags": 2}
+    steps = FakeSteps()
+    runner, store = _runner(steps)
+    done = runner.run(CycleConfig(stages=["sft"], router_refit=False), "cli")
+    assert "router" not in steps.calls
+    row = {s.name: s for s in store.steps(done.cycle_id)}["router"]
+    assert row.status == "skipped" and "cycle.router_refit" in (row.reason or "")

@@ -65,10 +65,12 @@ def load_profile(base: CycleConfig, name: str) -> CycleConfig:
 
 
 class CycleService:
-    def __init__(self, settings, db, promotions, loop=None, flush=None):
+    def __init__(self, settings, db, promotions, loop=None, flush=None, router=None):
         self.settings = settings
         self.store = DuckCycleStore(db)
-        self.steps = PlatformSteps(settings, db, promotions, self.store, loop=loop, flush=flush)
+        self.steps = PlatformSteps(
+            settings, db, promotions, self.store, loop=loop, flush=flush, router=router
+        )
         self.runner = CycleRunner(self.store, self.steps)
         self.threads: dict[str, threading.Thread] = {}
         self.scheduler = None  # keel.cycle.scheduler.CycleScheduler while the platform runs
@@ -191,6 +193,7 @@ async def attach(platform) -> CycleService:
         platform.promotions,
         loop=asyncio.get_running_loop(),
         flush=platform.writer.flush,
+        router=platform.router,
     )
     svc.recover()
     platform.cycles = svc

@@ -76,6 +76,7 @@ class PlatformSteps:
         store,
         loop: asyncio.AbstractEventLoop | None = None,
         flush: Callable[[], None] | None = None,
+        router=None,
     ):
         self.settings = settings
         self.db = db
@@ -83,6 +84,7 @@ class PlatformSteps:
         self.store = store
         self.loop = loop
         self.flush = flush or (lambda: None)
+        self.intent_router = router  # the live intent router (a passing refit is served at once), or None
 
     # ---- paths -----------------------------------------------------------------------------------------
     def cycle_dir(self, cycle_id: str) -> Path:
@@ -113,6 +115,19 @@ class PlatformSteps:
         return Done(
             {"run_id": res["run_id"], "pairs": st.get("pairs", 0), "sft": st.get("sft", 0), "stats": st}
         )
+
+    # ---- router ----------------------------------------------------------------------------------------
+    def router(self, ctx: StepContext) -> Done | Skip:
+        """Refit the intent router on its examples + route flags; it serves only if its held-out test half
+        does not get worse (the same decision shape as a checkpoint gate)."""
+        from keel.cycle.router_fit import run_router_fit
+        from keel.store.router_flags import route_flags
+
+        flags = len(route_flags(self.db))
+        if flags < ctx.config.min_route_flags:
+            return Skip(f"{flags} route flags (need {ctx.config.min_route_flags})")
+        decision = run_router_fit(self.db, self.settings, self.intent_router)
+        return Done({k: v for k, v in decision.items() if k != "flag_ids"} | {"flags": flags})
 
     # ---- snapshots -------------------------------------------------------------------------------------
     def snapshot(self, ctx: StepContext, stage: str) -> Done | Skip:
