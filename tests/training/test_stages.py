@@ -95,6 +95,24 @@ def test_lineage(chain):
     assert dpo["reference"] == str(chain["sft"].output)
 
 
+def test_frozen_layers_keep_the_parents_weights(chain, base_model_dir):
+    """freeze_bottom_pct=50: the bottom 15 of 30 layers keep the parent's weights (merge_alpha averages a
+    tensor with itself there: equal up to fp32 rounding, ~1e-7 here), every layer above moved (~1e-4)."""
+    from safetensors.torch import load_file
+
+    parent = load_file(base_model_dir / "model.safetensors")
+    child = load_file(chain["cpt"].output / "model.safetensors")
+
+    def moved(layer: int) -> float:
+        names = [n for n in parent if n.startswith(f"model.layers.{layer}.")]
+        assert names
+        return max((child[n] - parent[n]).abs().max().item() for n in names)
+
+    frozen, trained = [moved(i) for i in range(15)], [moved(i) for i in range(15, 30)]
+    assert max(frozen) < 1e-6 and min(trained) > 1e-5, (frozen, trained)
+    assert (child["model.embed_tokens.weight"] - parent["model.embed_tokens.weight"]).abs().max() > 0
+
+
 def test_cpt_reports_validation_ppl_and_defences(chain):
     m = json.loads((chain["cpt"].output / "manifest.json").read_text())
     assert m["metrics"]["eval_domain_ppl"] > 1 and m["metrics"]["eval_general_ppl"] > 1
@@ -142,7 +160,7 @@ for stage, folder in json.loads(sys.argv[1]).items():
     try:
         llm = LLM(model=folder, enforce_eager=True, dtype="float32", max_model_len=512)
         o = llm.chat([{"role": "user", "content": "What is TiDB?"}], SamplingParams(max_tokens=8, temperature=0))
-        print("TOKENS", stage, len(o[0].outputs[0].token_ids), flush=True)
+        print("TOKENS", stage, json.dumps(list(o[0].outputs[0].token_ids)), flush=True)
         del llm
         gc.collect()
     except Exception:
@@ -177,13 +195,31 @@ def vllm_loads(chain, tmp_path_factory):
     return out, run
 
 
+def transformers_greedy(folder, n: int = 8) -> list[int]:
+    """The same chat prompt, rendered by the folder's template, greedy in transformers fp32."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "What is TiDB?"}], add_generation_prompt=True, return_tensors="pt"
+    )
+    ids = ids["input_ids"] if not isinstance(ids, torch.Tensor) else ids
+    with torch.inference_mode():
+        out = model.generate(ids, max_new_tokens=n, do_sample=False)
+    return out[0, ids.shape[1] :].tolist()
+
+
 @pytest.mark.parametrize("stage", ["cpt", "sft", "dpo"])
-def test_vllm_serves_every_checkpoint(vllm_loads, stage):
-    """Each checkpoint of the chain loads in vLLM (offline engine, eager, fp32) and generates."""
+def test_vllm_serves_every_checkpoint(vllm_loads, chain, stage):
+    """Each checkpoint of the chain loads in vLLM (offline engine, eager, fp32) and generates the same
+    greedy tokens as transformers on the same folder (so vLLM read the trained weights, not others)."""
     out, run = vllm_loads
     assert stage in out, f"exit {run.returncode}: {run.stderr[-3000:]}"
-    assert out[stage].isdigit(), out[stage][-3000:]
-    assert int(out[stage]) > 0
+    assert not out[stage].startswith("failed"), out[stage][-3000:]
+    tokens = json.loads(out[stage])
+    assert tokens and tokens == transformers_greedy(chain[stage].output)[: len(tokens)]
 
 
 def test_lora_adapters_are_merged_on_save(base_model_dir, tiny_data, tmp_path):
