@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,41 +33,65 @@ LOGIN = {"heading": "Keel · console", "label": "Admin key", "action": "/console
 
 
 class ConsoleSessions:
-    """Session id → operator name (in memory: a platform restart logs everyone out)."""
+    """Session id → (key id, operator name, expiry); in memory: a platform restart logs everyone out.
 
-    def __init__(self) -> None:
-        self.sessions: dict[str, str] = {}
+    Like the annotation page's sessions, each one is checked against the key store on every request, so
+    revoking a key (or taking its admin role) ends its console sessions at once; they also expire.
+    """
+
+    def __init__(self, keys, ttl_s: float) -> None:
+        self.keys, self.ttl_s = keys, ttl_s
+        self.sessions: dict[str, tuple[str | None, str, float]] = {}
+
+    def start(self, key_id: str | None, name: str) -> str:
+        sid = secrets.token_urlsafe(24)
+        self.sessions[sid] = (key_id, name, time.monotonic() + self.ttl_s)
+        return sid
+
+    def name(self, sid: str | None) -> str | None:
+        entry = self.sessions.get(sid) if sid else None
+        if entry is None:
+            return None
+        key_id, name, expires = entry
+        alive = time.monotonic() < expires
+        if alive and key_id is not None:  # None: the platform's own admin key, which is never revoked
+            p = self.keys.active(key_id)
+            alive = p is not None and p.role == "admin"
+        if not alive:
+            self.sessions.pop(sid, None)
+            return None
+        return name
 
 
 def _sessions(request: Request) -> ConsoleSessions:
     state = request.app.state
     if getattr(state, "console", None) is None:
-        state.console = ConsoleSessions()
+        p = state.platform
+        state.console = ConsoleSessions(p.keys, p.settings.annotation.session_ttl_s)
     return state.console
 
 
-def _admin_name(request: Request, token: str) -> str | None:
-    """The operator's name for an admin key; None for an unknown key; raise 403 for a non-admin key."""
+def _admin(request: Request, token: str) -> tuple[str | None, str] | None:
+    """(key id, operator name) for an admin key; None for an unknown key; raise 403 for a non-admin key."""
     platform = request.app.state.platform
     if hmac.compare_digest(token, platform.admin_key):
-        return "admin"
+        return None, "admin"
     principal = platform.keys.verify(token)
     if principal is None:
         return None
     if principal.role != "admin":
         raise APIError(403, "the console needs an admin key", "forbidden")
-    return principal.name
+    return principal.key_id, principal.name
 
 
 def operator(request: Request) -> str:
     token = bearer_token(request.headers.get("authorization"))
     if token:
-        name = _admin_name(request, token)
-        if name is None:
+        who = _admin(request, token)
+        if who is None:
             raise APIError(401, "invalid or revoked API key", "invalid_api_key")
-        return name
-    sid = request.cookies.get(COOKIE)
-    name = _sessions(request).sessions.get(sid) if sid else None
+        return who[1]
+    name = _sessions(request).name(request.cookies.get(COOKIE))
     if name is None:
         raise APIError(401, "log in with an admin key", "invalid_api_key")
     return name
@@ -78,8 +103,7 @@ Operator = Annotated[str, Depends(operator)]
 # ---- page and login ------------------------------------------------------------------------------------
 @router.get("", response_class=HTMLResponse)
 def page(request: Request) -> Response:
-    sid = request.cookies.get(COOKIE)
-    name = _sessions(request).sessions.get(sid) if sid else None
+    name = _sessions(request).name(request.cookies.get(COOKIE))
     if name is None:
         return HTMLResponse(templates.get_template("login.html").render(error=None, **LOGIN))
     return HTMLResponse(templates.get_template("console.html").render(name=name))
@@ -89,17 +113,16 @@ def page(request: Request) -> Response:
 def login(request: Request, key: Annotated[str, Form()] = "") -> Response:
     key = key.strip()
     try:
-        name = _admin_name(request, key) if key else None
+        who = _admin(request, key) if key else None
     except APIError:
         html = templates.get_template("login.html").render(
             error="That key is not an admin key: the console needs the platform's admin key.", **LOGIN
         )
         return HTMLResponse(html, status_code=403)
-    if name is None:
+    if who is None:
         html = templates.get_template("login.html").render(error="That key is not an active key.", **LOGIN)
         return HTMLResponse(html, status_code=401)
-    sid = secrets.token_urlsafe(24)
-    _sessions(request).sessions[sid] = name
+    sid = _sessions(request).start(*who)
     r = RedirectResponse("/console", status_code=303)
     r.set_cookie(COOKIE, sid, httponly=True, samesite="strict", path="/console")
     return r
