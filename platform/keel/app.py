@@ -239,6 +239,8 @@ class Platform:
 
         await detach(self)  # a running cycle: its child is killed, the cycle recorded as interrupted
         await self.candidates.stop()
+        if self.router is not None:
+            self.router.close()
         if self.indexer is not None:
             await asyncio.to_thread(self.indexer.stop)
         await self.supervisor.stop_all()

@@ -101,6 +101,11 @@ class Router:
         self.classifier.inner = LinearClassifier(model, old._embedder, pool=old.pool)
         return True
 
+    def close(self) -> None:
+        """Stop the routing threads (queued work is dropped; running embeddings end within their window)."""
+        if self.pool is not None:
+            self.pool.shutdown()
+
     def warmup(self) -> None:
         """Load the catalog, build BM25 and touch the models now rather than in the first request."""
         if self.retriever is not None:

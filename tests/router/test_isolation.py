@@ -139,3 +139,20 @@ def test_a_full_long_lane_sends_messages_direct_at_once_and_leaves_short_ones_al
         assert alone.route != "direct" and "fallback_reason" not in alone.meta
     finally:
         r.pool.shutdown()
+
+
+def test_routing_threads_stop_with_the_router():
+    """Platform.stop closes the router: its lanes take no more work and their threads end."""
+    import asyncio
+
+    from serving.router.workers import RoutingPool
+
+    pool = RoutingPool(workers=1, long_workers=1)
+    assert asyncio.run(pool.run(sum, [1, 2])) == 3
+    threads = [t for lane in (pool.short, pool.long) for t in lane.executor._threads]
+    pool.shutdown()
+    for t in threads:
+        t.join(5)
+    assert not any(t.is_alive() for t in threads)
+    with pytest.raises(RuntimeError):
+        asyncio.run(pool.run(sum, [1, 2]))
