@@ -81,13 +81,17 @@ def test_cli_records_through_the_running_platform(platform_server, tmp_path, mon
     monkeypatch.setenv("KEEL_DATA_DIR", str(platform_server.data_dir))
     monkeypatch.delattr(CliState, "_settings", raising=False)
     try:
+        from keel.cli import load
+        from keel.cli.client import AdminClient, running_platform
+
+        live = running_platform(load())
+        assert live is not None  # the platform is running: calls go to it, no second DuckDB writer
         reg = _Registry()
-        assert reg.client is not None  # the platform is running: no second DuckDB writer
         version, path = reg.serving()
         run = _eval_json(tmp_path / "gate-0shot.json", version, complete=True)
         row = reg.record("run", path, run)
         assert row["version"] == version and row["kind"] == "run" and row["complete"] is True
-        listed = reg.client.call("GET", "/admin/evals", params={"version": version})
+        listed = AdminClient(*live).call("GET", "/admin/evals", params={"version": version})
         assert any(r["eval_id"] == row["eval_id"] for r in listed)
     finally:
         monkeypatch.delattr(CliState, "_settings", raising=False)

@@ -97,6 +97,24 @@ def test_domain_route_cites_sources_and_logs_retrieval(routed):
         assert "Sources:" in row["response_text"]
 
 
+def test_domain_route_hands_the_retrieved_chunks_to_the_engine(routed):
+    """(Runs before the test that breaks retrieval on purpose.) The gateway's real path (router.plan → engine messages → vLLM), not a fake engine: the text of the
+    retrieved document is in the messages the engine got and in the prompt vLLM rendered from them."""
+    server, client, docs = routed
+    raw = client.chat.completions.with_raw_response.create(
+        model="keel", messages=DOMAIN, max_tokens=8, temperature=0
+    )
+    [row] = server.rows([raw.headers["x-request-id"]])
+    assert row["route"] == "domain" and row["retrieved"]
+    [doc] = list(docs.rglob("sql-statement-flashback-table.md"))
+    lines = [ln.strip() for ln in doc.read_text(encoding="utf-8").splitlines() if len(ln.strip()) >= 20]
+    sent = "\n".join(m["content"] for m in row["engine_messages"])
+    handed = [ln for ln in lines if ln in sent]
+    assert handed, "no line of the retrieved document reached the engine"
+    assert DOMAIN[0]["content"] in sent and len(sent) > len(DOMAIN[0]["content"]) + 200
+    assert all(ln in row["engine_prompt"] for ln in handed), "vLLM's rendered prompt lacks the chunks"
+
+
 def test_chat_route_streams_from_the_engine(routed):
     server, client, _ = routed
     text, keel, rid = _stream(client, CHAT)
@@ -159,21 +177,3 @@ def test_retrieval_failure_is_a_flagged_direct_answer(routed):
     [row] = server.rows([raw.headers["x-request-id"]])
     assert row["status_code"] == 200 and row["route"] == "domain" and row["retrieved"] == []
     assert row["meta"]["fallback"] is True and "corrupt" in row["meta"]["retrieval_error"]
-
-
-def test_domain_route_hands_the_retrieved_chunks_to_the_engine(routed):
-    """The gateway's real path (router.plan → engine messages → vLLM), not a fake engine: the text of the
-    retrieved document is in the messages the engine got and in the prompt vLLM rendered from them."""
-    server, client, docs = routed
-    raw = client.chat.completions.with_raw_response.create(
-        model="keel", messages=DOMAIN, max_tokens=8, temperature=0
-    )
-    [row] = server.rows([raw.headers["x-request-id"]])
-    assert row["route"] == "domain" and row["retrieved"]
-    [doc] = list(docs.rglob("sql-statement-flashback-table.md"))
-    lines = [ln.strip() for ln in doc.read_text(encoding="utf-8").splitlines() if len(ln.strip()) >= 20]
-    sent = "\n".join(m["content"] for m in row["engine_messages"])
-    handed = [ln for ln in lines if ln in sent]
-    assert handed, "no line of the retrieved document reached the engine"
-    assert DOMAIN[0]["content"] in sent and len(sent) > len(DOMAIN[0]["content"]) + 200
-    assert all(ln in row["engine_prompt"] for ln in handed), "vLLM's rendered prompt lacks the chunks"
