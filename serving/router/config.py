@@ -84,6 +84,7 @@ class RouterConfig(BaseModel):
     def route_params(self, route: str) -> dict[str, float | int]:
         g = self.generation.get(route)  # type: ignore[call-overload]
         return g.params() if g else {}
+
     deadline_s: float = Field(
         3.0,
         gt=0,

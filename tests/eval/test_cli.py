@@ -127,7 +127,9 @@ def test_run_and_gate_end_to_end(base_model_dir, tiny_data, tmp_path, artifacts_
         _app(), ["gate", str(cand), "--data", str(tiny_data), "--limit", "2", "--policy", str(policy)]
     )
     assert res.exit_code == 1 and "gate: FAIL" in res.output, res.output
-    assert json.loads((cand / load_manifest(cand).eval["gate"]["decision"]).read_text())["passed"] is False, res.output
+    assert json.loads((cand / load_manifest(cand).eval["gate"]["decision"]).read_text())["passed"] is False, (
+        res.output
+    )
 
 
 def test_gate_without_a_serving_checkpoint_is_one_line(tmp_path, tiny_data):
@@ -137,7 +139,6 @@ def test_gate_without_a_serving_checkpoint_is_one_line(tmp_path, tiny_data):
     res = runner.invoke(_app(), ["gate", str(tmp_path / "c"), "--data", str(tiny_data)])
     assert res.exit_code == 1 and res.output.strip().count("\n") == 0
     assert "no serving checkpoint in the registry" in res.output
-
 
 
 def _registered_outside(base_model_dir, tmp_path, data_dir, version: str):
@@ -175,6 +176,7 @@ def test_gate_resolves_a_version_through_the_registry_before_any_scoring(
     res = runner.invoke(_app(), ["gate", "cpt2OO", "--data", str(tiny_data)])
     assert res.exit_code == 1 and "not a checkpoint folder nor a registered version" in res.output
     assert not (base / "eval").exists(), "the baseline was scored before the arguments were checked"
+
 
 BAD_INPUTS = {
     "missing column": (

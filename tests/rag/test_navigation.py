@@ -94,7 +94,11 @@ def test_navigation_ids_whole_document_or_section():
 
     toc = Document("/d/map.md", "map.md", "markdown", TOC * 3, "Map")
     page = Document(
-        "/d/p.md", "p.md", "markdown", "# P\n\n" + "正文很长的一段说明文字，讲清楚一件事。\n\n" * 8 + "## 另见\n\n" + TOC, "P"
+        "/d/p.md",
+        "p.md",
+        "markdown",
+        "# P\n\n" + "正文很长的一段说明文字，讲清楚一件事。\n\n" * 8 + "## 另见\n\n" + TOC,
+        "P",
     )
     chunks = chunk_document(toc) + chunk_document(page)
     ids = navigation_ids(chunks)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-
 from keel.app import install_error_handlers
 from keel.config import load_settings
 from keel.store.db import Database

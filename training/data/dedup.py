@@ -54,7 +54,9 @@ class NearDupIndex:
             return hit
         sig = sig or minhash(text, self.num_perm)
         for entry in self._lsh.query(sig):
-            return entry.rsplit("#", 1)[0]  # LSH entries are "<key>#<n>" (keys may repeat); callers gave <key>
+            return entry.rsplit("#", 1)[
+                0
+            ]  # LSH entries are "<key>#<n>" (keys may repeat); callers gave <key>
         return None
 
     def add(self, text: str, key: str, sig: MinHash | None = None) -> None:
