@@ -127,6 +127,21 @@ class FeedbackService:
         )
         return JSONResponse(out.model_dump(), status_code=200 if duplicate else 201)
 
+    def submit(self, body: dict[str, Any], principal: Principal) -> FeedbackObject:
+        """The endpoint's path for a caller inside the platform that has already authenticated the
+        principal (the annotation page's route flags): the same validation, ownership check and
+        idempotent store as ``POST /v1/feedback``; raises APIError as the endpoint would answer it."""
+        fb = self.parse(orjson.dumps(body))
+        rec = to_record(fb, principal)
+        fid, created, duplicate = self._store(rec, principal)
+        return FeedbackObject(
+            id=fid,
+            request_id=rec.request_id,
+            type=rec.kind,
+            created_at=int(created.timestamp()),
+            duplicate=duplicate,
+        )
+
     @staticmethod
     def parse(raw: bytes) -> Any:
         body = json_object(raw)

@@ -40,3 +40,17 @@ def route_flags(db: Database) -> list[dict[str, Any]]:
             "created_at": created.isoformat() if created else None,
         }
     return sorted(latest.values(), key=lambda r: (r["created_at"] or "", r["feedback_id"]))
+
+
+def request_flag(db: Database, request_id: str) -> dict[str, Any] | None:
+    """The request's latest route flag (the one a refit uses): intent, who and when; None if unflagged."""
+    row = db.fetchall(
+        """SELECT f.intent, f.key_id, f.created_at FROM feedback f
+           WHERE f.request_id = ? AND f.kind = 'route' AND f.intent IS NOT NULL
+           ORDER BY f.created_at DESC, f.feedback_id DESC LIMIT 1""",
+        [request_id],
+    )
+    if not row:
+        return None
+    intent, key_id, created = row[0]
+    return {"intent": intent, "key_id": key_id, "created_at": created.isoformat() if created else None}

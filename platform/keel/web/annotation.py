@@ -25,9 +25,11 @@ from keel.review.config import AnnotationConfig
 from keel.review.queue import DECISIONS, Filters, LeaseError, ReviewQueue
 from keel.store.db import Database
 from keel.store.keys import KeyStore
+from keel.store.router_flags import request_flag
 from keel.web.pages import templates
 from serving.errors import APIError
 from serving.gateway.auth import Principal, bearer_token
+from serving.router.intents import ROUTES
 
 router = APIRouter(prefix="/annotate")
 COOKIE = "keel_annotate"
@@ -133,7 +135,9 @@ def page(request: Request, svc: Service) -> Response:
     nonce = secrets.token_urlsafe(16)
     if p is None:
         return _html(_templates.get_template("login.html").render(error=None, nonce=nonce), nonce)
-    page = _templates.get_template("annotate.html").render(name=p.name, decisions=DECISIONS, nonce=nonce)
+    page = _templates.get_template("annotate.html").render(
+        name=p.name, decisions=DECISIONS, intents=ROUTES, nonce=nonce
+    )
     return _html(page, nonce)
 
 
@@ -184,6 +188,9 @@ def next_item(
     item = svc.queue.next_item(who.key_id, filters)
     if item is None:
         return {"item": None}
+    rid = _flaggable_request(item)
+    # the route flag the next router refit would use for this item's request (anyone's, latest)
+    item["route_flag"] = request_flag(svc.queue.db, rid) if rid else None
     item["html"] = {
         "a": render_markdown(item["chosen"]),
         "b": render_markdown(item["rejected"]),
@@ -223,6 +230,40 @@ def decide(body: DecisionBody, svc: Service, who: Annotator) -> Response:
     except ValueError as e:
         raise APIError(400, str(e), "invalid_request", "decision") from e
     return JSONResponse(out)
+
+
+def _flaggable_request(item: dict[str, Any]) -> str | None:
+    """The request whose route the page shows: a pair's route is its first request's (mining and the
+    candidate sampler both put that one first)."""
+    ids = (item.get("provenance") or {}).get("request_ids") or []
+    return str(ids[0]) if ids else None
+
+
+class RouteFlagBody(BaseModel):
+    pair_id: str
+    intent: str  # validated by the feedback path (one of the router's intents)
+
+
+@router.post("/api/route-flag")
+def flag_route(body: RouteFlagBody, request: Request, svc: Service, who: Annotator) -> Response:
+    """The item's request went down the wrong route: store a `type: "route"` feedback row through the
+    feedback API's own path, so it becomes a labelled example for the next gated router refit."""
+    try:
+        item = svc.queue.get(body.pair_id)
+    except KeyError as e:
+        raise APIError(404, f"no pair with id '{body.pair_id}'", "pair_not_found", "pair_id") from e
+    rid = _flaggable_request(item)
+    if rid is None:
+        raise APIError(
+            400, "this item has no request whose route could be flagged", "invalid_request", "pair_id"
+        )
+    out = request.app.state.platform.feedback.submit(
+        {"request_id": rid, "type": "route", "intent": body.intent}, who
+    )
+    return JSONResponse(
+        out.model_dump() | {"intent": body.intent, "routed": item.get("route")},
+        status_code=200 if out.duplicate else 201,
+    )
 
 
 @router.get("/api/progress")
