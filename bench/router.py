@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python -P bench/router.py --parts latency
     OMP_NUM_THREADS=1 python -P bench/router.py --parts generation --index ~/.cache/keel-bench/rag-full
+    OMP_NUM_THREADS=1 python -P bench/router.py --parts sources --index ~/.cache/keel-bench/rag-full
 
 latency: the linear router (default) vs the nearest-examples router it replaced, on the hard test half's
 messages, interleaved per message; each message classified with the query-embedding cache cleared
@@ -177,6 +178,48 @@ def part_generation(index: Path, max_tokens: int) -> dict:
     return out
 
 
+def part_sources(index: Path) -> dict:
+    """Which documents the domain route cites (no engine): the 12 questions above through router.plan,
+    and every hard + fresh retrieval question through the retriever (top 5, as `keel eval rag` counts).
+    Navigation is counted two independent ways: by file name (the demo corpus's TOC*.md, _index.md,
+    _docHome.md: a check on the structural filter, never what it uses) and by that filter."""
+    from serving.rag.evaluate import load_qa
+    from serving.router.config import RouterConfig
+    from serving.router.service import build_router
+
+    repo = Path(__file__).resolve().parents[1]
+    router = build_router(RouterConfig(), index_dir=index)
+    router.warmup()
+    ret = router.retriever
+
+    async def plans():
+        return [await router.plan([{"role": "user", "content": q}]) for q in QUESTIONS]
+
+    planned = asyncio.run(plans())
+    qa = [
+        q.question
+        for f in ("rag_qa_hard.jsonl", "rag_qa_hard_fresh.jsonl")
+        for q in load_qa(repo / "tests" / "data" / f)
+    ]
+    hits = {q: ret.search(q, 5) for q in qa}
+    by_name = lambda rel: Path(rel).name.startswith(("TOC", "_index", "_docHome"))  # noqa: E731
+    cited = [s["path"] for p in planned for s in p.sources]
+    top5 = [(h.relpath, h.id) for hs in hits.values() for h in hs]
+    return {
+        "chunks": len(ret),
+        "navigation_chunks": len(ret.navigation),
+        "routes": Counter(p.route for p in planned),
+        "sources": {q: [s["path"] for s in p.sources] for q, p in zip(QUESTIONS, planned, strict=True)},
+        "fixed_cited": len(cited),
+        "fixed_cited_by_name_navigation": sorted(c for c in cited if by_name(c)),
+        "qa_questions": len(qa),
+        "qa_top5": len(top5),
+        "qa_top5_by_name_navigation": sorted(r for r, _ in top5 if by_name(r)),
+        "qa_top5_structural_navigation": sum(1 for _, i in top5 if i in ret.navigation),
+        "load": load(),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--parts", default="latency")
@@ -188,6 +231,8 @@ def main() -> None:
     parts = set(args.parts.split(","))
     if "latency" in parts:
         out["latency"] = part_latency(args.rounds)
+    if "sources" in parts:
+        out["sources"] = part_sources(args.index.expanduser())
     if "generation" in parts:
         out["generation"] = part_generation(args.index.expanduser(), args.max_tokens)
     print(json.dumps(out, ensure_ascii=False, indent=1, default=str))

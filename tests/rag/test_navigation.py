@@ -88,6 +88,60 @@ def test_the_demo_corpus_navigation_pages(shared_data):
     assert nav == {"TOC.md", "TOC-api.md", "TOC-pingkai.md", "_index.md"}
 
 
+CARD = """<DevToolCard title="{name}" logo="x" docLink="/developer/{name}" githubLink="https://github.com/x/{name}">
+
+使用 {name} 连接 TiDB。
+
+</DevToolCard>
+"""
+LANDING = (
+    "# 应用开发概览\n\nTiDB 是一款开源的分布式 SQL 数据库，同时支持在线事务处理与在线分析处理。\n\n"
+    "本指南帮助应用开发者快速掌握如何连接 TiDB、设计数据库、读写数据。\n\n## 按语言分类\n\n"
+    '<DevLangAccordion label="Java">\n'
+    + "".join(CARD.format(name=n) for n in ("JDBC", "MyBatis", "Hibernate", "Spring", "GORM", "Django"))
+    + "</DevLangAccordion>\n"
+)
+HEADINGS = "# 迁移\n\n" + "".join(
+    f"## [{t}](/{t}.md)\n\n介绍{t}的用法与限制。\n\n"
+    for t in ("导入", "导出", "同步", "校验", "回滚", "备份")
+)
+
+
+def test_landing_pages_of_cards_and_headings_with_links():
+    """Index pages built of cards (a linking tag + a one-line blurb) or of headings that are links with
+    a line each are navigation, judged as documents; a link followed by real paragraphs, and a word
+    list beside a few anchors, are content."""
+    assert is_navigation(LANDING, DOCUMENT_SHARE) and is_navigation(HEADINGS, DOCUMENT_SHARE)
+    para = "这一节详细说明配置项的含义、默认值、取值范围，以及修改之后需要重启哪些组件、对性能有什么影响、在什么场景下建议调整。"
+    assert len(para) > 40
+    article = "".join(f"## [{t}](/{t}.md)\n\n{para * 2}\n\n{para}\n\n" for t in "ABCDEF")
+    assert not is_navigation(article, DOCUMENT_SHARE)
+    words = '<a id="A" href="#A">A</a>\n\n' + "".join(
+        f"- {w}\n" for w in ("ACCOUNT", "ACTION", "ADD (R)", "AFTER")
+    )
+    assert not is_navigation(words * 6, DOCUMENT_SHARE)
+
+
+def test_the_demo_corpus_landing_page_is_not_a_source(shared_data, tmp_path):
+    """The page still cited for "TiDB 是谁开发的？" (develop/_index.md: language accordions of cards) is
+    dropped by structure; content pages of the same questions still answer."""
+    src = shared_data / "domain" / "tidb-docs-zh" / "docs"
+    names = ["develop/_index.md", "_docHome.md", "overview.md", "tidb-architecture.md", "tidb-storage.md"]
+    corpus = tmp_path / "docs"
+    for n in names:
+        (corpus / n).parent.mkdir(parents=True, exist_ok=True)
+        (corpus / n).write_bytes((src / n).read_bytes())
+    docs = {d.relpath: d for f in discover([corpus]) for d in read(f)}
+    nav = {rel for rel, d in docs.items() if is_navigation(d.text, DOCUMENT_SHARE)}
+    assert nav == {"develop/_index.md", "_docHome.md"}
+    index = tmp_path / "index"
+    Indexer(index, RagConfig()).update([corpus], dense=False, progress=False)
+    on = Retriever(index, RagConfig())
+    for q in ("TiDB 是谁开发的？", "Who develops TiDB?", "What is TiDB?"):
+        got = {h.relpath for h in on.search(q, 5, mode="lexical")}
+        assert got and not got & nav, (q, got)
+
+
 def test_navigation_ids_whole_document_or_section():
     from serving.rag.chunking import chunk_document
     from serving.rag.documents import Document
