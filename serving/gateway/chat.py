@@ -21,7 +21,7 @@ from serving.engine.client import EngineClient
 from serving.engine.pool import Endpoint, EnginePool
 from serving.errors import APIError, from_engine
 from serving.gateway.auth import KeyVerifier, authenticate
-from serving.gateway.body import client_closed, json_object, read_body
+from serving.gateway.body import client_closed, json_object, read_body, unless_client_leaves
 from serving.protocol import ChatCompletionRequest
 from serving.records import RecordSink, RequestRecord
 
@@ -159,7 +159,7 @@ class ChatService:
             payload["return_prompt_text"] = True
             if req.stream:
                 return await self._open_stream(record, req, payload, decision, t0, headers)
-            return await self._complete(record, payload, decision, t0, headers)
+            return await self._complete(request, record, payload, decision, t0, headers)
         except APIError as e:
             record.status_code = e.status
             record.error = e.message
@@ -257,20 +257,31 @@ class ChatService:
 
     # ---- non-streaming ---------------------------------------------------------------------------------------
     async def _complete(
-        self, record: RequestRecord, payload: dict, decision: RouteDecision, t0: float, headers: dict
+        self,
+        request: Request,
+        record: RequestRecord,
+        payload: dict,
+        decision: RouteDecision,
+        t0: float,
+        headers: dict,
     ) -> Response:
-        async with self.pool.lease() as ep:
-            record.checkpoint_version, record.engine_url = ep.version, ep.url
-            record.meta["dispatched_at"] = time.time()
-            t_gen = time.perf_counter()
-            try:
-                upstream = await self._send_upstream(ep, payload, record)
+        async def fetch() -> tuple[httpx.Response, bytes, float]:
+            async with self.pool.lease() as ep:
+                record.checkpoint_version, record.engine_url = ep.version, ep.url
+                record.meta["dispatched_at"] = time.time()
+                t_gen = time.perf_counter()
                 try:
-                    raw = await upstream.aread()
-                finally:
-                    await upstream.aclose()
-            except httpx.HTTPError as e:
-                raise APIError(502, f"engine request failed: {type(e).__name__}", "engine_error") from e
+                    upstream = await self._send_upstream(ep, payload, record)
+                    try:
+                        return upstream, await upstream.aread(), t_gen
+                    finally:
+                        await upstream.aclose()
+                except httpx.HTTPError as e:
+                    raise APIError(502, f"engine request failed: {type(e).__name__}", "engine_error") from e
+
+        # nothing reads the connection while the engine works: a client that leaves meanwhile is a 499
+        # row (not a 200 nobody received), and cancelling the fetch closes the engine request (vLLM aborts)
+        upstream, raw, t_gen = await unless_client_leaves(request, fetch(), "while the engine was answering")
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:

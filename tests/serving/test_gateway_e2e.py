@@ -192,6 +192,48 @@ def test_half_sent_body_is_logged_as_client_closed(platform_server, api_key):
     assert new and "before its body was complete" in new[0]["error"]
 
 
+def _running_on_engine(url: str) -> float:
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("vllm:num_requests_running"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("the engine reports no vllm:num_requests_running")
+
+
+def test_client_gone_while_the_engine_generates_is_logged_499_and_aborted(platform_server, api_key):
+    """Non-streamed: before, logged 200 once the engine had generated all 400 tokens for nobody."""
+    before = platform_server.admin("GET", "/admin/requests", params={"limit": 500}).json()
+    seen = {r["request_id"] for r in before}
+    [engine] = platform_server.engine_urls()
+    body = (
+        b'{"model": "keel", "messages": [{"role": "user", "content": "What is TiDB? Explain it in detail."}], '
+        b'"max_tokens": 400, "min_tokens": 400, "temperature": 0}'
+    )
+    u = httpx.URL(platform_server.url)
+    with socket.create_connection((u.host, u.port), timeout=30) as s:
+        s.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: keel\r\nAuthorization: Bearer {api_key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        deadline = time.monotonic() + 60
+        while _running_on_engine(engine) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _running_on_engine(engine) >= 1, "the engine never started the request"
+        time.sleep(0.5)
+    left = time.monotonic()
+    new: list = []
+    while time.monotonic() < left + 15 and not new:
+        rows = platform_server.admin("GET", "/admin/requests", params={"limit": 500}).json()
+        new = [r for r in rows if r["request_id"] not in seen and r["messages"]]
+        time.sleep(0.2)
+    assert new, "no row for the request"
+    assert new[0]["status_code"] == 499 and "while the engine was answering" in new[0]["error"]
+    assert new[0]["checkpoint_version"] == "base"
+    while _running_on_engine(engine) > 0 and time.monotonic() < left + 5:
+        time.sleep(0.1)
+    assert _running_on_engine(engine) == 0, "the engine kept generating for a client that left"
+
+
 def test_oversize_body_gets_413(platform_server, api_key):
     huge = '{"model": "keel", "messages": [{"role": "user", "content": "' + "x" * 1_100_000 + '"}]}'
     r = raw_post(platform_server, api_key, huge)

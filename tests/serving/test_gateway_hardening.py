@@ -67,11 +67,11 @@ class Engine:
         )
 
 
-def make_app(config: GatewayConfig | None = None, route=None) -> tuple[FastAPI, Sink, Engine]:
+def make_app(config: GatewayConfig | None = None, route=None, engine=None) -> tuple[FastAPI, Sink, Engine]:
     app = FastAPI()
     pool = EnginePool()
     pool.endpoints = [Endpoint(url="http://engine", version="v1")]
-    sink, engine = Sink(), Engine()
+    sink, engine = Sink(), engine or Engine()
     client = httpx.AsyncClient(transport=httpx.MockTransport(engine))
     app.state.pool = pool
     app.state.chat = ChatService(pool, sink, Keys(), config or GatewayConfig(), client, router=route)
@@ -261,3 +261,47 @@ def test_client_gone_before_an_out_of_scope_reply_is_logged_499(real_router, str
         rec = sink.wait(2)[1]
     assert rec.route == "out_of_scope" and rec.status_code == 499 and "before the answer" in rec.error
     assert engine.calls == 0
+
+
+class SlowEngine:
+    """Takes ``seconds`` to answer; records whether the gateway gave up on it (cancelled the request)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.calls = 0
+        self.cancelled = threading.Event()
+        self.answered = threading.Event()
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        try:
+            await asyncio.sleep(self.seconds)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        self.answered.set()
+        return Engine()(request)
+
+
+def test_client_gone_while_the_engine_answers_a_non_streamed_request_is_logged_499():
+    """Before: nothing read the connection while the engine worked, so the row said 200 (with an answer
+    nobody received) once the engine finished, and the engine did all the work for nobody."""
+    slow = SlowEngine(3.0)
+    app, sink, _ = make_app(engine=slow)
+    body = json.dumps({"model": "keel", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    with serve(app) as port:
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(head("/v1/chat/completions", len(body)) + body)
+            time.sleep(0.5)  # the engine has the request by now
+        assert slow.cancelled.wait(2), "the engine request went on after the client left"
+        [rec] = sink.wait(1, timeout=5)
+        assert not slow.answered.is_set()
+        # the same request, waited for, is still answered (the race only ends early for a gone client)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(head("/v1/chat/completions", len(body)) + body)
+            status, headers, answer = read_response(s)
+    assert rec.status_code == 499 and "while the engine was answering" in rec.error
+    assert rec.checkpoint_version == "v1" and not rec.response_text  # the engine it was waiting for
+    assert status == 200 and json.loads(answer)["choices"][0]["message"]["content"] == "ok"
+    [_, ok] = sink.wait(2)
+    assert ok.status_code == 200 and ok.request_id == headers["x-request-id"] and slow.calls == 2
