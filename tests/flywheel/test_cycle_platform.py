@@ -249,3 +249,66 @@ def test_kill_during_training_then_resume_without_duplicate_work(env):
     out = rows["train:cpt"][2]
     assert out["steps"] == 8
     assert out["resumed_from"] and out["resumed_from"].startswith("checkpoint-")  # continued, not restarted
+
+
+def test_dry_run_mines_and_builds_snapshots_but_trains_and_promotes_nothing(env):
+    """`keel cycle run --dry-run` on the real steps: the planted log is mined, the CPT snapshot and the
+    SFT export are built on disk with their content hashes; no child is started, no checkpoint folder,
+    registry row, evaluation or swap appears, and serving stays the base."""
+    from keel.config import load_settings
+    from keel.store.db import Database
+
+    from tests.flywheel.planted import plant
+    from tests.harness import db_rows
+    from training.data.snapshot import content_hash
+
+    settings = load_settings(env["config"])
+    db = Database(settings.db_path)
+    plant(db.cursor())
+    db.close()
+    prof = _profile(env["root"] / "p.yaml", env["data"], env["pass"])
+    e = {**os.environ, "KEEL_CONFIG": str(env["config"]), "PYTHONPATH": str(REPO)}
+    r = subprocess.run(
+        [sys.executable, "-m", "keel", "cycle", "run", "--dry-run", "--profile", str(prof), "--json"],
+        env=e,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    c = json.loads(r.stdout)
+    steps = {s["name"]: s for s in c["steps"]}
+    assert c["status"] == "succeeded" and c["outcome"] == "dry_run" and c["dry_run"] is True
+
+    # mined for real: the planted feedback became pairs and SFT examples in the database
+    assert steps["mine"]["status"] == "done" and steps["mine"]["output"]["pairs"] > 0
+    assert steps["mine"]["output"]["sft"] > 0
+    db_path = settings.db_path
+    assert db_rows(db_path, "SELECT count(*) FROM pairs")[0][0] == steps["mine"]["output"]["pairs"]
+    # snapshots built on disk, their recorded hashes those of the files
+    cpt = steps["snapshot:cpt"]
+    assert cpt["status"] == "done" and cpt["output"]["rows"] > 0
+    assert content_hash(Path(cpt["output"]["path"])) == cpt["output"]["hash"] == cpt["output_hash"]
+    sft = steps["snapshot:sft"]
+    assert sft["status"] == "done" and sft["output"]["rows"] == steps["mine"]["output"]["sft"]
+    assert content_hash(Path(sft["output"]["path"])) == sft["output_hash"]
+    assert (
+        len((Path(sft["output"]["path"]) / "train.jsonl").read_text().splitlines()) == sft["output"]["rows"]
+    )
+    # nothing reviewed yet: DPO has no data, and says so
+    assert (
+        steps["snapshot:dpo"]["status"] == "skipped" and "0 reviewed pairs" in steps["snapshot:dpo"]["reason"]
+    )
+
+    # nothing trained, evaluated or promoted
+    for name in ("router", "train:cpt", "train:sft", "train:dpo", "evaluate", "gate", "promote"):
+        assert steps[name]["status"] == "skipped" and steps[name]["reason"] == "dry run", steps[name]
+    ckpts = settings.checkpoints_dir
+    assert not ckpts.exists() or not [p for p in ckpts.iterdir() if c["cycle_id"] in p.name]
+    cycle_dir = settings.data_dir / "cycles" / c["cycle_id"]
+    assert not list(cycle_dir.glob("train-*")) and not list(cycle_dir.glob("eval-*"))
+    assert db_rows(db_path, "SELECT version, status FROM checkpoints") == [("base", "serving")]
+    assert db_rows(db_path, "SELECT count(*) FROM swaps")[0][0] == 0
+    assert db_rows(db_path, "SELECT count(*) FROM evals")[0][0] == 0
+    assert Path(c["report"]).exists() and "dry_run" in Path(c["report"]).read_text()
