@@ -136,7 +136,7 @@ def main() -> None:
     ap.add_argument(
         "--parts",
         default="retrieval,router,latency,reindex",
-        help="Comma list: retrieval, router, latency, reindex, embed-rate, query-threads, hub-cost, round2-cost, corpus-lexical, navigation.",
+        help="Comma list: retrieval, router, latency, reindex, embed-rate, query-threads, hub-cost, round2-cost, corpus-lexical, navigation, translation.",
     )
     ap.add_argument(
         "--old-index",
@@ -331,6 +331,26 @@ def main() -> None:
             for label, ret in (("dropped", r), ("kept", kept)):
                 nav[f"{name}/{label}"] = evaluate(ret, items, mode="hybrid").row()
         out["navigation"] = nav
+
+    if "translation" in parts:
+        # query-side translation of database terms for BM25 (rag.translate_query) on vs off, hybrid;
+        # chosen on the tuning half's English questions only, the fresh set is the held-out figure
+        off = Retriever(args.index, cfg.model_copy(update={"translate_query": False}), r.embedder)
+        off.set_reference(examples)
+        tr: dict = {"load": load()}
+        for name, items in [
+            ("tune-en", [q for q in tune if q.lang == "en"]),
+            ("held-en", [q for q in held if q.lang == "en"]),
+            ("hard", hard),
+            ("hard-en", [q for q in hard if q.lang == "en"]),
+            ("fresh", fresh),
+            ("fresh-en", [q for q in fresh if q.lang == "en"]),
+            ("hard+fresh", hard + fresh),
+            ("hard+fresh-en", [q for q in hard + fresh if q.lang == "en"]),
+        ]:
+            for label, ret in (("on", r), ("off", off)):
+                tr[f"{name}/{label}"] = evaluate(ret, items, mode="hybrid").row()
+        out["translation"] = tr
 
     if "query-threads" in parts:
         out["query_embedding_threads_ms"] = query_threads([q.question for q in hard])

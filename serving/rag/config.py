@@ -83,6 +83,11 @@ class RagConfig(BaseModel):
         "× the chunk's mean similarity to its nearest reference questions (router domain examples); 0: off.",
     )
     hub_neighbours: int = Field(5, description="Reference questions averaged per chunk for the correction.")
+    translate_query: bool = Field(
+        True,
+        description="A query in another script than the corpus (English against Chinese docs): BM25 also "
+        "searches the Chinese terms for the query's database terms (serving/rag/crosslingual.py).",
+    )
     bm25_k1: float = Field(1.5, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(
         0.5,

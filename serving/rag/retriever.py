@@ -18,6 +18,7 @@ import numpy as np
 from serving.errors import ServingError
 from serving.rag.chunking import Chunk
 from serving.rag.config import RagConfig
+from serving.rag.crosslingual import translate_terms
 from serving.rag.embedder import Embedder, load_embedder
 from serving.rag.lexical import _CJK, LexicalIndex
 from serving.rag.navigation import navigation_ids
@@ -188,15 +189,26 @@ class Retriever:
         cjk = np.array([bool(_CJK.search(t)) for t in texts])
         self._refs = {"cjk": vecs[cjk], "other": vecs[~cjk]}
 
+    def _corpus_is_cjk(self, chunks: dict[str, Chunk]) -> bool:
+        if self._cjk_corpus is None or self._cjk_corpus[0] is not chunks:
+            sample = list(chunks.values())[:: max(1, len(chunks) // 200)]
+            self._cjk_corpus = (chunks, sum(1 for c in sample if _CJK.search(c.text)) > len(sample) / 2)
+        return self._cjk_corpus[1]
+
+    def lexical_query(self, query: str, chunks: dict[str, Chunk]) -> str:
+        """The BM25 query: an English query against a Chinese corpus also carries the Chinese terms for
+        its database terms (the docs write the concepts in Chinese, the identifiers in English)."""
+        if not self.config.translate_query or _CJK.search(query) or not self._corpus_is_cjk(chunks):
+            return query
+        extra = translate_terms(query)
+        return f"{query} {extra}" if extra else query
+
     def _hub_reference(self, query: str, chunks: dict[str, Chunk]) -> np.ndarray | None:
         """The reference questions in the query's script, when that differs from the corpus's."""
         if not self.config.hub_correction or not self._refs:
             return None
-        if self._cjk_corpus is None or self._cjk_corpus[0] is not chunks:
-            sample = list(chunks.values())[:: max(1, len(chunks) // 200)]
-            self._cjk_corpus = (chunks, sum(1 for c in sample if _CJK.search(c.text)) > len(sample) / 2)
         q_cjk = bool(_CJK.search(query))
-        if q_cjk == self._cjk_corpus[1]:
+        if q_cjk == self._corpus_is_cjk(chunks):
             return None
         ref = self._refs["cjk" if q_cjk else "other"]
         return ref if len(ref) else None
@@ -248,7 +260,11 @@ class Retriever:
             if not chunks:
                 raise RetrievalError(f"the index at {self.index_dir} is empty; run `keel index PATH`")
             dense = self.dense_search(query, cfg.candidates, chunks) if mode in ("hybrid", "dense") else []
-            lexical = lex.search(query, cfg.candidates) if mode in ("hybrid", "lexical") and lex else []
+            lexical = (
+                lex.search(self.lexical_query(query, chunks), cfg.candidates)
+                if mode in ("hybrid", "lexical") and lex
+                else []
+            )
         except (IndexStoreError, RetrievalError):
             raise
         except Exception as e:  # a Chroma failure mid-request is a retrieval failure, not a crash
