@@ -19,8 +19,12 @@ from flywheel.cycle_config import LauncherConfig
 CHILD = """
 import os, subprocess, sys, time, json
 kid = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+try:
+    group = open("/proc/self/autogroup").read().split()
+except OSError:
+    group = None
 print(json.dumps({"pid": os.getpid(), "kid": kid.pid, "nice": os.nice(0), "pgid": os.getpgid(0),
-                  "threads": os.environ.get("OMP_NUM_THREADS")}), flush=True)
+                  "threads": os.environ.get("OMP_NUM_THREADS"), "autogroup": group}), flush=True)
 time.sleep(120)
 """
 
@@ -61,6 +65,10 @@ def test_cancel_kills_the_child_group_and_it_ran_niced_with_its_threads(tmp_path
     assert info is not None
     assert info["pgid"] == info["pid"] != os.getpgid(0)  # its own process group
     assert info["nice"] >= os.nice(0) + 7 and info["threads"] == "1"
+    if info["autogroup"]:  # Linux autogroup scheduling: the child's new session must be niced as well,
+        # or the process's nice value counts only inside that session and training shares the CPU
+        # equally with serving
+        assert info["autogroup"][-2:] == ["nice", "7"], info["autogroup"]
     assert (tmp_path / "child.pid").exists()
     cancel.set()
     t.join(30)

@@ -43,6 +43,18 @@ class ChildResult:
     last_line: str
 
 
+def _autogroup_nice(nice: int) -> None:
+    """Lower the child's session's scheduling group too, not only the process.
+
+    With autogroup scheduling (Linux's default on desktops and many servers) CPU time is shared between
+    sessions first, and a process's nice value only counts inside its own session. The child starts a
+    new session (so cancel can kill its group), which would give training an equal share with serving
+    whatever its nice value; setting the group's nice restores the priority the launcher promises.
+    """
+    with contextlib.suppress(OSError):
+        Path("/proc/self/autogroup").write_text(str(nice))
+
+
 def _pdeathsig() -> None:
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -132,6 +144,7 @@ def run_child(
         _pdeathsig()
         if nice:
             os.nice(nice)
+            _autogroup_nice(nice)
 
     t0 = time.monotonic()
     with log.open("ab") as out:
