@@ -169,9 +169,14 @@ class Platform:
 
         s = self.settings
         retriever = getattr(self.router, "retriever", None)
-        self.indexer = BackgroundIndexer(
-            s.rag_index_dir, s.rag, s.rag.background, on_catalog=retriever.refresh if retriever else None
-        )
+        # `is not None`: a Retriever has a length, so an empty one is falsy
+        reload = (lambda: retriever.refresh(wait=True)) if retriever is not None else None
+        self.indexer = BackgroundIndexer(s.rag_index_dir, s.rag, s.rag.background, on_catalog=reload)
+        if retriever is not None:
+            # the indexer loads the catalog (BM25 over ~17,600 chunks: seconds) in its own thread, at
+            # start and after each write; a request never pays for it and says "loading" until it is done
+            retriever.refresh_on_search = False
+            retriever.index_busy = self.indexer.lexical_busy
         self.indexer.start()
         if paths := s.rag_corpus_paths:
             log.info("indexing %s in the background", ", ".join(map(str, paths)))

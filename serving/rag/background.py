@@ -12,6 +12,10 @@ goes through this one worker thread:
 
 A new request interrupts the dense pass between two batches, runs its lexical phase, and the dense
 pass resumes (the catalog, not the request, says what is missing).
+
+`on_catalog` (the retriever's BM25 rebuild) runs in this thread too: once when the thread starts (the
+catalog already on disk: loading 17,645 chunks takes seconds, which must not land on a request) and
+after every catalog write. `lexical_busy()` says whether such work is queued or running.
 """
 
 from __future__ import annotations
@@ -87,6 +91,8 @@ class BackgroundIndexer:
         self._writing = threading.Lock()
         # a pass is due at start: it resumes whatever an earlier run left unembedded
         self._dense_pending = self.bg.dense
+        # lexical work queued or running, the first catalog load included (see lexical_busy)
+        self._busy = 1 if on_catalog is not None else 0
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -97,10 +103,20 @@ class BackgroundIndexer:
     def submit(self, paths: list[Path], remove: list[Path] | None = None, dense: bool = True) -> Future:
         """Queue an update; the future resolves to the lexical phase's IndexSummary (or its InputError)."""
         job = IndexJob([Path(p) for p in paths], [Path(p) for p in remove or []], dense)
+        with self._lock:
+            self._busy += 1
         self._jobs.put(job)
         self._set(queued=self._jobs.qsize())
         self._wake.set()
         return job.future
+
+    def lexical_busy(self) -> bool:
+        """A lexical phase (or the first catalog load) is queued or running: the index is coming."""
+        return self._busy > 0
+
+    def _done(self) -> None:
+        with self._lock:
+            self._busy = max(0, self._busy - 1)
 
     def status(self) -> dict:
         with self._lock:
@@ -144,6 +160,11 @@ class BackgroundIndexer:
 
     def _run(self) -> None:
         self._lower_priority()
+        if self.on_catalog is not None:
+            try:  # the catalog already on disk: build what searching it needs, here and not in a request
+                self._catalog_changed()
+            finally:
+                self._done()
         while not self._stop.is_set():
             if self._pause.is_set():
                 self._wake.wait(timeout=0.5)
@@ -154,8 +175,11 @@ class BackgroundIndexer:
             except queue.Empty:
                 job = None
             if job is not None:
-                with self._writing:
-                    self._lexical(job)
+                try:
+                    with self._writing:
+                        self._lexical(job)
+                finally:
+                    self._done()
                 continue
             if self._dense_pending and self.bg.dense:
                 with self._writing:
@@ -176,13 +200,19 @@ class BackgroundIndexer:
             return
         line = summary.line()
         log.info("index (lexical): %s", line)
+        self._catalog_changed()  # before "idle": whoever waits on the status can search at once
         self._set(state="idle", last_lexical=line, chunks_total=summary.chunks_total)
-        if self.on_catalog is not None:
-            with contextlib.suppress(Exception):
-                self.on_catalog()
         self._dense_pending = self.bg.dense and (self._dense_pending or job.dense)
         self._set(dense_pending=self._dense_pending)
         job.future.set_result(summary)
+
+    def _catalog_changed(self) -> None:
+        if self.on_catalog is None:
+            return
+        try:
+            self.on_catalog()
+        except Exception as e:  # searching keeps the previous catalog; the next write tries again
+            log.error("index: loading the catalog for search failed: %s", e)
 
     def _dense(self) -> None:
         t0 = time.monotonic()

@@ -3,13 +3,18 @@
 RRF needs no score calibration between a cosine similarity and a BM25 score, and lets BM25 rescue the
 cases dense retrieval misses (identifiers, English questions against Chinese text) and vice versa.
 The retriever works on whatever is indexed so far: BM25 covers the whole catalog at once, dense
-covers the chunks embedded so far; a catalog rewritten by the indexer is picked up on the next query.
+covers the chunks embedded so far. Standalone (the CLI, benchmarks) a catalog rewritten on disk is
+picked up on the next query. In the platform the background indexer owns the rebuild
+(`refresh_on_search = False`): it builds BM25 when the index loads and after each catalog write, in its
+own thread, so no request ever pays for it; a query that arrives before the first build raises
+`IndexLoading` (the router then answers directly, flagged, instead of citing nothing silently).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +32,10 @@ from serving.rag.store import IndexStoreError, catalog_path, load_catalog, open_
 
 class RetrievalError(ServingError, RuntimeError):
     """Retrieval could not run (no index, Chroma failure)."""
+
+
+class IndexLoading(RetrievalError):
+    """Nothing is searchable yet because the index is still being loaded or built (not because it is empty)."""
 
 
 @dataclass
@@ -118,6 +127,12 @@ class Retriever:
         self._refs: dict[str, np.ndarray] = {}  # reference questions by script, for the hubness correction
         self._cjk_corpus: tuple[dict[str, Chunk], bool] | None = None  # (snapshot, mostly CJK?)
         self.navigation: set[str] = set()  # ids of the catalog's navigation chunks (never returned)
+        # False when a background indexer calls refresh() itself (the platform): queries never rebuild
+        self.refresh_on_search = True
+        # whether that indexer has lexical work queued or running (the index is coming, not missing)
+        self.index_busy: Callable[[], bool] | None = None
+        self._building = False
+        self._load_error: Exception | None = None  # the last catalog load's failure (a corrupt index)
 
     @property
     def embedder(self) -> Embedder:
@@ -125,11 +140,13 @@ class Retriever:
             self._embedder = load_embedder(self.config.embedder)
         return self._embedder
 
-    def refresh(self) -> None:
+    def refresh(self, wait: bool = False) -> None:
         """Pick up a catalog the indexer replaced since the last look (BM25 rebuilt: seconds on a big corpus).
 
         The rebuild runs outside the request path's way: while one thread rebuilds, others keep
-        searching the previous catalog instead of waiting.
+        searching the previous catalog instead of waiting. The indexer that owns the rebuild passes
+        `wait=True`: a load already running elsewhere (the start-up warm-up) may have read the catalog
+        before this write, so skipping would leave the new one unloaded until the next write.
         """
         path = catalog_path(self.index_dir)
         try:
@@ -139,9 +156,11 @@ class Retriever:
             stamp = None
         # never wait for another thread's rebuild (the platform's niced indexer can take many seconds
         # under load): search what is loaded, or fall back when nothing is loaded yet
-        if stamp != self._stamp and self._reload.acquire(blocking=False):
+        if stamp != self._stamp and self._reload.acquire(blocking=wait):
+            self._building = True
             try:
                 if stamp != self._stamp:
+                    self._load_error = None
                     cfg = self.config
                     catalog = load_catalog(self.index_dir)
                     chunks = catalog.chunks if catalog else []
@@ -156,9 +175,16 @@ class Retriever:
                     # one assignment, so a concurrent search sees the old pair or the new pair
                     self._snapshot = ({c.id: c for c in content}, lexical)
                     self._stamp = stamp
+            except Exception as e:
+                self._load_error = e  # a search without a loaded catalog reports it (not "loading")
+                raise
             finally:
+                self._building = False
                 self._reload.release()
-        if self._collection is None and stamp is not None and time.monotonic() >= self._next_open:
+        self._open_dense(stamp is not None)
+
+    def _open_dense(self, catalog_exists: bool = True) -> None:
+        if self._collection is None and catalog_exists and time.monotonic() >= self._next_open:
             with self._open:  # not `_reload`: a BM25 rebuild in another thread must not hold this up
                 if self._collection is None:
                     self._collection = open_collection(
@@ -171,12 +197,26 @@ class Retriever:
     def _chunks(self) -> dict[str, Chunk]:
         return self._snapshot[0]
 
+    def _fresh(self) -> None:
+        """What a query does first: rebuild a changed catalog itself, unless an indexer owns that."""
+        if self.refresh_on_search:
+            self.refresh()
+        else:
+            self._open_dense(self._stamp is not None)
+
+    def loading(self) -> bool:
+        """The index is on its way: a build is running, the indexer has lexical work, or a catalog on disk
+        was never loaded."""
+        if self._building or (self.index_busy is not None and self.index_busy()):
+            return True
+        return self._stamp is None and catalog_path(self.index_dir).exists()
+
     def __len__(self) -> int:
-        self.refresh()
+        self._fresh()
         return len(self._chunks)
 
     def dense_count(self) -> int:
-        self.refresh()
+        self._fresh()
         return self._collection.count() if self._collection is not None else 0
 
     def set_reference(self, texts: list[str], vectors: np.ndarray | None = None) -> None:
@@ -255,8 +295,12 @@ class Retriever:
         k = k or cfg.top_k
         mode = mode or cfg.mode
         try:
-            self.refresh()
+            self._fresh()
             chunks, lex = self._snapshot
+            if not chunks and self._load_error is not None:
+                raise self._load_error
+            if not chunks and self.loading():
+                raise IndexLoading("the document index is still loading (lexical pass running)")
             if not chunks:
                 raise RetrievalError(f"the index at {self.index_dir} is empty; run `keel index PATH`")
             dense = self.dense_search(query, cfg.candidates, chunks) if mode in ("hybrid", "dense") else []

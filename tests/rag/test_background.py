@@ -13,7 +13,7 @@ import pytest
 from serving.rag.background import BackgroundIndexer
 from serving.rag.config import BackgroundIndexConfig, RagConfig
 from serving.rag.documents import InputError
-from serving.rag.retriever import Retriever
+from serving.rag.retriever import IndexLoading, Retriever
 from serving.rag.store import catalog_path
 
 DOCS = ["sql-statements/sql-statement-show-engines.md", "sql-statements/sql-statement-flashback-table.md"]
@@ -62,6 +62,52 @@ def test_lexical_at_once_then_dense_in_a_low_priority_thread(docs: Path, tmp_pat
         assert retriever.dense_count() == summary.chunks_total
         dense = retriever.search("误删的表怎么找回来", k=1, mode="dense")
         assert dense[0].relpath.endswith("sql-statement-flashback-table.md")
+    finally:
+        bg.stop()
+
+
+def test_platform_mode_loads_the_catalog_in_the_indexer_thread_never_in_a_request(docs: Path, tmp_path: Path):
+    index = tmp_path / "index"
+    first = BackgroundIndexer(index, RagConfig(), BackgroundIndexConfig(dense=False))
+    first.start()
+    try:
+        first.submit([docs]).result(timeout=120)
+    finally:
+        first.stop()
+
+    # the platform's wiring (keel.app): the indexer owns the BM25 build, requests never rebuild
+    retriever = Retriever(index, RagConfig())
+    loads: list[str] = []
+    real_refresh = retriever.refresh
+
+    def refresh() -> None:
+        loads.append(threading.current_thread().name)
+        real_refresh()
+
+    bg = BackgroundIndexer(index, RagConfig(), BackgroundIndexConfig(dense=False), on_catalog=refresh)
+    retriever.refresh_on_search = False
+    retriever.index_busy = bg.lexical_busy
+    # a catalog on disk that is not loaded yet is "loading", not "empty" (and no request loads it)
+    with pytest.raises(IndexLoading, match="still loading"):
+        retriever.search("FLASHBACK TABLE", k=3, mode="lexical")
+    assert loads == []
+    bg.start()
+    try:
+        deadline = time.monotonic() + 120
+        while bg.lexical_busy() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not bg.lexical_busy()
+        assert loads == ["keel-index"]  # at thread start, with no job submitted
+        hits = retriever.search("FLASHBACK TABLE 恢复被删除的表", k=3, mode="lexical")
+        assert hits and hits[0].relpath.endswith("sql-statement-flashback-table.md")
+        assert loads == ["keel-index"]  # the search did not rebuild
+        (docs / "extra.md").write_text(
+            "# TiDB FLASHBACK CLUSTER\n\n集群闪回到某个时间点。\n", encoding="utf-8"
+        )
+        bg.submit([docs]).result(timeout=120)
+        assert loads == ["keel-index", "keel-index"]
+        hits = retriever.search("FLASHBACK CLUSTER 集群闪回", k=3, mode="lexical")
+        assert any(h.relpath.endswith("extra.md") for h in hits)
     finally:
         bg.stop()
 

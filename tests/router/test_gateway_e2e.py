@@ -163,10 +163,17 @@ def test_keel_index_goes_through_the_running_platform(routed, tmp_path):
 
 
 def test_retrieval_failure_is_a_flagged_direct_answer(routed):
-    """Runs last in this module: it breaks the platform's index on purpose."""
+    """Runs last in this module: it breaks the platform's index on purpose (and restarts it once)."""
     server, client, _ = routed
     catalog = server.data_dir / "rag" / "catalog.json"
-    catalog.write_text("{not json", encoding="utf-8")  # the retriever reloads it on the next query
+    catalog.write_text("{not json", encoding="utf-8")
+    # behind the running platform's back: requests never reload the catalog (the indexer owns that),
+    # so they keep searching the one loaded
+    kept = client.chat.completions.create(model="keel", messages=DOMAIN, max_tokens=8, temperature=0)
+    assert kept.model_extra["keel"]["route"] == "domain" and kept.model_extra["keel"]["sources"]
+    # a platform started on the corrupt index serves, and says why domain answers have no sources
+    server.stop()
+    server.start()
     raw = client.chat.completions.with_raw_response.create(
         model="keel", messages=DOMAIN, max_tokens=16, temperature=0
     )
@@ -176,4 +183,4 @@ def test_retrieval_failure_is_a_flagged_direct_answer(routed):
     assert "Sources:" not in completion.choices[0].message.content
     [row] = server.rows([raw.headers["x-request-id"]])
     assert row["status_code"] == 200 and row["route"] == "domain" and row["retrieved"] == []
-    assert row["meta"]["fallback"] is True and "corrupt" in row["meta"]["retrieval_error"]
+    assert row["meta"]["fallback"] is True and "corrupt" in row["meta"]["retrieval_error"], row["meta"]
