@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from keel.launcher import PlatformProcess  # noqa: E402
 
-from tests.swap.conftest import derive_checkpoint  # noqa: E402
+from training.derive import derive_checkpoint  # noqa: E402
 
 KINDS = ["plain", "stream", "plain", "aborted", "stream", "bad", "feedback", "plain"]
 BAD = [  # (method, path, raw body, expected status)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from keel.launcher import PlatformProcess  # noqa: E402
 
-from tests.swap.conftest import derive_checkpoint  # noqa: E402
+from training.derive import derive_checkpoint  # noqa: E402
 
 
 class TimedLoad:

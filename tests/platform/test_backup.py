@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.harness import PlatformProcess, db_rows
-from tests.swap.conftest import derive_checkpoint
+from training.derive import derive_checkpoint
 
 pytestmark = pytest.mark.slow
 

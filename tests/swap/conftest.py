@@ -1,40 +1,8 @@
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
-
 import pytest
 
 from tests.harness import PlatformProcess
-
-
-def derive_checkpoint(
-    base: Path,
-    dest: Path,
-    version: str,
-    *,
-    scale: float | None = None,
-    template_note: str | None = None,
-    manifest_extra: dict | None = None,
-) -> Path:
-    """A copy of `base` with perturbed weights (same architecture) or a changed chat template (forces blue/green)."""
-    shutil.copytree(base, dest)
-    if scale is not None:
-        from safetensors.torch import load_file, save_file
-
-        tensors = load_file(dest / "model.safetensors")
-        for name in tensors:
-            if name.endswith("mlp.down_proj.weight"):
-                tensors[name] = tensors[name] * scale
-        save_file(tensors, dest / "model.safetensors", metadata={"format": "pt"})
-    if template_note is not None:
-        tpl = dest / "chat_template.jinja"
-        tpl.write_text(f"{{# {template_note} #}}" + tpl.read_text())
-    manifest = json.loads((base / "manifest.json").read_text())
-    manifest.update({"version": version, "parent": "base", "stage": "test", **(manifest_extra or {})})
-    (dest / "manifest.json").write_text(json.dumps(manifest))
-    return dest
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from tests.harness import PlatformProcess
-from tests.swap.conftest import derive_checkpoint
 from tests.swap.test_hot_swap import Load, engine_pids, switches
+from training.derive import derive_checkpoint
 
 pytestmark = pytest.mark.slow
 

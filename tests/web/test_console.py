@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.harness import PlatformProcess
-from tests.swap.conftest import derive_checkpoint
+from training.derive import derive_checkpoint
 
 pytestmark = pytest.mark.slow
 
