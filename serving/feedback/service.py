@@ -53,6 +53,19 @@ class FeedbackRecord:
     preferred: str | None = None
     intent: str | None = None  # route: the intent the request should have been routed to
 
+    def judgement(self) -> list[Any]:
+        """Who judged which request how: the fields a duplicate repeats (and the store's columns)."""
+        return [
+            self.request_id,
+            self.key_id,
+            self.kind,
+            self.rating,
+            self.comment,
+            self.edited_text,
+            self.other_request_id,
+            self.preferred,
+        ]
+
 
 class FeedbackStore(Protocol):
     def owner(self, request_id: str) -> RequestOwner | None: ...
@@ -77,19 +90,8 @@ def to_record(fb: Any, principal: Principal) -> FeedbackRecord:
     elif isinstance(fb, RouteFeedback):
         rec.intent = fb.intent
     # The same person sending the same judgement twice (a retry, a double click) is one row.
-    payload = orjson.dumps(
-        [
-            rec.request_id,
-            rec.key_id,
-            rec.kind,
-            rec.rating,
-            rec.comment,
-            rec.edited_text,
-            rec.other_request_id,
-            rec.preferred,
-            *([rec.intent] if rec.intent is not None else []),  # old rows' keys stay as they were
-        ]
-    )
+    # old rows' keys stay as they were: the intent joins the key only when there is one
+    payload = orjson.dumps([*rec.judgement(), *([rec.intent] if rec.intent is not None else [])])
     rec.dedup_key = hashlib.sha256(payload).hexdigest()
     return rec
 

@@ -36,18 +36,6 @@ class DuckFeedbackStore:
                 """INSERT INTO feedback (feedback_id, request_id, key_id, kind, rating, comment, edited_text,
                    other_request_id, preferred, intent, dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    RETURNING created_at""",
-                [
-                    fid,
-                    rec.request_id,
-                    rec.key_id,
-                    rec.kind,
-                    rec.rating,
-                    rec.comment,
-                    rec.edited_text,
-                    rec.other_request_id,
-                    rec.preferred,
-                    rec.intent,
-                    rec.dedup_key,
-                ],
+                [fid, *rec.judgement(), rec.intent, rec.dedup_key],
             ).fetchone()
             return fid, row[0], False
