@@ -104,6 +104,11 @@ class StageConfig:
         0.0, "Stop cleanly before this many seconds of training (0: no limit); the checkpoint is still saved."
     )
     max_train_tokens: int = _f(0, "Stop cleanly after this many input tokens (0: no limit).")
+    lr_decay_clock: Literal["steps", "budget"] = _f(
+        "steps",
+        "budget: the LR schedule's decay also follows the share of max_wall_clock_s used (whichever of steps "
+        "and time is further along), so a run its budget stops still ends at the schedule's floor.",
+    )
 
     stage: str = field(default="", init=False, metadata={"help": "Set by the subclass."})
 

@@ -57,3 +57,27 @@ def test_without_budget_nothing_stops_early(base_model_dir, tiny_data, tmp_path)
     r = _run("sft", base_model_dir, tiny_data, tmp_path / "sft", max_steps=2, max_length=128)
     m = json.loads((r.output / "manifest.json").read_text())
     assert r.steps == 2 and m["budget"]["stopped_by"] is None and m["budget"]["tokens"] > 0
+
+
+def test_budget_clock_decays_the_lr_to_the_floor_when_the_budget_ends_the_run(
+    base_model_dir, tiny_data, tmp_path
+):
+    """200 steps never run in 20 s: on the step clock the cosine is still near its peak when the budget stops
+    the run; on the budget clock it reaches its floor as the budget runs out."""
+    budget = 20.0
+    kw = {"max_wall_clock_s": budget, "warmup_ratio": 0.0, "lr_scheduler_type": "cosine"}
+    runs = {}
+    for clock in ("steps", "budget"):
+        r = _run("cpt", base_model_dir, tiny_data, tmp_path / clock, lr_decay_clock=clock, **kw)
+        m = json.loads((r.output / "manifest.json").read_text())
+        assert m["budget"]["stopped_by"] == "wall_clock" and m["budget"]["lr_decay_clock"] == clock
+        lrs = [
+            json.loads(line)["learning_rate"]
+            for line in (r.output / "metrics.jsonl").read_text().splitlines()
+            if "learning_rate" in json.loads(line)
+        ]
+        runs[clock] = (r.steps, lrs)
+    steps_clock, budget_clock = runs["steps"][1], runs["budget"][1]
+    assert steps_clock[-1] > 0.8e-4  # 1e-4 peak, a few of 200 steps done
+    assert budget_clock[-1] < 0.2e-4 and budget_clock[-1] < steps_clock[-1]
+    assert all(a >= b for a, b in zip(budget_clock, budget_clock[1:], strict=False))  # decays monotonically

@@ -217,6 +217,16 @@ def make_recorder():
 BUDGET_FILE = "budget.json"
 
 
+def lr_decay(scheduler_type: str, progress: float) -> float:
+    """The schedule's decay factor at ``progress`` (0..1) of the run, after warm-up: cosine → half a cosine
+    wave, linear → a straight line, both to 0; constant schedules do not decay."""
+    if scheduler_type.startswith("cosine"):
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if scheduler_type.startswith("linear") or scheduler_type.startswith("polynomial"):
+        return 1.0 - progress
+    return 1.0
+
+
 def make_budget(cfg: StageConfig, paths: RunPaths, resume: bool):
     """A TrainerCallback that stops training cleanly when the wall-clock or token budget runs out.
 
@@ -255,6 +265,14 @@ def make_budget(cfg: StageConfig, paths: RunPaths, resume: bool):
             self.last = now
             self.tokens = int(state.num_input_tokens_seen or 0)
             elapsed = self.elapsed()
+            if cfg.lr_decay_clock == "budget" and cfg.max_wall_clock_s > 0:
+                # the scheduler has just set the next step's LR from the step count; the budget may be
+                # further along (the budget, not max_steps, ends a CPU run): decay by whichever is
+                self.pace(
+                    kw.get("optimizer"),
+                    kw.get("lr_scheduler"),
+                    (elapsed + self.step_s) / cfg.max_wall_clock_s,
+                )
             if state.is_world_process_zero:
                 tmp = budget_path.with_suffix(".tmp")
                 tmp.write_text(json.dumps({"elapsed_s": elapsed, "tokens": self.tokens}), encoding="utf-8")
@@ -266,9 +284,20 @@ def make_budget(cfg: StageConfig, paths: RunPaths, resume: bool):
             if self.stopped_by:
                 control.should_training_stop = True
 
+        def pace(self, optimizer, scheduler, progress: float) -> None:
+            if optimizer is None:
+                return
+            decay = lr_decay(cfg.lr_scheduler_type, min(max(progress, 0.0), 1.0))
+            for g in optimizer.param_groups:
+                peak = g.get("initial_lr", g["lr"])
+                g["lr"] = min(g["lr"], peak * decay)
+            if scheduler is not None and hasattr(scheduler, "_last_lr"):  # what the Trainer logs
+                scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
+
         def summary(self) -> dict[str, Any]:
             return {
                 "max_wall_clock_s": cfg.max_wall_clock_s,
+                "lr_decay_clock": cfg.lr_decay_clock,
                 "max_train_tokens": cfg.max_train_tokens,
                 "stopped_by": self.stopped_by,
                 "train_s": round(self.elapsed(), 2),
@@ -319,12 +348,16 @@ def save_final(
     paths: RunPaths,
     snap: Snapshot,
     steps: int,
-    records: list[dict[str, Any]],
+    recorder,
+    budget,
     post_save=None,
     extra: dict[str, Any] | None = None,
-    resumed_from: str | None = None,
 ) -> RunResult:
-    """Write the final checkpoint: weights (LoRA merged), tokenizer, report; manifest last; rename."""
+    """Write the final checkpoint: weights (LoRA merged), tokenizer, report; manifest last; rename.
+
+    ``recorder`` and ``budget`` are the run's callbacks (make_recorder, make_budget): the log records,
+    the state resumed from and how the budget ended go into the report and the manifest."""
+    records: list[dict[str, Any]] = recorder.records
     if paths.tmp.exists() and is_main_process():
         shutil.rmtree(paths.tmp)
     model = trainer.model
@@ -362,7 +395,8 @@ def save_final(
         extra={
             "parent_path": str(Path(cfg.model).resolve()),
             "dataset_paths": [str(snap.path)],
-            "resumed_from": resumed_from,
+            "resumed_from": recorder.resumed_from,
+            "budget": budget.summary(),
             "deepspeed": bool(getattr(trainer, "is_deepspeed_enabled", False)),
             "world_size": trainer.args.world_size,
             **(extra or {}),

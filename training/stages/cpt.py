@@ -184,7 +184,4 @@ def main(cfg: CPTConfig, resume: bool = False) -> common.RunResult:
     }
     if stopper is not None:
         extra["early_stopped_at"] = stopper.stopped_at
-    extra["budget"] = budget.summary()
-    return common.save_final(
-        trainer, tokenizer, cfg, paths, snap, steps, recorder.records, post_save, extra, recorder.resumed_from
-    )
+    return common.save_final(trainer, tokenizer, cfg, paths, snap, steps, recorder, budget, post_save, extra)

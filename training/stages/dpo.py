@@ -34,14 +34,5 @@ def main(cfg: DPOConfig, resume: bool = False) -> common.RunResult:
         callbacks=[recorder, budget],
     )
     steps = common.run_training(trainer, paths, resume, recorder)
-    return common.save_final(
-        trainer,
-        tokenizer,
-        cfg,
-        paths,
-        snap,
-        steps,
-        recorder.records,
-        extra={"reference": cfg.ref_model or cfg.model, "budget": budget.summary()},
-        resumed_from=recorder.resumed_from,
-    )
+    extra = {"reference": cfg.ref_model or cfg.model}
+    return common.save_final(trainer, tokenizer, cfg, paths, snap, steps, recorder, budget, extra=extra)

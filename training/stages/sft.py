@@ -48,14 +48,4 @@ def main(cfg: SFTConfig, resume: bool = False) -> common.RunResult:
     trainer, tokenizer, original_template = build_trainer(cfg, paths, snap.train, [recorder, budget])
     steps = common.run_training(trainer, paths, resume, recorder)
     tokenizer.chat_template = original_template  # serve with the model's own template
-    return common.save_final(
-        trainer,
-        tokenizer,
-        cfg,
-        paths,
-        snap,
-        steps,
-        recorder.records,
-        extra={"budget": budget.summary()},
-        resumed_from=recorder.resumed_from,
-    )
+    return common.save_final(trainer, tokenizer, cfg, paths, snap, steps, recorder, budget)
