@@ -23,28 +23,9 @@ from fastapi import FastAPI
 from serving.config import GatewayConfig
 from serving.engine.pool import Endpoint, EnginePool
 from serving.gateway.api import install_error_handlers, router
-from serving.gateway.auth import Principal
 from serving.gateway.chat import ChatService
 from tests.harness import free_port
-
-
-class Keys:
-    def verify(self, secret):
-        return Principal("key_t", "t") if secret == "good" else None
-
-
-class Sink:
-    def __init__(self):
-        self.records = []
-
-    def submit(self, record):
-        self.records.append(record)
-
-    def wait(self, n: int = 1, timeout: float = 10.0) -> list:
-        deadline = time.monotonic() + timeout
-        while len(self.records) < n and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self.records
+from tests.serving.fakes import Keys, Sink
 
 
 class Engine:

@@ -13,21 +13,8 @@ from serving.config import GatewayConfig
 from serving.engine.pool import Endpoint, EnginePool
 from serving.errors import APIError
 from serving.gateway.api import router
-from serving.gateway.auth import Principal
 from serving.gateway.chat import ChatService
-
-
-class Keys:
-    def verify(self, secret):
-        return Principal("key_t", "t") if secret == "good" else None
-
-
-class Sink:
-    def __init__(self):
-        self.records = []
-
-    def submit(self, record):
-        self.records.append(record)
+from tests.serving.fakes import Keys, Sink
 
 
 def chunk(text, finish=None):
