@@ -13,11 +13,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from serving.config import GatewayConfig
-from serving.engine.pool import Endpoint, EnginePool
-from serving.gateway.api import router as api_router
-from serving.gateway.chat import ChatService, RouteDecision
-from tests.serving.test_gateway_logic import Keys, Sink
+from serving.gateway.chat import RouteDecision
+from tests.serving.fakes import Sink, gateway_app
 
 SYSTEM = {"role": "system", "content": "Answer from these documents:\n[1] TiDB listens on 4000."}
 SUFFIX = "\n\nSources:\n[1] Ports (ports.md)"
@@ -71,15 +68,7 @@ def make_app(seen: list[dict]) -> tuple[FastAPI, Sink]:
             },
         )
 
-    app = FastAPI()
-    pool = EnginePool()
-    pool.endpoints = [Endpoint(url="http://engine", version="v1")]
-    sink = Sink()
-    client = httpx.AsyncClient(transport=httpx.MockTransport(engine))
-    app.state.pool = pool
-    app.state.chat = ChatService(pool, sink, Keys(), GatewayConfig(), client, router=domain_router)
-    app.include_router(api_router)
-    return app, sink
+    return gateway_app(engine, router=domain_router)
 
 
 async def call(app: FastAPI, body: dict) -> httpx.Response:

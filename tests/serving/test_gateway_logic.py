@@ -9,12 +9,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from serving.config import GatewayConfig
 from serving.engine.pool import Endpoint, EnginePool
 from serving.errors import APIError
-from serving.gateway.api import router
-from serving.gateway.chat import ChatService
-from tests.serving.fakes import Keys, Sink
+from tests.serving.fakes import Sink, gateway_app
 
 
 def chunk(text, finish=None):
@@ -24,15 +21,7 @@ def chunk(text, finish=None):
 
 
 def make_app(engine_handler) -> tuple[FastAPI, Sink]:
-    app = FastAPI()
-    pool = EnginePool()
-    pool.endpoints = [Endpoint(url="http://engine", version="v1")]
-    sink = Sink()
-    client = httpx.AsyncClient(transport=httpx.MockTransport(engine_handler))
-    app.state.pool = pool
-    app.state.chat = ChatService(pool, sink, Keys(), GatewayConfig(), client)
-    app.include_router(router)
-    return app, sink
+    return gateway_app(engine_handler)
 
 
 async def call(app, body):
