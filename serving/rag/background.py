@@ -93,6 +93,7 @@ class BackgroundIndexer:
         self._dense_pending = self.bg.dense
         # lexical work queued or running, the first catalog load included (see lexical_busy)
         self._busy = 1 if on_catalog is not None else 0
+        self._dense_holds = 0  # dense_held() blocks open: the dense pass waits, lexical work does not
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -138,6 +139,22 @@ class BackgroundIndexer:
             self._pause.clear()
             self._wake.set()
 
+    @contextlib.contextmanager
+    def dense_held(self):
+        """No dense embedding while the block runs (a running pass stops at its next batch and resumes
+        afterwards); lexical updates go on. The flywheel's training holds it: a background embedding
+        thread niced inside the platform's own scheduling group would otherwise take the CPU a niced
+        training child, in a group of its own, is meant to have."""
+        with self._lock:
+            self._dense_holds += 1
+        self._wake.set()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._dense_holds -= 1
+            self._wake.set()
+
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         self._wake.set()
@@ -181,7 +198,7 @@ class BackgroundIndexer:
                 finally:
                     self._done()
                 continue
-            if self._dense_pending and self.bg.dense:
+            if self._dense_pending and self.bg.dense and not self._dense_holds:
                 with self._writing:
                     self._dense()
                 continue
@@ -242,7 +259,12 @@ class BackgroundIndexer:
             s: IndexSummary = self.indexer.embed_missing(
                 batch=self.bg.batch,
                 pause_s=self.bg.pause_s,
-                should_stop=lambda: self._stop.is_set() or self._pause.is_set() or not self._jobs.empty(),
+                should_stop=lambda: (
+                    self._stop.is_set()
+                    or self._pause.is_set()
+                    or self._dense_holds > 0
+                    or not self._jobs.empty()
+                ),
                 on_progress=progress,
             )
         except Exception as e:  # a broken Chroma folder: lexical keeps working, dense waits for a fix

@@ -173,3 +173,21 @@ def test_dense_pass_stopped_by_shutdown_resumes_at_the_next_start(docs: Path, tm
         assert Retriever(index, RagConfig()).dense_count() == total
     finally:
         again.stop()
+
+
+def test_dense_held_stops_embedding_but_not_lexical_updates(docs: Path, tmp_path: Path):
+    """What the flywheel holds while its children train: lexical jobs go on, no vector is written."""
+    index = tmp_path / "index"
+    bg = BackgroundIndexer(index, RagConfig(), BackgroundIndexConfig(batch=2, pause_s=0.0))
+    bg.start()
+    try:
+        with bg.dense_held():
+            summary = bg.submit([docs]).result(timeout=120)  # the lexical phase is not held
+            assert summary.chunks_total > 0
+            time.sleep(3.0)
+            st = bg.status()
+            assert st["state"] == "idle" and st["dense_pending"] and st["chunks_embedded"] == 0, st
+        st = _wait(bg, lambda s: not s["dense_pending"] and s["state"] == "idle")
+        assert st["chunks_embedded"] == st["chunks_total"] == summary.chunks_total
+    finally:
+        bg.stop()

@@ -65,11 +65,11 @@ def load_profile(base: CycleConfig, name: str) -> CycleConfig:
 
 
 class CycleService:
-    def __init__(self, settings, db, promotions, loop=None, flush=None, router=None):
+    def __init__(self, settings, db, promotions, loop=None, flush=None, router=None, quiet=None):
         self.settings = settings
         self.store = DuckCycleStore(db)
         self.steps = PlatformSteps(
-            settings, db, promotions, self.store, loop=loop, flush=flush, router=router
+            settings, db, promotions, self.store, loop=loop, flush=flush, router=router, quiet=quiet
         )
         self.runner = CycleRunner(self.store, self.steps)
         self.threads: dict[str, threading.Thread] = {}
@@ -194,6 +194,8 @@ async def attach(platform) -> CycleService:
         loop=asyncio.get_running_loop(),
         flush=platform.writer.flush,
         router=platform.router,
+        # training and evaluation children take the CPU the background dense embedding would use
+        quiet=platform.indexer.dense_held if platform.indexer is not None else None,
     )
     svc.recover()
     platform.cycles = svc

@@ -9,6 +9,7 @@ so a resumed step finds its own output (complete: reused; a resumable state: ``-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -77,6 +78,7 @@ class PlatformSteps:
         loop: asyncio.AbstractEventLoop | None = None,
         flush: Callable[[], None] | None = None,
         router=None,
+        quiet: Callable[[], contextlib.AbstractContextManager] | None = None,
     ):
         self.settings = settings
         self.db = db
@@ -85,6 +87,8 @@ class PlatformSteps:
         self.loop = loop
         self.flush = flush or (lambda: None)
         self.intent_router = router  # the live intent router (a passing refit is served at once), or None
+        # what the platform holds back while a child trains or evaluates (its background dense embedding)
+        self.quiet = quiet or contextlib.nullcontext
 
     # ---- paths -----------------------------------------------------------------------------------------
     def cycle_dir(self, cycle_id: str) -> Path:
@@ -291,7 +295,8 @@ class PlatformSteps:
             log.info(
                 "cycle %s: training %s (%s)%s", ctx.cycle_id, stage, out.name, " resumed" if resume else ""
             )
-            run_child(argv, ctx.config.launcher, log_path, ctx.cancel_event)
+            with self.quiet():
+                run_child(argv, ctx.config.launcher, log_path, ctx.cancel_event)
         if not is_checkpoint(out):
             raise StepFailed(f"training {stage} ended without a checkpoint at {out} (log: {log_path})")
         found = read_manifest(out)
@@ -369,7 +374,8 @@ class PlatformSteps:
                 ["run", ck["path"], "--config", str(cfg_path)],
                 distributed=False,
             )
-            res = run_child(argv, ctx.config.launcher, d / f"eval-{role}.log", ctx.cancel_event)
+            with self.quiet():
+                res = run_child(argv, ctx.config.launcher, d / f"eval-{role}.log", ctx.cancel_event)
             try:
                 line = json.loads(res.last_line)
             except json.JSONDecodeError:
