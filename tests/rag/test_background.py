@@ -28,6 +28,15 @@ def docs(shared_data, tmp_path: Path) -> Path:
     return root
 
 
+def _lexical_index(docs: Path, index: Path) -> None:
+    bg = BackgroundIndexer(index, RagConfig(), BackgroundIndexConfig(dense=False))
+    bg.start()
+    try:
+        bg.submit([docs]).result(timeout=120)
+    finally:
+        bg.stop()
+
+
 def _wait(bg: BackgroundIndexer, cond, timeout: float = 600.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -68,12 +77,7 @@ def test_lexical_at_once_then_dense_in_a_low_priority_thread(docs: Path, tmp_pat
 
 def test_platform_mode_loads_the_catalog_in_the_indexer_thread_never_in_a_request(docs: Path, tmp_path: Path):
     index = tmp_path / "index"
-    first = BackgroundIndexer(index, RagConfig(), BackgroundIndexConfig(dense=False))
-    first.start()
-    try:
-        first.submit([docs]).result(timeout=120)
-    finally:
-        first.stop()
+    _lexical_index(docs, index)  # an index already on disk when the platform starts
 
     # the platform's wiring (keel.app): the indexer owns the BM25 build, requests never rebuild
     retriever = Retriever(index, RagConfig())
