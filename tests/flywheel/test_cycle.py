@@ -95,6 +95,17 @@ def _runner(steps: FakeSteps, store: MemoryCycleStore | None = None) -> tuple[Cy
     return CycleRunner(store, steps, new_id=lambda: f"c{next(n)}"), store
 
 
+def _blocked_at(step: str):
+    """A CLI cycle running in a thread, held inside `step` until the test cancels or interrupts it."""
+    steps = FakeSteps()
+    steps.block_at = step
+    runner, store = _runner(steps)
+    cycle = runner.begin(CycleConfig(), "cli")
+    t = threading.Thread(target=runner.execute, args=(cycle.cycle_id,))
+    t.start()
+    return steps, runner, store, cycle, t
+
+
 def test_full_cycle_runs_steps_in_order_and_chains_stages():
     steps = FakeSteps()
     runner, store = _runner(steps)
@@ -199,12 +210,7 @@ def test_restart_marks_interrupted_and_the_next_run_continues_it():
 
 
 def test_second_cycle_is_refused_with_the_running_cycles_id():
-    steps = FakeSteps()
-    steps.block_at = "train:cpt"
-    runner, store = _runner(steps)
-    cycle = runner.begin(CycleConfig(), "cli")
-    t = threading.Thread(target=runner.execute, args=(cycle.cycle_id,))
-    t.start()
+    steps, runner, store, cycle, t = _blocked_at("train:cpt")
     try:
         assert steps.entered.wait(10)
         with pytest.raises(CycleBusy) as e:
@@ -220,12 +226,7 @@ def test_second_cycle_is_refused_with_the_running_cycles_id():
 
 
 def test_cancel_stops_the_running_step_and_nothing_after_it_runs():
-    steps = FakeSteps()
-    steps.block_at = "train:sft"
-    runner, store = _runner(steps)
-    cycle = runner.begin(CycleConfig(), "cli")
-    t = threading.Thread(target=runner.execute, args=(cycle.cycle_id,))
-    t.start()
+    steps, runner, store, cycle, t = _blocked_at("train:sft")
     assert steps.entered.wait(10)
     runner.cancel(cycle.cycle_id)
     t.join(10)
@@ -274,12 +275,7 @@ def test_config_validates_schedule_and_stage_order():
 
 
 def test_interrupt_records_interrupted_and_the_next_run_resumes_the_step():
-    steps = FakeSteps()
-    steps.block_at = "train:cpt"
-    runner, store = _runner(steps)
-    cycle = runner.begin(CycleConfig(), "cli")
-    t = threading.Thread(target=runner.execute, args=(cycle.cycle_id,))
-    t.start()
+    steps, runner, store, cycle, t = _blocked_at("train:cpt")
     assert steps.entered.wait(10)
     runner.interrupt(cycle.cycle_id)  # the platform is stopping
     t.join(10)
