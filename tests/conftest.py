@@ -91,3 +91,12 @@ def pytest_collection_modifyitems(config, items):
     """Hot-swap tests first: they start and stop engines of their own, and on a 2-core host they are most
     reliable before the session platform's engine exists (vLLM pins each CPU engine's worker to core 0)."""
     items.sort(key=lambda item: 0 if "/tests/swap/" in str(item.path) else 1)
+
+
+@pytest.fixture
+def restore_umask():
+    """Platform() sets the process umask to 077; give the rest of the test session its own back."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield
+    os.umask(old)

@@ -8,7 +8,6 @@ router's next (gated) refit trains on: `route_flags` → `training_set`.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 import time
@@ -22,15 +21,6 @@ from tests.browser import launch
 from tests.flywheel.planted import request
 
 MISROUTED = "Firebird 数据库怎么备份"
-
-
-@pytest.fixture
-def restore_umask():
-    """Platform() sets the process umask to 077; give the rest of the test session its own back."""
-    old = os.umask(0o022)
-    os.umask(old)
-    yield
-    os.umask(old)
 
 
 def _free_port() -> int:

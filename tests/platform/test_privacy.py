@@ -9,17 +9,7 @@ import stat
 import time
 
 import duckdb
-import pytest
 from fastapi.testclient import TestClient
-
-
-@pytest.fixture
-def restore_umask():
-    """Platform() sets the process umask to 077; give the rest of the test session its own back."""
-    old = os.umask(0o022)
-    os.umask(old)
-    yield
-    os.umask(old)
 
 
 def make_app(data_dir, *overrides: str):
