@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from keel.launcher import PlatformProcess, free_port  # noqa: F401  (tests import them from here)
@@ -31,3 +33,18 @@ def db_rows(db_path: Path, sql: str, params: list | None = None) -> list[tuple]:
 
 def load_json(value):
     return json.loads(value) if isinstance(value, str) else value
+
+
+@contextlib.contextmanager
+def platform_running(
+    root: Path, model_dir: Path, overrides: list[str], timeout: float = 900.0
+) -> Iterator[PlatformProcess]:
+    """A `keel up` of its own with its data under `root/data` (kept as `p.root`), stopped afterwards."""
+    p = PlatformProcess(data_dir=root / "data", model_dir=model_dir, overrides=overrides).start(
+        timeout=timeout
+    )
+    p.root = root  # type: ignore[attr-defined]
+    try:
+        yield p
+    finally:
+        p.stop()

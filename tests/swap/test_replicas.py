@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.harness import PlatformProcess
+from tests.harness import platform_running
 from tests.swap.test_hot_swap import Load, engine_pids, switches
 from training.derive import derive_checkpoint
 
@@ -21,21 +21,17 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def replicas_platform(base_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("replicas")
-    p = PlatformProcess(
-        data_dir=root / "data",
-        model_dir=base_model_dir,
-        overrides=[
+    with platform_running(
+        root,
+        base_model_dir,
+        [
             "engine.replicas=2",
             "engine.kvcache_gib=1",
             "swap.drain_timeout_s=60",
             "router.enabled=false",
         ],
-    ).start(timeout=900)
-    p.root = root  # type: ignore[attr-defined]
-    try:
+    ) as p:
         yield p
-    finally:
-        p.stop()
 
 
 def group_members(pgid: int) -> list[int]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import PlatformProcess
+from tests.harness import platform_running
 from training.derive import derive_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -42,16 +42,12 @@ def console_platform(base_model_dir, shared_data, tmp_path_factory):
     for rel in DOCS:
         (docs / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shared_data / "domain" / "tidb-docs-zh" / "docs" / rel, docs / rel)
-    p = PlatformProcess(
-        data_dir=root / "data",
-        model_dir=base_model_dir,
-        overrides=["engine.kvcache_gib=1", f"rag.corpus_paths=[{docs}]"],
-    ).start(timeout=900)
-    p.root = root  # type: ignore[attr-defined]
-    try:
+    with platform_running(
+        root,
+        base_model_dir,
+        ["engine.kvcache_gib=1", f"rag.corpus_paths=[{docs}]"],
+    ) as p:
         yield p
-    finally:
-        p.stop()
 
 
 def _chat(p, key: str, text: str) -> httpx.Response:
