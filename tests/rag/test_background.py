@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,13 +30,19 @@ def docs(shared_data, tmp_path: Path) -> Path:
     return root
 
 
-def _lexical_index(docs: Path, index: Path) -> None:
-    bg = BackgroundIndexer(index, RagConfig(), BackgroundIndexConfig(dense=False))
+@contextlib.contextmanager
+def running(bg: BackgroundIndexer) -> Iterator[BackgroundIndexer]:
     bg.start()
     try:
-        bg.submit([docs]).result(timeout=120)
+        yield bg
     finally:
         bg.stop()
+
+
+def _lexical_index(docs: Path, index: Path) -> None:
+    bg = BackgroundIndexer(index, RagConfig(), BackgroundIndexConfig(dense=False))
+    with running(bg):
+        bg.submit([docs]).result(timeout=120)
 
 
 def _wait(bg: BackgroundIndexer, cond, timeout: float = 600.0) -> dict:
@@ -53,8 +61,7 @@ def test_lexical_at_once_then_dense_in_a_low_priority_thread(docs: Path, tmp_pat
     bg = BackgroundIndexer(
         index, RagConfig(), BackgroundIndexConfig(batch=4, pause_s=0.0), on_catalog=retriever.refresh
     )
-    bg.start()
-    try:
+    with running(bg):
         summary = bg.submit([docs]).result(timeout=120)
         assert summary.files == 2 and summary.chunks_total > 0 and summary.chunks_embedded == 0
         # BM25 answers from the new catalog before a single vector exists
@@ -71,8 +78,6 @@ def test_lexical_at_once_then_dense_in_a_low_priority_thread(docs: Path, tmp_pat
         assert retriever.dense_count() == summary.chunks_total
         dense = retriever.search("误删的表怎么找回来", k=1, mode="dense")
         assert dense[0].relpath.endswith("sql-statement-flashback-table.md")
-    finally:
-        bg.stop()
 
 
 def test_platform_mode_loads_the_catalog_in_the_indexer_thread_never_in_a_request(docs: Path, tmp_path: Path):
@@ -95,8 +100,7 @@ def test_platform_mode_loads_the_catalog_in_the_indexer_thread_never_in_a_reques
     with pytest.raises(IndexLoading, match="still loading"):
         retriever.search("FLASHBACK TABLE", k=3, mode="lexical")
     assert loads == []
-    bg.start()
-    try:
+    with running(bg):
         deadline = time.monotonic() + 120
         while bg.lexical_busy() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -112,15 +116,12 @@ def test_platform_mode_loads_the_catalog_in_the_indexer_thread_never_in_a_reques
         assert loads == ["keel-index", "keel-index"]
         hits = retriever.search("FLASHBACK CLUSTER 集群闪回", k=3, mode="lexical")
         assert any(h.relpath.endswith("extra.md") for h in hits)
-    finally:
-        bg.stop()
 
 
 def test_bad_input_fails_the_job_and_leaves_the_index(docs: Path, tmp_path: Path):
     index = tmp_path / "index"
     bg = BackgroundIndexer(index, RagConfig(), BackgroundIndexConfig(dense=False))
-    bg.start()
-    try:
+    with running(bg):
         bg.submit([docs]).result(timeout=120)
         before = catalog_path(index).read_bytes()
         (docs / "empty.md").write_text("", encoding="utf-8")
@@ -134,16 +135,13 @@ def test_bad_input_fails_the_job_and_leaves_the_index(docs: Path, tmp_path: Path
         assert st["state"] == "error" and "no such file" in st["error"] and "\n" not in st["error"]
         assert not st["dense_pending"]  # dense off: nothing is ever embedded
         assert not (index / "chroma").exists()
-    finally:
-        bg.stop()
 
 
 def test_new_job_interrupts_dense_and_dense_resumes(docs: Path, tmp_path: Path):
     index = tmp_path / "index"
     # one chunk per batch with a pause: the dense pass is certainly still running when the edit arrives
     bg = BackgroundIndexer(index, RagConfig(), BackgroundIndexConfig(batch=1, pause_s=0.5))
-    bg.start()
-    try:
+    with running(bg):
         bg.submit([docs]).result(timeout=120)
         _wait(bg, lambda s: s["state"] == "embedding" and s["embedding_done"] >= 1)
         extra = docs / "notes.md"
@@ -153,20 +151,15 @@ def test_new_job_interrupts_dense_and_dense_resumes(docs: Path, tmp_path: Path):
         st = _wait(bg, lambda s: not s["dense_pending"] and s["state"] == "idle")
         assert st["chunks_embedded"] == st["chunks_total"] == s.chunks_total
         assert "interrupted" not in (st["last_dense"] or "")
-    finally:
-        bg.stop()
 
 
 def test_dense_pass_stopped_by_shutdown_resumes_at_the_next_start(docs: Path, tmp_path: Path):
     """A platform stopped mid-embedding: the next one (no job submitted) finishes the pass by itself."""
     index = tmp_path / "index"
     bg = BackgroundIndexer(index, RagConfig(), BackgroundIndexConfig(batch=1, pause_s=0.5))
-    bg.start()
-    try:
+    with running(bg):
         total = bg.submit([docs]).result(timeout=120).chunks_total
         _wait(bg, lambda s: s["state"] == "embedding" and s["embedding_done"] >= 1)
-    finally:
-        bg.stop()
     done_before = Retriever(index, RagConfig()).dense_count()
     assert 0 < done_before < total, "the first pass was not interrupted"
     again = BackgroundIndexer(index, RagConfig(), BackgroundIndexConfig(batch=4, pause_s=0.0))
@@ -183,8 +176,7 @@ def test_dense_held_stops_embedding_but_not_lexical_updates(docs: Path, tmp_path
     """What the flywheel holds while its children train: lexical jobs go on, no vector is written."""
     index = tmp_path / "index"
     bg = BackgroundIndexer(index, RagConfig(), BackgroundIndexConfig(batch=2, pause_s=0.0))
-    bg.start()
-    try:
+    with running(bg):
         with bg.dense_held():
             summary = bg.submit([docs]).result(timeout=120)  # the lexical phase is not held
             assert summary.chunks_total > 0
@@ -193,5 +185,3 @@ def test_dense_held_stops_embedding_but_not_lexical_updates(docs: Path, tmp_path
             assert st["state"] == "idle" and st["dense_pending"] and st["chunks_embedded"] == 0, st
         st = _wait(bg, lambda s: not s["dense_pending"] and s["state"] == "idle")
         assert st["chunks_embedded"] == st["chunks_total"] == summary.chunks_total
-    finally:
-        bg.stop()
