@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from keel.launcher import PlatformProcess  # noqa: E402
+from keel.simulate.probe import chat_body, whole_answer  # noqa: E402
 
 from training.derive import derive_checkpoint  # noqa: E402
 
@@ -44,21 +45,10 @@ class TimedLoad:
             while not self._stop.is_set():
                 n += 1
                 stream = (i + n) % 2 == 0
-                body = {
-                    "model": "keel",
-                    "messages": [{"role": "user", "content": f"Tell me about {n}."}],
-                    "max_tokens": 6,
-                    "temperature": 0,
-                    "stream": stream,
-                }
+                body = chat_body(f"Tell me about {n}.", 6, stream)
                 t0 = time.time()
                 try:
-                    r = c.post(f"{self.url}/v1/chat/completions", json=body)
-                    ok = r.status_code == 200 and (
-                        (r.text.rstrip().endswith("[DONE]") and '"error"' not in r.text)
-                        if stream
-                        else "choices" in r.json()
-                    )
+                    ok = whole_answer(c.post(f"{self.url}/v1/chat/completions", json=body), stream)
                 except httpx.HTTPError:
                     ok = False
                 self.samples.append((t0, time.time(), ok))

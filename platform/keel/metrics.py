@@ -91,19 +91,19 @@ class PlatformMetrics:
             ["endpoint", "route", "version", "status"],
             registry=r,
         )
-        self.ttft = Histogram(
+
+        def per_route(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(name, doc, ["route", "version"], buckets=buckets, registry=r)
+
+        self.ttft = per_route(
             "keel_request_ttft_seconds",
             "Time to first token (non-streaming: to the whole answer) of successful requests",
-            ["route", "version"],
-            buckets=TTFT_BUCKETS,
-            registry=r,
+            TTFT_BUCKETS,
         )
-        self.latency = Histogram(
+        self.latency = per_route(
             "keel_request_duration_seconds",
             "Total request latency at the gateway, of every request",
-            ["route", "version"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            LATENCY_BUCKETS,
         )
         self.engine_requests = Counter(
             "keel_engine_requests",

@@ -12,6 +12,7 @@ import time
 
 import httpx
 import pytest
+from keel.simulate.probe import chat_body, whole_answer
 
 from tests.harness import process_group_alive
 from training.derive import derive_checkpoint
@@ -53,21 +54,11 @@ class Load:
                     time.sleep(LIGHT_PAUSE_S)
                 stream = (i + n) % 2 == 0
                 n += 1
-                body = {
-                    "model": "keel",
-                    "messages": [{"role": "user", "content": f"Say something about the number {n}."}],
-                    "max_tokens": 8,
-                    "temperature": 0,
-                    "stream": stream,
-                }
+                body = chat_body(f"Say something about the number {n}.", 8, stream)
                 t0 = time.monotonic()
                 try:
                     r = c.post(f"{self.url}/v1/chat/completions", json=body)
-                    complete = r.status_code == 200 and (
-                        r.text.rstrip().endswith("data: [DONE]") and '"error"' not in r.text
-                        if stream
-                        else r.json()["choices"][0]["finish_reason"] in ("stop", "length")
-                    )
+                    complete = whole_answer(r, stream)
                     if complete:
                         self.ok.append(r.headers["x-request-id"])
                         self.latencies.append(time.monotonic() - t0)
