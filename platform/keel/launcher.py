@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +73,8 @@ class PlatformProcess:
         tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
         return "platform log (last lines):\n" + "\n".join(tail)
 
-    def start(self, timeout: float = 600) -> PlatformProcess:
+    def start(self, timeout: float = 600, ready: Callable[[], bool] | None = None) -> PlatformProcess:
+        """Start ``keel up`` and wait until ``ready()`` (default: /health answers 200) holds."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / f"platform-{self.port}.log"
         sets = [a for o in self.overrides for a in ("--set", o)]
@@ -82,6 +84,7 @@ class PlatformProcess:
             stdout=open(self.log_path, "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
         )
+        ready = ready or (lambda: httpx.get(f"{self.url}/health", timeout=2).status_code == 200)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -89,13 +92,13 @@ class PlatformProcess:
                     f"keel up exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}"
                 )
             try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                if ready():
                     return self
-            except httpx.HTTPError:
+            except (httpx.HTTPError, OSError):
                 pass
             time.sleep(0.5)
         self.stop()
-        raise RuntimeError(f"platform not healthy after {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+        raise RuntimeError(f"platform not ready after {timeout}s:\n{self.log_path.read_text()[-3000:]}")
 
     def create_key(self, name: str, role: str = "user") -> str:
         return self.cli("keys", "create", "--name", name, "--role", role).stdout.strip()

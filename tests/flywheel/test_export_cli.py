@@ -7,40 +7,19 @@ The platform needs no engine for this: it points at an unreachable external one,
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.harness import PlatformProcess
 
 
 def _start_engineless(p: PlatformProcess, timeout: float = 300) -> None:
-    p.data_dir.mkdir(parents=True, exist_ok=True)
-    p.log_path = p.data_dir / f"platform-{p.port}.log"
-    sets = [a for o in p.overrides for a in ("--set", o)]
-    p.proc = subprocess.Popen(
-        [sys.executable, "-m", "keel", *sets, "up", "--port", str(p.port)],
-        env=p.env(),
-        stdout=open(p.log_path, "ab"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert p.proc.poll() is None, p.log_tail()
-        try:
-            if (p.data_dir / "run" / "platform.json").exists() and p.admin(
-                "GET", "/admin/status"
-            ).status_code == 200:
-                return
-        except (httpx.HTTPError, OSError):
-            pass
-        time.sleep(0.5)
-    p.stop()
-    raise AssertionError(f"admin API not up after {timeout} s\n{p.log_tail()}")
+    def admin_up() -> bool:
+        ok = (p.data_dir / "run" / "platform.json").exists()
+        return ok and p.admin("GET", "/admin/status").status_code == 200
+
+    p.start(timeout, ready=admin_up)
 
 
 @pytest.fixture(scope="module")
