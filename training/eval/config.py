@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, field_validator
+
+if TYPE_CHECKING:
+    from training.eval.runner import EvalConfig
 
 
 class EvalSettings(BaseModel):
@@ -71,3 +74,21 @@ class EvalSettings(BaseModel):
             else:
                 out[part] = None
         return out
+
+    def eval_config(self, suite: str, shots: int = 0, limit: int | None = None, **over: object) -> EvalConfig:
+        """The run's EvalConfig: these settings, the resolved data paths, and per-run choices (``over``
+        replaces a setting for this run, e.g. the cycle's thread count)."""
+        from training.eval.runner import EvalConfig
+
+        keep = (
+            "gate_per_subject",
+            "gate_general_docs",
+            "seed",
+            "threads",
+            "dtype",
+            "backend",
+            "vllm_reserved_cpus",
+        )
+        given = {**self.model_dump(include=set(keep)), **over}
+        paths = {k: (v.resolve() if v else None) for k, v in self.resolved().items()}
+        return EvalConfig(suite=suite, shots=shots, limit=limit, **given, **paths)  # type: ignore[arg-type]

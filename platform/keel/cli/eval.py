@@ -13,9 +13,14 @@ Other eval commands (rag, router) live in this module too; each keeps its heavy 
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -55,34 +60,67 @@ PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Gate policy YA
 RerunOpt = Annotated[bool, typer.Option("--rerun", help="Re-score even when a matching eval JSON exists.")]
 
 
-def _eval_config(suite: Suite, shots: int, limit, data, mmlu, cmmlu, general, domain, threads):
+@dataclass(frozen=True)
+class EvalOptions:
+    """What to score and where its data is: the options every scoring command takes."""
+
+    suite: Suite = Suite.gate
+    shots: int = 0
+    limit: int | None = None
+    data: Path | None = None
+    mmlu: Path | None = None
+    cmmlu: Path | None = None
+    general: Path | None = None
+    domain: Path | None = None
+    threads: int | None = None
+
+
+_OPTION_TYPES = {
+    "suite": SuiteOpt,
+    "shots": ShotsOpt,
+    "limit": LimitOpt,
+    "data": DataOpt,
+    "mmlu": MmluOpt,
+    "cmmlu": CmmluOpt,
+    "general": GeneralOpt,
+    "domain": DomainOpt,
+    "threads": ThreadsOpt,
+}
+
+
+def with_eval_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the EvalOptions as command-line options, in place of its ``options`` parameter, and
+    call it with them gathered in one EvalOptions (typer reads the signature and annotations set here)."""
+    hints = typing.get_type_hints(command, include_extras=True)
+    params: list[inspect.Parameter] = []
+    for p in inspect.signature(command).parameters.values():
+        if p.name != "options":
+            params.append(p.replace(annotation=hints[p.name]))
+            continue
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        params += [
+            inspect.Parameter(f.name, kind, default=f.default, annotation=_OPTION_TYPES[f.name])
+            for f in fields(EvalOptions)
+        ]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        options = EvalOptions(**{f.name: kwargs.pop(f.name) for f in fields(EvalOptions)})
+        command(*args, options=options, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
+
+
+def _eval_config(o: EvalOptions):
     """The typed ``eval`` settings section with this command's options laid over it."""
     from keel.cli import load
-    from training.eval.runner import EvalConfig
 
-    given = {
-        "data": data,
-        "mmlu": mmlu,
-        "cmmlu": cmmlu,
-        "general": general,
-        "domain": domain,
-        "threads": threads,
-    }
+    given = {"data": o.data, "mmlu": o.mmlu, "cmmlu": o.cmmlu, "general": o.general, "domain": o.domain}
+    given["threads"] = o.threads
     es = load().eval.model_copy(update={k: v for k, v in given.items() if v is not None})
-    paths = es.resolved()
-    cfg = EvalConfig(
-        suite=suite.value,
-        shots=shots,
-        limit=limit,
-        gate_per_subject=es.gate_per_subject,
-        gate_general_docs=es.gate_general_docs,
-        seed=es.seed,
-        threads=es.threads,
-        dtype=es.dtype,
-        backend=es.backend,
-        vllm_reserved_cpus=es.vllm_reserved_cpus,
-        **{k: (v.resolve() if v else None) for k, v in paths.items()},
-    )
+    cfg = es.eval_config(o.suite.value, o.shots, o.limit)
     return cfg, es
 
 
@@ -190,24 +228,17 @@ def _warn_missing(cfg) -> None:
 
 
 @app.command()
+@with_eval_options
 def run(
     checkpoint: Annotated[str, typer.Argument(help="Checkpoint folder or version name.")],
-    suite: SuiteOpt = Suite.gate,
-    shots: ShotsOpt = 0,
-    limit: LimitOpt = None,
-    data: DataOpt = None,
-    mmlu: MmluOpt = None,
-    cmmlu: CmmluOpt = None,
-    general: GeneralOpt = None,
-    domain: DomainOpt = None,
-    threads: ThreadsOpt = None,
+    options: EvalOptions,
 ) -> None:
     """Evaluate one checkpoint; writes <checkpoint>/eval/<suite>-<shots>shot.json and links it in the manifest."""
     from keel.cli import fail
     from keel.errors import user_errors
 
     try:
-        cfg, _ = _eval_config(suite, shots, limit, data, mmlu, cmmlu, general, domain, threads)
+        cfg, _ = _eval_config(options)
         _warn_missing(cfg)
         from training.eval.runner import run_eval
 
@@ -229,14 +260,14 @@ def run(
 
 
 def _compare(
-    candidate, baseline, suite, shots, limit, data, mmlu, cmmlu, general, domain, threads, policy, rerun, gate
+    candidate: str, baseline: str | None, o: EvalOptions, policy: Path | None, rerun: bool, gate: bool
 ):
     from keel.cli import fail
     from keel.errors import user_errors
     from training.eval.runner import eval_path
 
     try:
-        cfg, es = _eval_config(suite, shots, limit, data, mmlu, cmmlu, general, domain, threads)
+        cfg, es = _eval_config(o)
         _warn_missing(cfg)
         cand = _checkpoint(candidate)
         base = _baseline(baseline)
@@ -255,38 +286,16 @@ def _compare(
 
 
 @app.command()
+@with_eval_options
 def gate(
     candidate: Annotated[str, typer.Argument(help="Candidate checkpoint folder or version.")],
+    options: EvalOptions,
     baseline: BaselineOpt = None,
-    suite: SuiteOpt = Suite.gate,
-    shots: ShotsOpt = 0,
-    limit: LimitOpt = None,
-    data: DataOpt = None,
-    mmlu: MmluOpt = None,
-    cmmlu: CmmluOpt = None,
-    general: GeneralOpt = None,
-    domain: DomainOpt = None,
-    threads: ThreadsOpt = None,
     policy: PolicyOpt = None,
     rerun: RerunOpt = False,
 ) -> None:
     """Candidate vs served on identical items: pass/fail per gate, decision JSON and HTML report. Exit 1 on fail."""
-    out = _compare(
-        candidate,
-        baseline,
-        suite,
-        shots,
-        limit,
-        data,
-        mmlu,
-        cmmlu,
-        general,
-        domain,
-        threads,
-        policy,
-        rerun,
-        True,
-    )
+    out = _compare(candidate, baseline, options, policy, rerun, gate=True)
     for g in out.decision["gates"]:
         typer.echo(f"{'pass' if g['passed'] else 'FAIL'}  {g['gate']:<14} {g['reason']}")
     typer.echo(f"report: {out.report}")
@@ -298,37 +307,15 @@ def gate(
 
 
 @app.command()
+@with_eval_options
 def compare(
     candidate: Annotated[str, typer.Argument(help="Candidate checkpoint folder or version.")],
+    options: EvalOptions,
     baseline: BaselineOpt = None,
-    suite: SuiteOpt = Suite.gate,
-    shots: ShotsOpt = 0,
-    limit: LimitOpt = None,
-    data: DataOpt = None,
-    mmlu: MmluOpt = None,
-    cmmlu: CmmluOpt = None,
-    general: GeneralOpt = None,
-    domain: DomainOpt = None,
-    threads: ThreadsOpt = None,
     rerun: RerunOpt = False,
 ) -> None:
     """Deltas with 95% CIs and the HTML report, without applying a policy."""
-    out = _compare(
-        candidate,
-        baseline,
-        suite,
-        shots,
-        limit,
-        data,
-        mmlu,
-        cmmlu,
-        general,
-        domain,
-        threads,
-        None,
-        rerun,
-        False,
-    )
+    out = _compare(candidate, baseline, options, None, rerun, gate=False)
     for m, d in out.deltas.items():
         if "error" in d:
             continue

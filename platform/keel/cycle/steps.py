@@ -323,28 +323,13 @@ class PlatformSteps:
 
     # ---- evaluate + gate -------------------------------------------------------------------------------
     def eval_config(self, ctx: StepContext):
-        from training.eval.runner import EvalConfig
-
         es = self.settings.eval
         if ctx.config.eval:  # the cycle's own eval settings (e.g. a smaller gate suite in the demo)
             over = {
                 k: (str(repo_path(v)) if k in _EVAL_PATHS and v else v) for k, v in ctx.config.eval.items()
             }
             es = type(es).model_validate({**es.model_dump(), **over})
-        paths = es.resolved()
-        threads = ctx.config.launcher.threads or es.threads
-        return EvalConfig(
-            suite=ctx.config.eval_suite,
-            shots=0,
-            gate_per_subject=es.gate_per_subject,
-            gate_general_docs=es.gate_general_docs,
-            seed=es.seed,
-            threads=threads,
-            dtype=es.dtype,
-            backend=es.backend,
-            vllm_reserved_cpus=es.vllm_reserved_cpus,
-            **{k: (v.resolve() if v else None) for k, v in paths.items()},
-        )
+        return es.eval_config(ctx.config.eval_suite, threads=ctx.config.launcher.threads or es.threads)
 
     def _policy(self, ctx: StepContext) -> Path | None:
         if ctx.config.policy:
