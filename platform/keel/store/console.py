@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
 
 from keel.store.db import Database
 
@@ -136,18 +138,29 @@ def _sources(meta: Any, retrieved: Any) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def recent_requests(
-    db: Database,
-    *,
-    q: str | None = None,
-    route: str | None = None,
-    version: str | None = None,
-    status: str | None = None,
-    feedback: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> dict[str, Any]:
+FeedbackFilter = Literal["any", "none", "thumbs", "edit", "regenerate", "choice", "route"]
+
+
+class RequestFilter(BaseModel):
+    """The console's request-list filters (query parameters); an empty value means no filter."""
+
+    q: str | None = None
+    route: str | None = None
+    version: str | None = None
+    status: Literal["ok", "error"] | None = None
+    feedback: FeedbackFilter | None = None
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0)
+
+    @field_validator("q", "route", "version", "status", "feedback", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: object) -> object:
+        return v or None
+
+
+def recent_requests(db: Database, f: RequestFilter) -> dict[str, Any]:
     """Newest first, with filters; ``q`` searches the messages and the answer (case-insensitive)."""
+    q, route, version, status, feedback = f.q, f.route, f.version, f.status, f.feedback
     where, args = [], []
     if q:  # a literal substring: LIKE's own wildcards in the query are escaped
         like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -177,7 +190,7 @@ def recent_requests(
         "messages, response_text, retrieved, meta, error, "
         "(SELECT list(f.kind ORDER BY f.created_at) FROM feedback f WHERE f.request_id = r.request_id) "
         f"FROM requests r {cond} ORDER BY created_at DESC LIMIT ? OFFSET ?",
-        [*args, max(1, min(limit, 500)), max(0, offset)],
+        [*args, f.limit, f.offset],
     )
     items = []
     for rid, created, rt, ver, code, lat, ttft, stream, msgs, resp, retrieved, meta, err, fb in rows:

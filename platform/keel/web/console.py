@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
@@ -177,32 +177,11 @@ def feedback(request: Request, _: Operator) -> list[dict[str, Any]]:
 
 @router.get("/api/requests")
 def requests_(
-    request: Request,
-    _: Operator,
-    q: str | None = None,
-    route: str | None = None,
-    version: str | None = None,
-    status: str | None = None,
-    feedback: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
+    request: Request, _: Operator, filters: Annotated[queries.RequestFilter, Query()]
 ) -> dict[str, Any]:
-    if status not in (None, "", "ok", "error"):
-        raise APIError(400, "status must be ok or error", "invalid_request", "status")
-    if feedback not in (None, "", "any", "none", "thumbs", "edit", "regenerate", "choice", "route"):
-        raise APIError(400, "unknown feedback filter", "invalid_request", "feedback")
     p = _platform(request)
     p.writer.flush(2.0)  # what was just answered shows up
-    return queries.recent_requests(
-        p.db,
-        q=q or None,
-        route=route or None,
-        version=version or None,
-        status=status or None,
-        feedback=feedback or None,
-        limit=limit,
-        offset=offset,
-    )
+    return queries.recent_requests(p.db, filters)
 
 
 @router.get("/api/cycles")
