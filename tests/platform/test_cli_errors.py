@@ -9,6 +9,10 @@ import sys
 import time
 
 import pytest
+from keel.launcher import free_port
+
+# a port of its own: a platform already serving on the default port must not turn these into a port error
+UP = ("up", "--port", str(free_port()))
 
 
 def keel(*args: str, env_extra: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -45,7 +49,7 @@ def test_help_is_fast():
 
 def test_missing_model_folder(tmp_path):
     err = one_line_error(
-        keel("up", env_extra={"KEEL_DATA_DIR": str(tmp_path), "KEEL_MODEL__PATH": str(tmp_path / "nope")})
+        keel(*UP, env_extra={"KEEL_DATA_DIR": str(tmp_path), "KEEL_MODEL__PATH": str(tmp_path / "nope")})
     )
     assert "model folder not found" in err
 
@@ -53,7 +57,7 @@ def test_missing_model_folder(tmp_path):
 def test_model_folder_without_config(tmp_path):
     (tmp_path / "m").mkdir()
     err = one_line_error(
-        keel("up", env_extra={"KEEL_DATA_DIR": str(tmp_path), "KEEL_MODEL__PATH": str(tmp_path / "m")})
+        keel(*UP, env_extra={"KEEL_DATA_DIR": str(tmp_path), "KEEL_MODEL__PATH": str(tmp_path / "m")})
     )
     assert "config.json" in err
 

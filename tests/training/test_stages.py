@@ -19,45 +19,24 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def chain(base_model_dir, tiny_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("chain")
-    cpt = run_stage(
+
+    def stage(name: str, model: object, **recipe: object):
+        paths = {"model": str(model), "dataset": str(tiny_data[name]), "output_dir": str(root / name)}
+        return run_stage(name, {**TINY, **paths, **recipe})
+
+    cpt = stage(
         "cpt",
-        {
-            **TINY,
-            "model": str(base_model_dir),
-            "dataset": str(tiny_data["cpt"]),
-            "output_dir": str(root / "cpt"),
-            "max_steps": 4,
-            "learning_rate": 1e-4,
-            "eval_steps": 2,
-            "freeze_bottom_pct": 50,
-            "embed_lr_ratio": 0.1,
-            "merge_alpha": 0.2,
-            "early_stop_margin": 100.0,
-        },
+        base_model_dir,
+        max_steps=4,
+        learning_rate=1e-4,
+        eval_steps=2,
+        freeze_bottom_pct=50,
+        embed_lr_ratio=0.1,
+        merge_alpha=0.2,
+        early_stop_margin=100.0,
     )
-    sft = run_stage(
-        "sft",
-        {
-            **TINY,
-            "model": str(cpt.output),
-            "dataset": str(tiny_data["sft"]),
-            "output_dir": str(root / "sft"),
-            "max_steps": 4,
-            "learning_rate": 1e-4,
-            "max_length": 128,
-        },
-    )
-    dpo = run_stage(
-        "dpo",
-        {
-            **TINY,
-            "model": str(sft.output),
-            "dataset": str(tiny_data["dpo"]),
-            "output_dir": str(root / "dpo"),
-            "max_steps": 3,
-            "learning_rate": 5e-5,
-        },
-    )
+    sft = stage("sft", cpt.output, max_steps=4, learning_rate=1e-4, max_length=128)
+    dpo = stage("dpo", sft.output, max_steps=3, learning_rate=5e-5)
     return {"cpt": cpt, "sft": sft, "dpo": dpo}
 
 
