@@ -129,6 +129,16 @@ def reindex_one_file(sub: Path, docs: Path, index: Path, rel: str, cfg: RagConfi
         return {"seconds": time.perf_counter() - t, "line": s.line()}
 
 
+def sets(**named: list) -> dict[str, list]:
+    """Each question set, its English part, and all of them together with their English part."""
+    out: dict[str, list] = {}
+    for name, items in named.items():
+        out[name], out[f"{name}-en"] = items, [q for q in items if q.lang == "en"]
+    together = [q for items in named.values() for q in items]
+    out["+".join(named)], out["+".join(named) + "-en"] = together, [q for q in together if q.lang == "en"]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--distractors", type=int, default=40)
@@ -320,14 +330,7 @@ def main() -> None:
         kept.set_reference(examples)
         r.refresh()
         nav: dict = {"navigation_chunks": len(r.navigation), "load": load()}
-        for name, items in [
-            ("hard", hard),
-            ("hard-en", [q for q in hard if q.lang == "en"]),
-            ("fresh", fresh),
-            ("fresh-en", [q for q in fresh if q.lang == "en"]),
-            ("hard+fresh", hard + fresh),
-            ("hard+fresh-en", [q for q in hard + fresh if q.lang == "en"]),
-        ]:
+        for name, items in sets(hard=hard, fresh=fresh).items():
             for label, ret in (("dropped", r), ("kept", kept)):
                 nav[f"{name}/{label}"] = evaluate(ret, items, mode="hybrid").row()
         out["navigation"] = nav
@@ -338,16 +341,11 @@ def main() -> None:
         off = Retriever(args.index, cfg.model_copy(update={"translate_query": False}), r.embedder)
         off.set_reference(examples)
         tr: dict = {"load": load()}
-        for name, items in [
-            ("tune-en", [q for q in tune if q.lang == "en"]),
-            ("held-en", [q for q in held if q.lang == "en"]),
-            ("hard", hard),
-            ("hard-en", [q for q in hard if q.lang == "en"]),
-            ("fresh", fresh),
-            ("fresh-en", [q for q in fresh if q.lang == "en"]),
-            ("hard+fresh", hard + fresh),
-            ("hard+fresh-en", [q for q in hard + fresh if q.lang == "en"]),
-        ]:
+        english = {
+            "tune-en": [q for q in tune if q.lang == "en"],
+            "held-en": [q for q in held if q.lang == "en"],
+        }
+        for name, items in {**english, **sets(hard=hard, fresh=fresh)}.items():
             for label, ret in (("on", r), ("off", off)):
                 tr[f"{name}/{label}"] = evaluate(ret, items, mode="hybrid").row()
         out["translation"] = tr
