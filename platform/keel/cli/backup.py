@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from keel.cli import app, fail, load
+from keel.cli.output import JsonOpt
 
 
 @app.command("backup")
@@ -17,7 +18,7 @@ def backup_cmd(
     no_checkpoints: Annotated[
         bool, typer.Option("--no-checkpoints", help="Leave checkpoint folders out (database and index only).")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Back up the database, the document index and the checkpoints; consistent while the platform runs."""
     import httpx
@@ -49,7 +50,7 @@ def restore_cmd(
     force: Annotated[
         bool, typer.Option("--force", help="Move the data dir's current state aside instead of refusing.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Restore a backup into this data dir (the platform must be stopped); the next `keel up` serves it."""
     from keel.cli.client import running_platform

@@ -11,7 +11,7 @@ import typer
 
 from keel.cli import app as root
 from keel.cli import load
-from keel.cli.output import print_table
+from keel.cli.output import JsonOpt, print_table
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -50,14 +50,14 @@ def _table(rows: list[dict]) -> None:
 
 
 @app.command("list")
-def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def list_(as_json: JsonOpt = False) -> None:
     """Every registered checkpoint with its status and gate result."""
     rows, _ = _call("GET", "/admin/checkpoints")
     typer.echo(json.dumps(rows, indent=2, default=str)) if as_json else _table(rows)
 
 
 @app.command()
-def show(version: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def show(version: str, as_json: JsonOpt = False) -> None:
     """One checkpoint with its manifest (lineage, datasets, eval, gate)."""
     row, _ = _call("GET", f"/admin/checkpoints/{version}")
     if as_json:
@@ -80,7 +80,7 @@ def add(
 
 
 @app.command()
-def history(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def history(as_json: JsonOpt = False) -> None:
     """Promotions and rollbacks, newest first."""
     rows, _ = _call("GET", "/admin/swaps")
     if as_json:

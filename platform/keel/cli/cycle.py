@@ -13,11 +13,10 @@ from typing import Annotated
 
 import typer
 
-from keel.cli.output import print_table
+from keel.cli.output import JsonOpt, print_table
 
 app = typer.Typer(no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
 
 

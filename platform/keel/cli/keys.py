@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from keel.cli import load
+from keel.cli.output import JsonOpt
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -31,7 +32,7 @@ def create(
 
 
 @app.command("list")
-def list_(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+def list_(as_json: JsonOpt = False) -> None:
     """List keys (never the secrets)."""
     rows = _run("GET", "/admin/keys")
     if as_json:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from keel.cli import app, fail, load
+from keel.cli.output import JsonOpt
 
 
 def _call(path: str) -> dict[str, Any]:
@@ -83,7 +84,7 @@ def _request_text(d: dict[str, Any]) -> list[str]:
 def lineage(
     version: Annotated[str | None, typer.Argument(help="A checkpoint version.")] = None,
     request: Annotated[str | None, typer.Option("--request", help="A request id (x-request-id).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Where a checkpoint came from (cycle, datasets, requests, parents, gates, promotions), or which
     datasets and checkpoints used a request."""

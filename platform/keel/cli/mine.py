@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from keel.cli import app, load
+from keel.cli.output import JsonOpt
 
 
 def _call(op: str, **kw):
@@ -21,7 +22,7 @@ def mine(
     full: Annotated[
         bool, typer.Option("--full", help="Mine the whole log, not only since the last run.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Mine requests + feedback into preference pairs (queued for review) and SFT examples."""
     out = _call("mine", full=full)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from keel.cli import load
+from keel.cli.output import JsonOpt
 
 app = typer.Typer(no_args_is_help=True, help="The intent router: route flags and gated refits.")
 
@@ -51,7 +52,7 @@ def train(
 
 @app.command()
 def flags(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Messages users flagged as misrouted, with the intent they should have had."""
     from keel.cli.client import call
