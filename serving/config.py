@@ -60,3 +60,26 @@ class GatewayConfig(BaseModel):
         "failed without a response.",
     )
     served_model_name: str = Field("keel", description="Model id clients use; stable across swaps.")
+
+
+class SwapConfig(BaseModel):
+    start_timeout_s: float = Field(
+        300.0, description="Blue/green: a new engine not healthy by then is retried once on a fresh port."
+    )
+    drain_timeout_s: float = Field(
+        120.0, description="Longest wait for in-flight requests (streams too) on the old weights."
+    )
+    warmup_timeout_s: float = Field(
+        120.0, description="Longest wait for the warm-up completion on new weights."
+    )
+    verify: bool = Field(
+        True,
+        description="After every reload and engine start, the engine must answer the checkpoint's probe "
+        "fingerprint (greedy tokens + log-probabilities) before it serves; a mismatch refuses the swap.",
+    )
+    verify_tolerance: float = Field(
+        0.02,
+        gt=0,
+        description="Largest allowed log-probability difference per probe token (vLLM CPU fp32 vs the "
+        "transformers reference: ~3e-5 measured; weights scaled by 1.01: 0.16).",
+    )

@@ -61,15 +61,7 @@ class Platform:
         s = settings
         secure_data_dir(s.data_dir)  # owner-only from here on (umask 077), and what exists tightened
         self.db = Database(s.db_path)
-        self.writer = RequestLogWriter(
-            self.db,
-            s.journal_dir,
-            queue_size=s.requestlog.queue_size,
-            batch_size=s.requestlog.batch_size,
-            flush_interval_s=s.requestlog.flush_interval_s,
-            fsync=s.requestlog.fsync,
-        )
-        self.writer.enabled = s.requestlog.enabled
+        self.writer = RequestLogWriter(self.db, s.journal_dir, s.requestlog)
         self.keys = KeyStore(self.db)
         self.feedback = FeedbackService(
             self.keys,
@@ -114,16 +106,8 @@ class Platform:
             self.client,
             router=await self._router(),
         )
-        self.swapper = Swapper(
-            self.pool,
-            None if s.engine.external_urls else self.supervisor,
-            self.client,
-            s.gateway.served_model_name,
-            drain_timeout_s=s.swap.drain_timeout_s,
-            warmup_timeout_s=s.swap.warmup_timeout_s,
-            start_timeout_s=s.swap.start_timeout_s,
-            verify_tolerance=s.swap.verify_tolerance,
-        )
+        supervisor = None if s.engine.external_urls else self.supervisor
+        self.swapper = Swapper(self.pool, supervisor, self.client, s.gateway.served_model_name, s.swap)
         self.promotions = PromotionService(self.db, self.swapper, self.fingerprints)
         from keel.checkpoints.watch import PromotionWatch
 

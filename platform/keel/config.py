@@ -28,7 +28,8 @@ from flywheel.watch import WatchConfig
 from keel.errors import KeelError
 from keel.metrics_config import MetricsConfig
 from keel.review.config import AnnotationConfig
-from serving.config import EngineConfig, GatewayConfig
+from keel.store.requestlog import RequestLogConfig
+from serving.config import EngineConfig, GatewayConfig, SwapConfig
 from serving.rag.config import RagConfig
 from serving.router.config import RouterConfig
 from training.eval.config import EvalSettings
@@ -53,41 +54,6 @@ class ModelConfig(BaseModel):
         if v in (None, "", "null"):
             return None
         return Path(str(v)).expanduser()
-
-
-class RequestLogConfig(BaseModel):
-    enabled: bool = Field(
-        True, description="Turn the request log off (benchmarks only: nothing is recorded)."
-    )
-    queue_size: int = Field(10_000, description="In-memory rows before spilling to disk.")
-    batch_size: int = Field(512, description="Rows per DuckDB insert.")
-    flush_interval_s: float = Field(0.25, description="Longest time a row waits in the queue.")
-    fsync: bool = Field(
-        False, description="fsync the journal per row (power-loss safety; kill -9 is safe without)."
-    )
-
-
-class SwapConfig(BaseModel):
-    start_timeout_s: float = Field(
-        300.0, description="Blue/green: a new engine not healthy by then is retried once on a fresh port."
-    )
-    drain_timeout_s: float = Field(
-        120.0, description="Longest wait for in-flight requests (streams too) on the old weights."
-    )
-    warmup_timeout_s: float = Field(
-        120.0, description="Longest wait for the warm-up completion on new weights."
-    )
-    verify: bool = Field(
-        True,
-        description="After every reload and engine start, the engine must answer the checkpoint's probe "
-        "fingerprint (greedy tokens + log-probabilities) before it serves; a mismatch refuses the swap.",
-    )
-    verify_tolerance: float = Field(
-        0.02,
-        gt=0,
-        description="Largest allowed log-probability difference per probe token (vLLM CPU fp32 vs the "
-        "transformers reference: ~3e-5 measured; weights scaled by 1.01: 0.16).",
-    )
 
 
 class KeelSettings(BaseSettings):

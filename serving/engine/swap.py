@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from serving.config import SwapConfig
 from serving.engine.client import EngineClient
 from serving.engine.compat import NotServableError, check_servable, same_architecture
 from serving.engine.fingerprint import (
@@ -121,20 +122,11 @@ class Swapper:
         supervisor: EngineSupervisor | None,
         client: httpx.AsyncClient,
         served_name: str,
-        drain_timeout_s: float = 120.0,
-        warmup_timeout_s: float = 120.0,
-        start_timeout_s: float = 300.0,
-        verify_tolerance: float = DEFAULT_TOLERANCE,
+        config: SwapConfig | None = None,
     ):
-        self.pool = pool
-        self.supervisor = supervisor
-        self.client = client
+        self.pool, self.supervisor, self.client, self.served_name = pool, supervisor, client, served_name
         self.engine = EngineClient(pool, client, served_name)
-        self.served_name = served_name
-        self.drain_timeout_s = drain_timeout_s
-        self.warmup_timeout_s = warmup_timeout_s
-        self.start_timeout_s = start_timeout_s
-        self.verify_tolerance = verify_tolerance
+        self.config = config or SwapConfig()
         self.lock = asyncio.Lock()
         # the fingerprint the swap in progress checks new weights against (None: not verified)
         self._fingerprint: Fingerprint | None = None
@@ -148,7 +140,13 @@ class Swapper:
             log.warning("no fingerprint for %s on %s: its weights are not verified", ep.version, ep.url)
             return
         await verify_weights(
-            self.client, ep, self.served_name, ep.version, fp, self.verify_tolerance, self.warmup_timeout_s
+            self.client,
+            ep,
+            self.served_name,
+            ep.version,
+            fp,
+            self.config.verify_tolerance,
+            self.config.warmup_timeout_s,
         )
 
     def plan(self, new_dir: Path) -> tuple[str, str]:
@@ -223,9 +221,9 @@ class Swapper:
         first, rest = eps[0], eps[1:]
         first.healthy = False
         try:
-            if not await self.pool.drain(first, self.drain_timeout_s):
+            if not await self.pool.drain(first, self.config.drain_timeout_s):
                 raise SwapError(
-                    f"in-flight requests on {first.url} did not finish in {self.drain_timeout_s:.0f} s"
+                    f"in-flight requests on {first.url} did not finish in {self.config.drain_timeout_s:.0f} s"
                 )
             await self._reload_checked(first, new_dir, version)
         except BaseException as e:
@@ -238,9 +236,11 @@ class Swapper:
         # From here the new version serves; a replica that fails to follow stays out of rotation (it must
         # never answer with the old weights again) and a managed one is restarted on the new folder.
         for ep in rest:
-            if not await self.pool.drain(ep, self.drain_timeout_s):
+            if not await self.pool.drain(ep, self.config.drain_timeout_s):
                 log.warning(
-                    "replica %s still busy after %.0f s; reloading anyway", ep.url, self.drain_timeout_s
+                    "replica %s still busy after %.0f s; reloading anyway",
+                    ep.url,
+                    self.config.drain_timeout_s,
                 )
             try:
                 await self._reload_checked(ep, new_dir, version)
@@ -256,8 +256,8 @@ class Swapper:
         if self.supervisor is None or self.supervisor.process_of(ep) is None:
             return  # an external replica: out of rotation until someone restarts it on the new version
         try:
-            await self.supervisor.restart_on(ep, version, new_dir, self.start_timeout_s)
-            await warm_up(self.engine, ep, self.warmup_timeout_s)
+            await self.supervisor.restart_on(ep, version, new_dir, self.config.start_timeout_s)
+            await warm_up(self.engine, ep, self.config.warmup_timeout_s)
             await self._verify_new(ep, version)
         except (EngineStartError, SwapError, httpx.HTTPError) as e:
             log.error("replica %s could not be restarted on %s: %s", ep.url, version, e)
@@ -267,9 +267,9 @@ class Swapper:
     async def _reload_held(self, ep: Endpoint, version: str, new_dir: Path) -> None:
         self.pool.hold()
         try:
-            if not await self.pool.drain(ep, self.drain_timeout_s):
+            if not await self.pool.drain(ep, self.config.drain_timeout_s):
                 raise SwapError(
-                    f"in-flight requests did not finish in {self.drain_timeout_s:.0f} s; nothing changed"
+                    f"in-flight requests did not finish in {self.config.drain_timeout_s:.0f} s; nothing changed"
                 )
             await self._reload_checked(ep, new_dir, version)
             ep.version, ep.model_dir = version, str(new_dir)
@@ -284,15 +284,15 @@ class Swapper:
                 self.served_name,
                 version,
                 self._fingerprint,
-                self.verify_tolerance,
-                self.warmup_timeout_s,
+                self.config.verify_tolerance,
+                self.config.warmup_timeout_s,
             )
 
     async def _reload_checked(self, ep: Endpoint, new_dir: Path, version: str) -> None:
         old_dir, old_fp = ep.model_dir, ep.fingerprint
         try:
             await reload_endpoint(self.client, ep, new_dir)
-            await warm_up(self.engine, ep, self.warmup_timeout_s)
+            await warm_up(self.engine, ep, self.config.warmup_timeout_s)
             await self._verify_new(ep, version)
         except (SwapError, httpx.HTTPError) as e:
             # Put the old weights back so the engine never serves a half-loaded (or unverified) model.
@@ -303,7 +303,12 @@ class Swapper:
                     await reload_endpoint(self.client, ep, Path(old_dir))
                     if old_fp is not None:  # and prove they are back
                         await verify_weights(
-                            self.client, ep, self.served_name, ep.version, old_fp, self.verify_tolerance
+                            self.client,
+                            ep,
+                            self.served_name,
+                            ep.version,
+                            old_fp,
+                            self.config.verify_tolerance,
                         )
                 except (SwapError, httpx.HTTPError):
                     restored = False
@@ -328,13 +333,17 @@ class Swapper:
         for attempt in (1, 2):
             t0 = time.perf_counter()
             try:
-                ep, _proc = await self.supervisor.start_engine(version, new_dir, timeout=self.start_timeout_s)
+                ep, _proc = await self.supervisor.start_engine(
+                    version, new_dir, timeout=self.config.start_timeout_s
+                )
                 log.info("new engine %s for %s healthy in %.1f s", ep.url, version, time.perf_counter() - t0)
                 return ep
             except EngineStartError as e:
                 if attempt == 2 or "not healthy after" not in str(e):
                     raise SwapError(f"new engine failed: {e}") from e
-                log.warning("new engine did not start in %.0f s; trying once more", self.start_timeout_s)
+                log.warning(
+                    "new engine did not start in %.0f s; trying once more", self.config.start_timeout_s
+                )
         raise AssertionError("unreachable")
 
     async def _blue_green(self, version: str, new_dir: Path) -> None:
@@ -346,7 +355,7 @@ class Swapper:
             for _ in range(max(1, len(old))):
                 ep = await self._start_with_retry(version, new_dir)
                 started.append(ep)
-                await warm_up(self.engine, ep, self.warmup_timeout_s)
+                await warm_up(self.engine, ep, self.config.warmup_timeout_s)
                 try:
                     await self._verify_new(ep, version)
                 except WrongWeightsError as e:
@@ -362,8 +371,10 @@ class Swapper:
             "switched to %s on %s; draining %d old engine(s)", version, [e.url for e in started], len(old)
         )
         for ep in old:
-            if not await self.pool.drain(ep, self.drain_timeout_s):
+            if not await self.pool.drain(ep, self.config.drain_timeout_s):
                 log.warning(
-                    "engine %s still had requests after %.0f s; stopping it", ep.url, self.drain_timeout_s
+                    "engine %s still had requests after %.0f s; stopping it",
+                    ep.url,
+                    self.config.drain_timeout_s,
                 )
             await self.supervisor.stop_endpoint(ep)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from keel.store.db import Database
-from keel.store.requestlog import RequestLogWriter
+from keel.store.requestlog import RequestLogConfig, RequestLogWriter
 
 from serving.records import RequestRecord
 
@@ -22,7 +22,7 @@ def count(db: Database) -> int:
 
 def test_rows_land_and_journal_is_cleared(tmp_path):
     db = Database(tmp_path / "k.duckdb")
-    w = RequestLogWriter(db, tmp_path / "j", batch_size=7, flush_interval_s=0.05)
+    w = RequestLogWriter(db, tmp_path / "j", RequestLogConfig(batch_size=7, flush_interval_s=0.05))
     w.start()
     for i in range(50):
         w.submit(rec(i))
@@ -35,7 +35,9 @@ def test_rows_land_and_journal_is_cleared(tmp_path):
 
 def test_full_queue_spills_instead_of_dropping(tmp_path):
     db = Database(tmp_path / "k.duckdb")
-    w = RequestLogWriter(db, tmp_path / "j", queue_size=3, batch_size=2, flush_interval_s=0.01)
+    w = RequestLogWriter(
+        db, tmp_path / "j", RequestLogConfig(queue_size=3, batch_size=2, flush_interval_s=0.01)
+    )
     w.start()
     with db.lock:  # hold the writer at its first insert so the queue fills up
         for i in range(200):
@@ -64,7 +66,9 @@ def test_journal_from_a_crashed_process_is_replayed_once(tmp_path):
 
 def test_flush_gives_read_your_writes(tmp_path):
     db = Database(tmp_path / "k.duckdb")
-    w = RequestLogWriter(db, tmp_path / "j", flush_interval_s=30)  # would otherwise wait 30 s
+    w = RequestLogWriter(
+        db, tmp_path / "j", RequestLogConfig(flush_interval_s=30)
+    )  # would otherwise wait 30 s
     w.start()
     w.submit(rec(1))
     assert w.flush(5)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from serving.config import SwapConfig
 from serving.engine.fingerprint import Fingerprint, ProbeAnswer, compare
 from serving.engine.pool import Endpoint, EnginePool
 from serving.engine.swap import SwapError, Swapper, WrongWeightsError
@@ -129,7 +130,7 @@ def test_rolling_swap_switches_once_and_keeps_capacity(tmp_path):
     fake = FakeReplicas()
     pool = make_pool(["r1", "r2", "r3"], old)
     client = httpx.AsyncClient(transport=httpx.MockTransport(fake))
-    swapper = Swapper(pool, None, client, "keel", drain_timeout_s=5, warmup_timeout_s=5)
+    swapper = Swapper(pool, None, client, "keel", SwapConfig(drain_timeout_s=5, warmup_timeout_s=5))
 
     async def run():
         healthy_counts: list[int] = []
@@ -164,7 +165,7 @@ def test_replica_that_cannot_reload_leaves_rotation_instead_of_serving_old_weigh
     fake = FakeReplicas(fail_reload={"r2"})
     pool = make_pool(["r1", "r2"], old)
     client = httpx.AsyncClient(transport=httpx.MockTransport(fake))
-    swapper = Swapper(pool, None, client, "keel", drain_timeout_s=5, warmup_timeout_s=5)
+    swapper = Swapper(pool, None, client, "keel", SwapConfig(drain_timeout_s=5, warmup_timeout_s=5))
 
     seen, _ = asyncio.run(picks_during(pool, swapper._in_place("v-new", new)))
 
@@ -204,7 +205,7 @@ def _single(tmp_path, stale: bool):
     pool = make_pool(["e1"], old)
     pool.endpoints[0].fingerprint = fps[str(old)]
     client = httpx.AsyncClient(transport=httpx.MockTransport(fake))
-    swapper = Swapper(pool, None, client, "keel", drain_timeout_s=5, warmup_timeout_s=5)
+    swapper = Swapper(pool, None, client, "keel", SwapConfig(drain_timeout_s=5, warmup_timeout_s=5))
     return old, new, fps, fake, pool, swapper
 
 
@@ -260,7 +261,7 @@ def test_rolling_swap_takes_a_stale_replica_out_of_rotation(tmp_path):
     for ep in pool.endpoints:
         ep.fingerprint = fps[str(old)]
     client = httpx.AsyncClient(transport=httpx.MockTransport(fake))
-    swapper = Swapper(pool, None, client, "keel", drain_timeout_s=5, warmup_timeout_s=5)
+    swapper = Swapper(pool, None, client, "keel", SwapConfig(drain_timeout_s=5, warmup_timeout_s=5))
 
     seen, result = asyncio.run(picks_during(pool, swapper.swap("v-new", new, fingerprint=fps[str(new)])))
 
@@ -294,7 +295,7 @@ def test_an_engine_that_keeps_stale_weights_in_place_is_replaced_by_a_fresh_one(
     old, new, fps, fake, pool, _ = _single(tmp_path, stale=True)
     sup = FakeSupervisor(fake)
     client = httpx.AsyncClient(transport=httpx.MockTransport(fake))
-    swapper = Swapper(pool, sup, client, "keel", drain_timeout_s=5, warmup_timeout_s=5)
+    swapper = Swapper(pool, sup, client, "keel", SwapConfig(drain_timeout_s=5, warmup_timeout_s=5))
     result = asyncio.run(swapper.swap("v-new", new, fingerprint=fps[str(new)]))
     assert result.strategy == "blue_green"
     [ep] = pool.endpoints

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from pydantic import BaseModel, Field
 
 from keel.store.db import Database
 from serving.records import RequestRecord
@@ -95,23 +96,27 @@ class _Journal:
                 self._path(self.seg).unlink(missing_ok=True)
 
 
+class RequestLogConfig(BaseModel):
+    enabled: bool = Field(
+        True, description="Turn the request log off (benchmarks only: nothing is recorded)."
+    )
+    queue_size: int = Field(10_000, description="In-memory rows before spilling to disk.")
+    batch_size: int = Field(512, description="Rows per DuckDB insert.")
+    flush_interval_s: float = Field(0.25, description="Longest time a row waits in the queue.")
+    fsync: bool = Field(
+        False, description="fsync the journal per row (power-loss safety; kill -9 is safe without)."
+    )
+
+
 class RequestLogWriter:
     """Implements serving.records.RecordSink. ``submit`` never touches DuckDB."""
 
-    def __init__(
-        self,
-        db: Database,
-        journal_dir: Path,
-        queue_size: int = 10_000,
-        batch_size: int = 512,
-        flush_interval_s: float = 0.25,
-        fsync: bool = False,
-    ):
+    def __init__(self, db: Database, journal_dir: Path, config: RequestLogConfig | None = None):
         self.db = db
         self.journal_dir = journal_dir
-        self.batch_size = batch_size
-        self.flush_interval_s = flush_interval_s
-        self.fsync = fsync
+        self.config = cfg = config or RequestLogConfig()
+        self.batch_size, self.flush_interval_s, self.fsync = cfg.batch_size, cfg.flush_interval_s, cfg.fsync
+        queue_size = cfg.queue_size
         self.queue: queue.Queue[tuple[int, dict] | threading.Event | None] = queue.Queue(maxsize=queue_size)
         self.spill_path = journal_dir / "spill.jsonl"
         self.spill_lock = threading.Lock()
@@ -119,7 +124,7 @@ class RequestLogWriter:
         self.written = 0
         self._thread: threading.Thread | None = None
         self._journal: _Journal | None = None
-        self.enabled = True
+        self.enabled = cfg.enabled
 
     # ---- lifecycle ------------------------------------------------------------------------------------
     def replay(self) -> int:
