@@ -39,6 +39,14 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Latency buckets in seconds: a CPU engine answers in 0.1-30 s, a GPU one in 10 ms-5 s.
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+# the background indexer's status keys and the gauges that show them
+INDEX_GAUGES = {
+    "chunks_total": ("keel_index_chunks", "Chunks in the lexical catalog"),
+    "chunks_embedded": ("keel_index_chunks_embedded", "Chunks with a dense vector"),
+    "rate_chunks_s": ("keel_index_embed_rate_chunks_per_second", "Dense embedding rate of the current pass"),
+    "eta_s": ("keel_index_eta_seconds", "Estimated seconds until every chunk has a vector"),
+    "queued": ("keel_index_queued_jobs", "Index updates waiting"),
+}
 SWAP_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 STEP_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200)
 
@@ -346,17 +354,7 @@ class _PlatformCollector(Collector):
         if p.indexer is None:
             return
         st = p.indexer.status()
-        for name, key, doc in (
-            ("keel_index_chunks", "chunks_total", "Chunks in the lexical catalog"),
-            ("keel_index_chunks_embedded", "chunks_embedded", "Chunks with a dense vector"),
-            (
-                "keel_index_embed_rate_chunks_per_second",
-                "rate_chunks_s",
-                "Dense embedding rate of the current pass",
-            ),
-            ("keel_index_eta_seconds", "eta_s", "Estimated seconds until every chunk has a vector"),
-            ("keel_index_queued_jobs", "queued", "Index updates waiting"),
-        ):
+        for key, (name, doc) in INDEX_GAUGES.items():
             if st.get(key) is not None:
                 g = GaugeMetricFamily(name, doc)
                 g.add_metric([], float(st[key]))

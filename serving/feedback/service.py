@@ -96,18 +96,12 @@ def to_record(fb: Any, principal: Principal) -> FeedbackRecord:
     return rec
 
 
+@dataclass
 class FeedbackService:
-    def __init__(
-        self,
-        verifier: KeyVerifier,
-        store: FeedbackStore,
-        max_body_bytes: int = 1_048_576,
-        body_timeout_s: float = 30.0,
-    ):
-        self.verifier = verifier
-        self.store = store
-        self.max_body_bytes = max_body_bytes
-        self.body_timeout_s = body_timeout_s
+    verifier: KeyVerifier
+    store: FeedbackStore
+    max_body_bytes: int = 1_048_576
+    body_timeout_s: float = 30.0
 
     async def handle(self, request: Request) -> JSONResponse:
         try:

@@ -28,26 +28,31 @@ def _env() -> dict[str, str]:
     return {**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 
+def _run(cmd: list[str], timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
+    """Run a training command as the launcher does; a failure shows the end of its stderr."""
+    return subprocess.run(
+        cmd, env={**_env(), **env}, capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
+
+
+def _finished(proc: subprocess.CompletedProcess, out: Path) -> dict:
+    """The manifest of a run that succeeded and wrote it."""
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / "manifest.json").read_text())
+
+
 def test_deepspeed_zero2_on_cpu(base_model_dir, tiny_data, tmp_path):
     out = tmp_path / "cpt-ds"
-    proc = subprocess.run(
-        _cmd(
-            "cpt",
-            model=base_model_dir,
-            dataset=tiny_data["cpt"],
-            output_dir=out,
-            max_steps=3,
-            learning_rate=1e-4,
-            deepspeed_stage=2,
-        ),
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
+    cmd = _cmd(
+        "cpt",
+        model=base_model_dir,
+        dataset=tiny_data["cpt"],
+        output_dir=out,
+        max_steps=3,
+        learning_rate=1e-4,
+        deepspeed_stage=2,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    m = json.loads((out / "manifest.json").read_text())
+    m = _finished(_run(cmd), out)
     assert m["deepspeed"] is True and m["config"]["deepspeed_stage"] == 2 and m["steps"] == 3
     assert m["metrics"]["loss"] < m["metrics"]["first_loss"]
 
@@ -74,13 +79,9 @@ def test_kill_mid_run_then_resume(base_model_dir, tiny_data, tmp_path):
     assert not out.exists()  # no half checkpoint
 
     # without --resume the unfinished run is protected
-    again = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120, cwd=REPO)
+    again = _run(cmd, timeout=120)
     assert again.returncode == 2 and "--resume" in again.stderr
-    resumed = subprocess.run(
-        [*cmd, "--resume"], env=_env(), capture_output=True, text=True, timeout=600, cwd=REPO
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    m = json.loads((out / "manifest.json").read_text())
+    m = _finished(_run([*cmd, "--resume"]), out)
     assert m["steps"] == 5 and m["resumed_from"] in ("checkpoint-2", "checkpoint-4")
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
     assert steps[0] == 1 and steps[-1] == 5  # the log spans both processes
@@ -95,22 +96,8 @@ def test_shipped_multi_gpu_launch_runs_here(base_model_dir, tiny_data, tmp_path)
         f"model: {base_model_dir}\ndataset: {tiny_data['sft']}\noutput_dir: {out}\n"
         "max_steps: 2\nmax_length: 64\nlogging_steps: 1\nreport: false\n"
     )
-    env = {
-        **_env(),
-        "NUM_GPUS": "1",
-        "BF16": "false",
-        "ZERO": "2",
-    }
-    proc = subprocess.run(
-        ["bash", str(REPO / "deploy" / "deepspeed" / "train-multi-gpu.sh"), "sft", str(recipe)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    m = json.loads((out / "manifest.json").read_text())
+    script = REPO / "deploy" / "deepspeed" / "train-multi-gpu.sh"
+    m = _finished(_run(["bash", str(script), "sft", str(recipe)], NUM_GPUS="1", BF16="false", ZERO="2"), out)
     assert m["deepspeed"] is True and m["config"]["deepspeed_stage"] == 2 and m["steps"] == 2
 
 
@@ -119,10 +106,5 @@ def test_multi_node_launch_checks_its_hostfile(tmp_path):
     without it, that it parses and that a missing hostfile is a one-line error."""
     script = REPO / "deploy" / "deepspeed" / "train-multi-node.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    proc = subprocess.run(
-        ["bash", str(script), "sft", "recipe.yaml"],
-        env={**_env(), "HOSTFILE": str(tmp_path / "missing")},
-        capture_output=True,
-        text=True,
-    )
+    proc = _run(["bash", str(script), "sft", "recipe.yaml"], HOSTFILE=str(tmp_path / "missing"))
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "hostfile" in proc.stderr

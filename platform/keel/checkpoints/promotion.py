@@ -78,12 +78,8 @@ class PromotionService:
         registry.mark_serving(self.db, version, by, rollback=kind == "rollback")
         aliases.move(self.db, aliases.CHAMPION, version, kind, by, reason, swap_id)
 
-    # set by the platform: watches every live promotion and rolls it back when worse (checkpoints/watch.py)
-    watcher = None
-
-    async def promote(
-        self, version: str, *, force: bool = False, by: str = "unknown", reason: str | None = None
-    ) -> Outcome:
+    def _target(self, version: str) -> tuple[registry.Checkpoint, str | None]:
+        """The registered checkpoint to swap to and the current champion; refused when it already serves."""
         try:
             cp = registry.get(self.db, version)
         except registry.RegistryError as e:
@@ -91,6 +87,15 @@ class PromotionService:
         current = self.current()
         if version == current:
             raise PromotionError(f"{version} is already serving")
+        return cp, current
+
+    # set by the platform: watches every live promotion and rolls it back when worse (checkpoints/watch.py)
+    watcher = None
+
+    async def promote(
+        self, version: str, *, force: bool = False, by: str = "unknown", reason: str | None = None
+    ) -> Outcome:
+        cp, current = self._target(version)
         if cp.status == "rejected" and not force:
             raise PromotionError(f"{version} was rejected; use --force to promote it anyway (recorded)")
         if cp.gate_passed is False and not force:
@@ -112,14 +117,7 @@ class PromotionService:
     async def rollback(
         self, to: str | None = None, *, by: str = "unknown", reason: str | None = None
     ) -> Outcome:
-        target = to or self.previous()
-        try:
-            cp = registry.get(self.db, target)
-        except registry.RegistryError as e:
-            raise PromotionError(str(e)) from e
-        current = self.current()
-        if target == current:
-            raise PromotionError(f"{target} is already serving")
+        cp, current = self._target(to or self.previous())
         return await self._swap("rollback", cp, current, False, by, reason)
 
     async def _swap(
