@@ -371,36 +371,35 @@ class Miner:
         sft_index = self.hooks.dedup_index(self.cfg.dedup_threshold)
         for key, text in existing:
             (sft_index if key.startswith("sft:") else pair_index).add_if_new(text, key)
-        for p in pairs:
-            if p.pair_key in known:
-                st["pairs_known"] += 1
-                continue
-            known.add(p.pair_key)
+
+        def admit(kind: str, key: str, index, prepare: Callable[[], tuple[list[str], str]]) -> bool:
+            """Not seen before (by key), scrubbed, no evaluation item in it, no near-duplicate."""
+            if key in known:
+                st[f"{kind}_known"] += 1
+                return False
+            known.add(key)
+            eval_texts, dedup_text = prepare()
+            if self.overlaps_eval(eval_texts):
+                st["dropped_eval_overlap"] += 1
+                return False
+            if index.add_if_new(dedup_text, key) is not None:
+                st[f"dropped_duplicate_{kind}"] += 1
+                return False
+            return True
+
+        def prepare_pair(p: PairItem) -> tuple[list[str], str]:
             p.prompt = self.scrub_messages(p.prompt, st)
             p.chosen, p.rejected = self.scrub(p.chosen, st), self.scrub(p.rejected, st)
             user = [str(m.get("content")) for m in p.prompt if m.get("role") == "user"]
-            if self.overlaps_eval([*user, p.chosen]):
-                st["dropped_eval_overlap"] += 1
-                continue
-            text = f"{prompt_text(p.prompt)}\n\x00{p.chosen}\n\x00{p.rejected}"
-            if pair_index.add_if_new(text, p.pair_key) is not None:
-                st["dropped_duplicate_pairs"] += 1
-                continue
-            res.pairs.append(p)
-        for s in sft:
-            if s.example_key in known:
-                st["sft_known"] += 1
-                continue
-            known.add(s.example_key)
+            return [*user, p.chosen], f"{prompt_text(p.prompt)}\n\x00{p.chosen}\n\x00{p.rejected}"
+
+        def prepare_sft(s: SftItem) -> tuple[list[str], str]:
             s.messages = self.scrub_messages(s.messages, st)
             user = [str(m.get("content")) for m in s.messages if m.get("role") == "user"]
-            if self.overlaps_eval([*user, str(s.messages[-1]["content"])]):
-                st["dropped_eval_overlap"] += 1
-                continue
-            if sft_index.add_if_new(prompt_text(s.messages), s.example_key) is not None:
-                st["dropped_duplicate_sft"] += 1
-                continue
-            res.sft.append(s)
+            return [*user, str(s.messages[-1]["content"])], prompt_text(s.messages)
+
+        res.pairs += [p for p in pairs if admit("pairs", p.pair_key, pair_index, lambda p=p: prepare_pair(p))]
+        res.sft += [s for s in sft if admit("sft", s.example_key, sft_index, lambda s=s: prepare_sft(s))]
         st["pairs"] = len(res.pairs)
         st["sft"] = len(res.sft)
         for p in res.pairs:
