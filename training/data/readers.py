@@ -115,33 +115,33 @@ def to_messages(row: dict[str, Any], where: str) -> list[dict[str, str]]:
     return msgs
 
 
-def iter_chat(source: Path | str) -> Iterator[Record]:
+def _jsonl_rows(source: Path | str) -> Iterator[tuple[str, Path, dict]]:
+    """(``file:line``, file, row) of every JSONL file under ``source``."""
     for path in iter_files(source):
-        if path.suffix.lower() != ".jsonl":
-            continue
-        for n, row in iter_jsonl(path):
-            where = f"{path}:{n}"
-            yield Record(where, path, {"messages": to_messages(row, where)})
+        if path.suffix.lower() == ".jsonl":
+            for n, row in iter_jsonl(path):
+                yield f"{path}:{n}", path, row
+
+
+def iter_chat(source: Path | str) -> Iterator[Record]:
+    for where, path, row in _jsonl_rows(source):
+        yield Record(where, path, {"messages": to_messages(row, where)})
 
 
 def iter_preference(source: Path | str) -> Iterator[Record]:
-    for path in iter_files(source):
-        if path.suffix.lower() != ".jsonl":
-            continue
-        for n, row in iter_jsonl(path):
-            where = f"{path}:{n}"
-            missing = [k for k in ("prompt", "chosen", "rejected") if k not in row]
-            if missing:
-                raise SchemaError(
-                    f"{where}: preference rows need prompt/chosen/rejected (missing {', '.join(missing)})"
-                )
-            for k in ("prompt", "chosen", "rejected"):
-                v = row[k]
-                if isinstance(v, list):
-                    _messages(v, where)
-                elif not isinstance(v, str):
-                    raise SchemaError(f"{where}: {k} must be a string or a message list")
-            yield Record(where, path, {k: row[k] for k in ("prompt", "chosen", "rejected")})
+    for where, path, row in _jsonl_rows(source):
+        missing = [k for k in ("prompt", "chosen", "rejected") if k not in row]
+        if missing:
+            raise SchemaError(
+                f"{where}: preference rows need prompt/chosen/rejected (missing {', '.join(missing)})"
+            )
+        for k in ("prompt", "chosen", "rejected"):
+            v = row[k]
+            if isinstance(v, list):
+                _messages(v, where)
+            elif not isinstance(v, str):
+                raise SchemaError(f"{where}: {k} must be a string or a message list")
+        yield Record(where, path, {k: row[k] for k in ("prompt", "chosen", "rejected")})
 
 
 def row_texts(row: dict[str, Any]) -> list[str]:

@@ -112,8 +112,8 @@ def load_snapshot(path: Path | str) -> Snapshot:
     return Snapshot(path, meta["kind"], meta["hash"], path / "train.jsonl", evals)
 
 
-def iter_jsonl(path: Path):
-    """Yield (line_number, row) and fail with file:line on a malformed line."""
+def iter_jsonl(path: Path, error: type[Exception] = SnapshotError):
+    """Yield (line_number, row) and fail with file:line on a malformed line (as ``error``)."""
     with Path(path).open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -121,9 +121,9 @@ def iter_jsonl(path: Path):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise SnapshotError(f"{path}:{n}: malformed JSON ({e.msg})") from None
+                raise error(f"{path}:{n}: malformed JSON ({e.msg})") from None
             if not isinstance(row, dict):
-                raise SnapshotError(f"{path}:{n}: expected a JSON object")
+                raise error(f"{path}:{n}: expected a JSON object")
             yield n, row
 
 

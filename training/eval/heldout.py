@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training.data.snapshot import iter_jsonl
 from training.eval.data import EvalDataError
 
 FAQ_FILE = "faq_qa.jsonl"
@@ -44,13 +45,7 @@ def _faq_rows(domain_dir: Path) -> list[dict]:
     if not faq.exists():
         raise EvalDataError(f"{faq}: domain held-out FAQ file not found")
     rows = []
-    for n, line in enumerate(faq.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise EvalDataError(f"{faq}:{n}: not valid JSON: {e.msg}") from e
+    for n, row in iter_jsonl(faq, EvalDataError):
         for key in ("id", "answer", "source"):
             if key not in row:
                 raise EvalDataError(f"{faq}:{n}: missing field {key!r}")
