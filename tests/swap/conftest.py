@@ -4,17 +4,28 @@ import pytest
 
 from tests.harness import platform_running
 
+# what every swap platform sets: no router (its embedder would slow the engine's start-up), and a minute
+# for in-flight requests to drain
+SWAP_SETTINGS = ["swap.drain_timeout_s=60", "router.enabled=false"]
+
+
+def _platform(name: str, base_model_dir, tmp_path_factory, *settings: str):
+    with platform_running(tmp_path_factory.mktemp(name), base_model_dir, [*SWAP_SETTINGS, *settings]) as p:
+        yield p
+
 
 @pytest.fixture(scope="module")
 def swap_platform(base_model_dir, tmp_path_factory):
     """A platform of its own with a managed engine: swaps must not disturb the session platform."""
-    root = tmp_path_factory.mktemp("swap")
-    with platform_running(
-        root,
-        base_model_dir,
-        # 500 s: under the tests' steady load a blue/green engine starts in 130-230 s on an idle 2-core host
-        # (the serving engine's EngineCore spins on the second core while its worker computes) and slower
-        # on a busier CI host; a start cut short at the timeout only restarts from zero on the retry.
-        ["swap.drain_timeout_s=60", "swap.start_timeout_s=500", "router.enabled=false"],
-    ) as p:
-        yield p
+    # 500 s: under the tests' steady load a blue/green engine starts in 130-230 s on an idle 2-core host
+    # (the serving engine's EngineCore spins on the second core while its worker computes) and slower
+    # on a busier CI host; a start cut short at the timeout only restarts from zero on the retry.
+    yield from _platform("swap", base_model_dir, tmp_path_factory, "swap.start_timeout_s=500")
+
+
+@pytest.fixture(scope="module")
+def replicas_platform(base_model_dir, tmp_path_factory):
+    """Two managed replicas of the served version (1 GiB of KV cache each)."""
+    yield from _platform(
+        "replicas", base_model_dir, tmp_path_factory, "engine.replicas=2", "engine.kvcache_gib=1"
+    )

@@ -11,27 +11,10 @@ import time
 import httpx
 import pytest
 
-from tests.harness import platform_running
 from tests.swap.test_hot_swap import Load, engine_pids, switches
 from training.derive import derive_checkpoint
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def replicas_platform(base_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("replicas")
-    with platform_running(
-        root,
-        base_model_dir,
-        [
-            "engine.replicas=2",
-            "engine.kvcache_gib=1",
-            "swap.drain_timeout_s=60",
-            "router.enabled=false",
-        ],
-    ) as p:
-        yield p
 
 
 def group_members(pgid: int) -> list[int]:
