@@ -20,13 +20,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from datasketch import MinHashLSH
 
 from flywheel.config import MiningConfig
 from flywheel.text import (
-    NearDupIndex,
     basic_scrub,
     minhash,
     normalise,
@@ -36,13 +35,20 @@ from flywheel.text import (
 )
 
 
+class DedupIndex(Protocol):
+    def add_if_new(self, text: str, key: str) -> str | None:
+        """Index ``text`` unless it (nearly) duplicates an indexed one; returns that one's key."""
+        ...
+
+
 @dataclass
 class MiningHooks:
-    """Pluggable text functions (the platform passes the training data pipeline's versions)."""
+    """Pluggable text functions. The near-duplicate index has one owner, the data pipeline
+    (training.data.dedup.NearDupIndex), which the platform passes in; flywheel keeps no copy of it."""
 
+    dedup_index: Callable[[float], DedupIndex]  # threshold → index
     scrub: Callable[[str], str] = basic_scrub
     eval_overlap: Callable[[str], str | None] | None = None  # → where it overlaps, or None
-    dedup_index: Callable[[float], Any] = NearDupIndex  # threshold → object with add_if_new(text, key)
     eval_sets: dict[str, int] = field(default_factory=dict)  # what eval_overlap checks against (reported)
 
 
@@ -136,9 +142,9 @@ class _Req:
 
 
 class Miner:
-    def __init__(self, config: MiningConfig | None = None, hooks: MiningHooks | None = None):
+    def __init__(self, config: MiningConfig | None, hooks: MiningHooks):
         self.cfg = config or MiningConfig()
-        self.hooks = hooks or MiningHooks()
+        self.hooks = hooks
         self._refusals = [re.compile(p) for p in self.cfg.refusal_patterns]
 
     def is_refusal(self, text: str) -> bool:

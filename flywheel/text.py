@@ -1,7 +1,5 @@
-"""Small text helpers for mining: prompt text, MinHash near-duplicates, a fallback PII scrubber.
-
-The platform passes in the training data pipeline's scrubber and dedup index when it has them; these
-defaults keep flywheel usable (and testable) on its own without importing training.
+"""Small text helpers for mining: prompt text, MinHash signatures (near-identical prompts), a fallback PII
+scrubber. The platform passes in the training data pipeline's scrubber and its near-duplicate index.
 """
 
 from __future__ import annotations
@@ -10,7 +8,7 @@ import hashlib
 import re
 from typing import Any
 
-from datasketch import MinHash, MinHashLSH
+from datasketch import MinHash
 
 _WS = re.compile(r"\s+")
 
@@ -59,28 +57,6 @@ def minhash(text: str, num_perm: int = 128, k: int = 5) -> MinHash:
     m = MinHash(num_perm=num_perm)
     m.update_batch([g.encode("utf-8") for g in {t[i : i + k] for i in range(max(1, len(t) - k + 1))}])
     return m
-
-
-class NearDupIndex:
-    """Exact + MinHash-LSH near-duplicate membership; ``add_if_new(text, key)`` returns a duplicate's key."""
-
-    def __init__(self, threshold: float = 0.9, num_perm: int = 128):
-        self.num_perm = num_perm
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        self._exact: dict[str, str] = {}
-        self._n = 0
-
-    def add_if_new(self, text: str, key: str) -> str | None:
-        exact = hashlib.sha1(normalise(text).encode("utf-8")).hexdigest()
-        if exact in self._exact:
-            return self._exact[exact]
-        sig = minhash(text, self.num_perm)
-        for hit in self._lsh.query(sig):
-            return hit.split("#", 1)[0]
-        self._exact[exact] = key
-        self._lsh.insert(f"{key}#{self._n}", sig)
-        self._n += 1
-        return None
 
 
 _PII = [

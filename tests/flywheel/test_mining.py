@@ -12,8 +12,9 @@ from keel.review.queue import ReviewQueue
 from keel.store.db import Database
 
 from flywheel.config import MiningConfig
-from flywheel.mining import Miner, load_window
+from flywheel.mining import Miner, MiningHooks, load_window
 from tests.flywheel.planted import FAQ_Q, SUFFIX, engine_messages, feedback, plant, request
+from training.data.dedup import NearDupIndex
 
 
 @pytest.fixture
@@ -202,14 +203,14 @@ def test_pure_miner_dedup_and_refusals():
     ]
     fb = [{"feedback_id": "f0", "request_id": "r0", "kind": "thumbs", "rating": -1}]
     fb += [{"feedback_id": "f1", "request_id": "r1", "kind": "thumbs", "rating": 1}]
-    miner = Miner(MiningConfig())
+    miner = Miner(MiningConfig(), MiningHooks(dedup_index=NearDupIndex))
     assert miner.is_refusal(rows[0]["response_text"]) and not miner.is_refusal(rows[1]["response_text"])
     res = miner.mine(rows, fb)
     assert [(p.chosen, p.rejected) for p in res.pairs] == [
         (rows[1]["response_text"], rows[0]["response_text"])
     ]
     # the default scrubber (no training pipeline passed in) still removes contact details
-    res = Miner().mine(
+    res = Miner(None, MiningHooks(dedup_index=NearDupIndex)).mine(
         [{**rows[1], "messages": [{"role": "user", "content": "call +1 (415) 555-0100"}]}], fb[1:]
     )
     assert "555-0100" not in json.dumps(res.sft[0].messages)

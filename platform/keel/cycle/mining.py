@@ -25,7 +25,7 @@ def mining_hooks(settings) -> MiningHooks:
     return MiningHooks(
         scrub=Scrubber().scrub,
         eval_overlap=guard.overlap if guard else None,
-        dedup_index=lambda t: NearDupIndex(t),
+        dedup_index=NearDupIndex,
         eval_sets=dict(guard.sets) if guard else {},
     )
 
