@@ -1,9 +1,9 @@
-"""The routing graph: classify → {domain: retrieve → prompt → generate; chat → generate; out_of_scope: refuse}.
+"""The routing graph: classify → {domain: retrieve → prompt; chat; out_of_scope: refuse}.
 
-Generation is pluggable: the graph gets a `generate(messages, params)` async callable that yields text
-deltas (the gateway passes one that calls the engine). Nodes push each delta through LangGraph's
-stream writer, so callers stream tokens with `stream_mode="custom"` on every route. A retrieval
-failure never escapes: the domain route then answers directly and flags `fallback`.
+The graph plans a request and stops once the engine messages are ready (state "engine_messages",
+"sources_text"); the gateway sends them to the engine through its one engine client and streams the
+answer itself. A retrieval failure never escapes: the domain route then answers directly and flags
+`fallback`.
 """
 
 from __future__ import annotations
@@ -11,18 +11,15 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypedDict
 
 import jinja2
-from langchain_core.runnables import RunnableConfig
-from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 
 from serving.rag.embedder import head_tail
 from serving.rag.retriever import Hit, Retriever
-from serving.router.classifier import Classifier, Generate
+from serving.router.classifier import Classifier
 from serving.router.config import RouterConfig
 from serving.router.intents import Intents
 from serving.router.workers import RoutingPool
@@ -33,7 +30,6 @@ _CJK = re.compile(r"[\u3400-\u9fff]")
 
 class RouteState(TypedDict, total=False):
     messages: list[dict[str, Any]]
-    params: dict[str, Any]
     query: str
     lang: str
     intent: str
@@ -47,8 +43,7 @@ class RouteState(TypedDict, total=False):
     sources: list[dict[str, Any]]
     engine_messages: list[dict[str, Any]]
     sources_text: str
-    answer: str
-    generation_ms: float
+    answer: str  # out_of_scope: the refusal
 
 
 def message_text(content: Any) -> str:
@@ -99,31 +94,15 @@ def format_sources(sources: list[dict[str, Any]]) -> str:
     return "\n\nSources:\n" + body
 
 
-async def _stream(
-    generate: Generate, messages: list[dict[str, Any]], params: dict[str, Any]
-) -> AsyncIterator[str]:
-    it = generate(messages, params)
-    if not hasattr(it, "__aiter__"):
-        it = await it  # an async def returning an iterator
-    async for delta in it:
-        yield delta
-
-
 def build_graph(
     classifier: Classifier,
     retriever: Retriever | None,
     intents: Intents,
     config: RouterConfig | None = None,
     template_path: Path | None = None,
-    with_generation: bool = True,
     pool: RoutingPool | None = None,
 ):
-    """Compile the routing graph.
-
-    With generation, the `generate` callable comes per call in config["configurable"]["generate"] and
-    tokens stream with stream_mode="custom". Without, the graph stops once the engine messages are
-    ready (state "engine_messages", "sources_text"), for callers that run the engine themselves.
-    """
+    """Compile the routing graph (its state: RouteState)."""
     cfg = config or RouterConfig()
     tpath = Path(template_path or cfg.domain_template or DEFAULT_TEMPLATE)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(tpath.parent)), keep_trailing_newline=True)
@@ -199,32 +178,8 @@ def build_graph(
     async def chat(state: RouteState) -> RouteState:
         return {"engine_messages": state["messages"], "sources": [], "sources_text": ""}
 
-    async def generate(state: RouteState, config: RunnableConfig) -> RouteState:
-        """Stream the engine's answer through the graph's stream writer, then the sources list."""
-        fn = (config.get("configurable") or {}).get("generate")
-        if fn is None:
-            raise RuntimeError("router graph needs config['configurable']['generate']")
-        write = get_stream_writer()
-        parts: list[str] = []
-        t = time.perf_counter()
-        # the route's sampling defaults under what the caller asked for
-        asked = {k: v for k, v in (state.get("params") or {}).items() if v is not None}
-        params = cfg.route_params(state.get("intent", "chat")) | asked
-        async for delta in _stream(fn, state["engine_messages"], params):
-            if delta:
-                parts.append(delta)
-                write({"delta": delta})
-        ms = (time.perf_counter() - t) * 1000
-        if tail := state.get("sources_text"):
-            parts.append(tail)
-            write({"delta": tail})
-        return {"answer": "".join(parts), "generation_ms": ms}
-
     async def refuse(state: RouteState) -> RouteState:
-        text = intents.refusal(state.get("lang", "en"))
-        if with_generation:
-            get_stream_writer()({"delta": text})
-        return {"answer": text, "generation_ms": 0.0, "sources": [], "sources_text": ""}
+        return {"answer": intents.refusal(state.get("lang", "en")), "sources": [], "sources_text": ""}
 
     def route(state: RouteState) -> str:
         return {"domain": "retrieve", "chat": "chat", "out_of_scope": "refuse"}.get(state["intent"], "chat")
@@ -239,12 +194,6 @@ def build_graph(
     g.add_conditional_edges("classify", route, ["retrieve", "chat", "refuse"])
     g.add_edge("retrieve", "prompt")
     g.add_edge("refuse", END)
-    if with_generation:
-        g.add_node("generate", generate)
-        g.add_edge("prompt", "generate")
-        g.add_edge("chat", "generate")
-        g.add_edge("generate", END)
-    else:  # planning only: the caller (the gateway) sends engine_messages to the engine itself
-        g.add_edge("prompt", END)
-        g.add_edge("chat", END)
+    g.add_edge("prompt", END)
+    g.add_edge("chat", END)
     return g.compile()

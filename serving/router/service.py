@@ -1,16 +1,13 @@
-"""`Router`: the routing graph behind two calls the gateway needs — stream deltas, then a result.
+"""`Router`: the routing graph behind the one call the gateway needs, a plan for each request.
 
 router = build_router(RouterConfig(), RagConfig(), index_dir)
-async for ev in router.astream(messages, params, generate):
-    if ev.delta: ...            # text to forward to the client
-    else: ev.result             # RouteResult: route, confidence, sources, latencies, fallback
+plan = await router.plan(messages)   # RoutePlan: route, confidence, engine messages, sources, latencies
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +24,12 @@ from serving.router.workers import RoutingPool
 
 
 @dataclass
-class RouteResult:
+class RoutePlan:
+    """A route decided and its prompt built; generation is the caller's (the gateway's)."""
+
     route: str
     confidence: float
-    answer: str = ""
+    answer: str = ""  # out_of_scope: the refusal to send instead of an engine answer
     scores: dict[str, float] = field(default_factory=dict)
     sources: list[dict[str, Any]] = field(default_factory=list)  # path, title, heading, score, id, index
     retrieved: list[dict[str, Any]] = field(default_factory=list)  # every retrieved chunk: id, score
@@ -38,28 +37,15 @@ class RouteResult:
     retrieval_error: str | None = None
     classify_ms: float | None = None
     retrieval_ms: float | None = None
-    generation_ms: float | None = None
     total_ms: float | None = None
-
-
-@dataclass
-class RouterEvent:
-    delta: str | None = None
-    result: RouteResult | None = None
-
-
-@dataclass
-class RoutePlan(RouteResult):
-    """A route decided and its prompt built, generation left to the caller."""
-
     engine_messages: list[dict[str, Any]] | None = None  # None on out_of_scope: `answer` is the reply
     sources_text: str = ""  # what to append to the engine's answer
 
 
-def _result(state: dict[str, Any], total_ms: float, cls: type = RouteResult, **more: Any) -> RouteResult:
-    return cls(
-        **more,
-        route=state.get("intent", "chat"),
+def _plan(state: dict[str, Any], total_ms: float) -> RoutePlan:
+    route = state.get("intent", "chat")
+    return RoutePlan(
+        route=route,
         confidence=float(state.get("confidence") or 0.0),
         answer=state.get("answer", ""),
         scores=state.get("scores") or {},
@@ -69,8 +55,9 @@ def _result(state: dict[str, Any], total_ms: float, cls: type = RouteResult, **m
         retrieval_error=state.get("retrieval_error"),
         classify_ms=state.get("classify_ms"),
         retrieval_ms=state.get("retrieval_ms"),
-        generation_ms=state.get("generation_ms"),
         total_ms=total_ms,
+        engine_messages=state.get("engine_messages") if route != "out_of_scope" else None,
+        sources_text=state.get("sources_text") or "",
     )
 
 
@@ -80,18 +67,14 @@ class Router:
         graph,
         classifier,
         retriever: Retriever | None,
-        generate: Generate | None = None,
-        plan_graph=None,
         config: RouterConfig | None = None,
         pool: RoutingPool | None = None,
     ):
         self.config = config or RouterConfig()
         self.pool = pool
         self.graph = graph
-        self.plan_graph = plan_graph
         self.classifier = classifier
         self.retriever = retriever
-        self.generate = generate
 
     def use_model(self, model: LinearModel) -> bool:
         """Serve a refitted linear model from the next request on; False when the router is not linear."""
@@ -113,49 +96,11 @@ class Router:
             with contextlib.suppress(Exception):
                 self.retriever.refresh()
 
-    async def astream(
-        self,
-        messages: list[dict[str, Any]],
-        params: dict[str, Any] | None = None,
-        generate: Generate | None = None,
-    ) -> AsyncIterator[RouterEvent]:
-        gen = generate or self.generate
+    async def plan(self, messages: list[dict[str, Any]]) -> RoutePlan:
+        """Classify, retrieve and build the engine messages (the gateway generates)."""
         t = time.perf_counter()
-        state: dict[str, Any] = {}
-        async for mode, chunk in self.graph.astream(
-            {"messages": messages, "params": params or {}},
-            config={"configurable": {"generate": gen}},
-            stream_mode=["custom", "values"],
-        ):
-            if mode == "custom" and isinstance(chunk, dict) and "delta" in chunk:
-                yield RouterEvent(delta=chunk["delta"])
-            elif mode == "values":
-                state = chunk
-        yield RouterEvent(result=_result(state, (time.perf_counter() - t) * 1000))
-
-    async def plan(self, messages: list[dict[str, Any]], params: dict[str, Any] | None = None) -> RoutePlan:
-        """Classify, retrieve and build the engine messages without generating (the gateway generates)."""
-        t = time.perf_counter()
-        state = await self.plan_graph.ainvoke({"messages": messages, "params": params or {}})
-        return _result(
-            state,
-            (time.perf_counter() - t) * 1000,
-            RoutePlan,
-            engine_messages=state.get("engine_messages") if state.get("intent") != "out_of_scope" else None,
-            sources_text=state.get("sources_text") or "",
-        )
-
-    async def ainvoke(
-        self,
-        messages: list[dict[str, Any]],
-        params: dict[str, Any] | None = None,
-        generate: Generate | None = None,
-    ) -> RouteResult:
-        result = None
-        async for ev in self.astream(messages, params, generate):
-            result = ev.result or result
-        assert result is not None
-        return result
+        state = await self.graph.ainvoke({"messages": messages})
+        return _plan(state, (time.perf_counter() - t) * 1000)
 
 
 class ClassifierSlot:
@@ -201,5 +146,4 @@ def build_router(
         # the domain examples are typical user questions: the reference for the hubness correction
         retriever.set_reference(list(intents.intents["domain"].examples))
     graph = build_graph(classifier, retriever, intents, config, pool=pool)
-    plan_graph = build_graph(classifier, retriever, intents, config, with_generation=False, pool=pool)
-    return Router(graph, classifier, retriever, generate, plan_graph, config=config, pool=pool)
+    return Router(graph, classifier, retriever, config=config, pool=pool)

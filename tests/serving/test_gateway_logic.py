@@ -169,3 +169,31 @@ def test_pool_prefers_least_outstanding_and_holds_during_swap():
             assert ep.outstanding == 1
 
     asyncio.run(scenario())
+
+
+def test_route_sampling_defaults_fill_only_what_the_request_left_out():
+    """router.generation: the route's defaults reach the engine; a value the request set itself wins."""
+    from serving.gateway.chat import RouteDecision
+
+    sent: list[dict] = []
+
+    def engine(req: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(req.content))
+        answer = {"id": "x", "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}]}
+        return httpx.Response(
+            200, json={**answer, "choices": [{**answer["choices"][0], "finish_reason": "stop"}]}
+        )
+
+    async def route(messages):
+        return RouteDecision(route="domain", params={"repetition_penalty": 1.25, "max_tokens": 300})
+
+    app, sink = gateway_app(engine, router=route)
+    asked = {"model": "keel", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
+    assert asyncio.run(call(app, asked)).status_code == 200
+    assert asyncio.run(call(app, {**asked, "repetition_penalty": 1.0, "max_tokens": None})).status_code == 200
+    first, second = sent
+    assert (first["repetition_penalty"], first["max_tokens"], first["temperature"]) == (1.25, 300, 0)
+    assert (second["repetition_penalty"], second["max_tokens"]) == (1.0, 300)
+    rows = sink.wait(2)
+    assert rows[0].meta["route_params"] == {"repetition_penalty": 1.25, "max_tokens": 300}
+    assert rows[1].meta["route_params"] == {"max_tokens": 300}
