@@ -27,7 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "platform"))
 
+from serving.engine.client import EngineClient  # noqa: E402
 from serving.engine.fingerprint import ask_engine, compare, compute_in_child, max_difference  # noqa: E402
+from serving.engine.pool import Endpoint, EnginePool  # noqa: E402
 from serving.engine.process import find_free_port  # noqa: E402
 from training.derive import derive_checkpoint  # noqa: E402
 
@@ -58,7 +60,9 @@ async def measure(url: str, fps: dict, dirs: dict) -> list[dict]:
                     (await c.post(url + path, json=body)).raise_for_status()
             for ref, fp in fps.items():
                 t = time.perf_counter()
-                got = await ask_engine(c, url, "keel", fp)
+                got = await ask_engine(
+                    EngineClient(EnginePool(), c, "keel"), Endpoint(url=url, version=serving), fp
+                )
                 rows.append(
                     {
                         "engine_serves": serving,

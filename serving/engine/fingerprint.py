@@ -25,6 +25,8 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel
 
+from serving.engine.client import EngineClient
+from serving.engine.pool import Endpoint
 from serving.errors import ServingError
 
 # Short, mixed prompts (prose, code, Chinese, a list): a change anywhere in the weights moves some of
@@ -111,14 +113,15 @@ def compute_in_child(model_dir: Path, dtype: str = "float32", timeout: float = 6
 
 
 async def ask_engine(
-    client: httpx.AsyncClient, url: str, served_name: str, reference: Fingerprint, timeout: float = 120
+    engine: EngineClient, ep: Endpoint, reference: Fingerprint, timeout: float = 120
 ) -> Fingerprint:
-    """The engine's answers to the reference's probes (the same prompt ids), greedy, straight to the engine.
-    All probes at once: the engine batches them, so a swap's hold grows by one short generation, not four."""
+    """The engine's answers to the reference's probes (the same prompt ids), greedy, on ``ep`` itself and
+    not counted by the balancer (it may not be in rotation yet). All probes at once: the engine batches
+    them, so a swap's hold grows by one short generation, not four."""
+    url = ep.url
 
     async def one(ref: ProbeAnswer) -> ProbeAnswer:
         body = {
-            "model": served_name,
             "prompt": ref.prompt_ids,
             "max_tokens": MAX_TOKENS,
             "temperature": 0,
@@ -129,12 +132,14 @@ async def ask_engine(
             "ignore_eos": False,
         }
         try:
-            r = await client.post(f"{url}/v1/completions", json=body, timeout=timeout)
+            r = await engine.complete(
+                body, endpoint=ep, counted=False, path="/v1/completions", timeout_s=timeout
+            )
         except httpx.HTTPError as e:
             raise FingerprintError(f"probe request to {url} failed: {type(e).__name__}") from e
-        if r.status_code != 200:
-            raise FingerprintError(f"probe request to {url} answered {r.status_code}: {r.text[:200]}")
-        choice = r.json()["choices"][0]
+        if r.status != 200 or not r.ok:
+            raise FingerprintError(f"probe request to {url} answered {r.status}: {str(r.data)[:200]}")
+        choice = r.data["choices"][0]
         tokens = list(choice.get("token_ids") or [])
         lps = [float(x) for x in (choice.get("logprobs") or {}).get("token_logprobs") or []]
         prompt_lp = []

@@ -85,9 +85,8 @@ class WrongWeightsError(SwapError):
 
 
 async def verify_weights(
-    client: httpx.AsyncClient,
+    engine: EngineClient,
     ep: Endpoint,
-    served_name: str,
     version: str,
     fingerprint: Fingerprint,
     tolerance: float = DEFAULT_TOLERANCE,
@@ -95,7 +94,7 @@ async def verify_weights(
 ) -> None:
     """Raise WrongWeightsError unless `ep` answers `version`'s probes within `tolerance`."""
     try:
-        got = await ask_engine(client, ep.url, served_name, fingerprint, timeout=timeout)
+        got = await ask_engine(engine, ep, fingerprint, timeout=timeout)
     except FingerprintError as e:
         raise SwapError(f"could not verify the weights on {ep.url}: {e}") from e
     if (diff := compare(fingerprint, got, tolerance)) is not None:
@@ -140,9 +139,8 @@ class Swapper:
             log.warning("no fingerprint for %s on %s: its weights are not verified", ep.version, ep.url)
             return
         await verify_weights(
-            self.client,
+            self.engine,
             ep,
-            self.served_name,
             ep.version,
             fp,
             self.config.verify_tolerance,
@@ -279,9 +277,8 @@ class Swapper:
     async def _verify_new(self, ep: Endpoint, version: str) -> None:
         if self._fingerprint is not None:
             await verify_weights(
-                self.client,
+                self.engine,
                 ep,
-                self.served_name,
                 version,
                 self._fingerprint,
                 self.config.verify_tolerance,
@@ -303,9 +300,8 @@ class Swapper:
                     await reload_endpoint(self.client, ep, Path(old_dir))
                     if old_fp is not None:  # and prove they are back
                         await verify_weights(
-                            self.client,
+                            self.engine,
                             ep,
-                            self.served_name,
                             ep.version,
                             old_fp,
                             self.config.verify_tolerance,
