@@ -19,7 +19,7 @@ from keel.checkpoints.basemodel import ensure_base
 from keel.checkpoints.fingerprints import FingerprintBook, FingerprintUnavailable
 from keel.checkpoints.promotion import PromotionService
 from keel.config import DEMO_CORPUS, KeelSettings
-from keel.metrics import PlatformMetrics
+from keel.metrics import MetricSources, PlatformMetrics
 from keel.review.candidates import CandidateSampler
 from keel.store import registry
 from keel.store.db import Database
@@ -69,13 +69,14 @@ class Platform:
             s.gateway.max_body_bytes,
             s.gateway.body_timeout_s,
         )
-        self.metrics = PlatformMetrics(self, s.metrics.engine_scrape_timeout_s)
         self.admin_key = _admin_key(s.run_dir)
         self.pool = EnginePool()
         self.candidates = CandidateSampler(self.db, self.pool, s.annotation)
         self.supervisor = EngineSupervisor(
             s.engine, s.gateway.served_model_name, s.data_dir / "logs", self.pool
         )
+        sources = MetricSources(self.db, self.writer, self.pool, self.supervisor)
+        self.metrics = PlatformMetrics(sources, s.metrics.engine_scrape_timeout_s)
         self.client: httpx.AsyncClient | None = None
         self.swapper: Swapper | None = None
         self.fingerprints = FingerprintBook(self.db, s.engine.dtype, s.swap.verify)
@@ -108,6 +109,7 @@ class Platform:
         )
         supervisor = None if s.engine.external_urls else self.supervisor
         self.swapper = Swapper(self.pool, supervisor, self.client, s.gateway.served_model_name, s.swap)
+        self.metrics.sources.swapper = self.swapper
         self.promotions = PromotionService(self.db, self.swapper, self.fingerprints)
         from keel.checkpoints.watch import PromotionWatch
 
@@ -156,6 +158,7 @@ class Platform:
         # `is not None`: a Retriever has a length, so an empty one is falsy
         reload = (lambda: retriever.refresh(wait=True)) if retriever is not None else None
         self.indexer = BackgroundIndexer(s.rag_index_dir, s.rag, s.rag.background, on_catalog=reload)
+        self.metrics.sources.indexer = self.indexer
         if retriever is not None:
             # the indexer loads the catalog (BM25 over ~17,600 chunks: seconds) in its own thread, at
             # start and after each write; a request never pays for it and says "loading" until it is done

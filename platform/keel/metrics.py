@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -30,7 +31,12 @@ from prometheus_client.registry import Collector
 from serving.records import RecordSink, RequestRecord
 
 if TYPE_CHECKING:  # the platform imports this module, not the other way round at run time
-    from keel.app import Platform
+    from keel.store.db import Database
+    from keel.store.requestlog import RequestLogWriter
+    from serving.engine.pool import EnginePool
+    from serving.engine.supervisor import EngineSupervisor
+    from serving.engine.swap import Swapper
+    from serving.rag.background import BackgroundIndexer
 
 log = logging.getLogger("keel.metrics")
 
@@ -86,11 +92,24 @@ class MetricsSink:
         return getattr(self.inner, name)
 
 
+@dataclass
+class MetricSources:
+    """The parts ``/metrics`` reads at scrape time. The platform gives what exists when it is built and sets
+    the swapper and the indexer when they start (a part still None is left out of the scrape)."""
+
+    db: Database
+    writer: RequestLogWriter
+    pool: EnginePool
+    supervisor: EngineSupervisor | None = None
+    swapper: Swapper | None = None
+    indexer: BackgroundIndexer | None = None
+
+
 class PlatformMetrics:
     """Everything ``/metrics`` shows for one platform."""
 
-    def __init__(self, platform: Platform | None = None, engine_scrape_timeout_s: float = 1.0):
-        self.platform = platform
+    def __init__(self, sources: MetricSources | None = None, engine_scrape_timeout_s: float = 1.0):
+        self.sources = sources
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -158,7 +177,7 @@ class _PlatformCollector(Collector):
         return []  # dynamic: collect() is only called at scrape time
 
     def collect(self) -> Iterator[Metric]:
-        p = self.metrics.platform
+        p = self.metrics.sources
         if p is None:
             return
         for part in (self._requestlog, self._engines, self._swaps, self._cycles, self._index, self._serving):
@@ -168,7 +187,7 @@ class _PlatformCollector(Collector):
                 log.exception("metrics: %s failed", part.__name__)
 
     # -- parts -----------------------------------------------------------------------------------
-    def _serving(self, p: Platform) -> Iterator[Metric]:
+    def _serving(self, p: MetricSources) -> Iterator[Metric]:
         g = GaugeMetricFamily(
             "keel_serving_version", "1 for the checkpoint version serving now", labels=["version"]
         )
@@ -181,7 +200,7 @@ class _PlatformCollector(Collector):
         err.add_metric([], 1 if getattr(p.supervisor, "last_error", None) else 0)
         yield err
 
-    def _requestlog(self, p: Platform) -> Iterator[Metric]:
+    def _requestlog(self, p: MetricSources) -> Iterator[Metric]:
         stats = p.writer.stats()
         g = GaugeMetricFamily("keel_requestlog_queue_depth", "Request-log rows waiting for the batch writer")
         g.add_metric([], stats.get("queued", 0))
@@ -197,7 +216,7 @@ class _PlatformCollector(Collector):
             value=stats.get("written", 0),
         )
 
-    def _engines(self, p: Platform) -> Iterator[Metric]:
+    def _engines(self, p: MetricSources) -> Iterator[Metric]:
         endpoints = list(p.pool.endpoints)
         healthy = GaugeMetricFamily(
             "keel_engine_healthy", "1 when the engine is in rotation", labels=["engine", "version"]
@@ -263,7 +282,7 @@ class _PlatformCollector(Collector):
             return None
         return out
 
-    def _swaps(self, p: Platform) -> Iterator[Metric]:
+    def _swaps(self, p: MetricSources) -> Iterator[Metric]:
         rows = p.db.fetchall(
             "SELECT kind, status, coalesce(strategy, ''), seconds FROM swaps WHERE status <> 'running'"
         )
@@ -295,7 +314,7 @@ class _PlatformCollector(Collector):
         running.add_metric([], 1 if swapper is not None and swapper.lock.locked() else 0)
         yield running
 
-    def _cycles(self, p: Platform) -> Iterator[Metric]:
+    def _cycles(self, p: MetricSources) -> Iterator[Metric]:
         have = {r[0] for r in p.db.fetchall("SELECT table_name FROM duckdb_tables()")}
         if not {"cycles", "cycle_steps"} <= have:
             return
@@ -350,7 +369,7 @@ class _PlatformCollector(Collector):
             h.add_metric(list(labels), _buckets(values, STEP_BUCKETS), sum(values))
         yield h
 
-    def _index(self, p: Platform) -> Iterator[Metric]:
+    def _index(self, p: MetricSources) -> Iterator[Metric]:
         if p.indexer is None:
             return
         st = p.indexer.status()
