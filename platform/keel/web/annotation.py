@@ -11,7 +11,6 @@ allows only its own origin (and its one inline script, by nonce).
 from __future__ import annotations
 
 import secrets
-import time
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -27,6 +26,7 @@ from keel.store.db import Database
 from keel.store.keys import KeyStore
 from keel.store.router_flags import request_flag
 from keel.web.pages import templates
+from keel.web.sessions import KeySessions
 from serving.errors import APIError
 from serving.gateway.auth import Principal, bearer_token
 from serving.router.intents import ROUTES
@@ -75,28 +75,15 @@ class AnnotationService:
     def __init__(self, db: Database, keys: KeyStore, cfg: AnnotationConfig):
         self.keys = keys
         self.queue = ReviewQueue(db, cfg.lease_s)
-        self.session_ttl_s = cfg.session_ttl_s
-        self.sessions: dict[
-            str, tuple[str, float]
-        ] = {}  # session id → (key id, expiry on the monotonic clock)
+        self.sessions = KeySessions(keys, cfg.session_ttl_s, ROLES)
 
     def start_session(self, p: Principal) -> str:
-        sid = secrets.token_urlsafe(24)
-        self.sessions[sid] = (p.key_id, time.monotonic() + self.session_ttl_s)
-        return sid
+        return self.sessions.start(p.key_id)
 
     def session(self, sid: str) -> Principal | None:
-        """The session's key as the key store has it now; None (and the session ends) when it expired or
-        the key was revoked or lost its role."""
-        entry = self.sessions.get(sid)
-        if entry is None:
-            return None
-        key_id, expires = entry
-        p = self.keys.active(key_id)
-        if time.monotonic() >= expires or p is None or p.role not in ROLES:
-            self.sessions.pop(sid, None)
-            return None
-        return p
+        """The session's key as the key store has it now (None once it expired, was revoked or lost its role)."""
+        live = self.sessions.get(sid)
+        return live.principal if live else None
 
 
 def service(request: Request) -> AnnotationService:
@@ -160,7 +147,7 @@ def login(svc: Service, key: Annotated[str, Form()] = "") -> Response:
 
 @router.post("/logout")
 def logout(request: Request, svc: Service) -> Response:
-    svc.sessions.pop(request.cookies.get(COOKIE, ""), None)
+    svc.sessions.end(request.cookies.get(COOKIE))
     r = RedirectResponse("/annotate", status_code=303)
     r.delete_cookie(COOKIE, path="/annotate")
     return r

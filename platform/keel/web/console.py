@@ -11,8 +11,6 @@ draws its charts as SVG itself, from /static: no CDN, no build step.
 from __future__ import annotations
 
 import hmac
-import secrets
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +22,7 @@ from keel.checkpoints.promotion import PromotionError
 from keel.store import console as queries
 from keel.store import registry
 from keel.web.pages import templates
+from keel.web.sessions import KeySessions
 from serving.errors import APIError
 from serving.gateway.auth import bearer_token
 
@@ -32,43 +31,17 @@ COOKIE = "keel_console"
 LOGIN = {"heading": "Keel · console", "label": "Admin key", "action": "/console/login"}
 
 
-class ConsoleSessions:
-    """Session id → (key id, operator name, expiry); in memory: a platform restart logs everyone out.
-
-    Like the annotation page's sessions, each one is checked against the key store on every request, so
-    revoking a key (or taking its admin role) ends its console sessions at once; they also expire.
-    """
-
-    def __init__(self, keys, ttl_s: float) -> None:
-        self.keys, self.ttl_s = keys, ttl_s
-        self.sessions: dict[str, tuple[str | None, str, float]] = {}
-
-    def start(self, key_id: str | None, name: str) -> str:
-        sid = secrets.token_urlsafe(24)
-        self.sessions[sid] = (key_id, name, time.monotonic() + self.ttl_s)
-        return sid
-
-    def name(self, sid: str | None) -> str | None:
-        entry = self.sessions.get(sid) if sid else None
-        if entry is None:
-            return None
-        key_id, name, expires = entry
-        alive = time.monotonic() < expires
-        if alive and key_id is not None:  # None: the platform's own admin key, which is never revoked
-            p = self.keys.active(key_id)
-            alive = p is not None and p.role == "admin"
-        if not alive:
-            self.sessions.pop(sid, None)
-            return None
-        return name
-
-
-def _sessions(request: Request) -> ConsoleSessions:
+def _sessions(request: Request) -> KeySessions:
     state = request.app.state
     if getattr(state, "console", None) is None:
         p = state.platform
-        state.console = ConsoleSessions(p.keys, p.settings.annotation.session_ttl_s)
+        state.console = KeySessions(p.keys, p.settings.annotation.session_ttl_s, roles=("admin",))
     return state.console
+
+
+def _session_name(request: Request) -> str | None:
+    live = _sessions(request).get(request.cookies.get(COOKIE))
+    return live.label if live else None
 
 
 def _admin(request: Request, token: str) -> tuple[str | None, str] | None:
@@ -91,7 +64,7 @@ def operator(request: Request) -> str:
         if who is None:
             raise APIError(401, "invalid or revoked API key", "invalid_api_key")
         return who[1]
-    name = _sessions(request).name(request.cookies.get(COOKIE))
+    name = _session_name(request)
     if name is None:
         raise APIError(401, "log in with an admin key", "invalid_api_key")
     return name
@@ -103,7 +76,7 @@ Operator = Annotated[str, Depends(operator)]
 # ---- page and login ------------------------------------------------------------------------------------
 @router.get("", response_class=HTMLResponse)
 def page(request: Request) -> Response:
-    name = _sessions(request).name(request.cookies.get(COOKIE))
+    name = _session_name(request)
     if name is None:
         return HTMLResponse(templates.get_template("login.html").render(error=None, **LOGIN))
     return HTMLResponse(templates.get_template("console.html").render(name=name))
@@ -130,7 +103,7 @@ def login(request: Request, key: Annotated[str, Form()] = "") -> Response:
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
-    _sessions(request).sessions.pop(request.cookies.get(COOKIE, ""), None)
+    _sessions(request).end(request.cookies.get(COOKIE))
     r = RedirectResponse("/console", status_code=303)
     r.delete_cookie(COOKIE, path="/console")
     return r
