@@ -18,8 +18,10 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _cmd(stage: str, **over) -> list[str]:
-    args = [f"{k}={json.dumps(v) if isinstance(v, list | bool) else v}" for k, v in {**TINY, **over}.items()]
+def _cmd(stage: str, model: Path, data: dict, out: Path, **over) -> list[str]:
+    """``python -m training STAGE`` on the tiny data of that stage, from ``model`` into ``out``."""
+    over = {**TINY, "model": model, "dataset": data[stage], "output_dir": out, **over}
+    args = [f"{k}={json.dumps(v) if isinstance(v, list | bool) else v}" for k, v in over.items()]
     return [sys.executable, "-m", "training", stage, "--config", os.devnull, *args]
 
 
@@ -43,15 +45,7 @@ def _finished(proc: subprocess.CompletedProcess, out: Path) -> dict:
 
 def test_deepspeed_zero2_on_cpu(base_model_dir, tiny_data, tmp_path):
     out = tmp_path / "cpt-ds"
-    cmd = _cmd(
-        "cpt",
-        model=base_model_dir,
-        dataset=tiny_data["cpt"],
-        output_dir=out,
-        max_steps=3,
-        learning_rate=1e-4,
-        deepspeed_stage=2,
-    )
+    cmd = _cmd("cpt", base_model_dir, tiny_data, out, max_steps=3, learning_rate=1e-4, deepspeed_stage=2)
     m = _finished(_run(cmd), out)
     assert m["deepspeed"] is True and m["config"]["deepspeed_stage"] == 2 and m["steps"] == 3
     assert m["metrics"]["loss"] < m["metrics"]["first_loss"]
@@ -59,15 +53,7 @@ def test_deepspeed_zero2_on_cpu(base_model_dir, tiny_data, tmp_path):
 
 def test_kill_mid_run_then_resume(base_model_dir, tiny_data, tmp_path):
     out = tmp_path / "sft"
-    cmd = _cmd(
-        "sft",
-        model=base_model_dir,
-        dataset=tiny_data["sft"],
-        output_dir=out,
-        max_steps=5,
-        save_steps=2,
-        learning_rate=1e-4,
-    )
+    cmd = _cmd("sft", base_model_dir, tiny_data, out, max_steps=5, save_steps=2, learning_rate=1e-4)
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     state = tmp_path / ".sft.work" / "checkpoint-2" / "trainer_state.json"
     deadline = time.monotonic() + 300

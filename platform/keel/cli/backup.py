@@ -11,15 +11,18 @@ import typer
 from keel.cli import app, fail, load
 from keel.cli.output import JsonOpt
 
+DestArg = Annotated[Path, typer.Argument(help="A new folder (on the platform's host).")]
+NoCheckpointsOpt = Annotated[
+    bool, typer.Option("--no-checkpoints", help="Leave checkpoint folders out (database and index only).")
+]
+SrcArg = Annotated[Path, typer.Argument(help="A folder written by `keel backup`.")]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Move the data dir's current state aside instead of refusing.")
+]
+
 
 @app.command("backup")
-def backup_cmd(
-    dest: Annotated[Path, typer.Argument(help="A new folder (on the platform's host).")],
-    no_checkpoints: Annotated[
-        bool, typer.Option("--no-checkpoints", help="Leave checkpoint folders out (database and index only).")
-    ] = False,
-    as_json: JsonOpt = False,
-) -> None:
+def backup_cmd(dest: DestArg, no_checkpoints: NoCheckpointsOpt = False, as_json: JsonOpt = False) -> None:
     """Back up the database, the document index and the checkpoints; consistent while the platform runs."""
     import httpx
 
@@ -45,13 +48,7 @@ def backup_cmd(
 
 
 @app.command("restore")
-def restore_cmd(
-    src: Annotated[Path, typer.Argument(help="A folder written by `keel backup`.")],
-    force: Annotated[
-        bool, typer.Option("--force", help="Move the data dir's current state aside instead of refusing.")
-    ] = False,
-    as_json: JsonOpt = False,
-) -> None:
+def restore_cmd(src: SrcArg, force: ForceOpt = False, as_json: JsonOpt = False) -> None:
     """Restore a backup into this data dir (the platform must be stopped); the next `keel up` serves it."""
     from keel.cli.client import running_platform
     from keel.store.backup import restore

@@ -56,6 +56,7 @@ BaselineOpt = Annotated[
         help="Checkpoint to compare with (folder or version); default: the registry's serving one.",
     ),
 ]
+CandidateArg = Annotated[str, typer.Argument(help="Candidate checkpoint folder or version.")]
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Gate policy YAML.")]
 RerunOpt = Annotated[bool, typer.Option("--rerun", help="Re-score even when a matching eval JSON exists.")]
 
@@ -288,7 +289,7 @@ def _compare(
 @app.command()
 @with_eval_options
 def gate(
-    candidate: Annotated[str, typer.Argument(help="Candidate checkpoint folder or version.")],
+    candidate: CandidateArg,
     options: EvalOptions,
     baseline: BaselineOpt = None,
     policy: PolicyOpt = None,
@@ -309,10 +310,7 @@ def gate(
 @app.command()
 @with_eval_options
 def compare(
-    candidate: Annotated[str, typer.Argument(help="Candidate checkpoint folder or version.")],
-    options: EvalOptions,
-    baseline: BaselineOpt = None,
-    rerun: RerunOpt = False,
+    candidate: CandidateArg, options: EvalOptions, baseline: BaselineOpt = None, rerun: RerunOpt = False
 ) -> None:
     """Deltas with 95% CIs and the HTML report, without applying a policy."""
     out = _compare(candidate, baseline, options, None, rerun, gate=False)
