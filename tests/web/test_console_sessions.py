@@ -58,9 +58,9 @@ def test_sessions_expire(tmp_path, monkeypatch):
     _info, secret = p.keys.create("ops", "admin")
     client = _client(p)
     assert _logged_in(client, secret)
-    import keel.web.console as console
+    import keel.web.sessions as sessions
 
-    later = console.time.monotonic() + p.settings.annotation.session_ttl_s + 1
-    monkeypatch.setattr(console.time, "monotonic", lambda: later)
+    later = sessions.time.monotonic() + p.settings.annotation.session_ttl_s + 1
+    monkeypatch.setattr(sessions.time, "monotonic", lambda: later)
     assert "Admin key" in client.get("/console").text
     p.db.close()
