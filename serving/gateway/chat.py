@@ -22,6 +22,7 @@ from serving.engine.pool import Endpoint, EnginePool
 from serving.errors import APIError, from_engine
 from serving.gateway.auth import KeyVerifier, authenticate
 from serving.gateway.body import client_closed, json_object, read_body, unless_client_leaves
+from serving.gateway.recording import Recording
 from serving.protocol import ChatCompletionRequest
 from serving.records import RecordSink, RequestRecord
 
@@ -161,10 +162,8 @@ class ChatService:
                 return await self._open_stream(record, req, payload, decision, t0, headers)
             return await self._complete(request, record, payload, decision, t0, headers)
         except APIError as e:
-            record.status_code = e.status
-            record.error = e.message
             record.latency_ms = _ms(t0)
-            self.sink.submit(record)
+            Recording(self.sink, record).submit(e.status, e.message)
             return e.response(headers)
 
     async def _read_json(self, request: Request) -> dict[str, Any]:
@@ -210,8 +209,9 @@ class ChatService:
         record.checkpoint_version = None
         record.latency_ms = record.ttft_ms = _ms(t0)
         extra = {"keel": {"route": decision.route, "sources": decision.sources}}
+        recording = Recording(self.sink, record)
         if not req.stream:
-            self.sink.submit(record)
+            recording.submit()
             body = {
                 "id": record.request_id,
                 "object": "chat.completion",
@@ -236,8 +236,7 @@ class ChatService:
             return b"data: " + orjson.dumps({**c, "choices": choices, **more}) + b"\n\n"
 
         async def events() -> AsyncIterator[bytes]:
-            submitted = False
-            try:
+            with recording.on_exit():
                 for i in range(req.n):
                     yield chunk(
                         [{"index": i, "delta": {"role": "assistant", "content": text}, "finish_reason": None}]
@@ -245,13 +244,8 @@ class ChatService:
                 yield chunk(
                     [{"index": i, "delta": {}, "finish_reason": "stop"} for i in range(req.n)], **extra
                 )
-                self.sink.submit(record)
-                submitted = True
+                recording.submit()
                 yield b"data: [DONE]\n\n"
-            finally:
-                if not submitted:  # the client went away mid-stream
-                    record.status_code, record.error = 499, "client closed the connection"
-                    self.sink.submit(record)
 
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
@@ -314,7 +308,7 @@ class ChatService:
         record.completion_tokens = usage.get("completion_tokens")
         record.generation_ms = _ms(t_gen)
         record.latency_ms = record.ttft_ms = _ms(t0)
-        self.sink.submit(record)  # journaled before the client sees the answer
+        Recording(self.sink, record).submit()  # journaled before the client sees the answer
         return Response(orjson.dumps(data), media_type="application/json", headers=headers)
 
     async def _send_upstream(self, ep: Endpoint, payload: dict, record: RequestRecord) -> httpx.Response:
@@ -377,75 +371,74 @@ class ChatService:
         suffix = decision.meta.get("sources_text", "") if decision.sources else ""
         engine_id: bytes | None = None
         our_id = record.request_id.encode()
+        recording = Recording(
+            self.sink, record, lambda: self._finish_stream(record, texts, finish, t0, t_gen)
+        )
         try:
-            async for data in _sse_data(upstream):
-                if data == b"[DONE]":
-                    done = True
-                    break
-                chunk = orjson.loads(data)
-                if "error" in chunk and "choices" not in chunk:
-                    err = from_engine(500, chunk)
-                    record.status_code, record.error = err.status, err.message
-                    yield format_error_event(err)
-                    continue
-                if engine_id is None and isinstance(chunk.get("id"), str):
-                    engine_id = chunk["id"].encode()
-                modified = False
-                if isinstance(chunk.get("prompt_text"), str):  # the first chunk only
-                    record.engine_prompt = _take_prompt_text(record, chunk)
-                    modified = True
-                usage = chunk.get("usage")
-                if usage:
-                    record.prompt_tokens = usage.get("prompt_tokens")
-                    record.completion_tokens = usage.get("completion_tokens")
-                choices = chunk.get("choices") or []
-                for c in choices:
-                    i = c.get("index", 0)
-                    delta = (c.get("delta") or {}).get("content")
-                    if delta:
-                        texts.setdefault(i, []).append(delta)
-                        if record.ttft_ms is None:
-                            record.ttft_ms = _ms(t0)
-                    if c.get("finish_reason"):
-                        finish[i] = c["finish_reason"]
-                        if suffix:  # the sources list is the last content of each choice
-                            c.setdefault("delta", {})["content"] = (c["delta"].get("content") or "") + suffix
-                            texts.setdefault(i, []).append(suffix)
-                            record.appended_text = suffix
+            with recording.on_exit():
+                try:
+                    async for data in _sse_data(upstream):
+                        if data == b"[DONE]":
+                            done = True
+                            break
+                        chunk = orjson.loads(data)
+                        if "error" in chunk and "choices" not in chunk:
+                            err = from_engine(500, chunk)
+                            record.status_code, record.error = err.status, err.message
+                            yield format_error_event(err)
+                            continue
+                        if engine_id is None and isinstance(chunk.get("id"), str):
+                            engine_id = chunk["id"].encode()
+                        modified = False
+                        if isinstance(chunk.get("prompt_text"), str):  # the first chunk only
+                            record.engine_prompt = _take_prompt_text(record, chunk)
                             modified = True
-                if not choices and not client_wants_usage:
-                    continue
-                if self.router is not None and (not choices or any(c.get("finish_reason") for c in choices)):
-                    chunk["keel"] = {"route": decision.route, "sources": decision.sources}
-                    modified = True
-                if modified or engine_id is None:
-                    chunk["id"] = record.request_id
-                    yield b"data: " + orjson.dumps(chunk) + b"\n\n"
-                else:  # the common token chunk: forward the engine's bytes, only the id swapped
-                    yield b"data: " + data.replace(engine_id, our_id) + b"\n\n"
-            if not done and record.error is None:
-                raise APIError(502, "engine closed the stream early", "engine_error")
-            self._finish_stream(record, texts, finish, t0, t_gen)
-            self.sink.submit(record)  # journaled before [DONE] reaches the client
-            record = None  # type: ignore[assignment]
-            yield b"data: [DONE]\n\n"
-        except (httpx.HTTPError, APIError) as e:
-            err = (
-                e
-                if isinstance(e, APIError)
-                else APIError(502, f"engine stream failed: {type(e).__name__}", "engine_error")
-            )
-            if record is not None:
-                self._finish_stream(record, texts, finish, t0, t_gen)
-                record.status_code, record.error = err.status, err.message
-                self.sink.submit(record)
-                record = None  # type: ignore[assignment]
-            yield format_error_event(err)
+                        usage = chunk.get("usage")
+                        if usage:
+                            record.prompt_tokens = usage.get("prompt_tokens")
+                            record.completion_tokens = usage.get("completion_tokens")
+                        choices = chunk.get("choices") or []
+                        for c in choices:
+                            i = c.get("index", 0)
+                            delta = (c.get("delta") or {}).get("content")
+                            if delta:
+                                texts.setdefault(i, []).append(delta)
+                                if record.ttft_ms is None:
+                                    record.ttft_ms = _ms(t0)
+                            if c.get("finish_reason"):
+                                finish[i] = c["finish_reason"]
+                                if suffix:  # the sources list is the last content of each choice
+                                    c.setdefault("delta", {})["content"] = (
+                                        c["delta"].get("content") or ""
+                                    ) + suffix
+                                    texts.setdefault(i, []).append(suffix)
+                                    record.appended_text = suffix
+                                    modified = True
+                        if not choices and not client_wants_usage:
+                            continue
+                        if self.router is not None and (
+                            not choices or any(c.get("finish_reason") for c in choices)
+                        ):
+                            chunk["keel"] = {"route": decision.route, "sources": decision.sources}
+                            modified = True
+                        if modified or engine_id is None:
+                            chunk["id"] = record.request_id
+                            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                        else:  # the common token chunk: forward the engine's bytes, only the id swapped
+                            yield b"data: " + data.replace(engine_id, our_id) + b"\n\n"
+                    if not done and record.error is None:
+                        raise APIError(502, "engine closed the stream early", "engine_error")
+                    recording.submit()  # journaled before [DONE] reaches the client
+                    yield b"data: [DONE]\n\n"
+                except (httpx.HTTPError, APIError) as e:
+                    err = (
+                        e
+                        if isinstance(e, APIError)
+                        else APIError(502, f"engine stream failed: {type(e).__name__}", "engine_error")
+                    )
+                    recording.submit(err.status, err.message)
+                    yield format_error_event(err)
         finally:
-            if record is not None:  # the client went away mid-stream
-                self._finish_stream(record, texts, finish, t0, t_gen)
-                record.status_code, record.error = 499, "client closed the connection"
-                self.sink.submit(record)
             await stack.aclose()
 
     @staticmethod
