@@ -53,8 +53,8 @@ def flops_per_token(cfg: dict, seq: int) -> dict:
 
 
 def run_figures(run: Path) -> tuple[int, float, dict]:
-    """Tokens and training seconds a run recorded, and the model config it trained."""
-    for name in ("training_report.json", "report.json", "train_report.json"):
+    """Tokens and training seconds a run recorded (its manifest's budget), and the model config it trained."""
+    for name in ("manifest.json", "training_report.json", "report.json", "train_report.json"):
         for p in (run / name, run / "report" / name):
             if p.exists():
                 rep = json.loads(p.read_text())
