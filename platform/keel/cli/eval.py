@@ -17,7 +17,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import field, fields, make_dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -61,32 +61,23 @@ PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Gate policy YA
 RerunOpt = Annotated[bool, typer.Option("--rerun", help="Re-score even when a matching eval JSON exists.")]
 
 
-@dataclass(frozen=True)
-class EvalOptions:
-    """What to score and where its data is: the options every scoring command takes."""
-
-    suite: Suite = Suite.gate
-    shots: int = 0
-    limit: int | None = None
-    data: Path | None = None
-    mmlu: Path | None = None
-    cmmlu: Path | None = None
-    general: Path | None = None
-    domain: Path | None = None
-    threads: int | None = None
-
-
-_OPTION_TYPES = {
-    "suite": SuiteOpt,
-    "shots": ShotsOpt,
-    "limit": LimitOpt,
-    "data": DataOpt,
-    "mmlu": MmluOpt,
-    "cmmlu": CmmluOpt,
-    "general": GeneralOpt,
-    "domain": DomainOpt,
-    "threads": ThreadsOpt,
+# The options every scoring command takes (what to score, where its data is): name → (typer type, default).
+_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "suite": (SuiteOpt, Suite.gate),
+    "shots": (ShotsOpt, 0),
+    "limit": (LimitOpt, None),
+    "data": (DataOpt, None),
+    "mmlu": (MmluOpt, None),
+    "cmmlu": (CmmluOpt, None),
+    "general": (GeneralOpt, None),
+    "domain": (DomainOpt, None),
+    "threads": (ThreadsOpt, None),
 }
+_OPTION_TYPES = {name: typ for name, (typ, _) in _OPTIONS.items()}
+# A command receives them gathered in one frozen EvalOptions (attributes named as the options).
+EvalOptions = make_dataclass(
+    "EvalOptions", [(name, typ, field(default=d)) for name, (typ, d) in _OPTIONS.items()], frozen=True
+)
 
 
 def with_eval_options(command: Callable[..., None]) -> Callable[..., None]:
