@@ -140,7 +140,7 @@ def login(svc: Service, key: Annotated[str, Form()] = "") -> Response:
     sid = svc.start_session(p)
     r = RedirectResponse("/annotate", status_code=303)
     r.set_cookie(
-        COOKIE, sid, httponly=True, samesite="strict", path="/annotate", max_age=int(svc.session_ttl_s)
+        COOKIE, sid, httponly=True, samesite="strict", path="/annotate", max_age=int(svc.sessions.ttl_s)
     )
     return r
 
