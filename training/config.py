@@ -89,7 +89,9 @@ class StageConfig:
     save_total_limit: int = _f(2, "Resumable states kept.")
     eval_steps: int = _f(0, "Evaluate every N steps (0: only at the end when eval data exists).")
     seed: int = _f(42, "Random seed.")
-    bf16: bool = _f(False, "bf16 mixed precision (GPUs; fp32 is the safe CPU setting).")
+    bf16: bool | Literal["auto"] = _f(
+        False, "bf16 autocast over fp32 weights (auto: where the GPU or CPU has native bf16)."
+    )
     gradient_checkpointing: bool = _f(False, "Trade compute for memory.")
     deepspeed_stage: int = _f(-1, "DeepSpeed ZeRO stage 0-3 (-1: no DeepSpeed).")
     deepspeed_offload: Literal["none", "cpu"] = _f("none", "Offload optimizer (and params for stage 3).")

@@ -94,8 +94,23 @@ def load_model(path: str, cfg: StageConfig):
     import torch
     from transformers import AutoModelForCausalLM
 
-    dtype = torch.bfloat16 if cfg.bf16 else torch.float32
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    # fp32 master weights always: bf16 is the Trainer's autocast. Weights held in bf16 lose most AdamW
+    # updates to rounding at CPT learning rates (an update ~1e-3 of a weight is below bf16's 8-bit mantissa).
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+
+
+def use_bf16(cfg: StageConfig) -> bool:
+    """``bf16: auto`` → bf16 autocast where it is native (a CUDA GPU with bf16, or a CPU with AVX512-BF16/AMX);
+    emulated bf16 on an AVX2 CPU is slower than fp32."""
+    if cfg.bf16 != "auto":
+        return bool(cfg.bf16)
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    from training.eval.model import cpu_has_fast_bf16
+
+    return cpu_has_fast_bf16()
 
 
 def load_tokenizer(path: str):
@@ -144,7 +159,7 @@ def trainer_kwargs(cfg: StageConfig, paths: RunPaths, has_eval: bool) -> dict[st
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         seed=cfg.seed,
-        bf16=cfg.bf16,
+        bf16=use_bf16(cfg),
         gradient_checkpointing=cfg.gradient_checkpointing,
         report_to=[],
         deepspeed=ds,
