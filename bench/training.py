@@ -129,7 +129,7 @@ def child_plain(cfg) -> None:
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         learning_rate=cfg.learning_rate,
-        warmup_steps=float(cfg.warmup_ratio),
+        warmup_steps=cfg.warmup_steps,
         lr_scheduler_type=cfg.lr_scheduler_type,
         weight_decay=cfg.weight_decay,
         seed=cfg.seed,

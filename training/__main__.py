@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from training.checkpoint import CheckpointError
-from training.config import RecipeError, make_config, parse_overrides, read_recipe
+from training.config import make_config
 from training.data.snapshot import SnapshotError
+from training.recipe import RecipeError, parse_overrides, read_recipe
 from training.stages.common import RunError
 
 

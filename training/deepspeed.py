@@ -48,15 +48,6 @@ def zero_config(stage: int, offload: str = "none") -> dict[str, Any]:
     }
 
 
-def resolve(stage: int, offload: str, path: str) -> dict[str, Any] | None:
-    """The DeepSpeed config for a recipe: a user JSON, a generated one, or None (no DeepSpeed)."""
-    if path:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    if stage < 0:
-        return None
-    return zero_config(stage, offload)
-
-
 def ensure_single_process_env() -> None:
     """Let a plain `python` process (no launcher) initialise a world of one, as DeepSpeed requires."""
     if "RANK" in os.environ:

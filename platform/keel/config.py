@@ -178,8 +178,8 @@ def check_yaml_file(path: Path) -> Path:
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     """``["gateway.port=9000", "engine.extra_args=[--foo]"]`` → nested dict (values parsed as YAML)."""
-    from training.config import RecipeError
-    from training.config import parse_overrides as parse
+    from training.recipe import RecipeError
+    from training.recipe import parse_overrides as parse
 
     try:
         return parse(overrides)

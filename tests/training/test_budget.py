@@ -65,7 +65,7 @@ def test_budget_clock_decays_the_lr_to_the_floor_when_the_budget_ends_the_run(
     """200 steps never run in 20 s: on the step clock the cosine is still near its peak when the budget stops
     the run; on the budget clock it reaches its floor as the budget runs out."""
     budget = 20.0
-    kw = {"max_wall_clock_s": budget, "warmup_ratio": 0.0, "lr_scheduler_type": "cosine"}
+    kw = {"max_wall_clock_s": budget, "warmup_steps": 0.0, "lr_scheduler_type": "cosine"}
     runs = {}
     for clock in ("steps", "budget"):
         r = _run("cpt", base_model_dir, tiny_data, tmp_path / clock, lr_decay_clock=clock, **kw)

@@ -12,7 +12,7 @@ RECIPES = sorted((Path(__file__).resolve().parents[2] / "training" / "recipes").
 
 def test_defaults_follow_the_seeds():
     cpt = CPTConfig()
-    assert 1e-5 <= cpt.learning_rate <= 5e-5 and cpt.warmup_ratio == 0.1 and cpt.lr_scheduler_type == "cosine"
+    assert 1e-5 <= cpt.learning_rate <= 5e-5 and cpt.warmup_steps == 0.1 and cpt.lr_scheduler_type == "cosine"
     assert DPOConfig().loss_type == ["sigmoid"] and DPOConfig().beta == 0.1
     assert SFTConfig().assistant_only_loss and not SFTConfig().bf16
 
@@ -61,3 +61,23 @@ def test_shipped_deepspeed_configs_match_the_generator(tmp_path):
     assert z3["offload_param"]["device"] == "cpu" and z3["stage3_gather_16bit_weights_on_model_save"]
     with pytest.raises(ValueError):
         zero_config(4)
+
+
+def test_stage_configs_are_trls_and_take_every_trl_key(tmp_path):
+    """No copied fields: a TRL or TrainingArguments key Keel never names is a recipe key as it is."""
+    import trl
+
+    cpt = make_config(
+        "cpt", {"max_grad_norm": 0.5, "optim": "adamw_torch", "output_dir": str(tmp_path / "c")}
+    )
+    assert isinstance(cpt, trl.SFTConfig) and cpt.max_grad_norm == 0.5 and cpt.packing
+    dpo = make_config("dpo", {"label_smoothing": 0.1})
+    assert isinstance(dpo, trl.DPOConfig) and dpo.label_smoothing == 0.1
+    # the trainer writes resumable states into the work folder; the config keeps the final folder
+    args = cpt.for_trainer(tmp_path / ".c.work", has_eval=False)
+    assert args.output_dir == str(tmp_path / ".c.work") and cpt.output_dir == str(tmp_path / "c")
+
+
+def test_a_misspelt_key_names_the_close_one():
+    with pytest.raises(RecipeError, match=r"unknown key 'warmup_ratio' \(did you mean 'warmup_steps'\?\)"):
+        make_config("cpt", {"warmup_ratio": 0.1})

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -58,7 +59,9 @@ def test_loss_falls_and_checkpoint_is_complete(chain, stage):
     assert (
         m["stage"] == stage and m["steps"] == result.steps and len(next(iter(m["datasets"].values()))) == 64
     )
-    assert m["config"]["stage"] == stage and m["git_commit"]
+    # the recipe as the trainer ran it: the TRL config, with Keel's final folder as its output_dir
+    assert m["config"]["max_steps"] == {"cpt": 4, "sft": 4, "dpo": 3}[stage] and m["git_commit"]
+    assert Path(m["config"]["output_dir"]).resolve() == folder.resolve()
     panels = {"cpt": "validation perplexity", "sft": "learning rate", "dpo": "DPO rewards"}[stage]
     assert (
         "training loss, learning rate" in (folder / "report.html").read_text()
@@ -254,7 +257,7 @@ def test_cpt_stops_early_when_general_ppl_rises(base_model_dir, tmp_path):
             "output_dir": str(tmp_path / "cpt"),
             "max_steps": 8,
             "learning_rate": 1e-3,
-            "warmup_ratio": 0.0,
+            "warmup_steps": 0.0,
             "eval_steps": 1,
             "early_stop_margin": 0.05,
             "report": False,

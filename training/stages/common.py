@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from training.checkpoint import CheckpointError, build_manifest, read_manifest, write_manifest
-from training.config import StageConfig
+from training.config import KeelArgs
 from training.data.snapshot import Snapshot, load_snapshot
 from training.errors import TrainingError
 
@@ -51,7 +51,7 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare_run(cfg: StageConfig, resume: bool) -> tuple[RunPaths, Snapshot]:
+def prepare_run(cfg: KeelArgs, resume: bool) -> tuple[RunPaths, Snapshot]:
     """Check inputs and folders before anything heavy is loaded."""
     if not cfg.output_dir:
         raise RunError("output_dir is empty")
@@ -83,34 +83,20 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def setup_torch(cfg: StageConfig) -> None:
+def setup_torch(cfg: KeelArgs) -> None:
     import torch
 
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
 
 
-def load_model(path: str, cfg: StageConfig):
+def load_model(path: str):
     import torch
     from transformers import AutoModelForCausalLM
 
     # fp32 master weights always: bf16 is the Trainer's autocast. Weights held in bf16 lose most AdamW
     # updates to rounding at CPT learning rates (an update ~1e-3 of a weight is below bf16's 8-bit mantissa).
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-
-
-def use_bf16(cfg: StageConfig) -> bool:
-    """``bf16: auto`` → bf16 autocast where it is native (a CUDA GPU with bf16, or a CPU with AVX512-BF16/AMX);
-    emulated bf16 on an AVX2 CPU is slower than fp32."""
-    if cfg.bf16 != "auto":
-        return bool(cfg.bf16)
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    from training.eval.model import cpu_has_fast_bf16
-
-    return cpu_has_fast_bf16()
 
 
 def load_tokenizer(path: str):
@@ -122,7 +108,7 @@ def load_tokenizer(path: str):
     return tok
 
 
-def peft_config(cfg: StageConfig):
+def peft_config(cfg: KeelArgs):
     if cfg.lora_r <= 0:
         return None
     from peft import LoraConfig
@@ -134,52 +120,6 @@ def peft_config(cfg: StageConfig):
         target_modules=list(cfg.lora_target_modules),
         task_type="CAUSAL_LM",
     )
-
-
-def trainer_kwargs(cfg: StageConfig, paths: RunPaths, has_eval: bool) -> dict[str, Any]:
-    """TrainingArguments fields shared by SFTConfig and DPOConfig."""
-    from training.deepspeed import ensure_single_process_env, resolve
-
-    ds = resolve(cfg.deepspeed_stage, cfg.deepspeed_offload, cfg.deepspeed_config)
-    if ds is not None:
-        ensure_single_process_env()
-    kw: dict[str, Any] = dict(
-        output_dir=str(paths.work),
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=float(cfg.warmup_ratio),  # a float < 1 is a ratio in transformers 5
-        weight_decay=cfg.weight_decay,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        per_device_eval_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        seed=cfg.seed,
-        bf16=use_bf16(cfg),
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        report_to=[],
-        deepspeed=ds,
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-        use_cpu=_no_cuda(),
-        # counted for the token budget and the manifest (saved in trainer_state.json, so it survives resume)
-        include_num_input_tokens_seen="all",
-    )
-    if has_eval:
-        kw["eval_strategy"] = "steps" if cfg.eval_steps > 0 else "no"
-        if cfg.eval_steps > 0:
-            kw["eval_steps"] = cfg.eval_steps
-    return kw
-
-
-def _no_cuda() -> bool:
-    import torch
-
-    return not torch.cuda.is_available()
 
 
 def read_rows(path: Path, limit: int = 0):
@@ -242,7 +182,7 @@ def lr_decay(scheduler_type: str, progress: float) -> float:
     return 1.0
 
 
-def make_budget(cfg: StageConfig, paths: RunPaths, resume: bool):
+def make_budget(cfg: KeelArgs, paths: RunPaths, resume: bool):
     """A TrainerCallback that stops training cleanly when the wall-clock or token budget runs out.
 
     The Trainer then returns normally and the stage saves its complete final checkpoint. The wall clock
@@ -359,7 +299,7 @@ def run_training(trainer, paths: RunPaths, resume: bool, recorder) -> int:
 def save_final(
     trainer,
     tokenizer,
-    cfg: StageConfig,
+    cfg: KeelArgs,
     paths: RunPaths,
     snap: Snapshot,
     steps: int,

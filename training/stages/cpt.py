@@ -128,8 +128,6 @@ def average_with_parent(folder: Path, parent: Path, alpha: float) -> int:
 
 
 def main(cfg: CPTConfig, resume: bool = False) -> common.RunResult:
-    import trl
-
     common.setup_torch(cfg)
     paths, snap = common.prepare_run(cfg, resume)
     recorder = common.make_recorder()
@@ -145,18 +143,11 @@ def main(cfg: CPTConfig, resume: bool = False) -> common.RunResult:
         stopper = make_early_stop(cfg.early_stop_margin)
         callbacks.append(stopper)
     tokenizer = common.load_tokenizer(cfg.model)
-    model = common.load_model(cfg.model, cfg)
+    model = common.load_model(cfg.model)
     frozen = freeze_bottom_layers(model, cfg.freeze_bottom_pct) if cfg.freeze_bottom_pct > 0 else 0
-    kw = common.trainer_kwargs(cfg, paths, has_eval=bool(evals))
-    args = trl.SFTConfig(
-        **kw,
-        max_length=cfg.max_length,
-        packing=cfg.packing,
-        dataset_text_field="text",
-        completion_only_loss=False,
-        # a first evaluation gives the baseline the early stop compares against
-        eval_on_start=bool(evals) and cfg.eval_steps > 0,
-    )
+    args = cfg.for_trainer(paths.work, has_eval=bool(evals))
+    # a first evaluation gives the baseline the early stop compares against
+    args.eval_on_start = bool(evals) and bool(cfg.eval_steps)
     trainer = make_trainer_class(cfg.embed_lr_ratio)(
         model=model,
         args=args,
@@ -167,7 +158,7 @@ def main(cfg: CPTConfig, resume: bool = False) -> common.RunResult:
         callbacks=callbacks,
     )
     steps = common.run_training(trainer, paths, resume, recorder)
-    if evals and (cfg.eval_steps <= 0 or steps % cfg.eval_steps):
+    if evals and (not cfg.eval_steps or steps % cfg.eval_steps):
         trainer.evaluate()  # final validation perplexities for the manifest (unless just measured)
     post_save = None
     if cfg.merge_alpha > 0:

@@ -17,17 +17,11 @@ def main(cfg: DPOConfig, resume: bool = False) -> common.RunResult:
     peft = common.peft_config(cfg)
     # With LoRA, TRL uses the adapter-disabled policy as the reference (that is the parent); otherwise
     # load the parent explicitly.
-    ref = None if peft is not None else common.load_model(cfg.ref_model or cfg.model, cfg)
-    args = trl.DPOConfig(
-        **common.trainer_kwargs(cfg, paths, has_eval=False),
-        max_length=cfg.max_length,
-        beta=cfg.beta,
-        loss_type=list(cfg.loss_type),
-    )
+    ref = None if peft is not None else common.load_model(cfg.ref_model or cfg.model)
     trainer = trl.DPOTrainer(
-        model=common.load_model(cfg.model, cfg),
+        model=common.load_model(cfg.model),
         ref_model=ref,
-        args=args,
+        args=cfg.for_trainer(paths.work, has_eval=False),
         train_dataset=common.read_rows(snap.train, cfg.max_train_samples),
         processing_class=tokenizer,
         peft_config=peft,

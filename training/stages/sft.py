@@ -15,23 +15,12 @@ def build_trainer(cfg: SFTConfig, paths: common.RunPaths, train_path: Path, call
 
     tokenizer = common.load_tokenizer(cfg.model)
     original_template = tokenizer.chat_template
-    if cfg.assistant_only_loss:
-        template = (
-            Path(cfg.chat_template_path).read_text(encoding="utf-8")
-            if cfg.chat_template_path
-            else with_generation_markers(original_template or "")
-        )
-        tokenizer.chat_template = template
-    args = trl.SFTConfig(
-        **common.trainer_kwargs(cfg, paths, has_eval=False),
-        max_length=cfg.max_length,
-        packing=cfg.packing,
-        assistant_only_loss=cfg.assistant_only_loss,
-        dataset_num_proc=None,
-    )
+    if cfg.assistant_only_loss and cfg.chat_template_path is None:
+        # the model's own template with {% generation %} markers (TRL applies a chat_template_path itself)
+        tokenizer.chat_template = with_generation_markers(original_template or "")
     trainer = trl.SFTTrainer(
-        model=common.load_model(cfg.model, cfg),
-        args=args,
+        model=common.load_model(cfg.model),
+        args=cfg.for_trainer(paths.work, has_eval=False),
         train_dataset=common.read_rows(train_path, cfg.max_train_samples),
         processing_class=tokenizer,
         peft_config=common.peft_config(cfg),

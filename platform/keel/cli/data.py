@@ -26,7 +26,7 @@ def prepare(
     import json
 
     from keel.cli import fail, load
-    from training.config import parse_overrides, read_recipe
+    from training.recipe import parse_overrides, read_recipe
 
     settings = load()
     data = {**read_recipe(config), **parse_overrides(list(overrides or []))}

@@ -23,7 +23,7 @@ def resolve_recipe(stage: str, config: Path, overrides: list[str]) -> dict:
     """Recipe file + overrides → a mapping with real paths (raises ConfigError / ModelError)."""
     from keel.checkpoints.basemodel import ensure_base
     from keel.cli import load
-    from training.config import parse_overrides, read_recipe
+    from training.recipe import parse_overrides, read_recipe
 
     settings = load()
     data = {**read_recipe(config), **parse_overrides(overrides)}
@@ -34,8 +34,8 @@ def resolve_recipe(stage: str, config: Path, overrides: list[str]) -> dict:
         data["model"] = str(settings.checkpoints_dir / model)  # a version name
     else:
         data["model"] = str(Path(model).expanduser())
-    for key in ("dataset", "ref_model", "chat_template_path", "deepspeed_config"):
-        if data.get(key):
+    for key in ("dataset", "ref_model", "chat_template_path", "deepspeed"):
+        if isinstance(data.get(key), str) and data[key]:
             data[key] = str(Path(str(data[key])).expanduser())
     if not data.get("output_dir"):
         from datetime import UTC, datetime
