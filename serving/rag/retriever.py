@@ -141,13 +141,17 @@ class Retriever:
         return self._embedder
 
     def refresh(self, wait: bool = False) -> None:
-        """Pick up a catalog the indexer replaced since the last look (BM25 rebuilt: seconds on a big corpus).
+        """Pick up a catalog the indexer replaced since the last look (BM25 rebuilt: seconds on a big corpus),
+        and the dense collection once it exists.
 
         The rebuild runs outside the request path's way: while one thread rebuilds, others keep
         searching the previous catalog instead of waiting. The indexer that owns the rebuild passes
         `wait=True`: a load already running elsewhere (the start-up warm-up) may have read the catalog
         before this write, so skipping would leave the new one unloaded until the next write.
         """
+        self._refresh(wait, reopen_now=True)
+
+    def _refresh(self, wait: bool, reopen_now: bool) -> None:
         path = catalog_path(self.index_dir)
         try:
             st = path.stat()
@@ -181,10 +185,12 @@ class Retriever:
             finally:
                 self._building = False
                 self._reload.release()
-        self._open_dense(stamp is not None)
+        self._open_dense(stamp is not None, reopen_now)
 
-    def _open_dense(self, catalog_exists: bool = True) -> None:
-        if self._collection is None and catalog_exists and time.monotonic() >= self._next_open:
+    def _open_dense(self, catalog_exists: bool = True, now: bool = False) -> None:
+        # the back-off spares queries a store lookup each; an explicit refresh (the indexer after a
+        # dense pass, or a caller) looks at once, or vectors written within 5 s stay unseen
+        if self._collection is None and catalog_exists and (now or time.monotonic() >= self._next_open):
             with self._open:  # not `_reload`: a BM25 rebuild in another thread must not hold this up
                 if self._collection is None:
                     self._collection = open_collection(
@@ -200,7 +206,7 @@ class Retriever:
     def _fresh(self) -> None:
         """What a query does first: rebuild a changed catalog itself, unless an indexer owns that."""
         if self.refresh_on_search:
-            self.refresh()
+            self._refresh(False, reopen_now=False)
         else:
             self._open_dense(self._stamp is not None)
 
