@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -87,10 +88,35 @@ def corpus_copy(small_index, shared_data, tmp_path):
     return copy_corpus(shared_data, small_index[0].parent, tmp_path)
 
 
+@pytest.fixture(scope="session")
+def two_replicas(base_model_dir, shared_data, tmp_path_factory):
+    """A platform of its own with two managed replicas (1 GiB of KV cache each) and a one-document corpus:
+    the metrics tests read it, then the rolling-swap tests swap it and end by kill -9 of the platform
+    (one two-engine start instead of two: ~2 min of CI)."""
+    from tests.harness import platform_running
+    from tests.swap.settings import SWAP_SETTINGS
+
+    root = tmp_path_factory.mktemp("replicas")
+    doc = "sql-statements/sql-statement-show-engines.md"
+    (root / "docs" / doc).parent.mkdir(parents=True)
+    shutil.copy(shared_data / "domain" / "tidb-docs-zh" / "docs" / doc, root / "docs" / doc)
+    settings = ["engine.replicas=2", "engine.kvcache_gib=1", f"rag.corpus_paths=[{root / 'docs'}]"]
+    with platform_running(root, base_model_dir, [*SWAP_SETTINGS, *settings]) as p:
+        yield p
+
+
+# Hot-swap tests first: they start and stop engines of their own, and on a 2-core host they are most
+# reliable before the session platform's engine exists (vLLM pins each CPU engine's worker to core 0).
+# The two-replica platform's readers come next, the tests that swap and kill it last among them.
+_FIRST = ("/tests/swap/test_hot_swap.py", "/tests/platform/test_metrics.py", "/tests/swap/test_replicas.py")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Hot-swap tests first: they start and stop engines of their own, and on a 2-core host they are most
-    reliable before the session platform's engine exists (vLLM pins each CPU engine's worker to core 0)."""
-    items.sort(key=lambda item: 0 if "/tests/swap/" in str(item.path) else 1)
+    def rank(item) -> int:
+        path = str(item.path)
+        return next((i for i, end in enumerate(_FIRST) if path.endswith(end)), len(_FIRST))
+
+    items.sort(key=rank)
 
 
 @pytest.fixture

@@ -31,6 +31,12 @@ def db_rows(db_path: Path, sql: str, params: list | None = None) -> list[tuple]:
         con.close()
 
 
+def borrowed_engine(platform: PlatformProcess) -> str:
+    """The override that makes another platform serve through `platform`'s engines (as external URLs):
+    a platform of its own (own DuckDB, index, journal) without a vLLM start of its own (~1-2 min on CI)."""
+    return "engine.external_urls=" + json.dumps(platform.engine_urls())
+
+
 def load_json(value):
     return json.loads(value) if isinstance(value, str) else value
 

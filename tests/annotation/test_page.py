@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.browser import launch
-from tests.harness import PlatformProcess
+from tests.harness import PlatformProcess, borrowed_engine
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def annotate_platform(platform_server, base_model_dir, tmp_path_factory):
         assert time.monotonic() < deadline, f"engine {urls[0]} does not answer"
         time.sleep(2)
     overrides = [
-        f"engine.external_urls={urls!r}".replace("'", '"'),
+        borrowed_engine(platform_server),
         "annotation.candidate_rate=1.0",
         "annotation.candidate_interval_s=0.3",
         "annotation.candidate_max_tokens=16",

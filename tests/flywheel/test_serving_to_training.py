@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from tests.harness import PlatformProcess
+from tests.harness import PlatformProcess, borrowed_engine
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ DOMAIN_EN = "How does garbage collection clean up old MVCC versions in TiDB?"
 
 
 @pytest.fixture(scope="module")
-def routed(base_model_dir, shared_data, tmp_path_factory):
+def routed(platform_server, base_model_dir, shared_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("keel-s2t")
     src = shared_data / "domain" / "tidb-docs-zh" / "docs"
     for rel in DOCS:
@@ -43,6 +43,7 @@ def routed(base_model_dir, shared_data, tmp_path_factory):
         model_dir=base_model_dir,
         # lexical retrieval is enough to take the domain route; no background embedding competing for CPU
         overrides=[
+            borrowed_engine(platform_server),
             "router.enabled=true",
             f"rag.corpus_paths=[{tmp / 'docs'}]",
             "rag.background.dense=false",

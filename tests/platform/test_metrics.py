@@ -3,7 +3,6 @@ two replicas share the load (both in the gateway's count and in each engine's ow
 
 from __future__ import annotations
 
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,30 +13,6 @@ from keel.metrics import parse
 from tests.harness import PlatformProcess
 
 pytestmark = pytest.mark.slow
-
-DOC = "sql-statements/sql-statement-show-engines.md"
-
-
-@pytest.fixture(scope="module")
-def two_replicas(base_model_dir, shared_data, tmp_path_factory):
-    root = tmp_path_factory.mktemp("metrics")
-    docs = root / "docs"
-    (docs / DOC).parent.mkdir(parents=True)
-    shutil.copy(shared_data / "domain" / "tidb-docs-zh" / "docs" / DOC, docs / DOC)
-    p = PlatformProcess(
-        data_dir=root / "data",
-        model_dir=base_model_dir,
-        overrides=[
-            "engine.replicas=2",
-            "engine.kvcache_gib=1",
-            "router.enabled=false",
-            f"rag.corpus_paths=[{docs}]",
-        ],
-    ).start(timeout=900)
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 def scrape(p: PlatformProcess) -> dict:

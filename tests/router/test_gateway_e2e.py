@@ -12,7 +12,7 @@ import time
 import openai
 import pytest
 
-from tests.harness import PlatformProcess
+from tests.harness import PlatformProcess, borrowed_engine
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def _index_status(p: PlatformProcess, done, timeout: float = 600.0) -> dict:
 
 
 @pytest.fixture(scope="module")
-def routed(base_model_dir, small_index, tmp_path_factory):
+def routed(platform_server, base_model_dir, small_index, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("keel-routed")
     docs = tmp / "docs"
     shutil.copytree(small_index[0], docs)  # the docs only: the platform builds the index itself
@@ -41,6 +41,7 @@ def routed(base_model_dir, small_index, tmp_path_factory):
         # nice 19 is the default (tests/rag/test_background.py checks it); here a milder one keeps a
         # busy test machine from starving the ~30-chunk embedding this fixture waits for
         overrides=[
+            borrowed_engine(platform_server),
             "router.enabled=true",
             f"rag.corpus_paths=[{docs}]",
             "rag.background.pause_s=0",

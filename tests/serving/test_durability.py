@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.harness import PlatformProcess, db_rows
+from tests.harness import PlatformProcess, borrowed_engine, db_rows
 
 pytestmark = pytest.mark.slow
 
@@ -18,8 +18,7 @@ BODY = {"model": "keel", "messages": [{"role": "user", "content": "Count to five
 
 def second_platform(platform_server, base_model_dir, tmp_path, *extra: str) -> PlatformProcess:
     """A platform of its own (own DuckDB, own journal) that borrows the session's engine as an external URL."""
-    urls = platform_server.engine_urls()
-    overrides = [f"engine.external_urls={urls!r}".replace("'", '"'), "router.enabled=false", *extra]
+    overrides = [borrowed_engine(platform_server), "router.enabled=false", *extra]
     return PlatformProcess(data_dir=tmp_path / "data", model_dir=base_model_dir, overrides=overrides).start()
 
 

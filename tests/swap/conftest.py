@@ -3,10 +3,7 @@ from __future__ import annotations
 import pytest
 
 from tests.harness import platform_running
-
-# what every swap platform sets: no router (its embedder would slow the engine's start-up), and a minute
-# for in-flight requests to drain
-SWAP_SETTINGS = ["swap.drain_timeout_s=60", "router.enabled=false"]
+from tests.swap.settings import SWAP_SETTINGS
 
 
 def _platform(name: str, base_model_dir, tmp_path_factory, *settings: str):
@@ -21,11 +18,3 @@ def swap_platform(base_model_dir, tmp_path_factory):
     # (the serving engine's EngineCore spins on the second core while its worker computes) and slower
     # on a busier CI host; a start cut short at the timeout only restarts from zero on the retry.
     yield from _platform("swap", base_model_dir, tmp_path_factory, "swap.start_timeout_s=500")
-
-
-@pytest.fixture(scope="module")
-def replicas_platform(base_model_dir, tmp_path_factory):
-    """Two managed replicas of the served version (1 GiB of KV cache each)."""
-    yield from _platform(
-        "replicas", base_model_dir, tmp_path_factory, "engine.replicas=2", "engine.kvcache_gib=1"
-    )

@@ -48,8 +48,8 @@ class HealthWatch:
         self._thread.join(10)
 
 
-def test_rolling_in_place_swap_across_two_replicas_under_load(replicas_platform, base_model_dir):
-    p = replicas_platform
+def test_rolling_in_place_swap_across_two_replicas_under_load(two_replicas, base_model_dir):
+    p = two_replicas
     engines_before = p.engine_urls()
     assert len(engines_before) == 2 and len(set(engines_before)) == 2
     v2 = derive_checkpoint(base_model_dir, p.root / "v2", "v2", scale=1.05)
@@ -92,14 +92,14 @@ def test_rolling_in_place_swap_across_two_replicas_under_load(replicas_platform,
     assert {(e["version"], e["healthy"]) for e in engines} == {("base", True)}
 
 
-def test_kill_9_of_the_platform_takes_its_engines_down(replicas_platform):
+def test_kill_9_of_the_platform_takes_its_engines_down(two_replicas):
     """PR_SET_PDEATHSIG: engines (and vLLM's engine-core children in their process groups) die with us."""
-    ports = [u.rsplit(":", 1)[1] for u in replicas_platform.engine_urls()]
+    ports = [u.rsplit(":", 1)[1] for u in two_replicas.engine_urls()]
     leaders = [pid for port in ports for pid in engine_pids("--port " + port)]
     assert len(leaders) == 2
     assert all(group_members(pid) for pid in leaders)
-    replicas_platform.signal(signal.SIGKILL)
-    replicas_platform.wait(30)
+    two_replicas.signal(signal.SIGKILL)
+    two_replicas.wait(30)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and any(group_members(pid) for pid in leaders):
         time.sleep(0.5)
