@@ -1,5 +1,6 @@
-"""From a real gateway to training rows: real `keel up` (router on, real vLLM, four real TiDB docs indexed
-lexically), the openai client, feedback, `keel mine`, `keel export`, `keel simulate`.
+"""From a real gateway to training rows: real `keel up` (router on, real vLLM: the session platform's engine
+borrowed as an external URL; four real TiDB docs indexed lexically), the openai client, feedback,
+`keel mine`, `keel export`, `keel simulate`.
 
 The check that matters: a training row's prompt is exactly what the engine received. The engine itself
 says what it received (vLLM's rendered prompt text, kept in the request log); the exported row's prompt,

@@ -1,4 +1,5 @@
-"""Every route end to end: real `keel up` with the router on, real vLLM, the openai client, DuckDB rows.
+"""Every route end to end: real `keel up` with the router on, real vLLM (the session platform's engine,
+borrowed as an external URL: this platform has its own database and index), the openai client, DuckDB rows.
 
 The platform indexes its configured corpus by itself at start (rag.corpus_paths: four real TiDB docs
 copied to a temporary folder): lexical at once, dense in the background, into a fresh index folder.
