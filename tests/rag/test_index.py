@@ -159,6 +159,9 @@ def test_lexical_only_then_dense_resumes(small_index, tmp_path: Path):
     r = Retriever(index)
     assert r.search("FLASHBACK TABLE", k=1)[0].relpath.endswith("flashback-table.md")  # BM25 while dense lags
     assert r.dense_count() == 0
+    # however fast the dense pass below is, it lands inside the retriever's look-again back-off (the CI
+    # failure of stop 23: 27 chunks embedded in < 5 s); pin that window open so the check never depends on speed
+    r._next_open = float("inf")
     catalog = catalog_path(index).read_bytes()
     # the dense pass that follows embeds exactly what the lexical pass left, without re-chunking
     d = Indexer(index).update([docs], progress=False)
