@@ -264,3 +264,97 @@ def test_near_duplicate_index_returns_the_key_it_was_given():
     assert index.add_if_new(text, "doc#a") is None
     assert index.find(text + "!") == "doc#a"  # near (not exact): found through the LSH entry "doc#a#0"
     assert index.add_if_new(text.upper(), "doc-b") == "doc#a"  # exact after normalising
+
+
+SITE_PAGE = """---
+title: 使用 TiUP 部署
+summary: 用 TiUP 部署集群。
+---
+
+<!-- markdownlint-disable MD013 -->
+
+# 使用 TiUP 部署
+
+TiDB 是 {{{ .company }}} 公司设计的数据库，可部署在 {{{ .starter }}} 或自建环境 {{{ .unknown-url }}}。
+
+{{< copyable "shell-regular" >}}
+
+```shell
+tiup cluster deploy tidb-test v8.5.0 ./topology.yaml --user root
+echo '{{.Table}} <div>kept</div> {{< not-a-shortcode-inside-code >}}'
+```
+
+<SimpleTab groupId="language">
+<div label="Python" value="python">
+
+使用 Python 连接 TiDB，并在连接串中指定数据库名称。
+
+</div>
+</SimpleTab>
+
+{{% notice "note" %}}
+部署完成后，使用 tiup cluster display 检查每个节点的状态是否为 Up。
+{{% /notice %}}
+"""
+
+
+def test_site_markup_is_removed_and_code_blocks_kept(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "deploy.md").write_text(SITE_PAGE + "\n" + DOC, encoding="utf-8")
+    snap = prepare(
+        make_prepare_config({"kind": "cpt", "output": str(tmp_path / "snap"), "sources": [str(docs)]})
+    )
+    (text,) = [json.loads(x)["text"] for x in snap.train.read_text().splitlines()]
+    for markup in (
+        "{{< copyable",
+        "{{%",
+        "{{{",
+        "<SimpleTab",
+        "</div>\n</SimpleTab>",
+        "markdownlint",
+        "summary:",
+    ):
+        assert markup not in text.replace("<div>kept</div>", ""), markup
+    # the code block is kept as written, shortcode look-alikes and Go templates included
+    code = SITE_PAGE[SITE_PAGE.index("```shell") : SITE_PAGE.index("```\n\n<Simple") + 3]
+    assert code in text
+    assert "TiDB 是 PingCAP 公司设计的数据库，可部署在 TiDB Cloud Starter 或自建环境 。" in text
+    assert "Python\n\n使用 Python 连接 TiDB" in text  # a tab's label stays with its text
+    assert "部署完成后，使用 tiup cluster display 检查" in text
+    stats = json.loads((snap.path / "stats.json").read_text())
+    assert stats["markup_removed"] == {
+        "front_matter": 1,
+        "html_comment": 1,
+        "shortcode": 3,
+        "site_tag": 4,
+        "site_variable": 2,
+        "site_variable_dropped": 1,
+    }
+
+
+def test_site_markup_switch_and_preference_rows(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "deploy.md").write_text(SITE_PAGE + "\n" + DOC, encoding="utf-8")
+    off = {"kind": "cpt", "output": str(tmp_path / "off"), "sources": [str(docs)], "site_markup": False}
+    snap = prepare(make_prepare_config(off))
+    (text,) = [json.loads(x)["text"] for x in snap.train.read_text().splitlines()]
+    assert '{{< copyable "shell-regular" >}}' in text and "{{{ .company }}}" in text
+    # a preference row: the chosen answer is cleaned; the rejected one keeps the markup that makes it worse
+    shortcode = '{{< copyable "sql" >}}\n'
+    pref = write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {
+                "prompt": "TiDB 是谁开发的？",
+                "chosen": shortcode + "{{{ .company }}} 开发。",
+                "rejected": shortcode + "不知道。",
+            }
+        ],
+    )
+    snap = prepare(
+        make_prepare_config({"kind": "dpo", "output": str(tmp_path / "d"), "sources": [str(pref)]})
+    )
+    row = json.loads(snap.train.read_text())
+    assert row["chosen"] == "PingCAP 开发。" and row["rejected"] == shortcode + "不知道。"

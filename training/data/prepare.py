@@ -21,7 +21,14 @@ from typing import Any, Literal
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from training.data import readers
-from training.data.clean import clean_markdown, garbage_reason, normalise, split_long
+from training.data.clean import (
+    SITE_VARIABLES,
+    clean_markdown,
+    garbage_reason,
+    normalise,
+    split_long,
+    strip_site_markup,
+)
 from training.data.dedup import NearDupIndex
 from training.data.heldout import EvalGuard, is_heldout_path
 from training.data.names import DEFAULT_MODEL, NameScrubber
@@ -39,6 +46,8 @@ from training.data.snapshot import (
 def _f(default: Any, help: str) -> Any:
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help})
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
@@ -69,6 +78,14 @@ class PrepareConfig:
         False, "Also replace English person names (Presidio + spaCy NER; `pip install -e .[names]`)."
     )
     pii_names_model: str = _f(DEFAULT_MODEL, "Installed spaCy pipeline package the name detector uses.")
+    site_markup: bool = _f(
+        True,
+        "Remove doc-site markup no answer should contain (Hugo shortcodes, site component tags, "
+        "front-matter leftovers); code blocks are kept.",
+    )
+    site_variables: dict[str, str] = _f(
+        SITE_VARIABLES, "Site template variables ({{{ .name }}}) → the text the site renders; others dropped."
+    )
     parquet: bool = _f(False, "Also write each JSONL file as Parquet (JSONL stays canonical and hashed).")
     max_rows_per_source: int = _f(0, "Read at most N rows per source (0: all). For smoke runs.")
     seed: int = _f(0, "Shuffle/mix seed.")
@@ -101,14 +118,30 @@ class Pipeline:
         self.scrubber = Scrubber(extra=names)
         self.dedup = NearDupIndex(cfg.dedup_threshold)
         self.guard = EvalGuard(cfg.overlap_threshold)
-        self.stats: dict[str, Any] = {"dropped": Counter(), "read": 0, "kept": 0, "bytes_in": 0}
+        self.stats: dict[str, Any] = {
+            "dropped": Counter(),
+            "read": 0,
+            "kept": 0,
+            "bytes_in": 0,
+            "markup": Counter(),  # what cleaning removed or filled in (stats.json: markup_removed)
+        }
         from tqdm.auto import tqdm
 
         # rows through the filters (a progress bar on a terminal; silent when piped)
         self.bar = tqdm(desc=f"prepare {cfg.kind}", unit=" rows", disable=None)
 
     def text(self, raw: str, markdown: bool = False) -> str:
-        return normalise(clean_markdown(raw) if markdown else raw)
+        if markdown:
+            raw = clean_markdown(raw, self.stats["markup"])
+        return self.plain(raw)
+
+    def plain(self, raw: str, count: bool = True) -> str:
+        """Any text (a JSONL row, a message): site markup removed when configured, normalised."""
+        if self.cfg.site_markup:
+            raw, counts = strip_site_markup(raw, self.cfg.site_variables)
+            if count:
+                self.stats["markup"].update(counts)
+        return normalise(raw)
 
     def keep(self, text: str, where: str, dedup_text: str | None = None) -> bool:
         """Length/garbage/dup filters; raises OverlapError on train/eval overlap."""
@@ -163,7 +196,7 @@ def _prepare_cpt(cfg: PrepareConfig, pipe: Pipeline, tmp: Path) -> dict[str, Any
                     continue
                 if p.suffix.lower() == ".jsonl":  # e.g. faq_qa.jsonl: any row format
                     for n, row in iter_jsonl(p):
-                        texts = [normalise(t) for t in readers.row_texts(row)]
+                        texts = [pipe.plain(t) for t in readers.row_texts(row)]
                         for t in texts:
                             pipe.guard.add(t, f"{p}:{n}")
                         dom_eval.write({"text": "\n\n".join(texts)})
@@ -182,7 +215,7 @@ def _prepare_cpt(cfg: PrepareConfig, pipe: Pipeline, tmp: Path) -> dict[str, Any
                     gen_eval.write({"text": text})
     for src in cfg.eval_sets:
         for text, where in _eval_texts(src):
-            pipe.guard.add(normalise(text), where)
+            pipe.guard.add(pipe.plain(text, count=False), where)  # compared as training text is
     if not (tmp / "eval" / "domain.jsonl").stat().st_size:
         (tmp / "eval" / "domain.jsonl").unlink()
 
@@ -242,7 +275,7 @@ def _prepare_cpt(cfg: PrepareConfig, pipe: Pipeline, tmp: Path) -> dict[str, Any
                 for rec in _limit(readers.iter_chat(src), cfg.max_rows_per_source):
                     pipe.stats["read"] += 1
                     msgs = [
-                        {**m, "content": pipe.scrub(normalise(m["content"]))} for m in rec.data["messages"]
+                        {**m, "content": pipe.scrub(pipe.plain(m["content"]))} for m in rec.data["messages"]
                     ]
                     text = render_chat(msgs)
                     if pipe.keep(text, rec.where):
@@ -281,7 +314,7 @@ def _prepare_cpt(cfg: PrepareConfig, pipe: Pipeline, tmp: Path) -> dict[str, Any
 def _prepare_rows(cfg: PrepareConfig, pipe: Pipeline, tmp: Path) -> dict[str, Any]:
     for src in cfg.eval_sets:
         for text, where in _eval_texts(src):
-            pipe.guard.add(normalise(text), where)
+            pipe.guard.add(pipe.plain(text, count=False), where)  # compared as training text is
     reader = readers.iter_chat if cfg.kind == "sft" else readers.iter_preference
     records = [_limit(reader(src), cfg.max_rows_per_source) for src in cfg.sources]
     records += [_limit(_summary_rows(src, cfg), cfg.max_rows_per_source) for src in cfg.doc_summaries]
@@ -325,13 +358,17 @@ def _summary_rows(src: str, cfg: PrepareConfig) -> Iterator[readers.Record]:
         previous = (previous + [answer["content"]])[-256:]
 
 
-def _scrub_row(v: Any, pipe: Pipeline) -> Any:
+def _scrub_row(v: Any, pipe: Pipeline, markup: bool = True) -> Any:
+    """Normalised and scrubbed; site markup removed except from a rejected answer (the markup may be what
+    makes it worse, so the preference keeps it)."""
     if isinstance(v, str):
-        return pipe.scrub(normalise(v))
+        return pipe.scrub(pipe.plain(v) if markup else normalise(v))
     if isinstance(v, list):
-        return [_scrub_row(x, pipe) for x in v]
+        return [_scrub_row(x, pipe, markup) for x in v]
     if isinstance(v, dict):
-        return {k: (x if k == "role" else _scrub_row(x, pipe)) for k, x in v.items()}
+        return {
+            k: (x if k == "role" else _scrub_row(x, pipe, markup and k != "rejected")) for k, x in v.items()
+        }
     return v
 
 
@@ -355,6 +392,7 @@ def prepare(cfg: PrepareConfig) -> Snapshot:
             "kept": pipe.stats["kept"],
             "dropped": dict(pipe.stats["dropped"]),
             "pii": dict(pipe.scrubber.counts),
+            "markup_removed": dict(sorted(pipe.stats["markup"].items())),
             "eval_texts_guarded": len(pipe.guard),
             "bytes_in": pipe.stats["bytes_in"],
             "seconds": round(seconds, 2),
