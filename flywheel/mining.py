@@ -8,8 +8,9 @@ Rules (each switchable in MiningConfig):
 - SFT: answers rated up.
 Then PII is scrubbed, near-duplicates (MinHash) and items overlapping evaluation sets are dropped, and
 failed requests (and refusals nobody labelled) are skipped. The function is pure over dicts, so the
-platform (DuckDB), the flywheel cycle and the benchmark call the same code; ``load_window`` reads the
-rows a run needs from a DuckDB connection passed in.
+platform (DuckDB), the flywheel cycle and the benchmark call the same code; the platform's store reads
+the rows a run needs (keel.store.flywheel.mining_window) and hands them in: this module never sees a
+connection.
 """
 
 from __future__ import annotations
@@ -410,45 +411,3 @@ class Miner:
         st["sft"] = len(res.sft)
         for p in res.pairs:
             st[f"pairs_{p.source}"] += 1
-
-
-REQUEST_COLS = (
-    "request_id, created_at, key_id, messages, response_text, route, retrieved, checkpoint_version, "
-    "status_code, error, regenerate_of, meta, engine_messages, completion_text, appended_text"
-)
-
-
-def load_window(con, since: datetime | None) -> tuple[list[dict], list[dict]]:
-    """(requests, feedback) a run needs: everything touched by feedback or regeneration links made after
-    ``since`` (None: all), plus every rated request (thumbs pairs compare across time)."""
-    since = since or _EPOCH
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _mine_ids AS
-           SELECT request_id AS id FROM feedback WHERE created_at > $since
-           UNION SELECT other_request_id FROM feedback WHERE created_at > $since AND other_request_id IS NOT NULL
-           UNION SELECT request_id FROM requests WHERE regenerate_of IS NOT NULL AND created_at > $since
-           UNION SELECT regenerate_of FROM requests WHERE regenerate_of IS NOT NULL AND created_at > $since
-           UNION SELECT request_id FROM feedback WHERE kind = 'thumbs'""",
-        {"since": since},
-    )
-    # neighbours through regeneration links, so a link made earlier still meets a rating made now
-    con.execute(
-        """INSERT INTO _mine_ids SELECT request_id FROM requests
-           WHERE regenerate_of IN (SELECT id FROM _mine_ids)
-           UNION SELECT regenerate_of FROM requests
-           WHERE request_id IN (SELECT id FROM _mine_ids) AND regenerate_of IS NOT NULL"""
-    )
-    cur = con.execute(
-        f"SELECT {REQUEST_COLS} FROM requests WHERE request_id IN (SELECT DISTINCT id FROM _mine_ids)"
-    )
-    names = [d[0] for d in cur.description]
-    requests = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    cur = con.execute(
-        """SELECT feedback_id, request_id, key_id, kind, rating, edited_text, other_request_id, preferred,
-                  created_at FROM feedback
-           WHERE request_id IN (SELECT id FROM _mine_ids) OR other_request_id IN (SELECT id FROM _mine_ids)"""
-    )
-    names = [d[0] for d in cur.description]
-    feedback = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    con.execute("DROP TABLE IF EXISTS _mine_ids")
-    return requests, feedback

@@ -28,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from keel.store import cycles, swaps
 from serving.records import RecordSink, RequestRecord
 
 if TYPE_CHECKING:  # the platform imports this module, not the other way round at run time
@@ -283,9 +284,7 @@ class _PlatformCollector(Collector):
         return out
 
     def _swaps(self, p: MetricSources) -> Iterator[Metric]:
-        rows = p.db.fetchall(
-            "SELECT kind, status, coalesce(strategy, ''), seconds FROM swaps WHERE status <> 'running'"
-        )
+        rows = swaps.finished_stats(p.db)
         counts: dict[tuple[str, str, str], int] = {}
         for kind, status, strategy, _ in rows:
             counts[(kind, status, strategy)] = counts.get((kind, status, strategy), 0) + 1
@@ -315,43 +314,34 @@ class _PlatformCollector(Collector):
         yield running
 
     def _cycles(self, p: MetricSources) -> Iterator[Metric]:
-        have = {r[0] for r in p.db.fetchall("SELECT table_name FROM duckdb_tables()")}
-        if not {"cycles", "cycle_steps"} <= have:
-            return
         c = CounterMetricFamily(
             "keel_cycles", "Flywheel cycles by status and outcome", labels=["status", "outcome"]
         )
-        for status, outcome, n in p.db.fetchall(
-            "SELECT status, coalesce(outcome, ''), count(*) FROM cycles GROUP BY 1, 2 ORDER BY 1, 2"
-        ):
+        for status, outcome, n in cycles.outcome_counts(p.db):
             c.add_metric([status, outcome], n)
         yield c
         # the state now: the step a running cycle is in, else idle
-        running = p.db.fetchall(
-            "SELECT s.name, epoch(now()) - epoch(s.started_at) FROM cycles c JOIN cycle_steps s USING (cycle_id) "
-            "WHERE c.status = 'running' AND s.status = 'running' ORDER BY s.seq DESC LIMIT 1"
-        )
+        running = cycles.running_step(p.db)
         state = GaugeMetricFamily(
             "keel_cycle_state",
             "1 for what the flywheel does now: idle, or the step a running cycle is in",
             labels=["state", "step"],
         )
         if running:
-            step = running[0][0]
-            state.add_metric(["running", step], 1)
+            state.add_metric(["running", running[0]], 1)
         else:
             state.add_metric(["idle", ""], 1)
         yield state
         if running:
             g = GaugeMetricFamily("keel_cycle_step_running_seconds", "How long the current step has run")
-            g.add_metric([], float(running[0][1] or 0))
+            g.add_metric([], running[1])
             yield g
-        last = p.db.fetchall("SELECT max(epoch(finished_at)) FROM cycles WHERE finished_at IS NOT NULL")
-        if last and last[0][0] is not None:
+        last = cycles.last_finished_epoch(p.db)
+        if last is not None:
             g = GaugeMetricFamily(
                 "keel_cycle_last_finished_timestamp_seconds", "Unix time the last cycle ended"
             )
-            g.add_metric([], float(last[0][0]))
+            g.add_metric([], last)
             yield g
         h = HistogramMetricFamily(
             "keel_cycle_step_duration_seconds",
@@ -359,10 +349,7 @@ class _PlatformCollector(Collector):
             labels=["step", "stage", "status"],
         )
         by: dict[tuple[str, str, str], list[float]] = {}
-        for name, status, seconds in p.db.fetchall(
-            "SELECT name, status, epoch(finished_at) - epoch(started_at) FROM cycle_steps "
-            "WHERE started_at IS NOT NULL AND finished_at IS NOT NULL"
-        ):
+        for name, status, seconds in cycles.step_durations(p.db):
             step, _, stage = str(name).partition(":")
             by.setdefault((step, stage, status), []).append(max(0.0, float(seconds)))
         for labels, values in sorted(by.items()):

@@ -15,9 +15,9 @@ import pytest
 from keel.checkpoints.promotion import PromotionService
 from keel.config import load_settings
 from keel.cycle.mining import run_export, run_mining
-from keel.review.queue import ReviewQueue
 from keel.store import aliases, registry
 from keel.store.db import Database
+from keel.store.review import ReviewQueue
 
 from tests.flywheel.planted import plant
 from tests.harness import PlatformProcess

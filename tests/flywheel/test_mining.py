@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from keel.config import load_settings
 from keel.cycle.mining import run_export, run_mining
-from keel.review.queue import ReviewQueue
 from keel.store.db import Database
+from keel.store.review import ReviewQueue
 
 from flywheel.config import MiningConfig
-from flywheel.mining import Miner, MiningHooks, load_window
+from flywheel.mining import Miner, MiningHooks
 from tests.flywheel.planted import FAQ_Q, SUFFIX, engine_messages, feedback, plant, request
 from training.data.dedup import NearDupIndex
 
@@ -162,7 +162,7 @@ def test_leases_and_late_decisions(setup):
     queue = ReviewQueue(db, lease_s=60)
     a, b = queue.next_item("k-a"), queue.next_item("k-b")
     assert a["pair_id"] != b["pair_id"]  # never the same item at once
-    from keel.review.queue import LeaseError
+    from keel.store.review import LeaseError
 
     with pytest.raises(LeaseError):  # k-b cannot answer k-a's item
         queue.decide("k-b", "b", a["pair_id"], b["lease_token"], "accept")
@@ -218,7 +218,9 @@ def test_pure_miner_dedup_and_refusals():
 
 def test_load_window_on_duckdb(setup):
     _, db = setup
-    reqs, fbs = load_window(db.cursor(), None)
+    from keel.store.flywheel import mining_window
+
+    reqs, fbs = mining_window(db, None)
     assert {r["request_id"] for r in reqs} >= {"r-old", "r-new", "r-a", "r-b"}
     assert len(fbs) == 11
 

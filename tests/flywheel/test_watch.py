@@ -73,10 +73,11 @@ def test_platform_watch_rolls_back_a_champion_that_answers_empty(tmp_path, base_
     from datetime import UTC, datetime, timedelta
 
     from keel.checkpoints.promotion import PromotionService
-    from keel.checkpoints.watch import PromotionWatch, list_watches
+    from keel.checkpoints.watch import PromotionWatch
     from keel.config import load_settings
     from keel.store import aliases, registry
     from keel.store.db import Database
+    from keel.store.watches import list_watches
 
     from tests.flywheel.test_lineage import _checkpoint
 

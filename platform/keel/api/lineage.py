@@ -43,6 +43,6 @@ def list_aliases(db: Db, _: Admin, history: int = 50) -> dict[str, Any]:
 @router.get("/watches")
 def list_watches(db: Db, _: Admin, limit: int = 50) -> list[dict[str, Any]]:
     """Watches after promotion, newest first: status, reason, every signal's verdict."""
-    from keel.checkpoints.watch import list_watches as watches
+    from keel.store.watches import list_watches as watches
 
     return watches(db, max(1, min(limit, 1000)))

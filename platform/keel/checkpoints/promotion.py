@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from keel.checkpoints.fingerprints import FingerprintBook, FingerprintUnavailable
 from keel.errors import KeelError
-from keel.store import aliases, registry
+from keel.store import aliases, registry, swaps
 from keel.store.db import Database
 from serving.engine.compat import NotServableError, check_servable
 from serving.engine.swap import SwapError, Swapper
@@ -43,32 +41,6 @@ class PromotionService:
         # the new weights must answer the checkpoint's probes before they serve (None: not verified)
         self.fingerprints = fingerprints
         self._busy = False  # from the first check to the history row: a second swap is refused meanwhile
-
-    def _start_row(
-        self, kind: str, frm: str | None, to: str, forced: bool, by: str, reason: str | None
-    ) -> str:
-        swap_id = "swap_" + uuid.uuid4().hex[:12]
-        self.db.execute(
-            "INSERT INTO swaps (swap_id, kind, from_version, to_version, status, reason, forced, by_whom) "
-            "VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
-            [swap_id, kind, frm, to, reason, forced, by],
-        )
-        return swap_id
-
-    def _finish_row(
-        self,
-        swap_id: str,
-        status: str,
-        strategy: str | None,
-        seconds: float | None,
-        held: float | None,
-        reason: str | None = None,
-    ) -> None:
-        self.db.execute(
-            "UPDATE swaps SET status = ?, strategy = ?, seconds = ?, held_seconds = ?, finished_at = ?, "
-            "reason = coalesce(?, reason) WHERE swap_id = ?",
-            [status, strategy, seconds, held, datetime.now(UTC), reason, swap_id],
-        )
 
     def current(self) -> str | None:
         """The champion: the alias promotion and rollback move (it starts at what the registry serves)."""
@@ -105,14 +77,10 @@ class PromotionService:
     def previous(self) -> str:
         """The version that served before the current one."""
         current = self.current()
-        rows = self.db.fetchall(
-            "SELECT from_version FROM swaps WHERE status = 'succeeded' AND to_version = ? AND from_version IS NOT NULL "
-            "ORDER BY finished_at DESC LIMIT 1",
-            [current],
-        )
-        if not rows:
+        frm = swaps.predecessor(self.db, current)
+        if frm is None:
             raise PromotionError(f"nothing to roll back to: {current} has no recorded predecessor")
-        return rows[0][0]
+        return frm
 
     async def rollback(
         self, to: str | None = None, *, by: str = "unknown", reason: str | None = None
@@ -152,41 +120,31 @@ class PromotionService:
         by: str,
         reason: str | None,
     ) -> Outcome:
-        swap_id = self._start_row(kind, current, cp.version, force, by, reason)
+        swap_id = swaps.start(self.db, kind, current, cp.version, force, by, reason)
         if self.swapper is None:  # platform not running: the next `keel up` serves it (and verifies it)
             self._moved(kind, cp.version, by, reason, swap_id)
-            self._finish_row(swap_id, "succeeded", "offline", 0.0, 0.0)
+            swaps.finish(self.db, swap_id, "succeeded", "offline", 0.0, 0.0)
             return Outcome(swap_id, kind, current, cp.version, "offline", 0.0, 0.0)
         try:
             fp = await self.fingerprints.aensure(cp.version, path) if self.fingerprints else None
         except FingerprintUnavailable as e:
-            self._finish_row(swap_id, "failed", None, None, None, reason=f"failed: {e}")
+            swaps.finish(self.db, swap_id, "failed", None, None, None, reason=f"failed: {e}")
             raise PromotionError(f"{kind} to {cp.version} refused, still serving {current}: {e}") from e
         try:
             result = await self.swapper.swap(cp.version, path, fingerprint=fp)
         except SwapError as e:
-            self._finish_row(swap_id, "failed", None, None, None, reason=f"failed: {e}")
+            swaps.finish(self.db, swap_id, "failed", None, None, None, reason=f"failed: {e}")
             raise PromotionError(f"{kind} to {cp.version} failed, still serving {current}: {e}") from e
         except BaseException as e:
-            self._finish_row(swap_id, "failed", None, None, None, reason=f"failed: {type(e).__name__}: {e}")
+            swaps.finish(
+                self.db, swap_id, "failed", None, None, None, reason=f"failed: {type(e).__name__}: {e}"
+            )
             raise
         self._moved(kind, cp.version, by, reason, swap_id)
-        self._finish_row(swap_id, "succeeded", result.strategy, result.seconds, result.held_s)
+        swaps.finish(self.db, swap_id, "succeeded", result.strategy, result.seconds, result.held_s)
         if kind == "promote" and self.watcher is not None:
             self.watcher.start(cp.version, current, swap_id)
         return Outcome(swap_id, kind, current, cp.version, result.strategy, result.seconds, result.held_s)
 
     def history(self, limit: int = 50) -> list[dict[str, Any]]:
-        cur = self.db.cursor().execute(
-            "SELECT swap_id, kind, from_version, to_version, strategy, status, reason, forced, by_whom, started_at, "
-            "finished_at, seconds, held_seconds FROM swaps ORDER BY started_at DESC LIMIT ?",
-            [limit],
-        )
-        names = [d[0] for d in cur.description]
-        out = []
-        for row in cur.fetchall():
-            d = dict(zip(names, row, strict=True))
-            for k in ("started_at", "finished_at"):
-                d[k] = d[k].isoformat() if d[k] else None
-            out.append(d)
-        return out
+        return swaps.history(self.db, limit)

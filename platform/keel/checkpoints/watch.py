@@ -9,19 +9,14 @@ rollback is an ordinary rollback (a swaps row, the champion alias moved) whose r
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from flywheel.watch import Verdict, WatchConfig, compare
-from keel.store import aliases
+from keel.store import aliases, watches
 
 log = logging.getLogger("keel.watch")
-
-_COLS = "request_id, route, status_code, error, completion_text, response_text, latency_ms"
 
 
 class PromotionWatch:
@@ -30,10 +25,7 @@ class PromotionWatch:
         self.task: asyncio.Task | None = None
         self.current: str | None = None  # watch id
         # a watch a dead process left running cannot finish: say so
-        db.execute(
-            "UPDATE watches SET status = 'interrupted', finished_at = now(), reason = 'platform restarted' "
-            "WHERE status = 'running'"
-        )
+        watches.interrupt_running(db)
 
     # ---- control -----------------------------------------------------------------------------------------
     def start(self, version: str, previous: str | None, swap_id: str | None = None) -> str | None:
@@ -43,12 +35,8 @@ class PromotionWatch:
         if self.task is not None and not self.task.done():
             self.task.cancel()
             self._finish(self.current, "superseded", f"{version} was promoted meanwhile")
-        watch_id = "watch-" + uuid.uuid4().hex[:12]
         started = datetime.now(UTC)
-        self.db.execute(
-            "INSERT INTO watches (watch_id, version, previous, swap_id, status, started_at) VALUES (?, ?, ?, ?, 'running', ?)",
-            [watch_id, version, previous, swap_id, started],
-        )
+        watch_id = watches.start(self.db, version, previous, swap_id, started)
         self.current = watch_id
         self.task = asyncio.get_running_loop().create_task(self._run(watch_id, version, previous, started))
         log.info("watching %s against %s for %.0f s (%s)", version, previous, self.cfg.window_s, watch_id)
@@ -100,44 +88,12 @@ class PromotionWatch:
 
     def evaluate(self, version: str, previous: str, started: datetime) -> Verdict:
         self.flush()
-        new = self._rows("checkpoint_version = ? AND created_at >= ?", [version, started])
-        since = started - timedelta(seconds=self.cfg.baseline_window_s)
-        old = self._rows(
-            "checkpoint_version = ? AND created_at >= ? AND created_at < ?", [previous, since, started]
+        new = watches.version_requests(self.db, version, started)
+        old = watches.version_requests(
+            self.db, previous, started - timedelta(seconds=self.cfg.baseline_window_s), started
         )
-        ids = [r["request_id"] for r in new + old]
-        down, regen = self._feedback(ids)
+        down, regen = watches.down_and_regenerated(self.db, [r["request_id"] for r in new + old])
         return compare(new, old, self.cfg, down, regen)
-
-    def _rows(self, where: str, params: list) -> list[dict[str, Any]]:
-        cur = self.db.cursor().execute(f"SELECT {_COLS} FROM requests WHERE {where}", params)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
-    def _feedback(self, ids: list[str]) -> tuple[set[str], set[str]]:
-        if not ids:
-            return set(), set()
-        tbl = [(i,) for i in ids]
-        cur = self.db.cursor()
-        cur.execute("CREATE OR REPLACE TEMP TABLE _watch_ids (id VARCHAR)")
-        cur.executemany("INSERT INTO _watch_ids VALUES (?)", tbl)
-        down = {
-            r[0]
-            for r in cur.execute(
-                "SELECT request_id FROM (SELECT request_id, rating, row_number() OVER (PARTITION BY request_id "
-                "ORDER BY created_at DESC) AS n FROM feedback WHERE kind = 'thumbs' AND request_id IN "
-                "(SELECT id FROM _watch_ids)) WHERE n = 1 AND rating < 0"
-            ).fetchall()
-        }
-        regen = {
-            r[0]
-            for r in cur.execute(
-                "SELECT request_id FROM feedback WHERE kind = 'regenerate' AND request_id IN (SELECT id FROM _watch_ids) "
-                "UNION SELECT regenerate_of FROM requests WHERE regenerate_of IN (SELECT id FROM _watch_ids)"
-            ).fetchall()
-        }
-        cur.execute("DROP TABLE IF EXISTS _watch_ids")
-        return down, regen
 
     def _finish(
         self,
@@ -149,24 +105,7 @@ class PromotionWatch:
     ) -> None:
         if watch_id is None:
             return
-        self.db.execute(
-            "UPDATE watches SET status = ?, finished_at = ?, reason = ?, verdict = ?, rollback_swap = ? "
-            "WHERE watch_id = ? AND status = 'running'",
-            [
-                status,
-                datetime.now(UTC),
-                reason,
-                json.dumps(verdict.to_dict()) if verdict else None,
-                rollback_swap,
-                watch_id,
-            ],
+        watches.finish(
+            self.db, watch_id, status, reason, verdict.to_dict() if verdict else None, rollback_swap
         )
         log.info("watch %s: %s (%s)", watch_id, status, reason)
-
-
-def list_watches(db, limit: int = 50) -> list[dict[str, Any]]:
-    from keel.store.rows import as_dicts
-
-    return as_dicts(
-        db.cursor().execute("SELECT * FROM watches ORDER BY started_at DESC LIMIT ?", [limit]), ("verdict",)
-    )

@@ -9,9 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from flywheel.mining import Miner, MiningHooks, PairItem, load_window
+from flywheel.mining import Miner, MiningHooks, PairItem
+from keel.store import flywheel
 from keel.store.db import Database
 
 
@@ -52,36 +51,22 @@ def pair_row(p: PairItem, run_id: str | None, fraction: float) -> dict[str, Any]
     }
 
 
-def insert_pairs(db: Database, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    pair_tbl = pa.Table.from_pylist(rows)  # noqa: F841 - DuckDB reads it by name
-    with db.lock:
-        db.cursor().execute("INSERT OR IGNORE INTO pairs BY NAME SELECT * FROM pair_tbl")
-
-
 def run_mining(
     db: Database, settings, full: bool = False, hooks: MiningHooks | None = None
 ) -> dict[str, Any]:
-    cur = db.cursor()
-    since = None if full else cur.execute("SELECT max(until) FROM mining_runs").fetchone()[0]
+    since = None if full else flywheel.last_mined_until(db)
     until = datetime.now(UTC)
-    requests, feedback = load_window(cur, since)
-    known = {r[0] for r in cur.execute("SELECT pair_key FROM pairs").fetchall()}
-    known |= {r[0] for r in cur.execute("SELECT example_key FROM sft_examples").fetchall()}
+    requests, feedback = flywheel.mining_window(db, since)
+    known = flywheel.mined_keys(db)
     existing = [
-        ("pair:" + k, f"{_prompt_text(p)}\n\x00{c}\n\x00{r}")
-        for k, p, c, r in cur.execute("SELECT pair_key, prompt, chosen, rejected FROM pairs").fetchall()
+        ("pair:" + k, f"{_prompt_text(p)}\n\x00{c}\n\x00{r}") for k, p, c, r in flywheel.stored_pairs(db)
     ]
-    existing += [
-        ("sft:" + k, _prompt_text(m))
-        for k, m in cur.execute("SELECT example_key, messages FROM sft_examples").fetchall()
-    ]
+    existing += [("sft:" + k, _prompt_text(m)) for k, m in flywheel.stored_sft(db)]
     miner = Miner(settings.mining, hooks or mining_hooks(settings))
     result = miner.mine(requests, feedback, known, existing)
     run_id = "mine-" + until.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     frac = settings.annotation.double_annotate_fraction
-    insert_pairs(db, [pair_row(p, run_id, frac) for p in result.pairs])
+    flywheel.insert_pairs(db, [pair_row(p, run_id, frac) for p in result.pairs])
     sft_rows = [
         {
             "example_id": "sft-" + uuid.uuid4().hex[:16],
@@ -96,15 +81,7 @@ def run_mining(
     ]
     stats = dict(result.stats)
     stats["eval_guard"] = miner.hooks.eval_sets  # set → texts checked against ({}: the guard was off)
-    with db.lock:
-        c = db.cursor()
-        if sft_rows:
-            sft_tbl = pa.Table.from_pylist(sft_rows)  # noqa: F841
-            c.execute("INSERT OR IGNORE INTO sft_examples BY NAME SELECT * FROM sft_tbl")
-        c.execute(
-            "INSERT INTO mining_runs (run_id, since, until, stats) VALUES (?, ?, ?, ?)",
-            [run_id, since, until, json.dumps(stats)],
-        )
+    flywheel.record_mining_run(db, run_id, since, until, stats, sft_rows)
     return {
         "run_id": run_id,
         "since": since.isoformat() if since else None,

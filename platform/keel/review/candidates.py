@@ -20,11 +20,11 @@ import random
 import time
 import uuid
 import zlib
-from datetime import datetime
 from typing import Any
 
-from keel.cycle.mining import insert_pairs, reviews_needed
+from keel.cycle.mining import reviews_needed
 from keel.review.config import AnnotationConfig
+from keel.store import flywheel, requestlog
 from keel.store.db import Database
 from serving.engine.client import EngineClient
 from serving.engine.pool import Endpoint, EnginePool
@@ -46,7 +46,7 @@ class CandidateSampler:
         self.pool = pool
         self.cfg = cfg
         self.engine: EngineClient | None = None
-        self.watermark: datetime | None = None
+        self.watermark: str | None = None  # ISO time of the last request looked at
         self.generated = 0
         self._task: asyncio.Task | None = None
         self._scrub = None
@@ -85,21 +85,7 @@ class CandidateSampler:
         return made
 
     def _pick(self) -> list[dict[str, Any]]:
-        cur = self.db.cursor()
-        cur.execute(
-            """SELECT request_id, created_at, messages, engine_messages, params,
-                      coalesce(completion_text, response_text) AS response_text, route, retrieved,
-                      checkpoint_version
-               FROM requests
-               WHERE created_at > coalesce(?::TIMESTAMPTZ, '1970-01-01'::TIMESTAMPTZ)
-                 AND endpoint = '/v1/chat/completions' AND error IS NULL AND coalesce(status_code, 200) < 400
-                 AND coalesce(response_text, '') <> '' AND regenerate_of IS NULL
-                 AND checkpoint_version IS NOT NULL  -- the engine answered (not a canned reply)
-               ORDER BY created_at LIMIT 1000""",
-            [self.watermark],
-        )
-        names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        rows = requestlog.answered_since(self.db, self.watermark)
         picked = []
         for r in rows:
             if len(picked) >= self.cfg.candidate_batch:
@@ -147,17 +133,8 @@ class CandidateSampler:
         rid, original = row["request_id"], row["response_text"]
         cid = "cand-" + uuid.uuid4().hex[:16]
         db = self.db
-        db.execute(
-            """INSERT INTO candidates (candidate_id, request_id, response_text, checkpoint_version, params, latency_ms)
-               VALUES (?, ?, ?, ?, ?, ?)""",
-            [
-                cid,
-                rid,
-                text,
-                ep.version,
-                json.dumps({"temperature": self.cfg.candidate_temperature}),
-                latency_ms,
-            ],
+        flywheel.insert_candidate(
+            db, cid, rid, text, ep.version, {"temperature": self.cfg.candidate_temperature}, latency_ms
         )
         messages = [
             {**m, "content": self._scrub(m["content"])} if isinstance(m.get("content"), str) else m
@@ -166,7 +143,7 @@ class CandidateSampler:
         # which answer is proposed as better is arbitrary here: alternate by id so neither side is favoured
         a, b = (original, text) if zlib.crc32(cid.encode()) % 2 else (text, original)
         key = f"candidate:{rid}:{cid}"
-        insert_pairs(
+        flywheel.insert_pairs(
             db,
             [
                 {

@@ -120,3 +120,33 @@ class DuckCycleStore:
                 s.attempts,
             ],
         )
+
+
+# ---- reads for /metrics ---------------------------------------------------------------------------------
+def outcome_counts(db: Database) -> list[tuple[str, str, int]]:
+    """(status, outcome, count) over every cycle."""
+    return db.fetchall(
+        "SELECT status, coalesce(outcome, ''), count(*) FROM cycles GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+
+
+def running_step(db: Database) -> tuple[str, float] | None:
+    """The step a running cycle is in and how long it has run, or None."""
+    rows = db.fetchall(
+        "SELECT s.name, epoch(now()) - epoch(s.started_at) FROM cycles c JOIN cycle_steps s USING (cycle_id) "
+        "WHERE c.status = 'running' AND s.status = 'running' ORDER BY s.seq DESC LIMIT 1"
+    )
+    return (rows[0][0], float(rows[0][1] or 0)) if rows else None
+
+
+def last_finished_epoch(db: Database) -> float | None:
+    rows = db.fetchall("SELECT max(epoch(finished_at)) FROM cycles WHERE finished_at IS NOT NULL")
+    return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def step_durations(db: Database) -> list[tuple[str, str, float]]:
+    """(name, status, seconds) of every finished step."""
+    return db.fetchall(
+        "SELECT name, status, epoch(finished_at) - epoch(started_at) FROM cycle_steps "
+        "WHERE started_at IS NOT NULL AND finished_at IS NOT NULL"
+    )

@@ -269,28 +269,69 @@ class RequestLogWriter:
         return {"queued": self.queue.qsize(), "written": self.written, "spilled": self.spilled}
 
 
-# Reads of the request log (admin API, console): one place that knows the columns.
-_LIST_COLS = (
-    "request_id, created_at, key_id, model, checkpoint_version, engine_url, stream, messages, params, "
-    "response_text, choices, finish_reason, route, route_confidence, retrieved, prompt_tokens, "
-    "completion_tokens, ttft_ms, latency_ms, retrieval_ms, generation_ms, status_code, error, regenerate_of, meta, "
-    "engine_messages, engine_prompt, completion_text, appended_text"
-)
+# Reads of the request log: one column list, derived from the record model the writer stores.
+REQUEST_COLUMNS: tuple[str, ...] = tuple(RequestRecord.model_fields)
+
+
+def select_requests(
+    db: Database,
+    where: str = "TRUE",
+    params: list | None = None,
+    columns: tuple[str, ...] | list[str] = REQUEST_COLUMNS,
+    order: str = "created_at DESC",
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Request rows as dicts (JSON columns decoded, timestamps ISO). ``columns`` must be record fields."""
+    from keel.store.rows import as_dicts
+
+    unknown = set(columns) - set(REQUEST_COLUMNS)
+    if unknown:
+        raise ValueError(f"not request-row columns: {sorted(unknown)}")
+    sql = f"SELECT {', '.join(columns)} FROM requests WHERE {where} ORDER BY {order}"
+    args = list(params or [])
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(limit)
+    return as_dicts(db.cursor().execute(sql, args), JSON_COLUMNS)
 
 
 def list_requests(db: Database, ids: list[str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Rows newest first, or exactly the given request ids."""
-    from keel.store.rows import as_dicts
-
     if ids:
         marks = ",".join("?" * len(ids))
-        cur = db.cursor().execute(f"SELECT {_LIST_COLS} FROM requests WHERE request_id IN ({marks})", ids)
-    else:
-        cur = db.cursor().execute(
-            f"SELECT {_LIST_COLS} FROM requests ORDER BY created_at DESC LIMIT ?", [limit]
-        )
-    return as_dicts(cur, JSON_COLUMNS)
+        return select_requests(db, f"request_id IN ({marks})", list(ids))
+    return select_requests(db, limit=limit)
 
 
 def count_requests(db: Database) -> int:
     return db.fetchall("SELECT count(*) FROM requests")[0][0]
+
+
+def answered_since(db: Database, after: Any, limit: int = 1000) -> list[dict[str, Any]]:
+    """Chat requests an engine answered without error after ``after`` (a timestamp or None), oldest first.
+    ``response_text`` is the model's own text where logged (no gateway additions)."""
+    rows = select_requests(
+        db,
+        "created_at > coalesce(?::TIMESTAMPTZ, '1970-01-01'::TIMESTAMPTZ) "
+        "AND endpoint = '/v1/chat/completions' AND error IS NULL AND coalesce(status_code, 200) < 400 "
+        "AND coalesce(response_text, '') <> '' AND regenerate_of IS NULL "
+        "AND checkpoint_version IS NOT NULL",  # the engine answered (not a canned reply)
+        [after],
+        (
+            "request_id",
+            "created_at",
+            "messages",
+            "engine_messages",
+            "params",
+            "completion_text",
+            "response_text",
+            "route",
+            "retrieved",
+            "checkpoint_version",
+        ),
+        order="created_at",
+        limit=limit,
+    )
+    for r in rows:
+        r["response_text"] = r.pop("completion_text") or r["response_text"]
+    return rows

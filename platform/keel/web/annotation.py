@@ -21,9 +21,9 @@ from markdown_it.common.utils import escapeHtml
 from pydantic import BaseModel, Field
 
 from keel.review.config import AnnotationConfig
-from keel.review.queue import DECISIONS, Filters, LeaseError, ReviewQueue
 from keel.store.db import Database
 from keel.store.keys import KeyStore
+from keel.store.review import DECISIONS, Filters, LeaseError, ReviewQueue
 from keel.store.router_flags import request_flag
 from keel.web.pages import templates
 from keel.web.sessions import KeySessions

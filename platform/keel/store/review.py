@@ -1,4 +1,4 @@
-"""The review queue: pending pairs handed out under leases, decisions stored with who and when.
+"""The review queue's tables: pending pairs handed out under leases, decisions stored with who and when.
 
 A lease reserves one pair for one annotator for ``lease_s`` seconds; nobody else is offered it until
 the decision arrives or the lease expires. A decision must carry the lease token it was given, so a
