@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from tests.prereq import missing
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -23,9 +23,9 @@ CHROMIUM_ARGS = [
 
 
 def require_chromium() -> None:
-    """Skip (with the reason) where Debian's chromium is absent; deploy/install.sh installs it."""
+    """Skip (with the reason) where Debian's chromium is absent, fail under CI=true; install.sh installs it."""
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} not installed (deploy/install.sh installs it)")
+        missing(f"{CHROMIUM} not installed (deploy/install.sh installs it)")
 
 
 def launch(playwright):

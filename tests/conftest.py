@@ -17,7 +17,9 @@ ARTIFACTS = Path(os.environ.get("KEEL_TEST_ARTIFACTS", REPO / "test-artifacts"))
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.exists():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
+        from tests.prereq import missing
+
+        missing(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
 
 

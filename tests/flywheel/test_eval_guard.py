@@ -17,6 +17,7 @@ from keel.store.db import Database
 
 from flywheel.overlap import ContainmentIndex
 from tests.flywheel.planted import feedback, request
+from tests.prereq import missing
 
 
 def _first_row(path: Path, header: bool) -> list[str]:
@@ -84,7 +85,7 @@ def test_the_guard_can_be_switched_off_and_then_lets_them_through(log_with_leaks
 
 def test_default_settings_guard_the_demo_evaluation_data(tmp_path):
     if not DEMO_DATA.is_dir():
-        pytest.skip("no shared/data beside this checkout")
+        missing("no shared/data beside this checkout")
     sets = gate_sets(load_settings(overrides=[f"data_dir={tmp_path}"]))
     assert set(sets) == {"mmlu", "cmmlu", "domain", "general"}
     assert sets["mmlu"] == DEMO_DATA / "mmlu"
