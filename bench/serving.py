@@ -109,11 +109,9 @@ async def load(name: str, url: str, key: str | None, n: int, concurrency: int, m
 
 
 def prefill_rows(db_path: Path, rows: int) -> float:
-    import duckdb
     from keel.store.db import connect
 
-    connect(db_path).close()
-    con = duckdb.connect(str(db_path))
+    con = connect(db_path)
     t0 = time.perf_counter()
     con.execute(
         """INSERT INTO requests (request_id, created_at, key_id, model, checkpoint_version, stream, messages,

@@ -101,20 +101,9 @@ def run_export(db: Database, settings, out: str | None, include_unreviewed: bool
     from flywheel.export import dpo_row, sft_row
     from flywheel.text import strip_appended
 
-    cur = db.cursor()
     statuses = ["accepted", "pending"] if include_unreviewed else ["accepted"]
-    marks = ",".join("?" * len(statuses))
-    pair_rows = cur.execute(
-        f"""SELECT pair_id, source, prompt, coalesce(final_chosen, chosen), coalesce(final_rejected, rejected),
-                   route, provenance, status, reviewed_at FROM pairs WHERE status IN ({marks})
-            ORDER BY created_at, pair_id""",
-        statuses,
-    ).fetchall()
-    reviews: dict[str, list[dict]] = {}
-    for pid, who, decision, at in cur.execute(
-        "SELECT pair_id, annotator, decision, created_at FROM annotations WHERE decision <> 'skip' ORDER BY created_at"
-    ).fetchall():
-        reviews.setdefault(pid, []).append({"annotator": who, "decision": decision, "at": at.isoformat()})
+    pair_rows = flywheel.pairs_for_export(db, statuses)
+    reviews = flywheel.reviews_by_pair(db)
 
     pairs, sft, seen = [], [], set()
     for pid, source, prompt, chosen, rejected, route, prov, status, _ in pair_rows:
@@ -140,9 +129,7 @@ def run_export(db: Database, settings, out: str | None, include_unreviewed: bool
                         {"pair_id": pid, "source": f"accepted_{source}", "route": route, **json.loads(prov)},
                     )
                 )
-    for eid, source, messages, route, prov in cur.execute(
-        "SELECT example_id, source, messages, route, provenance FROM sft_examples ORDER BY created_at, example_id"
-    ).fetchall():
+    for eid, source, messages, route, prov in flywheel.sft_for_export(db):
         messages = json.loads(messages)
         messages[-1] = {**messages[-1], "content": strip_appended(messages[-1].get("content") or "")}
         row = sft_row(messages)
@@ -173,9 +160,5 @@ def run_export(db: Database, settings, out: str | None, include_unreviewed: bool
         "dpo_hash": parts["dpo"]["hash"],
         "sft_hash": parts["sft"]["hash"],
     }
-    with db.lock:
-        db.cursor().execute(
-            "INSERT INTO exports (export_id, path, hash, stats) VALUES (?, ?, ?, ?)",
-            [export_id, str(dest), meta["hash"], json.dumps(stats)],
-        )
+    flywheel.record_export(db, export_id, str(dest), meta["hash"], stats)
     return {"export_id": export_id, "path": str(dest), "hash": meta["hash"], **stats}

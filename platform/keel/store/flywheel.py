@@ -159,3 +159,39 @@ def record_mining_run(
             "INSERT INTO mining_runs (run_id, since, until, stats) VALUES (?, ?, ?, ?)",
             [run_id, since, until, json.dumps(stats)],
         )
+
+
+# ---- export: what a snapshot reads ---------------------------------------------------------------------
+def pairs_for_export(db: Database, statuses: list[str]) -> list[tuple]:
+    """(pair_id, source, prompt, chosen, rejected, route, provenance, status, reviewed_at), the review's
+    final sides where it changed them, oldest first."""
+    marks = ",".join("?" * len(statuses))
+    return db.fetchall(
+        f"""SELECT pair_id, source, prompt, coalesce(final_chosen, chosen), coalesce(final_rejected, rejected),
+                   route, provenance, status, reviewed_at FROM pairs WHERE status IN ({marks})
+            ORDER BY created_at, pair_id""",
+        statuses,
+    )
+
+
+def reviews_by_pair(db: Database) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for pid, who, decision, at in db.fetchall(
+        "SELECT pair_id, annotator, decision, created_at FROM annotations WHERE decision <> 'skip' ORDER BY created_at"
+    ):
+        out.setdefault(pid, []).append({"annotator": who, "decision": decision, "at": at.isoformat()})
+    return out
+
+
+def sft_for_export(db: Database) -> list[tuple]:
+    """(example_id, source, messages, route, provenance), oldest first."""
+    return db.fetchall(
+        "SELECT example_id, source, messages, route, provenance FROM sft_examples ORDER BY created_at, example_id"
+    )
+
+
+def record_export(db: Database, export_id: str, path: str, content_hash: str, stats: dict[str, Any]) -> None:
+    db.execute(
+        "INSERT INTO exports (export_id, path, hash, stats) VALUES (?, ?, ?, ?)",
+        [export_id, path, content_hash, json.dumps(stats)],
+    )
