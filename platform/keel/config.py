@@ -25,9 +25,9 @@ from pydantic_settings import (
 from flywheel.config import MiningConfig
 from flywheel.cycle_config import CycleConfig
 from flywheel.watch import WatchConfig
+from keel.annotation_config import AnnotationConfig
 from keel.errors import KeelError
 from keel.metrics_config import MetricsConfig
-from keel.review.config import AnnotationConfig
 from keel.store.requestlog import RequestLogConfig
 from serving.config import EngineConfig, GatewayConfig, SwapConfig
 from serving.rag.config import RagConfig

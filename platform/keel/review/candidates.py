@@ -22,8 +22,8 @@ import uuid
 import zlib
 from typing import Any
 
+from keel.annotation_config import AnnotationConfig
 from keel.cycle.mining import reviews_needed
-from keel.review.config import AnnotationConfig
 from keel.store import flywheel, requestlog
 from keel.store.db import Database
 from serving.engine.client import EngineClient

@@ -20,7 +20,7 @@ from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
 from pydantic import BaseModel, Field
 
-from keel.review.config import AnnotationConfig
+from keel.annotation_config import AnnotationConfig
 from keel.store.db import Database
 from keel.store.keys import KeyStore
 from keel.store.review import DECISIONS, Filters, LeaseError, ReviewQueue
