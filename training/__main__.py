@@ -1,4 +1,4 @@
-"""`python -m training <cpt|sft|dpo> --config recipe.yaml [key=value ...] [--resume]`.
+"""`python -m training <cpt|sft|dpo|kto> --config recipe.yaml [key=value ...] [--resume]`.
 
 The entry point the `deepspeed` launcher (and the kill/resume test) runs: one process per rank. The
 recipe must be resolved (a real `model` folder, an `output_dir`); `keel train` resolves `base` and
@@ -27,7 +27,7 @@ def run_stage(stage: str, data: dict, resume: bool = False):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training")
-    ap.add_argument("stage", choices=["cpt", "sft", "dpo"])
+    ap.add_argument("stage", choices=["cpt", "sft", "dpo", "kto"])
     ap.add_argument("--config", type=Path, required=True)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher

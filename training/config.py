@@ -1,5 +1,6 @@
-"""The three stages' configs *are* TRL's: `CPTConfig`/`SFTConfig` extend `trl.SFTConfig`, `DPOConfig`
-extends `trl.DPOConfig`, and the stage hands the config itself to the trainer as its ``args``.
+"""The stages' configs *are* TRL's: `CPTConfig`/`SFTConfig` extend `trl.SFTConfig`, `DPOConfig`
+extends `trl.DPOConfig`, `KTOConfig` extends `trl.KTOConfig`, and the stage hands the config itself to the
+trainer as its ``args``.
 
 `KeelArgs` adds Keel's own fields (the parent model, the dataset snapshot, budgets, LoRA, DeepSpeed by
 stage number) and changes a few TrainingArguments defaults to CPU-first ones (a small batch, cosine,
@@ -30,6 +31,7 @@ from training.recipe import RecipeError, parse_overrides, read_recipe
 __all__ = [
     "CPTConfig",
     "DPOConfig",
+    "KTOConfig",
     "KeelArgs",
     "RecipeError",
     "SFTConfig",
@@ -189,7 +191,36 @@ class DPOConfig(KeelArgs, trl.DPOConfig):
     ref_model: str = _f("", "Reference model ('' : the parent, i.e. `model`).")
 
 
-STAGES: dict[str, type[KeelArgs]] = {"cpt": CPTConfig, "sft": SFTConfig, "dpo": DPOConfig}
+@dataclass
+class KTOConfig(KeelArgs, trl.KTOConfig):
+    """KTO on unpaired signals (an answer rated up or down); the reference model is the parent checkpoint."""
+
+    stage: ClassVar[str] = "kto"
+
+    learning_rate: float = _f(1e-6, "Peak LR (TRL default).")
+    beta: float = _f(0.1, "KTO temperature.")
+    loss_type: str = _f("kto", "TRL loss type (kto, apo_zero_unpaired).")
+    ref_model: str = _f("", "Reference model ('' : the parent, i.e. `model`).")
+    class_weights: Literal["auto", "none"] = _f(
+        "auto",
+        "auto: set desirable_weight from the label counts so λD·nD / λU·nU is 7/6, the middle of the "
+        "KTO paper's recommended [1, 4/3] (undesirable_weight stays as given); none: use the weights as given.",
+    )
+    min_rows_per_class: int = _f(1, "Fewer rows labelled up (or down) than this: the run refuses to start.")
+
+    def balance(self, desirable: int, undesirable: int) -> None:
+        """Class weights for ``desirable`` up- and ``undesirable`` down-rated rows (thumbs are rarely
+        balanced: the simulation's users rate up more often than down)."""
+        if self.class_weights == "auto" and desirable and undesirable:
+            self.desirable_weight = round(7 / 6 * undesirable * self.undesirable_weight / desirable, 4)
+
+
+STAGES: dict[str, type[KeelArgs]] = {
+    "cpt": CPTConfig,
+    "sft": SFTConfig,
+    "dpo": DPOConfig,
+    "kto": KTOConfig,
+}
 
 
 @functools.cache

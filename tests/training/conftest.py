@@ -23,6 +23,24 @@ PREF = {
     "chosen": [{"role": "assistant", "content": "A distributed SQL database."}],
     "rejected": [{"role": "assistant", "content": "A kind of fruit from Peru."}],
 }
+# unpaired signals (thumbs): more up than down, as users rate (the stage weighs the classes)
+KTO_ROWS = [
+    {
+        "prompt": [{"role": "user", "content": "What is TiDB?"}],
+        "completion": [{"role": "assistant", "content": "A distributed SQL database."}],
+        "label": True,
+    },
+    {
+        "prompt": [{"role": "user", "content": "What is TiDB?"}],
+        "completion": [{"role": "assistant", "content": "A kind of fruit from Peru."}],
+        "label": False,
+    },
+    {
+        "prompt": [{"role": "user", "content": "Is TiDB MySQL compatible?"}],
+        "completion": [{"role": "assistant", "content": "Yes, it speaks the MySQL protocol."}],
+        "label": True,
+    },
+]
 DOMAIN_TEXT = "TiDB 是 PingCAP 公司自主设计、研发的开源分布式关系型数据库，兼容 MySQL 协议。" * 4
 GENERAL_TEXT = "The Nile is a major river in northeastern Africa that flows into the Mediterranean Sea. " * 3
 
@@ -59,6 +77,11 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
             root / "dpo",
             "dpo",
             lambda t: {"rows": len(write_jsonl(t / "train.jsonl", [PREF] * 4).read_text().splitlines())},
+        ).path,
+        "kto": write_snapshot(
+            root / "kto",
+            "kto",
+            lambda t: {"rows": len(write_jsonl(t / "train.jsonl", KTO_ROWS * 2).read_text().splitlines())},
         ).path,
     }
 

@@ -18,7 +18,7 @@ def test_defaults_follow_the_seeds():
 
 
 def test_every_field_has_help():
-    for stage in ("cpt", "sft", "dpo"):
+    for stage in ("cpt", "sft", "dpo", "kto"):
         for line in help_text(stage).splitlines():
             assert line.split(": ", 1)[1].strip(), line
 

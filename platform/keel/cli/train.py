@@ -1,4 +1,4 @@
-"""`keel train cpt|sft|dpo --config recipe.yaml [key=value ...] [--resume]`.
+"""`keel train cpt|sft|dpo|kto --config recipe.yaml [key=value ...] [--resume]`.
 
 The platform resolves the recipe (`model: base` → the base checkpoint folder, an empty `output_dir` →
 <data_dir>/checkpoints/<stage>-<time>) and runs the stage in this process. On GPU clusters use the
@@ -80,8 +80,14 @@ def dpo(config: ConfigOpt, overrides: Overrides = None, resume: ResumeOpt = Fals
     _run("dpo", config, overrides, resume)
 
 
+@app.command()
+def kto(config: ConfigOpt, overrides: Overrides = None, resume: ResumeOpt = False) -> None:
+    """Unpaired preference optimisation (answers rated up or down) against the parent checkpoint."""
+    _run("kto", config, overrides, resume)
+
+
 @app.command("options")
-def options(stage: Annotated[str, typer.Argument(help="cpt, sft or dpo")]) -> None:
+def options(stage: Annotated[str, typer.Argument(help="cpt, sft, dpo or kto")]) -> None:
     """List a stage's recipe keys with defaults and help."""
     from keel.cli import fail
     from training.config import STAGES, help_text
