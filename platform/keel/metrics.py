@@ -320,6 +320,11 @@ class _PlatformCollector(Collector):
         for status, outcome, n in cycles.outcome_counts(p.db):
             c.add_metric([status, outcome], n)
         yield c
+        yield CounterMetricFamily(
+            "keel_cycle_scheduled_failures",
+            "Scheduled cycles that failed, including runs that could not start (alert on any rise)",
+            value=cycles.scheduled_failures(p.db),
+        )
         # the state now: the step a running cycle is in, else idle
         running = cycles.running_step(p.db)
         state = GaugeMetricFamily(

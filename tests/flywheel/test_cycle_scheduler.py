@@ -113,3 +113,46 @@ def test_a_busy_cycle_refuses_the_scheduled_run(tmp_path):
 
     assert _run(main()) is True  # the refusal is logged; the scheduler keeps running
     assert svc.starts and svc.starts[0] == "schedule"
+
+
+def test_a_scheduled_run_that_cannot_start_is_a_failed_cycle_row(tmp_path):
+    """The real service over a real DuckDB: nothing serves yet and the configured model folder is gone, so
+    the scheduled start raises. The run is not only logged: it is a failed cycle (trigger ``schedule``)
+    with its error, and the count /metrics reads."""
+    import yaml
+    from keel.checkpoints.promotion import PromotionService
+    from keel.config import load_settings
+    from keel.cycle.service import CycleService
+    from keel.store import cycles
+    from keel.store.db import Database
+
+    cfg = tmp_path / "keel.yaml"
+    gone = tmp_path / "model-removed"
+    cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "keel"), "model": {"path": str(gone)}}))
+    settings = load_settings(cfg)
+    db = Database(settings.db_path)
+    svc = CycleService(settings, db, PromotionService(db, None))
+
+    async def main():
+        s = CycleScheduler(svc, ScheduleConfig(enabled=True, interval_s=1), tmp_path / "keel")
+        s.start()
+        try:
+            for _ in range(50):
+                if svc.store.list(5):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            s.stop()
+
+    try:
+        assert cycles.scheduled_failures(db) == 0
+        _run(main())
+        rows = svc.list()
+        assert rows, "the failed scheduled run left no cycle row"
+        c = rows[-1]
+        assert (c["trigger"], c["status"]) == ("schedule", "failed")
+        assert "model folder not found" in c["error"] and str(gone) in c["error"], c["error"]
+        assert c["finished_at"] is not None and svc.store.running() is None  # nothing left "running"
+        assert cycles.scheduled_failures(db) == len(rows)
+    finally:
+        db.close()

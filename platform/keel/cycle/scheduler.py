@@ -4,6 +4,7 @@ The job store is SQLAlchemy over ``<data_dir>/scheduler.sqlite``, so the schedul
 the platform was down, within ``misfire_grace_s``) survives restarts. APScheduler pickles a reference to
 the job function, so it is module level and finds its service through ``_SERVICES`` by data dir; one
 scheduler per job store. The job only *starts* a cycle (a thread); a cycle already running refuses it.
+A run that cannot start is recorded as a failed cycle (the cycle's own step failures already are).
 """
 
 from __future__ import annotations
@@ -33,8 +34,14 @@ def scheduled_cycle(key: str) -> None:
         log.info("scheduled cycle %s started", c.cycle_id)
     except CycleBusy as e:
         log.info("scheduled cycle refused: %s", e)
-    except Exception:
+    except Exception as e:
+        # nobody is there to read a nightly failure: it becomes a failed cycle row (`keel cycle list`,
+        # the console) and counts in /metrics (keel_cycle_scheduled_failures_total), not only a log line
         log.exception("scheduled cycle could not start")
+        try:
+            svc.record_failure("schedule", f"{type(e).__name__}: {e}")  # type: ignore[attr-defined]
+        except Exception:
+            log.exception("scheduled cycle: the failure could not be recorded either")
 
 
 class CycleScheduler:

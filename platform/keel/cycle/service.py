@@ -134,10 +134,41 @@ class CycleService:
         try:
             c = self.runner.execute(cycle_id)
             log.info("cycle %s %s (%s)%s", cycle_id, c.status, c.outcome, f": {c.error}" if c.error else "")
-        except Exception:  # never lost silently: the cycle row says failed, the log has the traceback
+        except Exception as e:  # never lost silently: the cycle row says failed, the log has the traceback
             log.exception("cycle %s crashed", cycle_id)
+            self._mark_failed(cycle_id, f"{type(e).__name__}: {e}")
         finally:
             self.threads.pop(cycle_id, None)
+
+    def _mark_failed(self, cycle_id: str, error: str) -> None:
+        """The runner itself raised (its own bookkeeping, not a step): a row left `running` would read as a
+        live cycle until the next restart and refuse every later one."""
+        try:
+            c = self.store.get(cycle_id)
+            if c is not None and c.status == "running":
+                c.status, c.error, c.finished_at = "failed", error, self.runner.clock()
+                self.store.update(c)
+        except Exception:
+            log.exception("cycle %s: could not record its failure", cycle_id)
+
+    def record_failure(self, trigger: str, error: str) -> CycleRecord:
+        """A cycle that could not even begin (the scheduler's run: a broken profile, no serving model, a
+        store error) as a failed row with its error, so it shows where cycles show and in /metrics."""
+        cfg = self.base_config
+        now = self.runner.clock()
+        c = CycleRecord(
+            cycle_id=self.runner.new_id(),
+            status="failed",
+            trigger=trigger,
+            stages=list(cfg.stages),
+            dry_run=False,
+            config=cfg.model_dump(mode="json"),
+            error=f"could not start: {error}",
+            started_at=now,
+            finished_at=now,
+        )
+        self.store.create(c)
+        return c
 
     def cancel(self, cycle_id: str) -> CycleRecord:
         self.runner.cancel(cycle_id)

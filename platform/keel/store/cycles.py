@@ -130,6 +130,11 @@ def outcome_counts(db: Database) -> list[tuple[str, str, int]]:
     )
 
 
+def scheduled_failures(db: Database) -> int:
+    """Cycles the scheduler started (or failed to start) that ended failed."""
+    return db.fetchall("SELECT count(*) FROM cycles WHERE trigger = 'schedule' AND status = 'failed'")[0][0]
+
+
 def running_step(db: Database) -> tuple[str, float] | None:
     """The step a running cycle is in and how long it has run, or None."""
     rows = db.fetchall(
