@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from keel.errors import KeelError
+from keel.store import aliases
 from keel.store.db import Database
 from training import checkpoint
 
@@ -18,6 +19,11 @@ STATUSES = ("candidate", "serving", "retired", "rejected")
 
 class RegistryError(KeelError, ValueError):
     """One line for the user."""
+
+
+class UnknownVersion(RegistryError):
+    status = 404
+    code = "not_found"
 
 
 @dataclass
@@ -130,7 +136,7 @@ def find(db: Database, version: str) -> Checkpoint | None:
 def get(db: Database, version: str) -> Checkpoint:
     cp = find(db, version)
     if cp is None:
-        raise RegistryError(f"unknown version {version!r} (see `keel checkpoints list`)")
+        raise UnknownVersion(f"unknown version {version!r} (see `keel checkpoints list`)")
     return cp
 
 
@@ -139,10 +145,11 @@ def list_all(db: Database) -> list[Checkpoint]:
 
 
 def serving(db: Database) -> tuple[str, Path] | None:
-    rows = db.fetchall(
-        "SELECT version, path FROM checkpoints WHERE status = 'serving' ORDER BY promoted_at DESC NULLS LAST LIMIT 1"
-    )
-    return (rows[0][0], Path(rows[0][1])) if rows else None
+    """What serves now: the ``champion`` alias is the one answer (promotion and rollback move it); the
+    ``serving`` status below and the engine pool's version follow it."""
+    version = aliases.get(db, aliases.CHAMPION)
+    cp = find(db, version) if version else None
+    return (cp.version, Path(cp.path)) if cp else None
 
 
 def mark_serving(db: Database, version: str, by: str, rollback: bool = False) -> None:
