@@ -108,7 +108,9 @@ class KeelSettings(BaseSettings):
     # Paths derived from data_dir, so every part agrees on the layout.
     @property
     def db_path(self) -> Path:
-        return self.data_dir / "keel.duckdb"
+        from keel.store import DB_FILE
+
+        return self.data_dir / DB_FILE
 
     @property
     def checkpoints_dir(self) -> Path:
