@@ -149,6 +149,10 @@ def test_simulate_sends_tagged_traffic_and_feedback(routed):
     assert sum(out["feedback"].values()) > 0 and not out["errors"], out
     kinds = {k.split("/")[0] for k in out["by_kind"]}
     assert "domain" in kinds and len(kinds) >= 2, out
+    # the judge scored the domain answers of seen questions only (the default split) and never failed
+    judged = out["judged"]
+    assert judged and {j["split"] for j in judged} == {"seen"} and out["judge"]["seen"]["n"] > 0, out
+    assert all(0 <= j["score"] <= 1 for j in judged)
     keys = {k["name"]: k["key_id"] for k in json.loads(p.cli("keys", "list", "--json").stdout)}
     rows = p.rows(out["request_ids"])
     assert len(rows) == len(out["request_ids"]) and {r["key_id"] for r in rows} == {keys[out["tag"]]}

@@ -2,10 +2,17 @@
 
     python3 platform/keel/simulate/build_questions.py ../shared/data/domain/tidb-docs-zh/docs
 
-Chinese domain questions come from the docs' titles; their reference answers (used to build edits) from
-the page's front-matter summary or first paragraph. The FAQ pages are held out for evaluation, so no
-question or reference comes from them. The English domain questions, small talk and out-of-scope
-questions are written here; the English references paraphrase the page named in ``source``.
+Chinese domain questions come from the docs' titles; their reference answers (used to build edits and
+by the judge) from the page's front-matter summary or first paragraph. The FAQ pages are held out for
+evaluation (the `keel eval` answers suite asks their questions), so no question or reference comes from
+them. The English domain questions, small talk and out-of-scope questions are written here; the English
+references paraphrase the page named in ``source``.
+
+Every row has a ``split``. ``seen``: traffic that feeds training (`keel simulate` sends only these by
+default). ``held_out``: sent only to measure (`--split held_out`), never before: every fourth domain
+question of each language (other questions on other pages), and hand-written paraphrases of seen
+questions (``paraphrase_of``; same reference and page), which tell learning the topic from learning
+one wording.
 """
 
 from __future__ import annotations
@@ -137,6 +144,29 @@ EN_DOMAIN = [
         "scheduling, TiKV stores rows and TiFlash stores columns.",
     ),
 ]
+# Paraphrases of seen questions (held out): the seen question's exact text → another way to ask it.
+PARAPHRASES = {
+    "_tidb_rowid 是什么？有什么用？": "TiDB 表里的隐藏列 _tidb_rowid 是做什么的？",
+    "如何配置 TiDB Dashboard 使用 SSO 登录？": "TiDB Dashboard 能用单点登录吗？怎么设置？",
+    "SHARD_ROW_ID_BITS 是什么？有什么用？": "表属性 SHARD_ROW_ID_BITS 起什么作用？",
+    "WITH 是什么？有什么用？": "TiDB 里怎么用 WITH 写公共表表达式（CTE）？",
+    "ADMIN RESUME DDL JOBS 是什么？有什么用？": "暂停中的 DDL 作业怎么恢复执行？",
+    "TiDB Lightning 断点续传 是什么？有什么用？": "tidb-lightning 崩溃后重启，能接着之前的进度继续导入吗？",
+    "如何使用资源管控 (Resource Control) 实现资源组限制和流控？": "怎样用资源组给 TiDB 上的不同业务限制资源配额？",
+    "DROP DATABASE 是什么？有什么用？": "删除一个数据库用什么语句？会把哪些东西一起删掉？",
+    "Stale Read 是什么？有什么用？": "Stale Read 读取历史版本的数据有什么好处？",
+    "SHOW GRANTS 是什么？有什么用？": "怎么查看一个 TiDB 用户有哪些权限？",
+    "CREATE RESOURCE GROUP 是什么？有什么用？": "在 TiDB 中创建资源组的 SQL 语句是什么？",
+    "tiup status 是什么？有什么用？": "用哪个 tiup 命令查看组件的运行状态？",
+    "How do I recover a table that was dropped by mistake in TiDB?": "I accidentally dropped a table in TiDB. Can I get it back?",
+    "What is TiDB Lightning used for?": "When would I use TiDB Lightning?",
+    "What does TiCDC do?": "How can I stream TiDB's data changes to Kafka or MySQL?",
+    "How does garbage collection work in TiDB?": "What does TiDB's GC do with old row versions, and how is it run?",
+    "What is a clustered index in TiDB?": "Why would I make the primary key of a TiDB table clustered?",
+    "How can I see the execution plan of a query in TiDB?": "How do I get the query plan of a SQL statement in TiDB?",
+}
+HELD_OUT_EVERY = 4  # every 4th domain question of each language (the 4th, 8th, ...) is held out
+
 SMALL_TALK = [
     ("zh", "你好！"),
     ("zh", "谢谢你的帮助！"),
@@ -233,12 +263,23 @@ def main(docs: Path, n_zh: int = 48, seed: int = 0) -> None:
     for q, src, ref in EN_DOMAIN:
         assert (docs / src).exists(), src
         rows.append({"kind": "domain", "lang": "en", "question": q, "reference": ref, "source": src})
-    rows += [{"kind": "chat", "lang": lang, "question": q} for lang, q in SMALL_TALK]
-    rows += [{"kind": "out_of_scope", "lang": lang, "question": q} for lang, q in OUT_OF_SCOPE]
+    for lang in ("zh", "en"):
+        domain = [r for r in rows if r["kind"] == "domain" and r["lang"] == lang]
+        for n, r in enumerate(domain, 1):
+            r["split"] = "held_out" if n % HELD_OUT_EVERY == 0 else "seen"
+    seen = {r["question"]: r for r in rows if r.get("split") == "seen"}
+    for q, para in PARAPHRASES.items():
+        r = seen[q]  # a paraphrase of a held-out question would not test anything new
+        rows.append({**r, "question": para, "split": "held_out", "paraphrase_of": q})
+    rows += [{"kind": "chat", "lang": lang, "question": q, "split": "seen"} for lang, q in SMALL_TALK]
+    rows += [
+        {"kind": "out_of_scope", "lang": lang, "question": q, "split": "seen"} for lang, q in OUT_OF_SCOPE
+    ]
     with OUT.open("w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    print(f"{OUT}: {len(rows)} questions")
+    held = sum(r["split"] == "held_out" for r in rows)
+    print(f"{OUT}: {len(rows)} questions ({held} held out)")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,12 @@ then may react through POST /v1/feedback:
 - an edit built from the question's reference answer (a domain page's summary, never the held-out FAQ);
 - a regeneration of an answer it rated down (the same messages again with ``x-keel-regenerate-of``,
   linked by regenerate feedback, and the new answer rated).
+With the judge on (the default), a domain answer that has a reference is scored against it
+(:mod:`training.eval.judge`) and the score decides those reactions through the documented, seeded user
+model of :mod:`keel.simulate.users` (a better answer gets fewer thumbs down and edits). Other questions,
+and every question with ``judge=False`` (`--judge off`), keep fixed rates (:class:`Behaviour`).
+The question bank is split: ``seen`` questions are the traffic that feeds training, ``held_out`` ones
+(other questions and paraphrases of seen ones) are sent only to measure.
 Every request goes out under one API key whose name starts with ``simulate``: that name is the tag that
 the request log, the mined pairs' provenance and ``keel lineage`` show.
 """
@@ -15,18 +21,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
 from keel.errors import KeelError
+from keel.simulate.users import UserModel, user_rng
 
 QUESTIONS = Path(__file__).with_name("questions.jsonl")
 TAG = "simulate"
@@ -40,8 +48,12 @@ class Question(BaseModel):
     kind: str = Field(pattern="^(domain|chat|out_of_scope)$")
     lang: str = "en"
     question: str = Field(min_length=1)
-    reference: str | None = None  # a reference answer: the text of simulated edits
+    reference: str | None = (
+        None  # a reference answer: the text of simulated edits, what the judge compares with
+    )
     source: str | None = None
+    split: Literal["seen", "held_out"] = "seen"  # held_out: sent only to measure, never to feed training
+    paraphrase_of: str | None = None  # a held-out paraphrase: the seen question it rewords
 
 
 class Behaviour(BaseModel):
@@ -56,9 +68,17 @@ class Behaviour(BaseModel):
     max_tokens: int = 64
     temperature: float = 0.7
     max_in_flight: int = 4  # arrivals beyond this wait (a small CPU host would only queue them)
+    judge: bool = True  # score answers that have a reference and react through `users`
+    users: UserModel = Field(default_factory=UserModel)
 
 
-def load_questions(path: Path | None) -> list[Question]:
+SPLITS = ("seen", "held_out", "all")
+
+
+def load_questions(path: Path | None, split: str = "all") -> list[Question]:
+    """The questions of ``path`` (default: the shipped bank) in ``split`` (seen, held_out or all)."""
+    if split not in SPLITS:
+        raise SimulateError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
     path = Path(path) if path else QUESTIONS
     if not path.is_file():
         raise SimulateError(f"{path}: questions file not found")
@@ -74,6 +94,74 @@ def load_questions(path: Path | None) -> list[Question]:
             raise SimulateError(f"{path}:{n}: {where}: {err.get('msg')}") from e
     if not out:
         raise SimulateError(f"{path}: no questions")
+    if split != "all":
+        out = [q for q in out if q.split == split]
+        if not out:
+            raise SimulateError(f"{path}: no {split} questions")
+    return out
+
+
+def answer_text(content: str) -> str:
+    """The engine's answer: what the gateway sent without the "Sources" list it appends to domain answers."""
+    head, sep, _ = content.rpartition("\n\nSources:\n")
+    return head if sep else content
+
+
+def _sse_text(raw: bytes) -> str:
+    """The text of a streamed chat completion (the content deltas of its SSE events)."""
+    parts = []
+    for line in raw.decode("utf-8", "replace").splitlines():
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        try:
+            choices = json.loads(line[6:]).get("choices") or []
+        except (json.JSONDecodeError, AttributeError):
+            continue
+        for c in choices:
+            parts.append(((c or {}).get("delta") or {}).get("content") or "")
+    return "".join(parts)
+
+
+def _interval(k: float, n: int) -> list[float] | None:
+    """Wilson 95% interval of a proportion k/n."""
+    if n == 0:
+        return None
+    z, p = 1.96, k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(centre - half, 4), round(centre + half, 4)]
+
+
+def judged_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per split (and all): judged answers, mean judge score, thumbs-down, edit and regeneration rates,
+    each with a 95% interval (normal for the mean, Wilson for rates). Regenerated answers are not counted:
+    a rate is over first answers, as users see the model."""
+    out: dict[str, Any] = {}
+    first = [r for r in rows if not r.get("regenerated")]
+    for name in ("seen", "held_out", "all"):
+        rs = first if name == "all" else [r for r in first if r["split"] == name]
+        n = len(rs)
+        if not n:
+            continue
+        scores = [r["score"] for r in rs]
+        mean = statistics.fmean(scores)
+        sd = statistics.stdev(scores) if n > 1 else 0.0
+        half = 1.96 * sd / math.sqrt(n)
+        down = sum(r["thumb"] == "down" for r in rs)
+        edits = sum(r["edit"] for r in rs)
+        regen = sum(r["regenerate"] for r in rs)
+        out[name] = {
+            "n": n,
+            "score": round(mean, 4),
+            "score_ci": [round(mean - half, 4), round(mean + half, 4)],
+            "thumbs_down_rate": round(down / n, 4),
+            "thumbs_down_ci": _interval(down, n),
+            "edit_rate": round(edits / n, 4),
+            "edit_ci": _interval(edits, n),
+            "regenerate_rate": round(regen / n, 4),
+            "other_language": sum(r["reason"] == "language" for r in rs),
+            "empty": sum(r["reason"] == "empty" for r in rs),
+        }
     return out
 
 
@@ -85,6 +173,7 @@ class Report:
     errors: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     request_ids: list[str] = field(default_factory=list)
+    judged: list[dict[str, Any]] = field(default_factory=list)  # one row per judged answer
 
     def summary(self, key_name: str, seconds: float) -> dict[str, Any]:
         lat = sorted(self.latencies_ms)
@@ -99,6 +188,8 @@ class Report:
             "latency_p95_ms": round(lat[int(0.95 * (len(lat) - 1))], 1) if lat else None,
             "errors": self.errors[:10],
             "request_ids": self.request_ids,
+            "judge": judged_summary(self.judged) if self.judged else None,
+            "judged": self.judged,
         }
 
 
@@ -111,6 +202,7 @@ class Simulator:
         behaviour: Behaviour | None = None,
         model: str = "keel",
         seed: int | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,  # tests: a fake gateway
     ):
         self.url = base_url.rstrip("/")
         self.key = api_key
@@ -120,8 +212,16 @@ class Simulator:
             self.by_kind.setdefault(q.kind, []).append(q)
         self.b = behaviour or Behaviour()
         self.model = model
-        self.rng = random.Random(seed)
+        # unseeded: a fresh seed, so that users' own generators (seed, arrival) differ between runs
+        self.seed = seed if seed is not None else random.randrange(2**32)
+        self.rng = random.Random(self.seed)
         self.report = Report()
+        self.transport = transport
+        self._judge = None
+        if self.b.judge:
+            from training.eval.judge import judge
+
+            self._judge = judge()
 
     def pick(self) -> Question:
         kinds = [k for k in self.b.mix if k in self.by_kind]
@@ -134,7 +234,9 @@ class Simulator:
         limits = httpx.Limits(max_connections=self.b.max_in_flight * 2)
         headers = {"Authorization": f"Bearer {self.key}"}
         gate = asyncio.Semaphore(self.b.max_in_flight)
-        async with httpx.AsyncClient(base_url=self.url, headers=headers, timeout=300, limits=limits) as c:
+        async with httpx.AsyncClient(
+            base_url=self.url, headers=headers, timeout=300, limits=limits, transport=self.transport
+        ) as c:
             tasks: list[asyncio.Task] = []
             t_end = time.monotonic() + duration
             while True:
@@ -143,13 +245,16 @@ class Simulator:
                     break
                 await asyncio.sleep(wait)
                 await gate.acquire()
-                task = asyncio.create_task(self._user(c, self.pick()))
+                task = asyncio.create_task(self._user(c, self.pick(), len(tasks)))
                 task.add_done_callback(lambda _t: gate.release())
                 tasks.append(task)
             await asyncio.gather(*tasks)
         return self.report
 
-    async def _ask(self, c: httpx.AsyncClient, q: Question, regenerate_of: str | None = None) -> str | None:
+    async def _ask(
+        self, c: httpx.AsyncClient, q: Question, regenerate_of: str | None = None
+    ) -> tuple[str, str] | None:
+        """Send ``q``; (request id, the answer's text), or None when it failed."""
         stream = self.rng.random() < self.b.stream
         body = {
             "model": self.model,
@@ -164,13 +269,18 @@ class Simulator:
         try:
             if stream:
                 async with c.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r:
-                    text = await r.aread() if r.status_code >= 400 else None
-                    if text is None:
-                        async for _ in r.aiter_bytes():
-                            pass
+                    raw = await r.aread()
+                    text = raw if r.status_code >= 400 else None
+                    content = _sse_text(raw) if text is None else ""
             else:
                 r = await c.post("/v1/chat/completions", json=body, headers=headers)
                 text = r.content if r.status_code >= 400 else None
+                content = ""
+                if text is None:
+                    try:
+                        content = r.json()["choices"][0]["message"]["content"] or ""
+                    except (ValueError, KeyError, IndexError, TypeError):
+                        content = ""  # an answer the user cannot read: judged as empty
         except httpx.HTTPError as e:
             self.report.statuses["transport_error"] += 1
             self.report.errors.append(f"{type(e).__name__}: {e}")
@@ -181,9 +291,10 @@ class Simulator:
             self.report.errors.append(f"{r.status_code}: {text[:200].decode('utf-8', 'replace')}")
             return None
         rid = r.headers.get("x-request-id")
-        if rid:
-            self.report.request_ids.append(rid)
-        return rid
+        if not rid:
+            return None
+        self.report.request_ids.append(rid)
+        return rid, answer_text(content)
 
     async def _feedback(self, c: httpx.AsyncClient, body: dict[str, Any]) -> None:
         r = await c.post("/v1/feedback", json=body)
@@ -192,9 +303,52 @@ class Simulator:
             return
         self.report.feedback[body["type"] + ("/" + body["rating"] if "rating" in body else "")] += 1
 
-    async def _user(self, c: httpx.AsyncClient, q: Question) -> None:
-        rid = await self._ask(c, q)
-        if rid is None or (q.kind == "out_of_scope" and self.rng.random() < 0.8):
+    def _judge_row(self, q: Question, rid: str, answer: str, regenerated: bool = False) -> dict[str, Any]:
+        assert self._judge is not None
+        j = self._judge.score(answer, q.reference, lang=q.lang)  # never raises: lowest score instead
+        row = {
+            "request_id": rid,
+            "split": q.split,
+            "lang": q.lang,
+            "question": q.question,
+            "score": j.score,
+            "reason": j.reason,
+            "thumb": None,
+            "edit": False,
+            "regenerate": False,
+            "regenerated": regenerated,
+        }
+        self.report.judged.append(row)
+        return row
+
+    async def _judged_user(self, c: httpx.AsyncClient, q: Question, rid: str, answer: str, n: int) -> None:
+        """The user model of :mod:`keel.simulate.users`, on the judge's score of the answer."""
+        um, rng = self.b.users, user_rng(self.seed, n)
+        row = self._judge_row(q, rid, answer)
+        row["arrival"] = n
+        act = um.react(row["score"], rng)
+        row.update(thumb=act.thumb, edit=act.edit, regenerate=act.regenerate)
+        if act.thumb:
+            await self._feedback(c, {"type": "thumbs", "request_id": rid, "rating": act.thumb})
+        if act.edit:
+            await self._feedback(c, {"type": "edit", "request_id": rid, "edited_text": q.reference})
+        if act.regenerate:
+            new = await self._ask(c, q, regenerate_of=rid)
+            if new is not None:
+                await self._feedback(c, {"type": "regenerate", "request_id": rid, "new_request_id": new[0]})
+                again = self._judge_row(q, new[0], new[1], regenerated=True)
+                again["thumb"] = um.rate_again(again["score"], rng)
+                await self._feedback(c, {"type": "thumbs", "request_id": new[0], "rating": again["thumb"]})
+
+    async def _user(self, c: httpx.AsyncClient, q: Question, n: int = 0) -> None:
+        got = await self._ask(c, q)
+        if got is None:
+            return
+        rid, answer = got
+        if self._judge is not None and q.kind == "domain" and q.reference:
+            await self._judged_user(c, q, rid, answer, n)
+            return
+        if q.kind == "out_of_scope" and self.rng.random() < 0.8:
             return  # refusals are mostly left alone
         roll = self.rng.random()
         if roll < self.b.thumbs_up:
@@ -208,9 +362,9 @@ class Simulator:
         elif down and self.rng.random() < self.b.regenerate:
             new = await self._ask(c, q, regenerate_of=rid)
             if new is not None:
-                await self._feedback(c, {"type": "regenerate", "request_id": rid, "new_request_id": new})
+                await self._feedback(c, {"type": "regenerate", "request_id": rid, "new_request_id": new[0]})
                 rating = "up" if self.rng.random() < 0.7 else "down"
-                await self._feedback(c, {"type": "thumbs", "request_id": new, "rating": rating})
+                await self._feedback(c, {"type": "thumbs", "request_id": new[0], "rating": rating})
 
 
 def simulate(
@@ -222,11 +376,17 @@ def simulate(
     questions: Path | None = None,
     seed: int | None = None,
     behaviour: Behaviour | None = None,
+    split: str = "seen",
 ) -> dict[str, Any]:
-    sim = Simulator(base_url, api_key, load_questions(questions), behaviour, seed=seed)
+    sim = Simulator(base_url, api_key, load_questions(questions, split), behaviour, seed=seed)
     t0 = time.monotonic()
     report = asyncio.run(sim.run(rate, duration))
-    return report.summary(key_name, time.monotonic() - t0)
+    out = report.summary(key_name, time.monotonic() - t0)
+    out["split"], out["seed"] = split, sim.seed
+    out["judge_on"] = sim.b.judge
+    if sim._judge is not None:
+        out["judge_signature"] = sim._judge.signature
+    return out
 
 
 def summary_text(s: dict[str, Any]) -> str:
@@ -242,6 +402,14 @@ def summary_text(s: dict[str, Any]) -> str:
         ),
         "feedback: " + (", ".join(f"{k} ×{v}" for k, v in s["feedback"].items()) or "none"),
     ]
+    for split, j in (s.get("judge") or {}).items():
+        lines.append(
+            f"judged {split}: {j['n']} answers, score {j['score']:.3f} "
+            f"(95% CI {j['score_ci'][0]:.3f}..{j['score_ci'][1]:.3f}), "
+            f"thumbs down {j['thumbs_down_rate']:.0%}, edits {j['edit_rate']:.0%}, "
+            f"regenerations {j['regenerate_rate']:.0%}"
+            + (f", {j['other_language']} in another language" if j["other_language"] else "")
+        )
     lines += [f"  error: {e}" for e in s["errors"]]
     return "\n".join(lines)
 
