@@ -79,8 +79,8 @@ class RouterTarget:
     async def long(self, text: str) -> str:
         d = await self.hook([{"role": "user", "content": text}])
         return (
-            "fallback: " + d.meta["fallback_reason"].split(" (")[0]
-            if d.meta.get("fallback") and d.route == "direct"
+            "fallback: " + (d.info.fallback_reason or "").split(" (")[0]
+            if d.info.fallback and d.route == "direct"
             else f"routed {d.route}"
         )
 

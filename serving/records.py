@@ -5,7 +5,51 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+
+
+class RouteInfo(BaseModel):
+    """What routing decided for one request: made once by the router hook, carried unchanged to the log
+    row (its ``route_info`` column; route, confidence, retrieved chunks and retrieval time are also flat
+    columns, derived from it, because SQL filters and groups on them)."""
+
+    route: str = "direct"
+    confidence: float | None = None
+    scores: dict[str, float] = Field(default_factory=dict)  # every intent's score
+    retrieved: list[dict[str, Any]] = Field(default_factory=list)  # every retrieved chunk: id, score
+    sources: list[dict[str, Any]] = Field(default_factory=list)  # what the answer cites: path, title, ...
+    classify_ms: float | None = None
+    retrieval_ms: float | None = None
+    routing_ms: float | None = None  # set when routing was abandoned at its deadline
+    fallback: bool = False  # served without documents or without routing
+    fallback_reason: str | None = None  # why routing itself was skipped (deadline, busy, error)
+    retrieval_error: str | None = None
+    router_error: str | None = None
+    applied_params: dict[str, Any] = Field(default_factory=dict)  # route sampling defaults the request lacked
+
+
+# keys older records kept in `meta` that RouteInfo now types (journals written before it are replayed)
+_LEGACY_ROUTE_META = {
+    "classify_ms": "classify_ms",
+    "route_scores": "scores",
+    "fallback": "fallback",
+    "fallback_reason": "fallback_reason",
+    "retrieval_error": "retrieval_error",
+    "router_error": "router_error",
+    "routing_ms": "routing_ms",
+    "route_params": "applied_params",
+}
+
+
+class RequestMeta(BaseModel):
+    """What the gateway notes about serving a request, beside its route."""
+
+    # keys this model does not name (a record from an older journal) are kept, never dropped
+    model_config = ConfigDict(extra="allow")
+
+    dispatched_at: float | None = None  # unix time the request went to an engine
+    engine_retries: int | None = None  # set when a dead engine's request was retried on another
+    method: str | None = None  # the HTTP method of a request to an unknown route
 
 
 class RequestRecord(BaseModel):
@@ -30,19 +74,60 @@ class RequestRecord(BaseModel):
     appended_text: str | None = None  # what the gateway appended to every choice (the "Sources:" list)
     choices: list[dict[str, Any]] | None = None
     finish_reason: str | None = None
-    route: str = "direct"
-    route_confidence: float | None = None
-    retrieved: list[dict[str, Any]] = Field(default_factory=list)
+    route_info: RouteInfo = Field(default_factory=RouteInfo)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     ttft_ms: float | None = None
     latency_ms: float | None = None
-    retrieval_ms: float | None = None
     generation_ms: float | None = None
     status_code: int = 200
     error: str | None = None
     regenerate_of: str | None = None
-    meta: dict[str, Any] = Field(default_factory=dict)
+    meta: RequestMeta = Field(default_factory=RequestMeta)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_flat(cls, data: Any) -> Any:
+        """A record without ``route_info`` (a journal written before it, a row read back) gets it from the
+        flat columns and the routing keys it kept in ``meta``."""
+        if not isinstance(data, dict) or data.get("route_info") is not None:
+            return data
+        data = dict(data)
+        meta = dict(data.get("meta") or {})
+        info = {new: meta.pop(old) for old, new in _LEGACY_ROUTE_META.items() if old in meta}
+        meta.pop("sources_text", None)
+        for col, field in (
+            ("route", "route"),
+            ("route_confidence", "confidence"),
+            ("retrieved", "retrieved"),
+        ):
+            if data.get(col) is not None:
+                info[field] = data[col]
+        if data.get("retrieval_ms") is not None:
+            info["retrieval_ms"] = data["retrieval_ms"]
+        data["route_info"], data["meta"] = info, meta
+        return data
+
+    # the flat columns, derived: written with the row, never set on their own
+    @computed_field
+    @property
+    def route(self) -> str:
+        return self.route_info.route
+
+    @computed_field
+    @property
+    def route_confidence(self) -> float | None:
+        return self.route_info.confidence
+
+    @computed_field
+    @property
+    def retrieved(self) -> list[dict[str, Any]]:
+        return self.route_info.retrieved
+
+    @computed_field
+    @property
+    def retrieval_ms(self) -> float | None:
+        return self.route_info.retrieval_ms
 
 
 class RecordSink(Protocol):

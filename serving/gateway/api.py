@@ -11,7 +11,7 @@ from serving.errors import APIError
 from serving.gateway.auth import authenticate
 from serving.gateway.chat import new_request_id
 from serving.protocol import ModelCard, ModelList
-from serving.records import RequestRecord
+from serving.records import RequestMeta, RequestRecord
 
 router = APIRouter()
 
@@ -47,7 +47,7 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
                 status_code=exc.status_code,
                 error=message[:300],
                 latency_ms=0.0,
-                meta={"method": method},
+                meta=RequestMeta(method=method),
             )
         )
     return err.response({"x-request-id": rid, **(exc.headers or {})})

@@ -24,7 +24,7 @@ from serving.gateway.auth import KeyVerifier, authenticate
 from serving.gateway.body import client_closed, json_object, read_body, unless_client_leaves
 from serving.gateway.recording import Recording
 from serving.protocol import ChatCompletionRequest
-from serving.records import RecordSink, RequestRecord
+from serving.records import RecordSink, RequestRecord, RouteInfo
 
 log = logging.getLogger("keel.gateway")
 
@@ -50,19 +50,24 @@ def _ms(t0: float) -> float:
 
 @dataclass
 class RouteDecision:
-    """What a router (if any) decided before generation. ``reply`` set → answer without the engine."""
+    """What a router (if any) decided before generation: the route's facts (logged as they are) and what
+    to do with the request. ``reply`` set → answer without the engine."""
 
-    route: str = "direct"
-    confidence: float | None = None
+    info: RouteInfo = field(default_factory=RouteInfo)
     messages: list[dict[str, Any]] | None = (
         None  # messages to send to the engine (e.g. with retrieved context)
     )
     reply: str | None = None
-    sources: list[dict[str, Any]] = field(default_factory=list)
-    retrieved: list[dict[str, Any]] = field(default_factory=list)
-    retrieval_ms: float | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
+    sources_text: str = ""  # appended to the engine's answer when it has sources
     params: dict[str, Any] = field(default_factory=dict)  # the route's sampling defaults; the request wins
+
+    @property
+    def route(self) -> str:
+        return self.info.route
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        return self.info.sources
 
 
 Router = Callable[[list[dict[str, Any]]], Awaitable[RouteDecision]]
@@ -148,7 +153,7 @@ class ChatService:
             defaults = {k: v for k, v in decision.params.items() if payload.get(k) is None}
             if defaults:  # per-route sampling defaults (router.generation), logged with the request
                 payload.update(defaults)
-                record.meta["route_params"] = defaults
+                record.route_info.applied_params = defaults
             if decision.messages is not None:
                 payload["messages"] = decision.messages
             if decision.reply is not None:
@@ -185,11 +190,7 @@ class ChatService:
         if self.router is None:
             return RouteDecision()
         decision = await self.router(record.messages or [])
-        record.route = decision.route
-        record.route_confidence = decision.confidence
-        record.retrieved = decision.retrieved
-        record.retrieval_ms = decision.retrieval_ms
-        record.meta.update(decision.meta)
+        record.route_info = decision.info
         return decision
 
     # ---- responses without the engine ---------------------------------------------------------------------
@@ -262,7 +263,7 @@ class ChatService:
         async def fetch() -> tuple[httpx.Response, bytes, float]:
             async with self.pool.lease() as ep:
                 record.checkpoint_version, record.engine_url = ep.version, ep.url
-                record.meta["dispatched_at"] = time.time()
+                record.meta.dispatched_at = time.time()
                 t_gen = time.perf_counter()
                 try:
                     upstream = await self._send_upstream(ep, payload, record)
@@ -289,7 +290,7 @@ class ChatService:
         record.completion_text = texts[0] if texts else ""
         if decision.sources and choices:
             data["keel"] = {"route": decision.route, "sources": decision.sources}
-            suffix = decision.meta.get("sources_text", "")
+            suffix = decision.sources_text
             if suffix:
                 for c, t in zip(choices, texts, strict=False):
                     c["message"]["content"] = t + suffix
@@ -315,7 +316,7 @@ class ChatService:
         """POST to the engine and return once its response headers arrived (the body is still to read)."""
 
         def retried() -> None:
-            record.meta["engine_retries"] = 1
+            record.meta.engine_retries = 1
 
         return await self.engine.send(ep, payload, timeout_s=self.config.request_timeout_s, on_retry=retried)
 
@@ -335,7 +336,7 @@ class ChatService:
         try:
             ep: Endpoint = await stack.enter_async_context(self.pool.lease())
             record.checkpoint_version, record.engine_url = ep.version, ep.url
-            record.meta["dispatched_at"] = time.time()
+            record.meta.dispatched_at = time.time()
             t_gen = time.perf_counter()
             try:
                 upstream = await self._send_upstream(ep, payload, record)
@@ -368,7 +369,7 @@ class ChatService:
         texts: dict[int, list[str]] = {}
         finish: dict[int, str | None] = {}
         done = False
-        suffix = decision.meta.get("sources_text", "") if decision.sources else ""
+        suffix = decision.sources_text if decision.sources else ""
         engine_id: bytes | None = None
         our_id = record.request_id.encode()
         recording = Recording(

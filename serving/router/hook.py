@@ -13,6 +13,7 @@ from typing import Any
 
 from serving.engine.client import EngineClient
 from serving.gateway.chat import RouteDecision
+from serving.records import RouteInfo
 from serving.router.service import Router
 from serving.router.workers import RouterBusy
 
@@ -29,9 +30,9 @@ def engine_generate(engine: EngineClient, timeout_s: float = 60.0):
     return generate
 
 
-def direct_fallback(reason: str, **meta: Any) -> RouteDecision:
+def direct_fallback(reason: str, **facts: Any) -> RouteDecision:
     """Serve the request without routing (no retrieval), flagged: routing must never fail a request."""
-    return RouteDecision(route="direct", meta={"fallback": True, "fallback_reason": reason, **meta})
+    return RouteDecision(RouteInfo(route="direct", fallback=True, fallback_reason=reason, **facts))
 
 
 def gateway_router(router: Router, deadline_s: float | None = None):
@@ -49,22 +50,22 @@ def gateway_router(router: Router, deadline_s: float | None = None):
             return direct_fallback(str(e))
         except Exception as e:  # the classifier itself failed: serve the request directly, never a 500
             return direct_fallback("router error", router_error=f"{type(e).__name__}: {e}")
-        meta: dict[str, Any] = {"classify_ms": plan.classify_ms, "route_scores": plan.scores}
-        if plan.sources_text:
-            meta["sources_text"] = plan.sources_text
-        if plan.route == "domain":
-            meta["fallback"] = plan.fallback
-            if plan.retrieval_error:
-                meta["retrieval_error"] = plan.retrieval_error
-        return RouteDecision(
+        info = RouteInfo(
             route=plan.route,
             confidence=plan.confidence,
+            scores=plan.scores,
+            retrieved=plan.retrieved,
+            sources=plan.sources,
+            classify_ms=plan.classify_ms,
+            retrieval_ms=plan.retrieval_ms,
+            fallback=plan.route == "domain" and plan.fallback,
+            retrieval_error=plan.retrieval_error if plan.route == "domain" else None,
+        )
+        return RouteDecision(
+            info,
             messages=plan.engine_messages,
             reply=plan.answer if plan.route == "out_of_scope" else None,
-            sources=plan.sources,
-            retrieved=plan.retrieved,
-            retrieval_ms=plan.retrieval_ms,
-            meta=meta,
+            sources_text=plan.sources_text,
             params=router.config.route_params(plan.route),
         )
 

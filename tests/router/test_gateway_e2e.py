@@ -185,4 +185,6 @@ def test_retrieval_failure_is_a_flagged_direct_answer(routed):
     assert "Sources:" not in completion.choices[0].message.content
     [row] = server.rows([raw.headers["x-request-id"]])
     assert row["status_code"] == 200 and row["route"] == "domain" and row["retrieved"] == []
-    assert row["meta"]["fallback"] is True and "corrupt" in row["meta"]["retrieval_error"], row["meta"]
+    assert row["route_info"]["fallback"] is True and "corrupt" in row["route_info"]["retrieval_error"], row[
+        "route_info"
+    ]

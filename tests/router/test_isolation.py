@@ -98,7 +98,7 @@ def test_a_200k_character_message_costs_no_more_than_one_window(router):
 
     one_window, d1, huge, d2 = asyncio.run(scenario())
     for d in (d1, d2):  # really classified, not a fallback
-        assert d.route in ("chat", "domain", "out_of_scope") and "fallback_reason" not in d.meta, d.meta
+        assert d.route in ("chat", "domain", "out_of_scope") and d.info.fallback_reason is None, d.info
     assert huge / one_window <= 2.0, f"200k characters: {huge:.2f} s, one window: {one_window:.2f} s"
 
 
@@ -110,7 +110,7 @@ def test_routing_past_the_deadline_is_a_flagged_direct_route():
         hook = gateway_router(r)  # the deadline comes from router.deadline_s
         elapsed, d = asyncio.run(_timed(hook, long_message(200_000)))
         assert d.route == "direct" and d.messages is None and d.reply is None
-        assert d.meta["fallback"] is True and "0.01 s" in d.meta["fallback_reason"]
+        assert d.info.fallback is True and "0.01 s" in d.info.fallback_reason
         # abandoned at the deadline: it did not wait for the embedding it gave up on (~2 s here)
         assert elapsed < 0.5, elapsed
     finally:
@@ -130,13 +130,11 @@ def test_a_full_long_lane_sends_messages_direct_at_once_and_leaves_short_ones_al
             return await first, second, alone
 
         first, second, alone = asyncio.run(scenario())
-        assert "fallback_reason" not in first.meta
+        assert first.info.fallback_reason is None
         assert (
-            second.route == "direct"
-            and second.meta["fallback"]
-            and "lane full" in second.meta["fallback_reason"]
+            second.route == "direct" and second.info.fallback and "lane full" in second.info.fallback_reason
         )
-        assert alone.route != "direct" and "fallback_reason" not in alone.meta
+        assert alone.route != "direct" and alone.info.fallback_reason is None
     finally:
         r.pool.shutdown()
 

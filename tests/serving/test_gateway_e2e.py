@@ -34,7 +34,7 @@ def test_non_stream_completion_is_logged(platform_server, openai_client):
     assert row["checkpoint_version"] == "base"
     # the session platform routes (router on) with nothing indexed: a TiDB question is classified as
     # domain, finds no document and is answered directly, flagged as a fallback
-    assert row["route"] == "domain" and row["meta"]["fallback"] is True
+    assert row["route"] == "domain" and row["route_info"]["fallback"] is True
     assert row["retrieved"] == []
     assert row["messages"] == Q
     assert row["prompt_tokens"] == completion.usage.prompt_tokens

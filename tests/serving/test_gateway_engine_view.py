@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from serving.gateway.chat import RouteDecision
+from serving.records import RouteInfo
 from tests.serving.fakes import Sink, gateway_app
 
 SYSTEM = {"role": "system", "content": "Answer from these documents:\n[1] TiDB listens on 4000."}
@@ -24,11 +25,13 @@ RENDERED = "<|im_start|>system\nAnswer from these documents ...<|im_start|>assis
 
 async def domain_router(messages):
     return RouteDecision(
-        route="domain",
-        confidence=0.9,
+        RouteInfo(
+            route="domain",
+            confidence=0.9,
+            sources=[{"index": 1, "path": "ports.md", "title": "Ports", "heading": "Ports"}],
+        ),
         messages=[SYSTEM, *messages],
-        sources=[{"index": 1, "path": "ports.md", "title": "Ports", "heading": "Ports"}],
-        meta={"sources_text": SUFFIX},
+        sources_text=SUFFIX,
     )
 
 
@@ -128,4 +131,36 @@ def test_engine_view_lands_in_the_request_log(tmp_path):
     assert row["engine_messages"] == [SYSTEM, *USER] and row["messages"] == USER
     assert row["engine_prompt"] == RENDERED
     assert (row["completion_text"], row["appended_text"]) == ("Port 4000.", SUFFIX)
+    # the route's facts arrive whole (RouteInfo), the flat columns derived from them, and the console
+    # names the cited page (it read a `meta` key nothing wrote before RouteInfo)
+    assert row["route"] == row["route_info"]["route"] == "domain" and row["route_confidence"] == 0.9
+    assert row["route_info"]["sources"][0]["title"] == "Ports"
+    from keel.store.console import RequestFilter, recent_requests
+
+    [item] = recent_requests(db, RequestFilter())["items"]
+    assert item["sources"] == ["Ports"]
     db.close()
+
+
+def test_records_from_before_route_info_replay_into_it():
+    """A journal line written before RouteInfo (flat columns, routing keys in meta) loses nothing."""
+    from serving.records import RequestRecord
+
+    old = {
+        "request_id": "r-old",
+        "route": "domain",
+        "route_confidence": 0.7,
+        "retrieved": [{"id": "a.md::1", "score": 0.5}],
+        "retrieval_ms": 12.0,
+        "meta": {
+            "fallback": True,
+            "retrieval_error": "x",
+            "route_params": {"max_tokens": 9},
+            "dispatched_at": 1.0,
+        },
+    }
+    rec = RequestRecord.model_validate(old)
+    assert (rec.route, rec.route_confidence, rec.retrieval_ms) == ("domain", 0.7, 12.0)
+    assert rec.route_info.fallback and rec.route_info.retrieval_error == "x"
+    assert rec.route_info.applied_params == {"max_tokens": 9} and rec.meta.dispatched_at == 1.0
+    assert RequestRecord.model_validate_json(rec.model_dump_json()) == rec

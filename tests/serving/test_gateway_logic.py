@@ -112,7 +112,7 @@ def test_request_the_engine_never_answered_is_sent_once_more(stream):
     assert text == "ok"
     assert len(calls) == 2 and calls[0] == calls[1]
     [rec] = sink.records
-    assert rec.status_code == 200 and rec.meta["engine_retries"] == 1
+    assert rec.status_code == 200 and rec.meta.engine_retries == 1
 
 
 def test_engine_that_never_answers_twice_is_502_not_a_loop():
@@ -174,6 +174,7 @@ def test_pool_prefers_least_outstanding_and_holds_during_swap():
 def test_route_sampling_defaults_fill_only_what_the_request_left_out():
     """router.generation: the route's defaults reach the engine; a value the request set itself wins."""
     from serving.gateway.chat import RouteDecision
+    from serving.records import RouteInfo
 
     sent: list[dict] = []
 
@@ -185,7 +186,9 @@ def test_route_sampling_defaults_fill_only_what_the_request_left_out():
         )
 
     async def route(messages):
-        return RouteDecision(route="domain", params={"repetition_penalty": 1.25, "max_tokens": 300})
+        return RouteDecision(
+            RouteInfo(route="domain"), params={"repetition_penalty": 1.25, "max_tokens": 300}
+        )
 
     app, sink = gateway_app(engine, router=route)
     asked = {"model": "keel", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
@@ -195,5 +198,5 @@ def test_route_sampling_defaults_fill_only_what_the_request_left_out():
     assert (first["repetition_penalty"], first["max_tokens"], first["temperature"]) == (1.25, 300, 0)
     assert (second["repetition_penalty"], second["max_tokens"]) == (1.0, 300)
     rows = sink.wait(2)
-    assert rows[0].meta["route_params"] == {"repetition_penalty": 1.25, "max_tokens": 300}
-    assert rows[1].meta["route_params"] == {"max_tokens": 300}
+    assert rows[0].route_info.applied_params == {"repetition_penalty": 1.25, "max_tokens": 300}
+    assert rows[1].route_info.applied_params == {"max_tokens": 300}

@@ -123,10 +123,11 @@ def _last_user(messages: Any) -> str:
     return ""
 
 
-def _sources(meta: Any, retrieved: Any) -> list[str]:
-    meta = _json(meta) or {}
+def _sources(route_info: Any, retrieved: Any) -> list[str]:
+    """The titles the answer cited (RouteInfo.sources); rows from before route_info: the chunks' files."""
+    info = _json(route_info) or {}
     names = []
-    for s in meta.get("sources") or []:
+    for s in info.get("sources") or []:
         if isinstance(s, dict):
             names.append(str(s.get("title") or s.get("path") or s.get("id") or ""))
     if not names:  # chunk ids are "<file path>::<hash>": the file's name says which document
@@ -187,13 +188,13 @@ def recent_requests(db: Database, f: RequestFilter) -> dict[str, Any]:
     total = db.fetchall(f"SELECT count(*) FROM requests r {cond}", args)[0][0]
     rows = db.fetchall(
         "SELECT request_id, created_at, route, checkpoint_version, status_code, latency_ms, ttft_ms, stream, "
-        "messages, response_text, retrieved, meta, error, "
+        "messages, response_text, retrieved, route_info, error, "
         "(SELECT list(f.kind ORDER BY f.created_at) FROM feedback f WHERE f.request_id = r.request_id) "
         f"FROM requests r {cond} ORDER BY created_at DESC LIMIT ? OFFSET ?",
         [*args, f.limit, f.offset],
     )
     items = []
-    for rid, created, rt, ver, code, lat, ttft, stream, msgs, resp, retrieved, meta, err, fb in rows:
+    for rid, created, rt, ver, code, lat, ttft, stream, msgs, resp, retrieved, info, err, fb in rows:
         items.append(
             {
                 "request_id": rid,
@@ -206,7 +207,7 @@ def recent_requests(db: Database, f: RequestFilter) -> dict[str, Any]:
                 "stream": stream,
                 "message": _last_user(msgs),
                 "response": resp or "",
-                "sources": _sources(meta, retrieved),
+                "sources": _sources(info, retrieved),
                 "feedback": list(fb or []),
                 "error": err,
             }

@@ -27,7 +27,7 @@ from serving.records import RequestRecord
 
 log = logging.getLogger("keel.store.requestlog")
 
-JSON_COLUMNS = ("messages", "engine_messages", "params", "choices", "retrieved", "meta")
+JSON_COLUMNS = ("messages", "engine_messages", "params", "choices", "retrieved", "meta", "route_info")
 SEGMENT_RECORDS = 5000
 
 
@@ -270,7 +270,8 @@ class RequestLogWriter:
 
 
 # Reads of the request log: one column list, derived from the record model the writer stores.
-REQUEST_COLUMNS: tuple[str, ...] = tuple(RequestRecord.model_fields)
+# (the model's fields, then its derived flat columns: route, route_confidence, retrieved, retrieval_ms)
+REQUEST_COLUMNS: tuple[str, ...] = (*RequestRecord.model_fields, *RequestRecord.model_computed_fields)
 
 
 def select_requests(
