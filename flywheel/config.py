@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_REFUSALS = [
     r"(?i)\bI(?:'m| am)? (?:sorry,? )?(?:but )?(?:I )?(?:can(?:no|')t|cannot|am unable to|won't) (?:help|assist|provide|answer)",
     r"(?i)\bas an AI (?:language )?model\b",
     r"(?:抱歉|对不起)[，, ]*(?:我)?(?:无法|不能)",
 ]
+
+
+# the mining rules a pair can come from (PairItem.source); `candidate`: the sampler's second answers
+PAIR_SOURCES = ("edit", "regenerate", "choice", "thumbs", "candidate")
+
+
+class TrustPolicy(BaseModel):
+    """Which mined pairs go into the DPO snapshot without review. A review always wins: a pair the policy
+    trusted and a reviewer later rejects is left out of the next snapshot."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    auto_accept: list[str] = Field(
+        default_factory=lambda: ["edit", "choice", "regenerate"],
+        description="Pair sources trusted without review: edit (the user's correction over the answer it "
+        "corrects), choice (an annotator's choice), regenerate (a regeneration rated up over the answer "
+        "rated down). thumbs pairs (two different prompts' answers) and candidate pairs wait for review.",
+    )
+
+    @field_validator("auto_accept")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        unknown = [k for k in v if k not in PAIR_SOURCES]
+        if unknown:
+            raise ValueError(f"unknown feedback kind {unknown[0]!r} (one of {', '.join(PAIR_SOURCES)})")
+        return list(dict.fromkeys(v))
 
 
 class MiningConfig(BaseModel):
@@ -31,6 +57,10 @@ class MiningConfig(BaseModel):
     )
     max_pairs_per_prompt: int = Field(4, description="Cap on thumbs pairs mined from one prompt group.")
     sft_from_thumbs_up: bool = Field(True, description="Answers rated up → SFT examples.")
+    kto_from_thumbs: bool = Field(
+        True, description="Answers rated up or down → KTO examples (unpaired; the latest rating counts)."
+    )
+    trust: TrustPolicy = Field(default_factory=TrustPolicy)
     sft_from_edits: bool = Field(True, description="Edited answers → SFT examples.")
     dedup_threshold: float = Field(
         0.9, description="MinHash Jaccard above which two pairs (or examples) are near-duplicates."

@@ -5,7 +5,8 @@ Rules (each switchable in MiningConfig):
 - regeneration: an answer rated down, then its regeneration (header link or feedback) rated up;
 - choice: an annotator preferred one of two answers to the same prompt;
 - thumbs: an answer rated up vs one rated down for the same or a near-identical prompt (MinHash);
-- SFT: answers rated up.
+- SFT: answers rated up;
+- KTO: every rated answer as an unpaired signal (up: desirable, down: undesirable; the latest rating).
 Then PII is scrubbed, near-duplicates (MinHash) and items overlapping evaluation sets are dropped, and
 failed requests (and refusals nobody labelled) are skipped. The function is pure over dicts, so the
 platform (DuckDB), the flywheel cycle and the benchmark call the same code; the platform's store reads
@@ -75,9 +76,24 @@ class SftItem:
 
 
 @dataclass
+class KtoItem:
+    """One rated answer: what the engine saw, what the model answered, and whether the user liked it."""
+
+    example_key: str
+    request_id: str
+    source: str  # thumbs_up | thumbs_down
+    prompt: list[dict[str, Any]]
+    completion: str
+    label: bool
+    route: str | None
+    provenance: dict[str, Any]
+
+
+@dataclass
 class MiningResult:
     pairs: list[PairItem] = field(default_factory=list)
     sft: list[SftItem] = field(default_factory=list)
+    kto: list[KtoItem] = field(default_factory=list)
     stats: Counter = field(default_factory=Counter)
 
 
@@ -298,7 +314,28 @@ class Miner:
                     fid = rating[r.id][1]
                     raw_sft.append(self._sft("thumbs_up", r, r.text, [fid], prov([r], [fid], "thumbs_up")))
 
-        self._clean(raw_pairs, raw_sft, res, known_keys or set(), existing_texts)
+        # 6. KTO: each rated answer alone (a refusal rated down is a label too)
+        raw_kto: list[KtoItem] = []
+        if self.cfg.kto_from_thumbs:
+            for rid, (v, fid) in sorted(rating.items()):
+                r = reqs[rid]
+                if usable(r, True):
+                    assert r.prompt is not None
+                    rule = "thumbs_up" if v > 0 else "thumbs_down"
+                    raw_kto.append(
+                        KtoItem(
+                            example_key=stable_key("kto", r.id, fid),
+                            request_id=r.id,
+                            source=rule,
+                            prompt=r.prompt,
+                            completion=r.text,
+                            label=v > 0,
+                            route=r.route,
+                            provenance=prov([r], [fid], rule),
+                        )
+                    )
+
+        self._clean(raw_pairs, raw_sft, res, known_keys or set(), existing_texts, raw_kto)
         return res
 
     # ---- rules' helpers -----------------------------------------------------------------------------------
@@ -371,13 +408,27 @@ class Miner:
         return None
 
     def _clean(
-        self, pairs: list[PairItem], sft: list[SftItem], res: MiningResult, known: set[str], existing
+        self,
+        pairs: list[PairItem],
+        sft: list[SftItem],
+        res: MiningResult,
+        known: set[str],
+        existing,
+        kto: list[KtoItem] | None = None,
     ) -> None:
         st = res.stats
         pair_index = self.hooks.dedup_index(self.cfg.dedup_threshold)
         sft_index = self.hooks.dedup_index(self.cfg.dedup_threshold)
+        # KTO: one index per label, so a rating changed from up to down is a new example, not a duplicate
+        kto_index = {
+            True: self.hooks.dedup_index(self.cfg.dedup_threshold),
+            False: self.hooks.dedup_index(self.cfg.dedup_threshold),
+        }
         for key, text in existing:
-            (sft_index if key.startswith("sft:") else pair_index).add_if_new(text, key)
+            if key.startswith("kto:"):
+                kto_index[text.endswith("\x00up")].add_if_new(text, key)
+            else:
+                (sft_index if key.startswith("sft:") else pair_index).add_if_new(text, key)
 
         def admit(kind: str, key: str, index, prepare: Callable[[], tuple[list[str], str]]) -> bool:
             """Not seen before (by key), scrubbed, no evaluation item in it, no near-duplicate."""
@@ -405,9 +456,28 @@ class Miner:
             user = [str(m.get("content")) for m in s.messages if m.get("role") == "user"]
             return [*user, str(s.messages[-1]["content"])], prompt_text(s.messages)
 
+        def prepare_kto(k: KtoItem) -> tuple[list[str], str]:
+            k.prompt = self.scrub_messages(k.prompt, st)
+            k.completion = self.scrub(k.completion, st)
+            user = [str(m.get("content")) for m in k.prompt if m.get("role") == "user"]
+            return [*user, k.completion], kto_text(k.prompt, k.completion, k.label)
+
         res.pairs += [p for p in pairs if admit("pairs", p.pair_key, pair_index, lambda p=p: prepare_pair(p))]
         res.sft += [s for s in sft if admit("sft", s.example_key, sft_index, lambda s=s: prepare_sft(s))]
+        res.kto += [
+            k
+            for k in kto or []
+            if admit("kto", k.example_key, kto_index[k.label], lambda k=k: prepare_kto(k))
+        ]
         st["pairs"] = len(res.pairs)
         st["sft"] = len(res.sft)
+        st["kto"] = len(res.kto)
+        st["kto_up"] = sum(k.label for k in res.kto)
+        st["kto_down"] = st["kto"] - st["kto_up"]
         for p in res.pairs:
             st[f"pairs_{p.source}"] += 1
+
+
+def kto_text(prompt: list[dict[str, Any]], completion: str, label: bool) -> str:
+    """What near-duplicate KTO examples are compared on (the same answer rated twice is one example)."""
+    return f"{prompt_text(prompt)}\n\x00{completion}\n\x00{'up' if label else 'down'}"

@@ -61,7 +61,10 @@ def log_with_leaks(tmp_path, shared_data):
 
 
 def _used(db) -> set[str]:
-    rows = db.fetchall("SELECT provenance FROM pairs UNION ALL SELECT provenance FROM sft_examples")
+    rows = db.fetchall(
+        "SELECT provenance FROM pairs UNION ALL SELECT provenance FROM sft_examples "
+        "UNION ALL SELECT provenance FROM kto_examples"
+    )
     return {i for (p,) in rows for i in json.loads(p)["request_ids"]}
 
 
@@ -71,7 +74,7 @@ def test_pasted_benchmark_questions_and_heldout_text_never_enter_training(log_wi
     assert set(st["eval_guard"]) == {"mmlu", "cmmlu", "domain", "general"}
     assert all(n > 0 for n in st["eval_guard"].values())
     assert _used(db) == {"r-clean"}
-    assert st["dropped_eval_overlap"] == 4
+    assert st["dropped_eval_overlap"] == 8  # each leak's SFT example and its KTO example
     db.close()
 
 

@@ -94,7 +94,7 @@ def test_planted_log_gives_expected_pairs(setup):
         "thumbs_up:r-new",
         "thumbs_up:r-good",
     }
-    assert st["dropped_eval_overlap"] == 1  # r-eval's question is in the eval set
+    assert st["dropped_eval_overlap"] == 2  # r-eval's question is in the eval set (its SFT and KTO example)
     assert all(m[-1]["role"] == "assistant" for m in sft.values())
 
     # a second run starts at the watermark: nothing new, nothing doubled
@@ -245,7 +245,8 @@ def test_training_rows_are_the_engine_prompt_and_the_model_own_text(setup, tmp_p
         r[0]
         for r in db.fetchall("SELECT json_extract_string(provenance, '$.request_ids[0]') FROM sft_examples")
     }
-    assert not used & {"r-legacy", "r-oos"} and st["skipped_no_engine_prompt"] == 2
+    # each is skipped by both rules that would use a rated answer (SFT and KTO)
+    assert not used & {"r-legacy", "r-oos"} and st["skipped_no_engine_prompt"] == 4
 
     # an annotator who pastes a sources list into the chosen answer: the export still drops it
     queue = ReviewQueue(db, lease_s=60)
@@ -253,6 +254,73 @@ def test_training_rows_are_the_engine_prompt_and_the_model_own_text(setup, tmp_p
         edit = item["chosen"] + SUFFIX if item["source"] == "choice" else None
         queue.decide("k-ann", "ann", item["pair_id"], item["lease_token"], "edit" if edit else "accept", edit)
     snap = Path(run_export(db, settings, str(tmp_path / "snap"))["path"])
-    for part in ("dpo", "sft"):
+    for part in ("dpo", "sft", "kto"):
         text = (snap / part / "train.jsonl").read_text()
         assert text and "Sources:" not in text
+
+
+def _part(snap: Path, part: str) -> list[tuple[dict, dict]]:
+    rows = [json.loads(x) for x in (snap / part / "train.jsonl").read_text().splitlines()]
+    prov = [json.loads(x) for x in (snap / part / "provenance.jsonl").read_text().splitlines()]
+    return list(zip(rows, prov, strict=True))
+
+
+def test_thumbs_become_kto_examples_with_provenance(setup, tmp_path):
+    settings, db = setup
+    st = run_mining(db, settings)["stats"]
+    # rated: r-old down, r-new up, r-good up, r-bad down; r-fail failed, r-eval is an eval question,
+    # r-legacy and r-oos have no engine prompt
+    assert (st["kto"], st["kto_up"], st["kto_down"]) == (4, 2, 2)
+    kto = _part(Path(run_export(db, settings, str(tmp_path / "a"))["path"]), "kto")
+    got = {p["request_ids"][0]: (r, p) for r, p in kto}
+    assert set(got) == {"r-old", "r-new", "r-good", "r-bad"}
+    row, prov = got["r-bad"]
+    assert row == {
+        "prompt": engine_messages("What port does the TiDB server listen on by default ?"),
+        "completion": [{"role": "assistant", "content": "Port 80."}],  # the model's own text, no sources
+        "label": False,
+    }
+    assert prov["feedback_ids"] == ["f-bad"] and prov["source"] == "thumbs_down" and prov["example_id"]
+    assert got["r-new"][0]["label"] is True and got["r-new"][1]["feedback_ids"] == ["f-up"]
+
+    # a user changes their mind: the latest rating is the one trained, once
+    feedback(db.cursor(), "f-good2", "r-good", "k2", "thumbs", 40, rating=-1)
+    db.execute("UPDATE feedback SET created_at = now() WHERE feedback_id = 'f-good2'")
+    assert run_mining(db, settings)["stats"]["kto"] == 1
+    kto = _part(Path(run_export(db, settings, str(tmp_path / "b"))["path"]), "kto")
+    good = [(r, p) for r, p in kto if p["request_ids"] == ["r-good"]]
+    assert len(good) == 1 and good[0][0]["label"] is False and good[0][1]["feedback_ids"] == ["f-good2"]
+
+
+def test_trusted_pairs_train_without_review_and_a_review_wins(setup, tmp_path):
+    settings, db = setup
+    st = run_mining(db, settings)["stats"]
+    assert st["pairs_auto_accepted"] == 3  # edit, regenerate, choice; the thumbs pair waits
+    dpo = _part(Path(run_export(db, settings, str(tmp_path / "a"))["path"]), "dpo")
+    by_source = {p["source"]: (r, p) for r, p in dpo}
+    assert set(by_source) == {"edit", "regenerate", "choice"}
+    edit_row, edit_prov = by_source["edit"]
+    assert edit_row["chosen"][0]["content"] == "Use `CREATE INDEX idx ON t (c);`."  # the edit, unreviewed
+    assert edit_prov["status"] == "pending" and edit_prov["auto_accepted_by"] == "edit"
+    assert not edit_prov["reviews"]
+
+    # the trusted pair is still in the review queue; a reviewer rejects it: the next snapshot drops it
+    queue = ReviewQueue(db, lease_s=60)
+    while (item := queue.next_item("k-ann")) is not None:
+        decision = "reject" if item["source"] == "edit" else "skip"
+        queue.decide("k-ann", "ann", item["pair_id"], item["lease_token"], decision)
+        if decision == "reject":
+            break
+    dpo = _part(Path(run_export(db, settings, str(tmp_path / "b"))["path"]), "dpo")
+    assert {p["source"] for _, p in dpo} == {"regenerate", "choice"}
+
+
+def test_trust_policy_with_an_unknown_kind_is_one_config_line(tmp_path):
+    from keel.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        load_settings(overrides=[f"data_dir={tmp_path}", "mining.trust.auto_accept=[edit, thumb]"])
+    msg = str(e.value)
+    assert "\n" not in msg and "mining.trust.auto_accept: unknown feedback kind 'thumb'" in msg
+    ok = load_settings(overrides=[f"data_dir={tmp_path}", "mining.trust.auto_accept=[]"])
+    assert ok.mining.trust.auto_accept == []

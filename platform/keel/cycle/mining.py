@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import uuid
 import zlib
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flywheel.mining import Miner, MiningHooks, PairItem
+from flywheel.config import TrustPolicy
+from flywheel.mining import KtoItem, Miner, MiningHooks, PairItem, kto_text
+from flywheel.trust import auto_accept_rule, in_dpo_snapshot
 from keel.store import flywheel
 from keel.store.db import Database
 
@@ -34,7 +37,12 @@ def reviews_needed(key: str, fraction: float) -> int:
     return 2 if (zlib.crc32(key.encode()) % 10_000) < fraction * 10_000 else 1
 
 
-def pair_row(p: PairItem, run_id: str | None, fraction: float) -> dict[str, Any]:
+def pair_row(
+    p: PairItem, run_id: str | None, fraction: float, trust: TrustPolicy | None = None
+) -> dict[str, Any]:
+    """A pairs-table row; the trust policy's acceptance is stored beside the review status (which stays
+    pending: a reviewer may still decide, and that decision wins)."""
+    rule = auto_accept_rule(p.source, trust) if trust is not None else None
     return {
         "pair_id": "pair-" + uuid.uuid4().hex[:16],
         "pair_key": p.pair_key,
@@ -47,6 +55,23 @@ def pair_row(p: PairItem, run_id: str | None, fraction: float) -> dict[str, Any]
         "provenance": json.dumps(p.provenance, ensure_ascii=False),
         "status": "pending",
         "required_reviews": reviews_needed(p.pair_key, fraction),
+        "mining_run": run_id,
+        "auto_accepted_by": rule,
+        "auto_accepted_at": datetime.now(UTC) if rule else None,
+    }
+
+
+def kto_row(k: KtoItem, run_id: str | None) -> dict[str, Any]:
+    return {
+        "example_id": "kto-" + uuid.uuid4().hex[:16],
+        "example_key": k.example_key,
+        "request_id": k.request_id,
+        "source": k.source,
+        "prompt": json.dumps(k.prompt, ensure_ascii=False),
+        "completion": k.completion,
+        "label": k.label,
+        "route": k.route,
+        "provenance": json.dumps(k.provenance, ensure_ascii=False),
         "mining_run": run_id,
     }
 
@@ -62,11 +87,16 @@ def run_mining(
         ("pair:" + k, f"{_prompt_text(p)}\n\x00{c}\n\x00{r}") for k, p, c, r in flywheel.stored_pairs(db)
     ]
     existing += [("sft:" + k, _prompt_text(m)) for k, m in flywheel.stored_sft(db)]
+    existing += [
+        ("kto:" + k, kto_text(json.loads(p) if isinstance(p, str) else p, c, bool(lab)))
+        for k, p, c, lab in flywheel.stored_kto(db)
+    ]
     miner = Miner(settings.mining, hooks or mining_hooks(settings))
     result = miner.mine(requests, feedback, known, existing)
     run_id = "mine-" + until.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     frac = settings.annotation.double_annotate_fraction
-    flywheel.insert_pairs(db, [pair_row(p, run_id, frac) for p in result.pairs])
+    trust = settings.mining.trust
+    flywheel.insert_pairs(db, [pair_row(p, run_id, frac, trust) for p in result.pairs])
     sft_rows = [
         {
             "example_id": "sft-" + uuid.uuid4().hex[:16],
@@ -80,8 +110,10 @@ def run_mining(
         for s in result.sft
     ]
     stats = dict(result.stats)
+    stats["pairs_auto_accepted"] = sum(auto_accept_rule(p.source, trust) is not None for p in result.pairs)
     stats["eval_guard"] = miner.hooks.eval_sets  # set → texts checked against ({}: the guard was off)
-    flywheel.record_mining_run(db, run_id, since, until, stats, sft_rows)
+    kto_rows = [kto_row(k, run_id) for k in result.kto]
+    flywheel.record_mining_run(db, run_id, since, until, stats, sft_rows, kto_rows)
     return {
         "run_id": run_id,
         "since": since.isoformat() if since else None,
@@ -97,24 +129,39 @@ def _prompt_text(messages: Any) -> str:
 
 
 def run_export(db: Database, settings, out: str | None, include_unreviewed: bool = False) -> dict[str, Any]:
-    """Reviewed pairs (accepted, with swap/edit applied) and SFT examples → a TRL snapshot."""
-    from flywheel.export import dpo_row, sft_row
-    from flywheel.text import strip_appended
+    """Pairs that train (reviewed and accepted, with swap/edit applied; or trusted by the policy and not
+    rejected by a review), SFT examples and KTO examples → a TRL snapshot.
 
-    statuses = ["accepted", "pending"] if include_unreviewed else ["accepted"]
-    pair_rows = flywheel.pairs_for_export(db, statuses)
+    Answers that are trained towards (chosen sides, SFT answers, answers rated up) lose doc-site markup
+    the model copied from its sources (`{{< copyable "shell" >}}`); rejected and down-rated answers keep
+    it, since it may be what made them worse."""
+    from flywheel.export import dpo_row, kto_row, sft_row
+    from flywheel.text import strip_appended
+    from training.data.clean import normalise, strip_site_markup
+
+    markup: Counter = Counter()
+
+    def clean(text: str) -> str:
+        out, counts = strip_site_markup(text)
+        markup.update(counts)
+        return normalise(out) if counts else text
+
+    pair_rows = flywheel.pairs_for_snapshot(db)
     reviews = flywheel.reviews_by_pair(db)
 
-    pairs, sft, seen = [], [], set()
-    for pid, source, prompt, chosen, rejected, route, prov, status, _ in pair_rows:
+    pairs, sft, kto, seen = [], [], [], set()
+    for pid, source, prompt, chosen, rejected, route, prov, status, _, auto in pair_rows:
+        if not (include_unreviewed or in_dpo_snapshot(status, auto)):
+            continue
         prompt = json.loads(prompt)
         # mined answers come without the gateway's sources list; an annotator's edit may paste one back
-        chosen, rejected = strip_appended(chosen), strip_appended(rejected)
+        chosen, rejected = clean(strip_appended(chosen)), strip_appended(rejected)
         meta = {
             "pair_id": pid,
             "source": source,
             "route": route,
             "status": status,
+            "auto_accepted_by": auto,
             "reviews": reviews.get(pid, []),
         }
         pairs.append((dpo_row(prompt, chosen, rejected), {**meta, **json.loads(prov)}))
@@ -131,12 +178,17 @@ def run_export(db: Database, settings, out: str | None, include_unreviewed: bool
                 )
     for eid, source, messages, route, prov in flywheel.sft_for_export(db):
         messages = json.loads(messages)
-        messages[-1] = {**messages[-1], "content": strip_appended(messages[-1].get("content") or "")}
+        answer = clean(strip_appended(messages[-1].get("content") or ""))
+        messages[-1] = {**messages[-1], "content": answer}
         row = sft_row(messages)
         key = json.dumps(row, sort_keys=True)
         if key not in seen:
             seen.add(key)
             sft.append((row, {"example_id": eid, "source": source, "route": route, **json.loads(prov)}))
+    for eid, source, prompt, completion, label, route, prov in flywheel.kto_for_export(db):
+        completion = strip_appended(completion)
+        row = kto_row(json.loads(prompt), clean(completion) if label else completion, bool(label))
+        kto.append((row, {"example_id": eid, "source": source, "route": route, **json.loads(prov)}))
 
     base = (
         Path(settings.annotation.export_dir).expanduser()
@@ -150,15 +202,23 @@ def run_export(db: Database, settings, out: str | None, include_unreviewed: bool
     from training.data.snapshot import write_bundle
 
     meta = write_bundle(
-        dest, {"dpo": pairs, "sft": sft}, {"kind": "flywheel", "include_unreviewed": include_unreviewed}
+        dest,
+        {"dpo": pairs, "sft": sft, "kto": kto},
+        {"kind": "flywheel", "include_unreviewed": include_unreviewed},
     )
     parts = meta["parts"]
     export_id = "export-" + uuid.uuid4().hex[:12]
     stats = {
         "pairs": parts["dpo"]["rows"],
         "sft": parts["sft"]["rows"],
+        "kto": parts["kto"]["rows"],
+        "kto_up": sum(1 for row, _ in kto if row["label"]),
+        "kto_down": sum(1 for row, _ in kto if not row["label"]),
+        "pairs_auto_accepted": sum(1 for _, m in pairs if m["status"] == "pending" and m["auto_accepted_by"]),
+        "markup_removed": dict(sorted(markup.items())),
         "dpo_hash": parts["dpo"]["hash"],
         "sft_hash": parts["sft"]["hash"],
+        "kto_hash": parts["kto"]["hash"],
     }
     flywheel.record_export(db, export_id, str(dest), meta["hash"], stats)
     return {"export_id": export_id, "path": str(dest), "hash": meta["hash"], **stats}

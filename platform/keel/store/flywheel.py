@@ -1,4 +1,4 @@
-"""The flywheel tables: feedback, pairs, annotations, SFT examples, candidates and mining runs."""
+"""The flywheel tables: feedback, pairs, annotations, SFT and KTO examples, candidates and mining runs."""
 
 from __future__ import annotations
 
@@ -118,8 +118,9 @@ def last_mined_until(db: Database) -> datetime | None:
 
 
 def mined_keys(db: Database) -> set[str]:
-    """Every pair and SFT-example key already stored (a run never stores one twice)."""
+    """Every pair, SFT- and KTO-example key already stored (a run never stores one twice)."""
     keys = {r[0] for r in db.fetchall("SELECT pair_key FROM pairs")}
+    keys |= {r[0] for r in db.fetchall("SELECT example_key FROM kto_examples")}
     return keys | {r[0] for r in db.fetchall("SELECT example_key FROM sft_examples")}
 
 
@@ -131,6 +132,11 @@ def stored_pairs(db: Database) -> list[tuple[str, Any, str, str]]:
 def stored_sft(db: Database) -> list[tuple[str, Any]]:
     """(example_key, messages) of every stored SFT example."""
     return db.fetchall("SELECT example_key, messages FROM sft_examples")
+
+
+def stored_kto(db: Database) -> list[tuple[str, Any, str, bool]]:
+    """(example_key, prompt, completion, label) of every stored KTO example."""
+    return db.fetchall("SELECT example_key, prompt, completion, label FROM kto_examples")
 
 
 def insert_pairs(db: Database, rows: list[dict[str, Any]]) -> None:
@@ -148,13 +154,17 @@ def record_mining_run(
     until: datetime,
     stats: dict[str, Any],
     sft_rows: list[dict[str, Any]],
+    kto_rows: list[dict[str, Any]] | None = None,
 ) -> None:
-    """The run's SFT examples and its ``mining_runs`` row, in one lock."""
+    """The run's SFT and KTO examples and its ``mining_runs`` row, in one lock."""
     with db.lock:
         c = db.cursor()
         if sft_rows:
             sft_tbl = pa.Table.from_pylist(sft_rows)  # noqa: F841 - DuckDB reads it by name
             c.execute("INSERT OR IGNORE INTO sft_examples BY NAME SELECT * FROM sft_tbl")
+        if kto_rows:
+            kto_tbl = pa.Table.from_pylist(kto_rows)  # noqa: F841 - DuckDB reads it by name
+            c.execute("INSERT OR IGNORE INTO kto_examples BY NAME SELECT * FROM kto_tbl")
         c.execute(
             "INSERT INTO mining_runs (run_id, since, until, stats) VALUES (?, ?, ?, ?)",
             [run_id, since, until, json.dumps(stats)],
@@ -171,6 +181,26 @@ def pairs_for_export(db: Database, statuses: list[str]) -> list[tuple]:
                    route, provenance, status, reviewed_at FROM pairs WHERE status IN ({marks})
             ORDER BY created_at, pair_id""",
         statuses,
+    )
+
+
+def pairs_for_snapshot(db: Database) -> list[tuple]:
+    """Like pairs_for_export over accepted and pending pairs, plus the trust policy's acceptance:
+    (..., status, reviewed_at, auto_accepted_by). flywheel.trust decides which of them train."""
+    return db.fetchall(
+        """SELECT pair_id, source, prompt, coalesce(final_chosen, chosen), coalesce(final_rejected, rejected),
+                  route, provenance, status, reviewed_at, auto_accepted_by FROM pairs
+           WHERE status IN ('accepted', 'pending') ORDER BY created_at, pair_id"""
+    )
+
+
+def kto_for_export(db: Database) -> list[tuple]:
+    """(example_id, source, prompt, completion, label, route, provenance) of each rated request's latest
+    KTO example (a changed rating replaces the earlier one), oldest first."""
+    return db.fetchall(
+        """SELECT example_id, source, prompt, completion, label, route, provenance FROM kto_examples
+           QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY created_at DESC, example_id DESC) = 1
+           ORDER BY created_at, example_id"""
     )
 
 
