@@ -8,8 +8,10 @@ base model all read and write manifests through ``Manifest`` here, so lineage ha
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
+import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,11 +19,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from keelcommon.files import atomic_folder, write_text_atomic
 from training.errors import TrainingError
-from training.files import atomic_folder, write_text_atomic
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
+TRAINER_STATE = "trainer_state.json"
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(TrainingError, RuntimeError):
@@ -163,3 +168,112 @@ def clean_debris(parent_dir: Path) -> list[Path]:
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed
+
+
+# ---- resumable trainer states (``<work>/checkpoint-N``) ------------------------------------------------
+# The Trainer writes weights, optimizer, scheduler and RNG state, then trainer_state.json, with no fsync and
+# no rename: a machine that crashes or a disk that fills mid-save can leave trainer_state.json beside a
+# weights file cut short or of zeros. Each file's own framing says whether it is whole without reading the
+# tensors: a safetensors header names the byte length of its data, a torch zip ends in its directory.
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    size = path.stat().st_size
+    if size < 8:
+        return f"{path.name} is {size} bytes"
+    with path.open("rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if n == 0 or 8 + n > size:
+            return f"{path.name}: header length {n} does not fit its {size} bytes"
+        try:
+            header = json.loads(f.read(n))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return f"{path.name}: unreadable safetensors header"
+    if 8 + n + end != size:
+        return f"{path.name} is {size} bytes, its header describes {8 + n + end}"
+    return None
+
+
+def _torch_zip_problem(path: Path) -> str | None:
+    """torch.save's zip format: the central directory at the end, each entry inside the file."""
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as z:
+            last = max(z.infolist(), key=lambda i: i.header_offset, default=None)
+            if last is None or last.header_offset + last.compress_size > size:
+                return f"{path.name} is cut short"
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        return f"{path.name} is not a whole torch file ({e})"
+    return None
+
+
+def _file_problem(path: Path) -> str | None:
+    if not path.is_file():
+        return f"{path.name} is missing"
+    if path.suffix == ".safetensors":
+        return _safetensors_problem(path)
+    if path.suffix in (".bin", ".pt", ".pth"):
+        return _torch_zip_problem(path)
+    return None if path.stat().st_size > 0 else f"{path.name} is empty"
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    """The weights a save holds: a sharded model through its index's shards, else the single files."""
+    files: list[Path] = []
+    for index in sorted(folder.glob("*.safetensors.index.json")) + sorted(folder.glob("*.bin.index.json")):
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return [index]  # an unreadable index: reported as such by its caller's check
+        files += [folder / s for s in sorted(shards)]
+    named = {p.name for p in files}
+    for pattern in ("*.safetensors", "pytorch_model*.bin", "adapter_model.bin"):
+        files += [p for p in sorted(folder.glob(pattern)) if p.name not in named]
+    return files
+
+
+def trainer_state_problem(folder: Path) -> str | None:
+    """Why the Trainer save ``folder`` (``checkpoint-N``) cannot be resumed from; None when it is whole."""
+    folder = Path(folder)
+    try:
+        state = json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"no {TRAINER_STATE}"
+    except (OSError, ValueError) as e:
+        return f"{TRAINER_STATE} is unreadable ({type(e).__name__})"
+    if not isinstance(state, dict) or not isinstance(state.get("global_step"), int):
+        return f"{TRAINER_STATE} has no global_step"
+    needed = _weight_files(folder)
+    tag = folder / "latest"  # DeepSpeed keeps optimizer and model states in <tag>/ ('latest' names it)
+    if tag.is_file():
+        sub = folder / tag.read_text(encoding="utf-8").strip()
+        parts = sorted(sub.glob("*.pt")) if sub.is_dir() else []
+        if not parts:
+            return f"DeepSpeed states {sub.name}/ are missing"
+        needed += parts
+    elif not needed:
+        return "no weights"
+    else:
+        needed.append(folder / "optimizer.pt")
+    # written beside them when the run has them: whole if present
+    needed += [p for p in sorted(folder.glob("*.pt")) + sorted(folder.glob("*.pth")) if p not in needed]
+    for f in needed:
+        if f.name.endswith(".index.json"):
+            return f"{f.name} is unreadable"
+        if (problem := _file_problem(f)) is not None:
+            return problem
+    return None
+
+
+def last_complete_state(work: Path) -> Path | None:
+    """The newest ``checkpoint-N`` under ``work`` that a resume can load; a newer one a crash or a full disk
+    cut short is passed over (with a warning naming what is wrong) for the one before it."""
+    states = [p for p in Path(work).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    for p in sorted(states, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+        problem = trainer_state_problem(p)
+        if problem is None:
+            return p
+        if (p / TRAINER_STATE).exists():  # a save still being written has none yet: nothing to warn about
+            log.warning("trainer state %s is incomplete (%s): not resumed from", p, problem)
+    return None

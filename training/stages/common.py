@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.checkpoint import CheckpointError, build_manifest, read_manifest, write_manifest
+from keelcommon.files import fsync_dir, write_json_atomic
+from training.checkpoint import (
+    CheckpointError,
+    build_manifest,
+    last_complete_state,
+    read_manifest,
+    write_manifest,
+)
 from training.config import KeelArgs
 from training.data.snapshot import Snapshot, load_snapshot
 from training.errors import TrainingError
@@ -39,9 +46,8 @@ class RunPaths:
         )
 
     def last_state(self) -> Path | None:
-        """Newest complete trainer state (trainer_state.json is written last by the Trainer)."""
-        states = [p for p in self.work.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
-        return max(states, key=lambda p: int(p.name.split("-")[-1]), default=None)
+        """Newest trainer state whose files are whole (a save cut short falls back to the one before)."""
+        return last_complete_state(self.work)
 
 
 @dataclass
@@ -229,9 +235,7 @@ def make_budget(cfg: KeelArgs, paths: RunPaths, resume: bool):
                     (elapsed + self.step_s) / cfg.max_wall_clock_s,
                 )
             if state.is_world_process_zero:
-                tmp = budget_path.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"elapsed_s": elapsed, "tokens": self.tokens}), encoding="utf-8")
-                os.replace(tmp, budget_path)
+                write_json_atomic(budget_path, {"elapsed_s": elapsed, "tokens": self.tokens}, indent=None)
             if cfg.max_wall_clock_s > 0 and elapsed + self.step_s > cfg.max_wall_clock_s:
                 self.stopped_by = "wall_clock"
             elif cfg.max_train_tokens > 0 and self.tokens >= cfg.max_train_tokens:
@@ -360,7 +364,10 @@ def save_final(
     write_manifest(paths.tmp, manifest)
     if paths.output.exists():
         raise CheckpointError(f"output {paths.output} appeared while training")
+    # Not keelcommon.atomic_folder: every rank writes into paths.tmp (ZeRO-3 gathers the weights there), so
+    # it has a fixed name they all know; only the main rank renames it, once the manifest is in.
     os.rename(paths.tmp, paths.output)
+    fsync_dir(paths.output.parent)
     # The run finished: its resumable states are no longer needed; keep the log beside the checkpoint.
     shutil.rmtree(paths.work, ignore_errors=True)
     return RunResult(paths.output, steps, metrics)

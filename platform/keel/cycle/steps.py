@@ -66,6 +66,19 @@ def doc_index(sources: list[Path]) -> dict[str, str]:
     return out
 
 
+def kto_labels(path: Path) -> tuple[int, int]:
+    """(rated up, rated down) rows of a KTO part."""
+    up = down = 0
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                if json.loads(line)["label"]:
+                    up += 1
+                else:
+                    down += 1
+    return up, down
+
+
 class PlatformSteps:
     """CycleSteps over the platform's database, settings and promotion service."""
 
@@ -140,7 +153,7 @@ class PlatformSteps:
         return self._export_part(ctx, stage)
 
     def _export(self, ctx: StepContext) -> dict[str, Any]:
-        """One export of the reviewed pairs and SFT examples per cycle (shared by the SFT and DPO steps)."""
+        """One export of the pairs, SFT and KTO examples per cycle (shared by the SFT, DPO and KTO steps)."""
         from keel.cycle.mining import run_export
 
         dest = self.cycle_dir(ctx.cycle_id) / "export"
@@ -152,17 +165,39 @@ class PlatformSteps:
                 **{k: v["rows"] for k, v in meta["parts"].items()},
             }
         res = run_export(self.db, self.settings, str(dest))
-        return {"path": res["path"], "hash": res["hash"], "dpo": res["pairs"], "sft": res["sft"]}
+        return {
+            "path": res["path"],
+            "hash": res["hash"],
+            "dpo": res["pairs"],
+            "sft": res["sft"],
+            "kto": res["kto"],
+            "auto_accepted": res["pairs_auto_accepted"],
+        }
 
     def _export_part(self, ctx: StepContext, stage: str) -> Done | Skip:
         exp = self._export(ctx)
         cfg = ctx.config
-        rows = int(exp[stage])
-        need = cfg.min_sft_examples if stage == "sft" else cfg.min_dpo_pairs
-        what = "SFT examples" if stage == "sft" else "reviewed pairs"
         part = Path(exp["path"]) / stage
+        if not (part / "snapshot.json").exists():  # an export written before this stage existed
+            return Skip(f"the cycle's export has no {stage} part", {"export": exp["path"]})
         meta = json.loads((part / "snapshot.json").read_text(encoding="utf-8"))
-        out = {"path": str(part), "rows": rows, "export": exp["path"], "hash": meta["hash"]}
+        rows = int(meta["rows"])
+        out: dict[str, Any] = {"path": str(part), "rows": rows, "export": exp["path"], "hash": meta["hash"]}
+        if stage == "kto":
+            up, down = kto_labels(part / "train.jsonl")
+            out |= {"up": up, "down": down}
+            need = cfg.min_kto_per_class
+            if min(up, down) < need:
+                return Skip(
+                    f"{up} answers rated up and {down} rated down; KTO needs at least {need} of each "
+                    "(cycle.min_kto_per_class)",
+                    out,
+                )
+            return Done(out, hash=meta["hash"])
+        if stage == "dpo":
+            out["auto_accepted"] = exp.get("auto_accepted")
+        need = cfg.min_sft_examples if stage == "sft" else cfg.min_dpo_pairs
+        what = "SFT examples" if stage == "sft" else "pairs (reviewed, or trusted by mining.trust)"
         if rows < need:
             return Skip(
                 f"{rows} {what}, fewer than the {need} required (cycle.min_{stage}_{'examples' if stage == 'sft' else 'pairs'})",
@@ -279,7 +314,7 @@ class PlatformSteps:
         return data, out
 
     def train(self, ctx: StepContext, stage: str, snapshot: dict, parent: dict) -> Done:
-        from training.checkpoint import is_checkpoint, read_manifest
+        from training.checkpoint import is_checkpoint, last_complete_state, read_manifest
 
         data, out = self.recipe(ctx, stage, snapshot, parent)
         d = self.cycle_dir(ctx.cycle_id)
@@ -289,7 +324,8 @@ class PlatformSteps:
         end_orphan(log_path.with_suffix(".pid"))  # a child a dead platform left behind
         work = out.parent / f".{out.name}.work"
         if not is_checkpoint(out):  # finished before a restart: not trained twice
-            resume = any((p / "trainer_state.json").exists() for p in work.glob("checkpoint-*"))
+            # only a whole saved state resumes; with none (a save cut short) training starts over
+            resume = last_complete_state(work) is not None
             args = [stage, "--config", str(recipe_path), *(["--resume"] if resume else [])]
             argv = build_command(ctx.config.launcher, "training", args, distributed=True)
             log.info(
