@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from flywheel.cycle_config import STAGE_ORDER, CycleConfig
+from flywheel.errors import FlywheelError
 
 # ----------------------------------------------------------------------------------------------- records
 
@@ -45,16 +46,29 @@ FINISHED_STEP = ("done", "skipped")
 RESUMABLE = ("interrupted", "failed", "cancelled")
 
 
-class CycleError(RuntimeError):
-    """A cycle problem worth one line."""
+class CycleError(FlywheelError, RuntimeError):
+    """A cycle problem worth one line (over HTTP: a 400 the request caused)."""
+
+    code = "cycle_refused"
+
+
+class UnknownCycle(CycleError):
+    """No cycle has that id."""
+
+    status = 404
+    code = "not_found"
 
 
 class CycleBusy(CycleError):
     """Another cycle is running; ``cycle_id`` names it."""
 
+    status = 409
+    code = "cycle_running"
+
     def __init__(self, cycle_id: str):
         super().__init__(f"cycle {cycle_id} is running; wait for it, or `keel cycle cancel {cycle_id}`")
         self.cycle_id = cycle_id
+        self.param = cycle_id
 
 
 class Cancelled(CycleError):
@@ -306,7 +320,7 @@ class CycleRunner:
             self._refuse_if_busy()
             c = self.store.get(cycle_id)
             if c is None:
-                raise CycleError(f"unknown cycle {cycle_id!r} (see `keel cycle list`)")
+                raise UnknownCycle(f"unknown cycle {cycle_id!r} (see `keel cycle list`)")
             if c.status not in RESUMABLE:
                 raise CycleError(f"cycle {cycle_id} is {c.status}: only {', '.join(RESUMABLE)} cycles resume")
             return self._reopen(c)
@@ -325,7 +339,7 @@ class CycleRunner:
     def cancel(self, cycle_id: str) -> CycleRecord:
         c = self.store.get(cycle_id)
         if c is None:
-            raise CycleError(f"unknown cycle {cycle_id!r}")
+            raise UnknownCycle(f"unknown cycle {cycle_id!r}")
         ev = self._events.get(cycle_id)
         if c.status != "running":
             raise CycleError(f"cycle {cycle_id} is not running (it is {c.status})")
@@ -355,7 +369,7 @@ class CycleRunner:
     def execute(self, cycle_id: str) -> CycleRecord:
         cycle = self.store.get(cycle_id)
         if cycle is None:
-            raise CycleError(f"unknown cycle {cycle_id!r}")
+            raise UnknownCycle(f"unknown cycle {cycle_id!r}")
         event = self._events.setdefault(cycle_id, threading.Event())
         cfg = CycleConfig.model_validate(cycle.config)
         rows = {s.name: s for s in self.store.steps(cycle_id)}

@@ -25,11 +25,20 @@ _TYPES = {
 
 
 class ServingError(Exception):
-    """The serving package's user-facing error base (serving cannot import keel's ``KeelError``)."""
+    """The serving package's user-facing error base (serving cannot import keel's ``KeelError``).
+
+    It declares the attributes keel's API handler reads (see keel/errors.py): ``status`` (HTTP),
+    ``code`` and ``param``; a subclass that means something else over HTTP overrides them.
+    """
+
+    status: int = 400
+    code: str | None = None
+    param: str | None = None
 
 
-class APIError(Exception):
-    """Raised anywhere in the request path; rendered as OpenAI error JSON."""
+class APIError(ServingError):
+    """Raised anywhere in the request path; rendered as OpenAI error JSON (its own handler, which
+    keeps the gateway's x-request-id)."""
 
     def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None):
         super().__init__(message)

@@ -11,10 +11,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
+from keel.api.errors import install_error_handlers
 from keel.checkpoints.basemodel import ensure_base
 from keel.checkpoints.fingerprints import FingerprintBook, FingerprintUnavailable
 from keel.checkpoints.promotion import PromotionService
@@ -31,10 +30,8 @@ from serving.engine.client import EngineClient
 from serving.engine.pool import Endpoint, EnginePool
 from serving.engine.supervisor import EngineSupervisor
 from serving.engine.swap import SwapError, Swapper
-from serving.errors import APIError
 from serving.feedback.service import FeedbackService
 from serving.gateway.api import install_error_handlers as install_gateway_errors
-from serving.gateway.api import request_id_headers
 from serving.gateway.chat import ChatService
 
 log = logging.getLogger("keel")
@@ -240,22 +237,6 @@ class Platform:
             await self.client.aclose()
         await asyncio.to_thread(self.writer.close)
         self.db.close()
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """One error shape everywhere: OpenAI's ``{"error": {...}}``."""
-
-    @app.exception_handler(APIError)
-    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
-        return exc.response(request_id_headers(request))
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        err = exc.errors()[0] if exc.errors() else {}
-        param = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        return APIError(
-            400, f"invalid '{param}': {err.get('msg', 'bad request')}", "invalid_request", param
-        ).response(request_id_headers(request))
 
 
 def admin_routers() -> list:

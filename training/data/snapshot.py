@@ -31,6 +31,14 @@ class SnapshotError(TrainingError, ValueError):
     pass
 
 
+class SnapshotExists(SnapshotError):
+    """The destination is taken: the caller's choice of folder, not a fault (snapshots are immutable)."""
+
+    status = 409
+    code = "export_exists"
+    param = "out"
+
+
 @dataclass(frozen=True)
 class Snapshot:
     path: Path
@@ -44,7 +52,7 @@ def write_snapshot(dest: Path, kind: str, fill: Callable[[Path], dict[str, Any]]
     """``fill(tmp)`` writes the JSONL files and returns stats; hash + metadata are added, then rename."""
     dest = Path(dest)
     if dest.exists():
-        raise SnapshotError(f"snapshot {dest} already exists (snapshots are immutable; choose a new name)")
+        raise SnapshotExists(f"snapshot {dest} already exists (snapshots are immutable; choose a new name)")
     with atomic_folder(dest) as tmp:
         stats = fill(tmp)
         digest = content_hash(tmp)
@@ -178,7 +186,7 @@ def write_bundle(dest: Path, parts: dict[str, Any], info: dict[str, Any] | None 
     """
     dest = Path(dest).expanduser()
     if dest.exists():
-        raise SnapshotError(f"{dest} already exists (snapshots are immutable; choose a new name)")
+        raise SnapshotExists(f"{dest} already exists (snapshots are immutable; choose a new name)")
     with atomic_folder(dest) as tmp:
         written = {kind: write_rows_part(tmp / kind, kind, rows) for kind, rows in parts.items()}
         digest = hashlib.sha256(

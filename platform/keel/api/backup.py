@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from keel.api.deps import Admin
 from keel.store.backup import BackupError, backup
+from serving.errors import APIError
 
 router = APIRouter(prefix="/admin")
 _running = threading.Lock()  # one backup at a time per process
@@ -23,12 +24,10 @@ class BackupBody(BaseModel):
 
 @router.post("/backup")
 async def create_backup(request: Request, body: BackupBody, _: Admin) -> dict:
-    from serving.errors import APIError
-
     p = request.app.state.platform
     dest = Path(body.dest)
     if not dest.is_absolute():
-        raise APIError(400, "dest must be an absolute path on the platform's host", param="dest")
+        raise BackupError("dest must be an absolute path on the platform's host")
     if not _running.acquire(blocking=False):
         raise APIError(409, "a backup is already running; try again when it has finished", code="busy")
     try:
@@ -43,10 +42,6 @@ async def create_backup(request: Request, body: BackupBody, _: Admin) -> dict:
             # the CLI's in-process admin app (no platform running) has no engine pool
             live=hasattr(p, "pool"),
         )
-    except BackupError as e:
-        raise APIError(400, str(e), param="dest") from e
-    except TimeoutError as e:
-        raise APIError(503, f"backup not taken: {e}", code="busy") from e
     finally:
         _running.release()
     return summary.to_dict()

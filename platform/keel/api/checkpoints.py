@@ -11,9 +11,7 @@ from pydantic import BaseModel
 
 from keel.api.deps import Admin, query_limit
 from keel.checkpoints.fingerprints import FingerprintUnavailable
-from keel.checkpoints.promotion import PromotionError
 from keel.store import registry
-from serving.errors import APIError
 
 router = APIRouter(prefix="/admin")
 log = logging.getLogger("keel.registry")
@@ -48,18 +46,12 @@ def list_checkpoints(request: Request, _: Admin) -> list[dict]:
 
 @router.get("/checkpoints/{version}")
 def show_checkpoint(request: Request, version: str, _: Admin) -> dict:
-    try:
-        return registry.get(_db(request), version).to_dict()
-    except registry.RegistryError as e:
-        raise APIError(404, str(e)) from e
+    return registry.get(_db(request), version).to_dict()
 
 
 @router.post("/checkpoints")
 def add_checkpoint(request: Request, body: AddBody, _: Admin) -> dict:
-    try:
-        cp = registry.add(_db(request), Path(body.path), body.version)
-    except registry.RegistryError as e:
-        raise APIError(400, str(e)) from e
+    cp = registry.add(_db(request), Path(body.path), body.version)
     # what these weights answer to the probes, kept for every later swap to check the engine against
     book = getattr(request.app.state.platform, "fingerprints", None)
     if book is not None:
@@ -73,20 +65,14 @@ def add_checkpoint(request: Request, body: AddBody, _: Admin) -> dict:
 @router.post("/promote")
 async def promote(request: Request, body: PromoteBody, who: Admin) -> dict:
     service = request.app.state.platform.promotions
-    try:
-        out = await service.promote(body.version, force=body.force, by=body.by or who, reason=body.reason)
-    except PromotionError as e:
-        raise APIError(409, str(e), code="promotion_refused") from e
+    out = await service.promote(body.version, force=body.force, by=body.by or who, reason=body.reason)
     return out.to_dict()
 
 
 @router.post("/rollback")
 async def rollback(request: Request, body: RollbackBody, who: Admin) -> dict:
     service = request.app.state.platform.promotions
-    try:
-        out = await service.rollback(body.to, by=body.by or who, reason=body.reason)
-    except PromotionError as e:
-        raise APIError(409, str(e), code="rollback_refused") from e
+    out = await service.rollback(body.to, by=body.by or who, reason=body.reason)
     return out.to_dict()
 
 

@@ -1,5 +1,9 @@
 """Admin routes for flywheel cycles: start (the same path as the CLI and the scheduler), list, show,
-status (with the next scheduled run), cancel, resume, and the cycle's HTML report."""
+status (with the next scheduled run), cancel, resume, and the cycle's HTML report.
+
+A refused cycle raises a ``CycleError`` whose class says its status (``UnknownCycle`` 404, ``CycleBusy``
+409, else 400); keel.api.errors answers it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from flywheel.cycle import CycleBusy, CycleError
 from keel.api.deps import Admin, query_limit
 from serving.errors import APIError
 
@@ -39,21 +42,9 @@ def _svc(request: Request):
     return get_service(request.app.state.platform)
 
 
-def _refused(e: CycleError) -> APIError:
-    if isinstance(e, CycleBusy):
-        return APIError(409, str(e), code="cycle_running", param=e.cycle_id)
-    if str(e).startswith("unknown cycle"):
-        return APIError(404, str(e), code="not_found")
-    return APIError(400, str(e), code="cycle_refused")
-
-
 @router.post("", status_code=202)
 def start(request: Request, body: StartBody, _: Admin) -> dict[str, Any]:
-    try:
-        c = _svc(request).start(body.trigger, body.stages, body.dry_run, body.profile, body.wait)
-    except CycleError as e:
-        raise _refused(e) from e
-    return c.to_dict()
+    return _svc(request).start(body.trigger, body.stages, body.dry_run, body.profile, body.wait).to_dict()
 
 
 @router.get("")
@@ -70,34 +61,22 @@ def status(request: Request, _: Admin) -> dict[str, Any]:
 
 @router.get("/{cycle_id}")
 def show(request: Request, cycle_id: str, _: Admin) -> dict[str, Any]:
-    try:
-        return _svc(request).show(cycle_id)
-    except CycleError as e:
-        raise _refused(e) from e
+    return _svc(request).show(cycle_id)
 
 
 @router.post("/{cycle_id}/cancel")
 def cancel(request: Request, cycle_id: str, _: Admin) -> dict[str, Any]:
-    try:
-        return _svc(request).cancel(cycle_id).to_dict()
-    except CycleError as e:
-        raise _refused(e) from e
+    return _svc(request).cancel(cycle_id).to_dict()
 
 
 @router.post("/{cycle_id}/resume", status_code=202)
 def resume(request: Request, cycle_id: str, body: ResumeBody, _: Admin) -> dict[str, Any]:
-    try:
-        return _svc(request).resume(cycle_id, body.wait).to_dict()
-    except CycleError as e:
-        raise _refused(e) from e
+    return _svc(request).resume(cycle_id, body.wait).to_dict()
 
 
 @router.get("/{cycle_id}/report", response_class=HTMLResponse)
 def report(request: Request, cycle_id: str, _: Admin) -> HTMLResponse:
-    try:
-        c = _svc(request).show(cycle_id)
-    except CycleError as e:
-        raise _refused(e) from e
+    c = _svc(request).show(cycle_id)
     if not c.get("report") or not Path(c["report"]).exists():
         raise APIError(404, f"cycle {cycle_id} has no report yet", code="not_found")
     return HTMLResponse(Path(c["report"]).read_text(encoding="utf-8"))

@@ -5,18 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from keel.api.deps import Admin
-from keel.store import evals, registry
-from serving.errors import APIError
+from keel.store import evals
 
 router = APIRouter(prefix="/admin")
 
 
 @router.post("/evals")
 def record_eval(request: Request, body: evals.EvalRecord, _: Admin) -> dict:
-    try:
-        return evals.record(request.app.state.platform.db, body)
-    except registry.RegistryError as e:
-        raise APIError(400, str(e)) from e
+    return evals.record(request.app.state.platform.db, body)
 
 
 @router.get("/evals")

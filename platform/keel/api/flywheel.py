@@ -58,14 +58,9 @@ def mine(request: Request, body: MineBody, _: Admin) -> dict[str, Any]:
 @router.post("/export")
 def export(request: Request, body: ExportBody, _: Admin) -> dict[str, Any]:
     from keel.cycle.mining import run_export
-    from serving.errors import APIError
-    from training.data.snapshot import SnapshotError
 
     p = request.app.state.platform
-    try:
-        return run_export(p.db, p.settings, body.out, include_unreviewed=body.include_unreviewed)
-    except SnapshotError as e:  # the user's choice of folder, not a server fault
-        raise APIError(409, str(e), "export_exists", "out") from e
+    return run_export(p.db, p.settings, body.out, include_unreviewed=body.include_unreviewed)
 
 
 # lineage and the champion alias read the flywheel's tables: /admin/flywheel/lineage/..., /admin/flywheel/aliases

@@ -39,9 +39,6 @@ def index_status(request: Request, _: Admin) -> dict:
 
 @router.post("/index")
 async def index(request: Request, body: IndexRequest, _: Admin) -> dict:
-    from serving.rag.documents import InputError
-    from serving.rag.store import IndexStoreError
-
     if not body.paths and not body.remove:
         raise APIError(400, "give paths to index (or remove)", param="paths")
     for p in body.paths + body.remove:
@@ -49,8 +46,5 @@ async def index(request: Request, body: IndexRequest, _: Admin) -> dict:
             raise APIError(400, f"{p}: paths must be absolute", param="paths")
     indexer = _indexer(request)
     future = indexer.submit([Path(p) for p in body.paths], [Path(p) for p in body.remove], body.dense)
-    try:
-        summary = await asyncio.wrap_future(future)
-    except (InputError, IndexStoreError) as e:
-        raise APIError(400, str(e).splitlines()[0], param="paths") from None
+    summary = await asyncio.wrap_future(future)  # InputError, IndexStoreError: ServingErrors, 400
     return {"summary": summary.line(), "result": summary.__dict__, "status": indexer.status()}

@@ -6,8 +6,6 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from keel.api.deps import Admin
-from keel.store.keys import KeyError_
-from serving.errors import APIError
 
 router = APIRouter(prefix="/admin")
 
@@ -24,16 +22,10 @@ def list_keys(request: Request, _: Admin) -> list[dict]:
 
 @router.post("/keys")
 def create_key(request: Request, body: KeyCreate, _: Admin) -> dict:
-    try:
-        info, secret = request.app.state.platform.keys.create(body.name, body.role)
-    except KeyError_ as e:
-        raise APIError(400, str(e)) from e
+    info, secret = request.app.state.platform.keys.create(body.name, body.role)
     return {**info.to_dict(), "key": secret}
 
 
 @router.post("/keys/{key_id}/revoke")
 def revoke_key(request: Request, key_id: str, _: Admin) -> dict:
-    try:
-        return request.app.state.platform.keys.revoke(key_id).to_dict()
-    except KeyError_ as e:
-        raise APIError(404, str(e)) from e
+    return request.app.state.platform.keys.revoke(key_id).to_dict()

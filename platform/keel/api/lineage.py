@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
 
 from keel.api.deps import Admin, Db
 from keel.store import aliases, lineage
-from serving.errors import APIError
 
 router = APIRouter()
 
 
-def _found(param: str, lookup: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The lineage ``lookup`` finds, or a 404 naming ``param``."""
-    try:
-        return lookup()
-    except lineage.LineageError as e:
-        raise APIError(404, str(e), "not_found", param) from e
-
-
 @router.get("/lineage/versions/{version}")
 def version_lineage(version: str, db: Db, _: Admin) -> dict[str, Any]:
-    return _found("version", lambda: lineage.of_version(db, version))
+    return lineage.of_version(db, version)  # LineageError: 404
 
 
 @router.get("/lineage/requests/{request_id}")
 def request_lineage(request_id: str, db: Db, _: Admin) -> dict[str, Any]:
-    return _found("request_id", lambda: lineage.of_request(db, request_id))
+    return lineage.of_request(db, request_id)
 
 
 @router.get("/aliases")

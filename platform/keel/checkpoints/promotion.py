@@ -17,6 +17,9 @@ from serving.engine.swap import SwapError, Swapper
 class PromotionError(KeelError, RuntimeError):
     """Refused or failed; serving is untouched. One line."""
 
+    status = 409
+    code = "promotion_refused"
+
 
 @dataclass
 class Outcome:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from flywheel.cycle import CycleError, CycleRecord, CycleRunner
+from flywheel.cycle import CycleError, CycleRecord, CycleRunner, UnknownCycle
 from flywheel.cycle_config import CycleConfig
 from keel.cycle.launcher import end_orphan
 from keel.cycle.steps import PlatformSteps
@@ -181,7 +181,7 @@ class CycleService:
     def show(self, cycle_id: str) -> dict[str, Any]:
         c = self.store.get(cycle_id)
         if c is None:
-            raise CycleError(f"unknown cycle {cycle_id!r} (see `keel cycle list`)")
+            raise UnknownCycle(f"unknown cycle {cycle_id!r} (see `keel cycle list`)")
         return {**c.to_dict(), "steps": [s.to_dict() for s in self.store.steps(cycle_id)]}
 
     def list(self, limit: int = 50) -> list[dict[str, Any]]:

@@ -46,6 +46,15 @@ MANIFEST = "backup.json"
 class BackupError(KeelError):
     """A backup or restore refused or failed; nothing half-written is left looking complete. One line."""
 
+    param = "dest"
+
+
+class BackupBusy(BackupError):
+    """Not taken now (another backup runs, the indexer would not pause): try again later."""
+
+    status = 503
+    code = "busy"
+
 
 @dataclass
 class BackupSummary:
@@ -178,8 +187,11 @@ def backup(
         index_dir = settings.rag_index_dir
         if index_dir.is_dir():
             pause = indexer.paused() if indexer is not None else contextlib.nullcontext()
-            with pause:
-                copy_index(index_dir, work / "rag")
+            try:
+                with pause:
+                    copy_index(index_dir, work / "rag")
+            except TimeoutError as e:
+                raise BackupBusy(f"backup not taken: {e}") from e
             summary.rag = True
         if not live and settings.journal_dir.is_dir():
             segs = sorted(settings.journal_dir.glob("*.jsonl"))

@@ -19,6 +19,11 @@ class KeyError_(KeelError, ValueError):
     """A key operation that cannot be done; one line for the user."""
 
 
+class UnknownKey(KeyError_):
+    status = 404
+    code = "not_found"
+
+
 def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
@@ -84,7 +89,7 @@ class KeyStore:
             [key_id, key_id],
         )
         if not rows:
-            raise KeyError_(f"no key with id or name {key_id!r}")
+            raise UnknownKey(f"no key with id or name {key_id!r}")
         if len(rows) > 1:
             raise KeyError_(f"several keys are named {key_id!r}; revoke by key id")
         return KeyInfo(*rows[0])

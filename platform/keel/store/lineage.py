@@ -25,7 +25,10 @@ MAX_IDS = 200  # request ids listed per dataset (all are counted)
 
 
 class LineageError(KeelError, ValueError):
-    pass
+    """What a lineage question names does not exist."""
+
+    status = 404
+    code = "not_found"
 
 
 def _table_exists(db: Database, name: str) -> bool:

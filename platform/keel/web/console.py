@@ -10,7 +10,6 @@ draws its charts as SVG itself, from /static: no CDN, no build step.
 
 from __future__ import annotations
 
-import hmac
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +17,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from keel.checkpoints.promotion import PromotionError
+from keel.api.deps import admin_caller, require_admin
 from keel.store import console as queries
 from keel.store import registry
 from keel.web.pages import templates
@@ -44,26 +43,11 @@ def _session_name(request: Request) -> str | None:
     return live.label if live else None
 
 
-def _admin(request: Request, token: str) -> tuple[str | None, str] | None:
-    """(key id, operator name) for an admin key; None for an unknown key; raise 403 for a non-admin key."""
-    platform = request.app.state.platform
-    if hmac.compare_digest(token, platform.admin_key):
-        return None, "admin"
-    principal = platform.keys.verify(token)
-    if principal is None:
-        return None
-    if principal.role != "admin":
-        raise APIError(403, "the console needs an admin key", "forbidden")
-    return principal.key_id, principal.name
-
-
 def operator(request: Request) -> str:
+    """The admin API's rule (keel.api.deps.admin_caller) for a bearer key; else the login session's name."""
     token = bearer_token(request.headers.get("authorization"))
     if token:
-        who = _admin(request, token)
-        if who is None:
-            raise APIError(401, "invalid or revoked API key", "invalid_api_key")
-        return who[1]
+        return require_admin(request)
     name = _session_name(request)
     if name is None:
         raise APIError(401, "log in with an admin key", "invalid_api_key")
@@ -84,18 +68,15 @@ def page(request: Request) -> Response:
 
 @router.post("/login")
 def login(request: Request, key: Annotated[str, Form()] = "") -> Response:
-    key = key.strip()
     try:
-        who = _admin(request, key) if key else None
-    except APIError:
-        html = templates.get_template("login.html").render(
-            error="That key is not an admin key: the console needs the platform's admin key.", **LOGIN
-        )
-        return HTMLResponse(html, status_code=403)
-    if who is None:
-        html = templates.get_template("login.html").render(error="That key is not an active key.", **LOGIN)
-        return HTMLResponse(html, status_code=401)
-    sid = _sessions(request).start(*who)
+        who = admin_caller(request.app.state.platform, key.strip())
+    except APIError as e:  # the same rule as the API, said on the login page
+        error = {
+            403: "That key is not an admin key: the console needs the platform's admin key.",
+        }.get(e.status, "That key is not an active key.")
+        html = templates.get_template("login.html").render(error=error, **LOGIN)
+        return HTMLResponse(html, status_code=e.status)
+    sid = _sessions(request).start(who.key_id, who.name)
     r = RedirectResponse("/console", status_code=303)
     r.set_cookie(COOKIE, sid, httponly=True, samesite="strict", path="/console")
     return r
@@ -176,10 +157,7 @@ def _report(path: str | None) -> Response:
 
 @router.get("/report/checkpoint/{version}")
 def checkpoint_report(request: Request, version: str, _: Operator) -> Response:
-    try:
-        cp = registry.get(_platform(request).db, version)
-    except registry.RegistryError as e:
-        raise APIError(404, str(e), "not_found") from e
+    cp = registry.get(_platform(request).db, version)  # UnknownVersion: 404
     return _report(str(Path(cp.path) / "report.html"))
 
 
@@ -209,18 +187,12 @@ class RollbackBody(BaseModel):
 @router.post("/api/promote")
 async def promote(request: Request, body: PromoteBody, who: Operator) -> dict[str, Any]:
     service = _platform(request).promotions
-    try:
-        out = await service.promote(body.version, force=body.force, by=who, reason=body.reason or "console")
-    except PromotionError as e:
-        raise APIError(409, str(e), "promotion_refused") from e
+    out = await service.promote(body.version, force=body.force, by=who, reason=body.reason or "console")
     return out.to_dict()
 
 
 @router.post("/api/rollback")
 async def rollback(request: Request, body: RollbackBody, who: Operator) -> dict[str, Any]:
     service = _platform(request).promotions
-    try:
-        out = await service.rollback(body.to or None, by=who, reason=body.reason or "console")
-    except PromotionError as e:
-        raise APIError(409, str(e), "rollback_refused") from e
+    out = await service.rollback(body.to or None, by=who, reason=body.reason or "console")
     return out.to_dict()
