@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import secrets
@@ -26,6 +25,7 @@ from keel.store.feedback import DuckFeedbackStore
 from keel.store.keys import KeyStore
 from keel.store.permissions import secure_data_dir
 from keel.store.requestlog import RequestLogWriter
+from keelcommon.files import write_json_atomic
 from serving.engine.client import EngineClient
 from serving.engine.pool import Endpoint, EnginePool
 from serving.engine.supervisor import EngineSupervisor
@@ -215,9 +215,7 @@ class Platform:
     def write_run_file(self) -> None:
         s = self.settings
         info = {"pid": os.getpid(), "url": f"http://{s.gateway.host}:{s.gateway.port}"}
-        tmp = s.run_dir / "platform.json.tmp"
-        tmp.write_text(json.dumps(info))
-        os.replace(tmp, s.run_dir / "platform.json")
+        write_json_atomic(s.run_dir / "platform.json", info, indent=None)
 
     async def stop(self) -> None:
         if self._stopped:

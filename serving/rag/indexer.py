@@ -82,6 +82,8 @@ class Indexer:
         tmp = self.index_dir.with_name(self.index_dir.name + ".rebuild")
         shutil.rmtree(tmp, ignore_errors=True)
         summary = Indexer(tmp, self.config).update(roots, **kw)
+        # Not keelcommon's atomic_folder, which refuses an existing destination: a rebuild replaces one,
+        # so the old index is moved aside, the new one renamed in, and the old one removed.
         old = self.index_dir.with_name(self.index_dir.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         if self.index_dir.exists():

@@ -12,11 +12,10 @@ whatever is embedded so far. Chroma is thread-safe, not process-safe: one proces
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keelcommon.files import write_json_atomic
 from serving.errors import ServingError
 from serving.rag.chunking import Chunk
 
@@ -68,18 +67,7 @@ def load_catalog(index_dir: Path) -> Catalog | None:
 
 def save_catalog(index_dir: Path, catalog: Catalog) -> None:
     """Write to a temporary file and rename over the old one: readers see the old or the new catalog."""
-    index_dir = Path(index_dir)
-    index_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".catalog-", suffix=".json", dir=index_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(catalog.to_json(), f, ensure_ascii=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, catalog_path(index_dir))
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(catalog_path(index_dir), catalog.to_json(), indent=None)
 
 
 def open_collection(

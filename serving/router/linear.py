@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from keelcommon.files import write_text_atomic
 from serving.rag.embedder import Embedder
 from serving.router.classifier import Classification
 from serving.router.intents import ROUTES
@@ -48,11 +48,7 @@ class LinearModel(BaseModel):
 
     def save(self, path: Path) -> None:
         """Write atomically: a reader sees the old model or the new one, never half a file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.model_dump_json(indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(Path(path), self.model_dump_json(indent=1) + "\n")
 
 
 def load_model(path: Path | None = None) -> LinearModel:

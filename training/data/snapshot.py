@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import keelcommon.jsonl
+from keelcommon.files import atomic_folder, content_hash
 from training.errors import TrainingError
-from training.files import atomic_folder, content_hash
 
 SNAPSHOT_FILE = "snapshot.json"
 
@@ -121,18 +122,8 @@ def load_snapshot(path: Path | str) -> Snapshot:
 
 
 def iter_jsonl(path: Path, error: type[Exception] = SnapshotError):
-    """Yield (line_number, row) and fail with file:line on a malformed line (as ``error``)."""
-    with Path(path).open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise error(f"{path}:{n}: malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise error(f"{path}:{n}: expected a JSON object")
-            yield n, row
+    """Yield (line_number, row); a malformed line fails with file:line, as a SnapshotError by default."""
+    return keelcommon.jsonl.iter_jsonl(path, error)
 
 
 class JsonlWriter:

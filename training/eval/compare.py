@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from keelcommon.files import write_json_atomic
 from training.checkpoint import Manifest, update_manifest
 from training.eval.gates import GatePolicy, compare, decide, load_policy
 from training.eval.report import write_report
 from training.eval.runner import EvalConfig, ensure_eval
-from training.files import write_json_atomic
 
 
 @dataclass

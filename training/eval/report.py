@@ -9,6 +9,8 @@ from pathlib import Path
 
 from jinja2 import Environment, select_autoescape
 
+from keelcommon.files import write_text_atomic
+
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Keel eval: {{ cand.version }} vs {{ base.version }}</title>
@@ -164,7 +166,5 @@ def write_report(
         png_name=png.name,
     )
     html_path = out_dir / f"{name}.html"
-    tmp = html_path.with_suffix(".html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(html_path)
+    write_text_atomic(html_path, html)
     return html_path, png

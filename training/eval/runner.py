@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from keelcommon.files import write_json_atomic
 from training.checkpoint import Manifest, load_manifest, update_manifest
 from training.eval import perplexity
 from training.eval.data import EvalDataError, MCBenchmark, MCSubject, gate_subset, load_benchmark
 from training.eval.heldout import HeldoutSet, domain_heldout, general_heldout
 from training.eval.mc import MCScoreConfig, score_benchmark, summarize
 from training.eval.model import resolve_dtype
-from training.files import write_json_atomic
 
 SCHEMA = 1
 SCORING_REVISION = 2

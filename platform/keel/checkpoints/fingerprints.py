@@ -16,6 +16,7 @@ from pathlib import Path
 from keel.errors import KeelError
 from keel.store import fingerprints as store
 from keel.store.db import Database
+from keelcommon.files import write_json_atomic
 from serving.engine.fingerprint import Fingerprint, FingerprintError, compute_in_child
 
 log = logging.getLogger("keel.fingerprint")
@@ -42,10 +43,12 @@ def _cached(folder: Path, dtype: str) -> Fingerprint | None:
 def _cache(folder: Path, fp: Fingerprint, signature: list[list]) -> None:
     if not os.access(folder, os.W_OK):
         return
-    tmp = folder / f"{CACHE_FILE}.tmp"
     try:
-        tmp.write_text(json.dumps({"dtype": fp.dtype, "weights": signature, "fingerprint": fp.model_dump()}))
-        os.replace(tmp, folder / CACHE_FILE)
+        write_json_atomic(
+            folder / CACHE_FILE,
+            {"dtype": fp.dtype, "weights": signature, "fingerprint": fp.model_dump()},
+            indent=None,
+        )
     except OSError as e:
         log.warning("could not cache the fingerprint in %s: %s", folder, e)
 

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from flywheel.cycle import CycleRecord, StepRecord
+from keelcommon.files import write_text_atomic
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2rem;max-width:72rem;color:#222}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left;
@@ -108,8 +109,5 @@ def write_report(path: Path, cycle: CycleRecord, steps: list[StepRecord]) -> Pat
         f"<style>{_CSS}</style></head><body>{head}{err}<table><tr><th>step</th><th>status</th><th>s</th>"
         f"<th>result</th><th>links</th><th>input / output hash</th></tr>{''.join(rows)}</table></body></html>"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, page)
     return path
