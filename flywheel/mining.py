@@ -27,14 +27,8 @@ from typing import Any, Protocol
 from datasketch import MinHashLSH
 
 from flywheel.config import MiningConfig
-from flywheel.text import (
-    basic_scrub,
-    minhash,
-    normalise,
-    prompt_text,
-    stable_key,
-    strip_appended,
-)
+from flywheel.text import basic_scrub, prompt_text, stable_key, strip_appended
+from keelcommon.text import minhash, normalise
 
 
 class DedupIndex(Protocol):

@@ -1,5 +1,5 @@
-"""Small text helpers for mining: prompt text, MinHash signatures (near-identical prompts), a fallback PII
-scrubber. The platform passes in the training data pipeline's scrubber and its near-duplicate index.
+"""Small text helpers for mining: prompt text, a fallback PII scrubber. The platform passes in the training
+data pipeline's scrubber and its near-duplicate index; normalisation and MinHash are keelcommon.text's.
 """
 
 from __future__ import annotations
@@ -7,14 +7,6 @@ from __future__ import annotations
 import hashlib
 import re
 from typing import Any
-
-from datasketch import MinHash
-
-_WS = re.compile(r"\s+")
-
-
-def normalise(text: str) -> str:
-    return _WS.sub(" ", text).strip().lower()
 
 
 def content_text(content: Any) -> str:
@@ -49,14 +41,6 @@ def strip_appended(text: str, appended: str | None = None) -> str:
 
 def stable_key(*parts: Any) -> str:
     return hashlib.sha256("\x00".join(str(p) for p in parts).encode("utf-8")).hexdigest()[:32]
-
-
-def minhash(text: str, num_perm: int = 128, k: int = 5) -> MinHash:
-    # character 5-grams: works for Chinese (no spaces) and English alike
-    t = normalise(text)
-    m = MinHash(num_perm=num_perm)
-    m.update_batch([g.encode("utf-8") for g in {t[i : i + k] for i in range(max(1, len(t) - k + 1))}])
-    return m
 
 
 _PII = [

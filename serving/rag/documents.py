@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from keelcommon.jsonl import iter_jsonl
 from serving.errors import ServingError
 
 MARKDOWN = {".md", ".markdown", ".mdx"}
@@ -167,14 +167,8 @@ def read(f: SourceFile) -> Iterator[Document]:
         yield Document(src, f.relpath, "text", text, meaningful_title("", f.relpath))
     else:
         seen = 0
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{f.path}:{lineno}: not valid JSON ({e.msg})") from e
-            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
+        for lineno, obj in iter_jsonl(f.path, InputError, text=text):
+            if not isinstance(obj.get("text"), str) or not obj["text"].strip():
                 raise InputError(f'{f.path}:{lineno}: expected an object with a non-empty "text" string')
             seen += 1
             title = str(obj.get("title") or f"{f.path.stem} line {lineno}")

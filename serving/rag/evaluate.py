@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keelcommon.jsonl import read_jsonl
 from serving.rag.retriever import Retriever
 
 
@@ -35,18 +35,13 @@ class RetrievalReport:
 
 def load_qa(path: Path) -> list[QAItem]:
     """JSONL with `question` and `source` (the faq_qa.jsonl format); errors name the line."""
-    items = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-            items.append(QAItem(str(d["question"]), str(d["source"]), str(d.get("lang", ""))))
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}:{n}: expected a JSON object with 'question' and 'source' ({e})") from e
-    if not items:
-        raise ValueError(f"{path}: no questions")
-    return items
+    return read_jsonl(
+        path,
+        lambda d: QAItem(str(d["question"]), str(d["source"]), str(d.get("lang", ""))),
+        error=ValueError,
+        expected="a JSON object with 'question' and 'source'",
+        what="questions",
+    )
 
 
 def doc_rank(relpaths: list[str], source: str) -> int | None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from keelcommon.jsonl import read_jsonl
 from serving.router.classifier import Classification
 from serving.router.intents import ROUTES
 
@@ -49,22 +49,17 @@ class RouterReport:
         return "\n".join(rows)
 
 
+def _labelled(d: dict) -> tuple[str, str]:
+    text, intent = str(d["text"]), str(d["intent"])
+    if intent not in ROUTES:
+        raise ValueError(f"unknown intent {intent!r} (one of {', '.join(ROUTES)})")
+    return text, intent
+
+
 def load_labelled(path: Path) -> list[tuple[str, str]]:
-    out = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-            text, intent = str(d["text"]), str(d["intent"])
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}:{n}: expected a JSON object with 'text' and 'intent' ({e})") from e
-        if intent not in ROUTES:
-            raise ValueError(f"{path}:{n}: unknown intent {intent!r} (one of {', '.join(ROUTES)})")
-        out.append((text, intent))
-    if not out:
-        raise ValueError(f"{path}: no messages")
-    return out
+    return read_jsonl(
+        path, _labelled, error=ValueError, expected="a JSON object with 'text' and 'intent'", what="messages"
+    )
 
 
 def evaluate_router(classifier: SyncClassifier, data: list[tuple[str, str]]) -> RouterReport:

@@ -7,28 +7,15 @@ boundaries) and English alike. Only signatures are kept in memory, so the corpus
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 
 from datasketch import MinHash, MinHashLSH
 
-_WS = re.compile(r"\s+")
-
-
-def normalise(text: str) -> str:
-    return _WS.sub(" ", text).strip().lower()
+from keelcommon.text import minhash, normalise
 
 
 def exact_key(text: str) -> str:
     return hashlib.sha1(normalise(text).encode("utf-8")).hexdigest()
-
-
-def minhash(text: str, num_perm: int = 128, k: int = 5) -> MinHash:
-    t = normalise(text)
-    m = MinHash(num_perm=num_perm)
-    grams = {t[i : i + k] for i in range(max(1, len(t) - k + 1))}
-    m.update_batch([g.encode("utf-8") for g in grams])
-    return m
 
 
 @dataclass

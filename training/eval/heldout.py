@@ -12,11 +12,10 @@ data (training and eval live in the same ``training`` package, so no boundary is
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.data.snapshot import iter_jsonl
+from keelcommon.jsonl import iter_jsonl
 from training.eval.data import EvalDataError
 
 FAQ_FILE = "faq_qa.jsonl"
@@ -100,14 +99,10 @@ def general_heldout(general_dir: Path, per_language: int | None = None, seed: in
         data = f.read_bytes()
         h.update(f"{lang}\0{_sha(data)}\n".encode())
         texts = []
-        for n, line in enumerate(data.decode("utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                text = json.loads(line)["text"]
-            except (json.JSONDecodeError, KeyError) as e:
-                raise EvalDataError(f"{f}:{n}: expected a JSON object with a 'text' field") from e
-            texts.append(HeldoutText(f"{lang}/{n}", text))
+        for n, row in iter_jsonl(f, EvalDataError, text=data.decode("utf-8")):
+            if "text" not in row:
+                raise EvalDataError(f"{f}:{n}: expected a JSON object with a 'text' field")
+            texts.append(HeldoutText(f"{lang}/{n}", row["text"]))
         if per_language is not None:
             texts = sorted(texts, key=lambda t: _sha(f"{seed}:{t.text}".encode()))[:per_language]
         parts[lang] = texts

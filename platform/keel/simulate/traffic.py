@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from keel.errors import KeelError
 from keel.simulate.users import UserModel, user_rng
+from keelcommon.jsonl import read_jsonl
 
 QUESTIONS = Path(__file__).with_name("questions.jsonl")
 TAG = "simulate"
@@ -82,18 +83,7 @@ def load_questions(path: Path | None, split: str = "all") -> list[Question]:
     path = Path(path) if path else QUESTIONS
     if not path.is_file():
         raise SimulateError(f"{path}: questions file not found")
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(Question.model_validate_json(line))
-        except ValidationError as e:
-            err = e.errors()[0]
-            where = ".".join(str(p) for p in err.get("loc", ())) or "line"
-            raise SimulateError(f"{path}:{n}: {where}: {err.get('msg')}") from e
-    if not out:
-        raise SimulateError(f"{path}: no questions")
+    out = read_jsonl(path, Question.model_validate, error=SimulateError, what="questions")
     if split != "all":
         out = [q for q in out if q.split == split]
         if not out:
