@@ -256,9 +256,10 @@ def create_admin_app(platform) -> FastAPI:
 
 def create_app(platform: Platform) -> FastAPI:
     from keel.api import index, metrics
+    from keel.api.limits import AdminBodyLimit
     from keel.web.annotation import router as annotation_router
     from keel.web.console import router as console_router
-    from keel.web.pages import mount_static
+    from keel.web.pages import SecurityHeaders, mount_static
     from serving.feedback.api import router as feedback_router
     from serving.gateway.api import router as gateway_router
 
@@ -286,4 +287,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(annotation_router)
     app.include_router(console_router)
     mount_static(app)
+    # outermost last: a 413 from the body limit gets the security headers too
+    app.add_middleware(AdminBodyLimit)
+    app.add_middleware(SecurityHeaders)
     return app

@@ -56,4 +56,4 @@ def test_a_bad_profile_key_is_refused(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("cycle:\n  min_sft_pairs: 3\n")
     with pytest.raises(CycleError, match="bad.yaml"):
-        load_profile(CycleConfig(), str(bad))
+        load_profile(CycleConfig(), str(bad), data_dir=tmp_path)

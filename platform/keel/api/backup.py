@@ -18,7 +18,7 @@ _running = threading.Lock()  # one backup at a time per process
 
 
 class BackupBody(BaseModel):
-    dest: str = Field(description="A new folder on the platform's host (absolute path).")
+    dest: str = Field(max_length=4096, description="A new folder on the platform's host (absolute path).")
     checkpoints: bool = Field(True, description="Copy every registered checkpoint folder too.")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from keel.api.deps import Admin, query_limit
 from keel.checkpoints.fingerprints import FingerprintUnavailable
@@ -17,22 +17,27 @@ router = APIRouter(prefix="/admin")
 log = logging.getLogger("keel.registry")
 
 
+MAX_REASON = 2000  # a line of history, not a document
+
+
 class AddBody(BaseModel):
-    path: str
-    version: str | None = None
+    path: str = Field(min_length=1, max_length=4096)
+    version: str | None = Field(
+        None, max_length=128, description="Default: the manifest's, else the folder name."
+    )
 
 
+# No `by`: the history names the key that asked (a body could name anyone). Older clients that still
+# send one are not refused; it is ignored.
 class PromoteBody(BaseModel):
-    version: str
+    version: str = Field(min_length=1, max_length=128)
     force: bool = False
-    by: str | None = None
-    reason: str | None = None
+    reason: str | None = Field(None, max_length=MAX_REASON)
 
 
 class RollbackBody(BaseModel):
-    to: str | None = None
-    by: str | None = None
-    reason: str | None = None
+    to: str | None = Field(None, max_length=128)
+    reason: str | None = Field(None, max_length=MAX_REASON)
 
 
 def _db(request: Request):
@@ -65,14 +70,14 @@ def add_checkpoint(request: Request, body: AddBody, _: Admin) -> dict:
 @router.post("/promote")
 async def promote(request: Request, body: PromoteBody, who: Admin) -> dict:
     service = request.app.state.platform.promotions
-    out = await service.promote(body.version, force=body.force, by=body.by or who, reason=body.reason)
+    out = await service.promote(body.version, force=body.force, by=who, reason=body.reason)
     return out.to_dict()
 
 
 @router.post("/rollback")
 async def rollback(request: Request, body: RollbackBody, who: Admin) -> dict:
     service = request.app.state.platform.promotions
-    out = await service.rollback(body.to, by=body.by or who, reason=body.reason)
+    out = await service.rollback(body.to, by=who, reason=body.reason)
     return out.to_dict()
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from keel.api.deps import Admin, Db, query_limit
 from keel.store import flywheel
+from serving.errors import APIError
 
 router = APIRouter(prefix="/admin/flywheel")
 
@@ -42,8 +44,34 @@ class MineBody(BaseModel):
 
 
 class ExportBody(BaseModel):
-    out: str | None = None  # None: a timestamped folder under the export dir (as the offline CLI does)
+    # None: a timestamped folder under the export dir (as the offline CLI does)
+    out: str | None = Field(None, min_length=1, max_length=1024)
     include_unreviewed: bool = False
+
+
+def contained_out(settings, out: str | None) -> str | None:
+    """``out`` as an absolute folder inside the export dir or the data dir (relative: under the export
+    dir); anything that would land elsewhere on the host (``../../..``, ``/etc``) is a 400."""
+    if out is None:
+        return None
+    base = Path(settings.annotation.export_dir or settings.data_dir / "datasets").expanduser()
+    if "\x00" in out:
+        raise APIError(400, "out contains a NUL byte", "invalid_request", "out")
+    try:
+        dest = (base / Path(out).expanduser()).resolve()  # an absolute `out` replaces base
+        roots = [base.resolve(), Path(settings.data_dir).expanduser().resolve()]
+    except (OSError, RuntimeError) as e:
+        raise APIError(
+            400, f"out {out[:200]!r}: {getattr(e, 'strerror', None) or e}", "invalid_request", "out"
+        ) from None
+    if not any(dest.is_relative_to(root) and dest != root for root in roots):
+        raise APIError(
+            400,
+            f"out {out[:200]!r} resolves to {dest}: an export goes under {roots[0]} or the data dir {roots[1]}",
+            "invalid_request",
+            "out",
+        )
+    return str(dest)
 
 
 @router.post("/mine")
@@ -60,7 +88,8 @@ def export(request: Request, body: ExportBody, _: Admin) -> dict[str, Any]:
     from keel.cycle.mining import run_export
 
     p = request.app.state.platform
-    return run_export(p.db, p.settings, body.out, include_unreviewed=body.include_unreviewed)
+    out = contained_out(p.settings, body.out)
+    return run_export(p.db, p.settings, out, include_unreviewed=body.include_unreviewed)
 
 
 # lineage and the champion alias read the flywheel's tables: /admin/flywheel/lineage/..., /admin/flywheel/aliases

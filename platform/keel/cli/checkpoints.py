@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 from pathlib import Path
 from typing import Annotated
@@ -117,7 +116,7 @@ def promote(
     out, live = _call(
         "POST",
         "/admin/promote",
-        {"version": version, "force": force, "by": getpass.getuser(), "reason": reason},
+        {"version": version, "force": force, "reason": reason},
     )
     where = f"{out['strategy']} in {out['seconds']:.2f} s" if live else "the next `keel up` serves it"
     typer.echo(f"promoted {out['to_version']} (was {out['from_version']}): {where}")
@@ -131,6 +130,6 @@ def rollback(
     reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in the history).")] = None,
 ) -> None:
     """Return to the previously serving version, with the same zero-failure swap."""
-    out, live = _call("POST", "/admin/rollback", {"to": to, "by": getpass.getuser(), "reason": reason})
+    out, live = _call("POST", "/admin/rollback", {"to": to, "reason": reason})
     where = f"{out['strategy']} in {out['seconds']:.2f} s" if live else "the next `keel up` serves it"
     typer.echo(f"rolled back to {out['to_version']} (was {out['from_version']}): {where}")

@@ -34,25 +34,57 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def profile_path(name: str) -> Path:
-    """A shipped profile name (platform/keel/cycle/profiles/<name>.yaml) or a YAML file path."""
+MAX_PROFILE_BYTES = 1 << 20
+
+
+def profile_path(name: str, data_dir: Path | None = None) -> Path:
+    """A shipped profile name (platform/keel/cycle/profiles/<name>.yaml), or a YAML file inside the
+    shipped folder or the data dir (relative: to the data dir). A profile can set how the cycle launches
+    its children (``launcher.kind: command``), so one from anywhere else on the host is refused."""
+    shipped = {q.stem: q for q in PROFILES.glob("*.yaml")}
+    names = ", ".join(sorted(shipped))
+    if name in shipped:
+        return shipped[name]
+    if not name or len(name) > 1024 or "\x00" in name:
+        raise CycleError(
+            f"invalid profile name {name[:80]!r} (shipped: {names}; or a YAML file in the data dir)"
+        )
+    roots = [PROFILES.resolve(), *([Path(data_dir).expanduser().resolve()] if data_dir is not None else [])]
     p = Path(name).expanduser()
-    if p.suffix in (".yaml", ".yml") and p.exists():
-        return p
-    shipped = PROFILES / f"{name}.yaml"
-    if shipped.exists():
-        return shipped
-    names = ", ".join(sorted(q.stem for q in PROFILES.glob("*.yaml")))
-    raise CycleError(f"unknown profile {name!r} (shipped: {names}; or a path to a YAML file)")
-
-
-def load_profile(base: CycleConfig, name: str) -> CycleConfig:
-    """``base`` with the profile's ``cycle:`` mapping laid over it (paths relative to the repo root)."""
-    path = profile_path(name)
+    if p.suffix not in (".yaml", ".yml"):
+        raise CycleError(
+            f"unknown profile {name!r} (shipped: {names}; or a path to a YAML file in the data dir)"
+        )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        p = (roots[-1] / p).resolve()  # an absolute path replaces the root
+        found = p.is_file()
+    except (OSError, RuntimeError) as e:
+        raise CycleError(f"profile {name[:200]!r}: {getattr(e, 'strerror', None) or e}") from None
+    if not any(p.is_relative_to(root) for root in roots):
+        raise CycleError(f"profile {p}: profiles are read only from {' or '.join(map(str, roots))}")
+    if not found:
+        raise CycleError(f"profile {p}: no such file" + (" (it is a folder)" if p.is_dir() else ""))
+    return p
+
+
+def load_profile(base: CycleConfig, name: str, data_dir: Path | None = None) -> CycleConfig:
+    """``base`` with the profile's ``cycle:`` mapping laid over it (paths relative to the repo root)."""
+    path = profile_path(name, data_dir)
+    try:
+        raw = path.read_bytes()[: MAX_PROFILE_BYTES + 1]
+        if len(raw) > MAX_PROFILE_BYTES:
+            raise CycleError(f"profile {path}: larger than {MAX_PROFILE_BYTES} bytes")
+        data = yaml.safe_load(raw.decode("utf-8")) or {}
+    except OSError as e:
+        raise CycleError(f"profile {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise CycleError(f"profile {path}: not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:
         raise CycleError(f"profile {path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise CycleError(
+            f"profile {path}: expected a mapping (`cycle:` and its keys), not a {type(data).__name__}"
+        )
     section = data.get("cycle", data)
     if not isinstance(section, dict):
         raise CycleError(f"profile {path}: expected a `cycle:` mapping")
@@ -104,7 +136,7 @@ class CycleService:
     def config(self, profile: str | None = None) -> CycleConfig:
         cfg = self.base_config
         name = profile or cfg.profile
-        return load_profile(cfg, name) if name and profile else cfg
+        return load_profile(cfg, name, self.settings.data_dir) if name and profile else cfg
 
     def start(
         self,

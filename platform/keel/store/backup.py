@@ -38,6 +38,7 @@ from typing import Any
 import duckdb
 
 from keel.errors import KeelError
+from keel.store import registry
 
 FORMAT = 1
 MANIFEST = "backup.json"
@@ -88,15 +89,40 @@ class RestoreSummary:
         return asdict(self)
 
 
+def _user_path(path: Path, what: str) -> Path:
+    """``path`` resolved; a NUL byte or a name the OS refuses is the caller's mistake, said in one line."""
+    if "\x00" in str(path):
+        raise BackupError(f"the {what} path contains a NUL byte")
+    try:
+        return path.expanduser().resolve()
+    except (OSError, RuntimeError) as e:
+        raise BackupError(f"{what} {str(path)[:200]}: {getattr(e, 'strerror', None) or e}") from None
+
+
 def _fresh_dest(dest: Path) -> Path:
-    dest = dest.expanduser().resolve()
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+    dest = _user_path(dest, "backup destination")
+    try:
+        taken = dest.exists() and (not dest.is_dir() or any(dest.iterdir()))
+    except OSError as e:
+        raise BackupError(f"{str(dest)[:200]}: {e.strerror}") from None
+    if taken:
         raise BackupError(f"{dest} already exists and is not empty: back up into a new folder")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise BackupError(f"cannot create {dest.parent}: {e.strerror}") from e
     return dest
+
+
+def _inside(folder: Path, version: str) -> Path | None:
+    """``folder/version`` when ``version`` is a valid version name and stays inside ``folder``; else None
+    (a row registered before names were checked, e.g. ``../../x``, must not send a copy elsewhere)."""
+    try:
+        registry.check_version(version)
+    except registry.RegistryError:
+        return None
+    target = folder / version
+    return target if target.resolve().is_relative_to(folder.resolve()) else None
 
 
 def _copy_sqlite(src: Path, dst: Path) -> None:
@@ -203,8 +229,11 @@ def backup(
         for version, path in registered:
             entry: dict[str, Any] = {"version": version, "path": path, "copied": False}
             src = Path(path)
-            if checkpoints and src.is_dir() and (src / "manifest.json").exists():
-                shutil.copytree(src, work / "checkpoints" / version, symlinks=False)
+            target = _inside(work / "checkpoints", version)
+            if target is None:
+                entry["skipped"] = "invalid version name: not copied"
+            elif checkpoints and src.is_dir() and (src / "manifest.json").exists():
+                shutil.copytree(src, target, symlinks=False)
                 entry["copied"] = True
             summary.checkpoints.append(entry)
         summary.seconds = round(time.monotonic() - t0, 3)
@@ -243,7 +272,7 @@ def _copy_in(src: Path, dst: Path) -> None:
 
 def restore(settings, src: Path, *, force: bool = False) -> RestoreSummary:
     """Restore a backup into this (stopped) platform's data dir. ``force`` moves existing state aside."""
-    src = src.expanduser().resolve()
+    src = _user_path(src, "backup")
     info = read_manifest(src)
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -255,8 +284,14 @@ def restore(settings, src: Path, *, force: bool = False) -> RestoreSummary:
     planned = []
     for cp in info.get("checkpoints", []):
         if cp.get("copied"):
-            target = settings.checkpoints_dir / cp["version"]
-            planned.append((cp["version"], src / "checkpoints" / cp["version"], target))
+            version = str(cp.get("version"))
+            target = _inside(settings.checkpoints_dir, version)
+            from_dir = _inside(src / "checkpoints", version)
+            if target is None or from_dir is None:
+                raise BackupError(
+                    f"{src / MANIFEST} names checkpoint {version[:80]!r}: not a valid version name"
+                )
+            planned.append((version, from_dir, target))
             if target.exists():
                 existing.append(target)
     moved_aside = None

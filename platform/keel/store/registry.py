@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,26 @@ class RegistryError(KeelError, ValueError):
 class UnknownVersion(RegistryError):
     status = 404
     code = "not_found"
+
+
+class InvalidVersion(RegistryError):
+    param = "version"
+
+
+# A version becomes a folder name (backups write checkpoints/<version>, restore reads it back): one
+# path component of a small, safe alphabet, never `.`/`..`, a separator or NUL.
+VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+
+
+def check_version(version: str) -> str:
+    """``version`` when it is a valid version name, else an ``InvalidVersion`` that says the rule."""
+    if not isinstance(version, str) or not VERSION_RE.fullmatch(version) or ".." in version:
+        shown = repr(version)[:80]
+        raise InvalidVersion(
+            f"invalid version name {shown}: 1-128 characters of A-Z a-z 0-9 . _ + -, starting with a "
+            "letter or digit, without '..' (it names a folder in backups)"
+        )
+    return version
 
 
 @dataclass
@@ -96,6 +117,7 @@ def update_manifest(folder: Path, changes: dict[str, Any]) -> None:
 
 
 def register(db: Database, version: str, path: Path, manifest: dict, status: str = "candidate") -> None:
+    check_version(version)
     db.execute(
         "INSERT INTO checkpoints (version, path, parent, stage, status, manifest) VALUES (?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (version) DO NOTHING",
@@ -112,13 +134,19 @@ def register(db: Database, version: str, path: Path, manifest: dict, status: str
 
 def add(db: Database, path: Path, version: str | None = None) -> Checkpoint:
     """Register a training output folder. It must be complete: a folder without manifest.json is not a checkpoint."""
-    path = path.expanduser().resolve()
-    if not path.is_dir():
+    if "\x00" in str(path):
+        raise RegistryError("checkpoint path contains a NUL byte")
+    try:
+        path = path.expanduser().resolve()
+        found = path.is_dir()
+    except OSError as e:  # a name too long, a loop of links: the caller's path, not a fault
+        raise RegistryError(f"checkpoint folder {str(path)[:200]}: {e.strerror}") from None
+    if not found:
         raise RegistryError(f"checkpoint folder not found: {path}")
     manifest = read_manifest(path)
     if manifest is None:
         raise RegistryError(f"{path} has no manifest.json: not a complete checkpoint")
-    version = version or manifest.get("version") or path.name
+    version = check_version(version or manifest.get("version") or path.name)
     existing = find(db, version)
     if existing is not None:
         if Path(existing.path).resolve() == path:

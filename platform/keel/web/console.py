@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from keel.api.deps import admin_caller, require_admin
 from keel.store import console as queries
 from keel.store import registry
-from keel.web.pages import templates
+from keel.web.pages import REPORT_CSP, templates
 from keel.web.sessions import KeySessions
 from serving.errors import APIError
 from serving.gateway.auth import bearer_token
@@ -119,8 +119,15 @@ def overview(request: Request, who: Operator) -> dict[str, Any]:
     }
 
 
+MAX_HOURS = 24 * 366  # the request log's useful history; NaN, inf and <= 0 are 400s, not DuckDB errors
+
+
 @router.get("/api/traffic")
-def traffic(request: Request, _: Operator, hours: float = 24) -> dict[str, Any]:
+def traffic(
+    request: Request,
+    _: Operator,
+    hours: Annotated[float, Query(gt=0, le=MAX_HOURS, allow_inf_nan=False)] = 24,
+) -> dict[str, Any]:
     return queries.traffic(_platform(request).db, hours)
 
 
@@ -149,9 +156,7 @@ def _report(path: str | None) -> Response:
     if not path or not Path(path).is_file():
         raise APIError(404, "no report", "not_found")
     r = FileResponse(path, media_type="text/html")
-    r.headers["Content-Security-Policy"] = (
-        "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-    )
+    r.headers["Content-Security-Policy"] = REPORT_CSP
     return r
 
 
