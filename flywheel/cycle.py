@@ -30,13 +30,23 @@ import hashlib
 import json
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from flywheel.cycle_config import STAGE_ORDER, CycleConfig
 from flywheel.errors import FlywheelError
+from flywheel.step_outputs import (
+    EvaluateOutput,
+    GateOutput,
+    MineOutput,
+    PromoteOutput,
+    RouterOutput,
+    SnapshotOutput,
+    StepOutput,
+    TrainOutput,
+)
 
 # ----------------------------------------------------------------------------------------------- records
 
@@ -218,18 +228,134 @@ class CycleStore(Protocol):
 # ------------------------------------------------------------------------------------------------ plan
 
 
+# ------------------------------------------------------------------------------------------ step table
+# Every step kind once, in the order a cycle runs them: plan(), the runner's binding, the CLI and the report
+# read this table, so a new step is one entry here plus its CycleSteps method (and a new stage one entry in
+# cycle_config.STAGE_ORDER).
+
+Binding = tuple[Callable[[], Outcome] | Skip, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class StepKind:
+    kind: str
+    doc: str
+    output: type[StepOutput]
+    bind: Callable[[CycleSteps, StepContext, str], Binding]  # the call (or a Skip) and its inputs
+    per_stage: bool = False  # one step per selected stage: ``snapshot:cpt``, ``train:dpo``
+
+
+def _last_trained(ctx: StepContext, stages: Iterable[str]) -> dict | None:
+    for s in stages:
+        out = ctx.outputs.get(f"train:{s}")
+        if out and "skipped" not in out:
+            return out
+    return None
+
+
+def _candidate(ctx: StepContext) -> dict | None:
+    """The last stage that trained made the candidate."""
+    return _last_trained(ctx, reversed(STAGE_ORDER))
+
+
+def _parent(ctx: StepContext, stage: str) -> dict:
+    """The checkpoint a stage starts from: the last stage before it that trained, else serving."""
+    before = STAGE_ORDER[: STAGE_ORDER.index(stage)]  # type: ignore[arg-type]
+    return _last_trained(ctx, reversed(before)) or ctx.cycle.serving
+
+
+def _bind_mine(s: CycleSteps, ctx: StepContext, _: str) -> Binding:
+    return (lambda: s.mine(ctx)), {"since_serving": ctx.cycle.serving}
+
+
+def _bind_router(s: CycleSteps, ctx: StepContext, _: str) -> Binding:
+    if ctx.dry_run:
+        return Skip("dry run"), {}
+    if not ctx.config.router_refit:
+        return Skip("router refit is off (cycle.router_refit)"), {}
+    return (lambda: s.router(ctx)), {"mine": ctx.outputs.get("mine")}
+
+
+def _bind_snapshot(s: CycleSteps, ctx: StepContext, stage: str) -> Binding:
+    return (lambda: s.snapshot(ctx, stage)), {"mine": ctx.outputs.get("mine"), "stage": stage}
+
+
+def _bind_train(s: CycleSteps, ctx: StepContext, stage: str) -> Binding:
+    snap = ctx.outputs.get(f"snapshot:{stage}") or {}
+    parent = _parent(ctx, stage)
+    inputs = {"snapshot": snap, "parent": parent, "stage": ctx.config.stage(stage).model_dump()}  # type: ignore[arg-type]
+    if ctx.dry_run:
+        return Skip("dry run"), inputs
+    if "skipped" in snap:
+        return Skip(f"no {stage} data: {snap['skipped']}"), inputs
+    return (lambda: s.train(ctx, stage, snap, parent)), inputs
+
+
+def _with_candidate(bind: Callable[[CycleSteps, StepContext, dict], Binding]):
+    """Steps after training: skipped in a dry run, and when no stage trained a candidate."""
+
+    def bound(s: CycleSteps, ctx: StepContext, _: str) -> Binding:
+        if ctx.dry_run:
+            return Skip("dry run"), {}
+        candidate = _candidate(ctx)
+        if candidate is None:
+            return Skip("no stage trained a candidate"), {}
+        return bind(s, ctx, candidate)
+
+    return bound
+
+
+def _bind_evaluate(s: CycleSteps, ctx: StepContext, candidate: dict) -> Binding:
+    baseline = ctx.cycle.serving
+    return (lambda: s.evaluate(ctx, candidate, baseline)), {"candidate": candidate, "baseline": baseline}
+
+
+def _bind_gate(s: CycleSteps, ctx: StepContext, candidate: dict) -> Binding:
+    evaluation = ctx.outputs.get("evaluate") or {}
+    return (lambda: s.gate(ctx, candidate, evaluation)), {"candidate": candidate, "eval": evaluation}
+
+
+def _bind_promote(s: CycleSteps, ctx: StepContext, candidate: dict) -> Binding:
+    gate = ctx.outputs.get("gate") or {}
+    inputs = {"candidate": candidate, "gate": gate}
+    if gate.get("passed") and ctx.config.promote:
+        return (lambda: s.promote(ctx, candidate, gate)), inputs
+    return (lambda: s.reject(ctx, candidate, gate)), inputs
+
+
+STEPS: tuple[StepKind, ...] = (
+    StepKind("mine", "new requests + feedback → pairs, SFT and KTO examples", MineOutput, _bind_mine),
+    StepKind("router", "refit the intent router from route flags, gated", RouterOutput, _bind_router),
+    StepKind("snapshot", "the data a stage trains on", SnapshotOutput, _bind_snapshot, per_stage=True),
+    StepKind("train", "a stage's training child → a checkpoint", TrainOutput, _bind_train, per_stage=True),
+    StepKind(
+        "evaluate", "candidate and serving on the same items", EvaluateOutput, _with_candidate(_bind_evaluate)
+    ),
+    StepKind("gate", "the policy's decision", GateOutput, _with_candidate(_bind_gate)),
+    StepKind(
+        "promote", "on pass the swap, on fail the rejection", PromoteOutput, _with_candidate(_bind_promote)
+    ),
+)
+STEP_KINDS: dict[str, StepKind] = {k.kind: k for k in STEPS}
+
+
+def step_kind(name: str) -> StepKind:
+    """The table entry of a step name (``train:dpo`` → train)."""
+    kind = name.partition(":")[0]
+    if kind not in STEP_KINDS:
+        raise CycleError(f"unknown step {name!r} (kinds: {', '.join(STEP_KINDS)})")
+    return STEP_KINDS[kind]
+
+
+def read_output(name: str, output: dict[str, Any] | None) -> StepOutput:
+    """A stored step output as its typed model (unknown keys kept)."""
+    return step_kind(name).output.model_validate(output or {})
+
+
 def plan(stages: list[str]) -> list[str]:
     """Step names in the order they run."""
     ordered = [s for s in STAGE_ORDER if s in stages]
-    return [
-        "mine",
-        "router",
-        *(f"snapshot:{s}" for s in ordered),
-        *(f"train:{s}" for s in ordered),
-        "evaluate",
-        "gate",
-        "promote",
-    ]
+    return [name for k in STEPS for name in ([f"{k.kind}:{s}" for s in ordered] if k.per_stage else [k.kind])]
 
 
 def digest(value: Any) -> str:
@@ -453,65 +579,9 @@ class CycleRunner:
         row.finished_at = self.clock()
         self.store.save_step(row)
 
-    def _bind(self, ctx: StepContext, name: str) -> tuple[Callable[[], Outcome] | Skip, dict]:
+    def _bind(self, ctx: StepContext, name: str) -> Binding:
         """The call for step ``name`` with its inputs (earlier outputs), or a Skip when it cannot run."""
-        s, out, dry = self.steps, ctx.outputs, ctx.dry_run
-        kind, _, stage = name.partition(":")
-        if kind == "mine":
-            return (lambda: s.mine(ctx)), {"since_serving": ctx.cycle.serving}
-        if kind == "router":
-            if dry:
-                return Skip("dry run"), {}
-            if not ctx.config.router_refit:
-                return Skip("router refit is off (cycle.router_refit)"), {}
-            return (lambda: s.router(ctx)), {"mine": out.get("mine")}
-        if kind == "snapshot":
-            return (lambda: s.snapshot(ctx, stage)), {"mine": out.get("mine"), "stage": stage}
-        candidate = self._candidate(ctx)
-        if kind == "train":
-            snap = out.get(f"snapshot:{stage}") or {}
-            parent = self._parent(ctx, stage)
-            inputs = {"snapshot": snap, "parent": parent, "stage": ctx.config.stage(stage).model_dump()}  # type: ignore[arg-type]
-            if dry:
-                return Skip("dry run"), inputs
-            if "skipped" in snap:
-                return Skip(f"no {stage} data: {snap['skipped']}"), inputs
-            return (lambda: s.train(ctx, stage, snap, parent)), inputs
-        if dry:
-            return Skip("dry run"), {}
-        if candidate is None:
-            return Skip("no stage trained a candidate"), {}
-        if kind == "evaluate":
-            return (lambda: s.evaluate(ctx, candidate, ctx.cycle.serving)), {
-                "candidate": candidate,
-                "baseline": ctx.cycle.serving,
-            }
-        evaluation = out.get("evaluate") or {}
-        if kind == "gate":
-            return (lambda: s.gate(ctx, candidate, evaluation)), {"candidate": candidate, "eval": evaluation}
-        gate = out.get("gate") or {}
-        inputs = {"candidate": candidate, "gate": gate}
-        if gate.get("passed") and ctx.config.promote:
-            return (lambda: s.promote(ctx, candidate, gate)), inputs
-        return (lambda: s.reject(ctx, candidate, gate)), inputs
-
-    @staticmethod
-    def _parent(ctx: StepContext, stage: str) -> dict:
-        """The checkpoint a stage starts from: the last stage before it that trained, else serving."""
-        before = STAGE_ORDER[: STAGE_ORDER.index(stage)]  # type: ignore[arg-type]
-        for s in reversed(before):
-            out = ctx.outputs.get(f"train:{s}")
-            if out and "skipped" not in out:
-                return out
-        return ctx.cycle.serving
-
-    @staticmethod
-    def _candidate(ctx: StepContext) -> dict | None:
-        for s in reversed(STAGE_ORDER):
-            out = ctx.outputs.get(f"train:{s}")
-            if out and "skipped" not in out:
-                return out
-        return None
+        return step_kind(name).bind(self.steps, ctx, name.partition(":")[2])
 
     @staticmethod
     def _outcome(ctx: StepContext) -> str:
