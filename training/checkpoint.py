@@ -25,6 +25,9 @@ from training.errors import TrainingError
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 TRAINER_STATE = "trainer_state.json"
+# in a run's work folder, rewritten each optimizer step: what a person following the run reads
+# (step n of N, last logged loss, tokens/s, elapsed, ETA); the platform shows it for a running cycle step
+PROGRESS_FILE = "progress.json"
 
 log = logging.getLogger(__name__)
 

@@ -103,9 +103,27 @@ def test_simulated_traffic_mined_trained_gated_and_promoted(platform):
     again = p.admin("POST", "/admin/cycles", json={})
     assert again.status_code == 409 and cycle["cycle_id"] in again.json()["error"]["message"]
 
+    # while the training child runs, the API and `keel cycle status` show its live progress
+    shown, progress = [], []
+    deadline = time.monotonic() + 420
+    while time.monotonic() < deadline:
+        c = p.admin("GET", f"/admin/cycles/{cycle['cycle_id']}").json()
+        running = {s["name"]: s for s in c["steps"] if s["status"] == "running"}
+        if c["status"] != "running":
+            break
+        if running.get("train:sft", {}).get("progress"):
+            progress.append(running["train:sft"]["progress"])
+            shown.append(p.cli("cycle", "status").stdout)
+        time.sleep(0.5)
     done = _wait(p, cycle["cycle_id"])
+    assert progress and progress[-1]["max_steps"] == 2 and progress[-1]["step"] >= 1, progress
+    assert any("step 1 of 2" in t or "step 2 of 2" in t for t in shown), shown
+    assert all(k in progress[-1] for k in ("loss", "tokens_per_s", "elapsed_s", "eta_s")), progress[-1]
     steps = {s["name"]: s for s in done["steps"]}
     assert done["status"] == "succeeded", (done["error"], p.log_tail())
+    # rounded as a person reads it, not 2.6798269748687744
+    assert "loss" in (st := p.cli("cycle", "show", cycle["cycle_id"]).stdout), st
+    assert not any(len(w) > 8 and w.replace(".", "").isdigit() and "." in w for w in st.split()), st
     assert steps["mine"]["output"]["sft"] >= 1
     assert steps["train:sft"]["status"] == "done" and steps["train:sft"]["output"]["steps"] == 2
     assert done["outcome"] == "promoted", steps["gate"]["output"]

@@ -17,6 +17,7 @@ from typing import Any
 
 from keelcommon.files import fsync_dir, write_json_atomic
 from training.checkpoint import (
+    PROGRESS_FILE,
     CheckpointError,
     build_manifest,
     last_complete_state,
@@ -213,12 +214,18 @@ def make_budget(cfg: KeelArgs, paths: RunPaths, resume: bool):
             self.step_s = 0.0  # the slowest recent step (the next one is predicted from it)
             self.stopped_by: str | None = None
             self.tokens = 0
+            self.loss: float | None = None
+            self.first_step = 0
+            self.first_tokens = 0
 
         def elapsed(self) -> float:
             return self.prior_s + time.monotonic() - self.t0
 
         def on_train_begin(self, args, state, control, **kw):
             self.t0 = self.last = time.monotonic()
+            # a resumed run starts at a saved step: its rate counts only what this process trained
+            self.first_step = state.global_step
+            self.first_tokens = int(state.num_input_tokens_seen or 0)
 
         def on_step_end(self, args, state, control, **kw):
             now = time.monotonic()
@@ -236,12 +243,38 @@ def make_budget(cfg: KeelArgs, paths: RunPaths, resume: bool):
                 )
             if state.is_world_process_zero:
                 write_json_atomic(budget_path, {"elapsed_s": elapsed, "tokens": self.tokens}, indent=None)
+                write_json_atomic(paths.work / PROGRESS_FILE, self.progress(state, elapsed), indent=None)
             if cfg.max_wall_clock_s > 0 and elapsed + self.step_s > cfg.max_wall_clock_s:
                 self.stopped_by = "wall_clock"
             elif cfg.max_train_tokens > 0 and self.tokens >= cfg.max_train_tokens:
                 self.stopped_by = "tokens"
             if self.stopped_by:
                 control.should_training_stop = True
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and isinstance(logs.get("loss"), int | float):
+                self.loss = float(logs["loss"])
+
+        def progress(self, state, elapsed: float) -> dict[str, Any]:
+            """Step n of N, the last logged loss, tokens/s and an ETA: the nearer of the step count's end
+            (at this run's mean step time) and the wall-clock budget's."""
+            run_s = max(time.monotonic() - self.t0, 1e-9)
+            steps_here = max(state.global_step - self.first_step, 0)
+            etas = []
+            if state.max_steps and steps_here:
+                etas.append((state.max_steps - state.global_step) * run_s / steps_here)
+            if cfg.max_wall_clock_s > 0:
+                etas.append(max(cfg.max_wall_clock_s - elapsed, 0.0))
+            return {
+                "step": state.global_step,
+                "max_steps": state.max_steps or None,
+                "loss": self.loss,
+                "tokens": self.tokens,
+                "tokens_per_s": round((self.tokens - self.first_tokens) / run_s, 1),
+                "elapsed_s": round(elapsed, 1),
+                "eta_s": round(min(etas), 1) if etas else None,
+                "updated_at": time.time(),
+            }
 
         def pace(self, optimizer, scheduler, progress: float) -> None:
             if optimizer is None:

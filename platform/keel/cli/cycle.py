@@ -27,30 +27,34 @@ def _client():
     return PlatformClient(load())
 
 
+def _progress(p: dict | None) -> str:
+    """A running training step as a person follows it: step n of N, loss, tokens/s, elapsed, ETA."""
+    if not p:
+        return ""
+    from flywheel.step_outputs import duration, fmt
+
+    of = f" of {fmt(p['max_steps'])}" if p.get("max_steps") else ""
+    return (
+        f"step {fmt(p.get('step'))}{of} · loss {fmt(p.get('loss'))} · {fmt(p.get('tokens_per_s'))} tokens/s"
+        f" · {duration(p.get('elapsed_s'))} elapsed · ETA {duration(p.get('eta_s'))}"
+    )
+
+
 def _steps_table(cycle: dict) -> None:
     from rich.table import Table
 
+    from flywheel.cycle import read_output
+
     t = Table("step", "status", "s", "result")
     for s in cycle.get("steps", []):
-        o = s.get("output") or {}
         if s["status"] == "skipped":
             result = s.get("reason") or ""
         elif s["status"] == "failed":
             result = s.get("error") or ""
-        elif s["name"].startswith("train:"):
-            result = (
-                f"{o.get('version')} · {o.get('steps')} steps · loss {o.get('first_loss')} → {o.get('loss')}"
-            )
-        elif s["name"] == "gate":
-            result = "PASS" if o.get("passed") else "FAIL: " + "; ".join(o.get("reasons", [])[:2])
-        elif s["name"] == "promote":
-            result = f"{o.get('decision')} {o.get('version') or ''}"
-        elif s["name"] == "mine":
-            result = f"{o.get('pairs', 0)} pairs · {o.get('sft', 0)} SFT examples"
-        elif s["name"].startswith("snapshot:"):
-            result = f"{o.get('rows')} rows"
+        elif s["status"] == "done":
+            result = read_output(s["name"], s.get("output")).summary()
         else:
-            result = ""
+            result = _progress(s.get("progress"))
         secs = f"{s['seconds']:.0f}" if s.get("seconds") is not None else ""
         t.add_row(s["name"], s["status"], secs, result)
     print_table(t)
@@ -66,6 +70,7 @@ def _summary(c: dict) -> None:
 
 def _follow(client, cycle_id: str, poll_s: float = 5.0) -> dict:
     seen: dict[str, str] = {}
+    shown = ""
     while True:
         c = client.call("GET", f"/admin/cycles/{cycle_id}")
         for s in c["steps"]:
@@ -73,6 +78,9 @@ def _follow(client, cycle_id: str, poll_s: float = 5.0) -> dict:
                 seen[s["name"]] = s["status"]
                 extra = s.get("reason") or s.get("error") or ""
                 typer.echo(f"  {s['name']:<14} {s['status']}" + (f": {extra}" if extra else ""), err=True)
+            if s["status"] == "running" and (line := _progress(s.get("progress"))) and line != shown:
+                shown = line
+                typer.echo(f"  {s['name']:<14} {line}", err=True)
         if c["status"] in FINISHED:
             return c
         time.sleep(poll_s)
@@ -80,7 +88,7 @@ def _follow(client, cycle_id: str, poll_s: float = 5.0) -> dict:
 
 @app.command()
 def run(
-    stages: Annotated[str | None, typer.Option("--stages", help="Comma-separated: cpt,sft,dpo.")] = None,
+    stages: Annotated[str | None, typer.Option("--stages", help="Comma-separated: cpt,sft,dpo,kto.")] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Mine and build the snapshots; train nothing.")
     ] = False,

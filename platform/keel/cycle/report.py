@@ -4,17 +4,17 @@ reports, the gate report and the promotion. Self-contained (no scripts, no exter
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 
-from flywheel.cycle import CycleRecord, StepRecord
+from flywheel.cycle import CycleRecord, StepRecord, read_output
+from flywheel.step_outputs import EvaluateOutput, GateOutput, PromoteOutput
 from keelcommon.files import write_text_atomic
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2rem;max-width:72rem;color:#222}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left;
 vertical-align:top;font-size:.9rem}th{background:#f4f4f4}.done{color:#186a3b}.failed{color:#b03a2e}
-.skipped{color:#7d6608}.cancelled,.interrupted{color:#6c3483}code{font-size:.8rem}"""
+.skipped{color:#7d6608}table.inner{width:auto}table.inner td,table.inner th{padding:.1rem .5rem}.cancelled,.interrupted{color:#6c3483}code{font-size:.8rem}"""
 
 
 def _link(target: str | None, label: str, base: Path) -> str:
@@ -45,41 +45,34 @@ def _links(s: StepRecord, base: Path) -> list[str]:
 
 
 def _summary(s: StepRecord) -> str:
-    o = s.output
+    """The step's one-line summary from the step table (floats rounded), with the gate's list and the
+    evaluation as a table where a line is not enough."""
     if s.status == "skipped":
         return html.escape(s.reason or "")
     if s.status == "failed":
         return html.escape(s.error or "")
-    if s.name == "mine":
-        return f"{o.get('pairs', 0)} new pairs, {o.get('sft', 0)} SFT examples"
-    if s.name.startswith("snapshot:"):
-        extra = (
-            f", {o['docs_changed']} of {o['docs_total']} documents new or changed"
-            if "docs_changed" in o
-            else ""
+    out = read_output(s.name, s.output)
+    if isinstance(out, EvaluateOutput):
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>"
+            for k, b, c in out.table()
         )
-        return f"{o.get('rows')} rows{extra}"
-    if s.name.startswith("train:"):
-        b = o.get("budget") or {}
-        stop = f", stopped by {b['stopped_by']}" if b.get("stopped_by") else ""
-        return (
-            f"{o.get('version')}: {o.get('steps')} steps, loss {o.get('first_loss')} → {o.get('loss')}{stop}"
-        )
-    if s.name == "gate":
-        verdict = "PASS" if o.get("passed") else "FAIL"
+        return f"<table class='inner'><tr><th></th><th>baseline</th><th>candidate</th></tr>{rows}</table>"
+    if isinstance(out, GateOutput):
         rows = "".join(
             f"<li>{'pass' if g['passed'] else 'FAIL'} {html.escape(g['gate'])}: {html.escape(g['reason'])}</li>"
-            for g in o.get("gates", [])
+            for g in out.gates
         )
-        return f"<b>{verdict}</b><ul>{rows}</ul>"
-    if s.name == "promote":
-        if o.get("decision") == "promoted":
-            return (
-                f"promoted {html.escape(str(o.get('version')))} (swap {html.escape(str(o.get('swap_id', '')))}, "
-                f"{html.escape(str(o.get('strategy', '')))}, from {html.escape(str(o.get('from_version', '')))})"
-            )
-        return f"{html.escape(str(o.get('decision')))}: " + html.escape("; ".join(o.get("reasons", [])))
-    return html.escape(json.dumps(o, default=str)[:300])
+        return f"<b>{'PASS' if out.passed else 'FAIL'}</b><ul>{rows}</ul>"
+    if isinstance(out, PromoteOutput) and out.decision == "promoted":
+        o = s.output
+        return html.escape(
+            f"promoted {out.version} (swap {o.get('swap_id', '')}, {o.get('strategy', '')}, "
+            f"from {o.get('from_version', '')})"
+        )
+    if isinstance(out, PromoteOutput):
+        return html.escape(f"{out.decision}: " + "; ".join(out.reasons))
+    return html.escape(out.summary())
 
 
 def write_report(path: Path, cycle: CycleRecord, steps: list[StepRecord]) -> Path:

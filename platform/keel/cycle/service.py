@@ -214,7 +214,13 @@ class CycleService:
         c = self.store.get(cycle_id)
         if c is None:
             raise UnknownCycle(f"unknown cycle {cycle_id!r} (see `keel cycle list`)")
-        return {**c.to_dict(), "steps": [s.to_dict() for s in self.store.steps(cycle_id)]}
+        steps = []
+        for s in self.store.steps(cycle_id):
+            d = s.to_dict()
+            if s.status == "running" and c.status == "running":
+                d["progress"] = self.steps.progress(cycle_id, s.name)
+            steps.append(d)
+        return {**c.to_dict(), "steps": steps}
 
     def list(self, limit: int = 50) -> list[dict[str, Any]]:
         return [c.to_dict() for c in self.store.list(limit)]

@@ -291,6 +291,23 @@ class PlatformSteps:
         return Done(out, hash=snap.hash)
 
     # ---- train -----------------------------------------------------------------------------------------
+    def train_output(self, cycle_id: str, stage: str) -> Path:
+        """Where a cycle's stage writes its checkpoint (its version is the folder's name)."""
+        return self.settings.checkpoints_dir / f"{cycle_id}-{stage}"
+
+    def progress(self, cycle_id: str, step: str) -> dict[str, Any] | None:
+        """A running train step's live progress, as its child writes it each optimizer step."""
+        from training.checkpoint import PROGRESS_FILE
+
+        kind, _, stage = step.partition(":")
+        if kind != "train":
+            return None
+        out = self.train_output(cycle_id, stage)
+        try:
+            return json.loads((out.parent / f".{out.name}.work" / PROGRESS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
     def recipe(self, ctx: StepContext, stage: str, snapshot: dict, parent: dict) -> tuple[dict, Path]:
         st = ctx.config.stage(stage)  # type: ignore[arg-type]
         path = repo_path(st.recipe) if st.recipe else RECIPES / f"smollm2-{stage}.yaml"
@@ -298,8 +315,8 @@ class PlatformSteps:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as e:
             raise StepFailed(f"cannot read recipe {path}: {str(e).splitlines()[0]}") from None
-        name = f"{ctx.cycle_id}-{stage}"
-        out = self.settings.checkpoints_dir / name
+        out = self.train_output(ctx.cycle_id, stage)
+        name = out.name
         data |= dict(st.overrides)
         data |= {
             "model": parent["path"],
