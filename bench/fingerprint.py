@@ -27,11 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "platform"))
 
+from bench.support.derive import derive_checkpoint  # noqa: E402
 from serving.engine.client import EngineClient  # noqa: E402
 from serving.engine.fingerprint import ask_engine, compare, compute_in_child, max_difference  # noqa: E402
 from serving.engine.pool import Endpoint, EnginePool  # noqa: E402
 from serving.engine.process import find_free_port  # noqa: E402
-from training.derive import derive_checkpoint  # noqa: E402
 
 SCALES = (1.01, 1.02, 1.05)
 

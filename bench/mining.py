@@ -24,7 +24,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from keel.launcher import PlatformProcess  # noqa: E402
+from bench.support.launcher import PlatformProcess  # noqa: E402
 
 SEED_SQL = """
 INSERT INTO requests (request_id, created_at, key_id, endpoint, messages, response_text, route,

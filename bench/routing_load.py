@@ -93,7 +93,8 @@ class GatewayTarget:
 
     def __init__(self, work: Path) -> None:
         from keel.checkpoints.basemodel import ensure_base
-        from keel.launcher import PlatformProcess
+
+        from bench.support.launcher import PlatformProcess
 
         model_dir = ensure_base(Path.home() / ".cache" / "keel-test" / "checkpoints", None)
         self.p = PlatformProcess(

@@ -23,7 +23,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from keel.launcher import PlatformProcess  # noqa: E402
+from bench.support.launcher import PlatformProcess  # noqa: E402
 
 PROMPTS = [
     "Explain what a database index is.",

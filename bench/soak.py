@@ -36,9 +36,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from keel.launcher import PlatformProcess  # noqa: E402
-
-from training.derive import derive_checkpoint  # noqa: E402
+from bench.support.derive import derive_checkpoint  # noqa: E402
+from bench.support.launcher import PlatformProcess  # noqa: E402
 
 KINDS = ["plain", "stream", "plain", "aborted", "stream", "bad", "feedback", "plain"]
 BAD = [  # (method, path, raw body, expected status)

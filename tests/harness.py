@@ -1,4 +1,4 @@
-"""Test helpers around a real `keel up` process (started by keel.launcher) and its database."""
+"""Test helpers around a real `keel up` process (started by bench/support/launcher.py) and its database."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from keel.launcher import PlatformProcess, free_port  # noqa: F401  (tests import them from here)
+from bench.support.launcher import PlatformProcess, free_port  # noqa: F401  (tests import them from here)
 
 
 def process_group_alive(pgid: int) -> bool:

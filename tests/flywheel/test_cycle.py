@@ -15,7 +15,7 @@ from flywheel.cycle import (
     plan,
 )
 from flywheel.cycle_config import CycleConfig
-from flywheel.cycle_memory import MemoryCycleStore
+from tests.support.cycle_memory import MemoryCycleStore
 
 
 class FakeSteps:

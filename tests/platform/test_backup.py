@@ -11,8 +11,8 @@ import time
 import httpx
 import pytest
 
+from bench.support.derive import derive_checkpoint
 from tests.harness import PlatformProcess, db_rows
-from training.derive import derive_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,8 @@ import sys
 import time
 
 import pytest
-from keel.launcher import free_port
+
+from bench.support.launcher import free_port
 
 # a port of its own: a platform already serving on the default port must not turn these into a port error
 UP = ("up", "--port", str(free_port()))

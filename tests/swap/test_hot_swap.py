@@ -14,8 +14,8 @@ import httpx
 import pytest
 from keel.simulate.probe import chat_body, whole_answer
 
+from bench.support.derive import derive_checkpoint
 from tests.harness import process_group_alive
-from training.derive import derive_checkpoint
 
 pytestmark = pytest.mark.slow
 

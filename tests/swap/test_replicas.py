@@ -11,8 +11,8 @@ import time
 import httpx
 import pytest
 
+from bench.support.derive import derive_checkpoint
 from tests.swap.test_hot_swap import Load, engine_pids, switches
-from training.derive import derive_checkpoint
 
 pytestmark = pytest.mark.slow
 

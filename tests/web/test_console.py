@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.support.derive import derive_checkpoint
 from tests.harness import platform_running
-from training.derive import derive_checkpoint
 
 pytestmark = pytest.mark.slow
 

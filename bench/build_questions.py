@@ -1,6 +1,6 @@
 """Build questions.jsonl, the traffic `keel simulate` sends (run from the repository root):
 
-    python3 platform/keel/simulate/build_questions.py ../shared/data/domain/tidb-docs-zh/docs
+    python3 bench/build_questions.py ../shared/data/domain/tidb-docs-zh/docs
 
 Chinese domain questions come from the docs' titles; their reference answers (used to build edits and
 by the judge) from the page's front-matter summary or first paragraph. The FAQ pages are held out for
@@ -23,7 +23,12 @@ import re
 import sys
 from pathlib import Path
 
-OUT = Path(__file__).with_name("questions.jsonl")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "platform"))
+
+from keelcommon.files import write_text_atomic  # noqa: E402
+
+OUT = REPO / "platform" / "keel" / "simulate" / "questions.jsonl"
 HOW = (
     "使用",
     "部署",
@@ -275,9 +280,7 @@ def main(docs: Path, n_zh: int = 48, seed: int = 0) -> None:
     rows += [
         {"kind": "out_of_scope", "lang": lang, "question": q, "split": "seen"} for lang, q in OUT_OF_SCOPE
     ]
-    with OUT.open("w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    write_text_atomic(OUT, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     held = sum(r["split"] == "held_out" for r in rows)
     print(f"{OUT}: {len(rows)} questions ({held} held out)")
 

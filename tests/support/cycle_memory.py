@@ -1,4 +1,4 @@
-"""An in-memory CycleStore: the reference the DuckDB store mirrors, used by unit tests and dry tooling."""
+"""An in-memory CycleStore: the reference the DuckDB store mirrors, used by unit tests."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Helpers only tests use (the benchmarks' shared helpers live in bench/support/)."""
