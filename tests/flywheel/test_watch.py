@@ -1,4 +1,6 @@
-"""The watch's decision on request rows (pure logic; the live rollback is in test_serving_to_training)."""
+"""The watch's decision on request rows (pure logic) and its platform side on a real database with an
+offline promotion service. The live rollback (a real engine, traffic with feedback, the swap back checked by
+the served output) is test_watch_live.py."""
 
 from __future__ import annotations
 
