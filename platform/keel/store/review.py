@@ -61,7 +61,8 @@ class ReviewQueue:
         self.lease_s = lease_s
 
     def next_item(self, key_id: str, filters: Filters | None = None) -> dict[str, Any] | None:
-        """Lease the oldest pending pair this annotator has not judged and nobody else holds."""
+        """Lease the oldest pending pair this annotator has not judged and nobody else holds; pairs that wait
+        for a review come before those the trust policy already let into training."""
         where, params = (filters or Filters()).sql()
         now = _now()
         with self.db.lock:
@@ -78,7 +79,7 @@ class ReviewQueue:
                       AND (p.lease_expires_at IS NULL OR p.lease_expires_at < ?)
                       AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.pair_id = p.pair_id AND a.key_id = ?)
                       {where}
-                    ORDER BY p.created_at, p.pair_id LIMIT 1""",
+                    ORDER BY p.auto_accepted_by IS NOT NULL, p.created_at, p.pair_id LIMIT 1""",
                 [now, key_id, *params],
             ).fetchone()
             if row is None:
@@ -96,7 +97,7 @@ class ReviewQueue:
     def get(self, pair_id: str) -> dict[str, Any]:
         cur = self.db.cursor().execute(
             """SELECT pair_id, source, prompt, chosen, rejected, route, retrieved, provenance, status,
-                      required_reviews, created_at FROM pairs WHERE pair_id = ?""",
+                      required_reviews, created_at, auto_accepted_by FROM pairs WHERE pair_id = ?""",
             [pair_id],
         )
         names = [d[0] for d in cur.description]

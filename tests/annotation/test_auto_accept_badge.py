@@ -1,0 +1,93 @@
+"""The annotation page shows which pairs the trust policy let into training without review, in a real
+browser (Debian chromium via Playwright) on the real app over a real Platform (no engine). Pairs that wait
+for a review come first; a reviewer's decision on a trusted pair is an ordinary review (and wins)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from tests.annotation.test_route_flag import _free_port
+from tests.browser import launch
+from tests.flywheel.planted import request
+
+
+@pytest.fixture
+def served(tmp_path, restore_umask):
+    from keel.app import build_platform, create_app
+    from keel.config import load_settings
+
+    settings = load_settings(
+        overrides=[f"data_dir={tmp_path / 'data'}", "router.enabled=false", "rag.corpus_paths=[]"]
+    )
+    platform = build_platform(settings)
+    con = platform.db.cursor()
+    request(con, "req-edit", "key-user", "Who develops TiDB?", "Nobody knows.", 1, route="chat")
+    request(con, "req-up", "key-user", "What is PD?", "PD schedules.", 2, route="chat")
+    # an edit pair the policy trusted (mined first), and a thumbs pair that waits for review
+    for pid, rid, source, auto, minute in (
+        ("pair-edit", "req-edit", "edit", "edit", 0),
+        ("pair-thumbs", "req-up", "thumbs", None, 1),
+    ):
+        con.execute(
+            """INSERT INTO pairs (pair_id, pair_key, source, prompt, chosen, rejected, route, retrieved,
+               provenance, auto_accepted_by, created_at)
+               VALUES (?, ?, ?, ?, 'better answer', 'worse answer', 'chat', '[]', ?, ?,
+                       now() + to_minutes(CAST(? AS BIGINT)))""",
+            [
+                pid,
+                f"{source}:{rid}",
+                source,
+                json.dumps([{"role": "user", "content": "Who develops TiDB?"}]),
+                json.dumps({"rule": source, "request_ids": [rid]}),
+                auto,
+                minute,
+            ],
+        )
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the app did not start"
+        time.sleep(0.05)
+    try:
+        yield platform, f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def test_auto_accepted_pairs_carry_a_badge_and_come_after_waiting_ones(served, artifacts_dir: Path):
+    from playwright.sync_api import sync_playwright
+
+    platform, url = served
+    _, key = platform.keys.create("ann-trust", "annotator")
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 800}).new_page()
+            page.goto(f"{url}/annotate")
+            page.fill("#key", key)
+            page.click("#login")
+            # the pair that waits for a review comes first, though it was mined later; no badge
+            page.wait_for_function("() => document.getElementById('item').dataset.pairId === 'pair-thumbs'")
+            assert not page.is_visible("#m-auto")
+            page.keyboard.press("k")  # skip
+            page.wait_for_function("() => document.getElementById('item').dataset.pairId === 'pair-edit'")
+            assert page.is_visible("#m-auto") and page.inner_text("#m-auto") == "auto-accepted (edit)"
+            page.screenshot(path=str(artifacts_dir / "annotation-auto-accepted.png"), full_page=True)
+            page.keyboard.press("r")  # reject: the review wins over the policy
+            page.wait_for_function("() => document.getElementById('empty').style.display === 'block'")
+        finally:
+            browser.close()
+    status = dict(platform.db.fetchall("SELECT pair_id, status FROM pairs"))
+    assert status["pair-edit"] == "rejected" and status["pair-thumbs"] == "pending"
