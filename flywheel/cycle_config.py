@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Stage = Literal["cpt", "sft", "dpo"]
-STAGE_ORDER: tuple[Stage, ...] = ("cpt", "sft", "dpo")
+Stage = Literal["cpt", "sft", "dpo", "kto"]
+# KTO last: it refines whichever checkpoint the stages before it left with the thumbs (unpaired) signal
+STAGE_ORDER: tuple[Stage, ...] = ("cpt", "sft", "dpo", "kto")
 
 
 class StageBudget(BaseModel):
@@ -114,10 +115,16 @@ class CycleConfig(BaseModel):
     stages: list[Stage] = Field(default_factory=lambda: list(STAGE_ORDER), description="Stages a cycle runs.")
     min_cpt_docs: int = Field(1, ge=0, description="Fewer new or changed domain documents: CPT is skipped.")
     min_sft_examples: int = Field(8, ge=0, description="Fewer mined SFT examples: SFT is skipped.")
-    min_dpo_pairs: int = Field(8, ge=0, description="Fewer reviewed pairs: DPO is skipped.")
+    min_dpo_pairs: int = Field(
+        8, ge=0, description="Fewer pairs to train (reviewed, or trusted by mining.trust): DPO is skipped."
+    )
+    min_kto_per_class: int = Field(
+        4, ge=1, description="Fewer answers rated up, or fewer rated down, than this: KTO is skipped."
+    )
     cpt: StageSettings = Field(default_factory=StageSettings)
     sft: StageSettings = Field(default_factory=StageSettings)
     dpo: StageSettings = Field(default_factory=StageSettings)
+    kto: StageSettings = Field(default_factory=StageSettings)
     cpt_data: CPTDataSettings = Field(default_factory=CPTDataSettings)
     eval_suite: Literal["gate", "full"] = Field("gate", description="Evaluation suite the gate compares.")
     policy: str = Field("", description="Gate policy YAML ('' : the eval section's policy).")
@@ -142,7 +149,7 @@ class CycleConfig(BaseModel):
     def _order(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise ValueError("stages must not repeat")
-        return [s for s in STAGE_ORDER if s in v]  # always trained in CPT → SFT → DPO order
+        return [s for s in STAGE_ORDER if s in v]  # always trained in CPT → SFT → DPO → KTO order
 
     def stage(self, name: Stage) -> StageSettings:
         return getattr(self, name)

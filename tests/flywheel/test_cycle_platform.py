@@ -296,10 +296,9 @@ def test_dry_run_mines_and_builds_snapshots_but_trains_and_promotes_nothing(env)
     assert (
         len((Path(sft["output"]["path"]) / "train.jsonl").read_text().splitlines()) == sft["output"]["rows"]
     )
-    # nothing reviewed yet: DPO has no data, and says so
-    assert (
-        steps["snapshot:dpo"]["status"] == "skipped" and "0 reviewed pairs" in steps["snapshot:dpo"]["reason"]
-    )
+    # nothing reviewed yet: DPO's data are the pairs the trust policy accepts (edit, regenerate, choice)
+    dpo = steps["snapshot:dpo"]
+    assert dpo["status"] == "done" and dpo["output"]["rows"] == dpo["output"]["auto_accepted"] == 3
 
     # nothing trained, evaluated or promoted
     for name in ("router", "train:cpt", "train:sft", "train:dpo", "evaluate", "gate", "promote"):
