@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from keelcommon.files import write_json_atomic
-from training.checkpoint import Manifest, update_manifest
+from training.checkpoint import Manifest, read_manifest, update_manifest
 from training.eval.gates import GatePolicy, compare, decide, load_policy
 from training.eval.report import write_report
 from training.eval.runner import EvalConfig, ensure_eval
@@ -31,6 +31,24 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:80]
 
 
+def trained_stages(candidate: Path, baseline: Path, max_depth: int = 64) -> list[str] | None:
+    """The stages trained from ``baseline`` to ``candidate``, oldest first, read from the manifests'
+    parent folders; None when the chain does not lead to the baseline (then every gate binds)."""
+    base = Path(baseline).resolve()
+    cur = Path(candidate).resolve()
+    stages: list[str] = []
+    for _ in range(max_depth):
+        if cur == base:
+            return stages[::-1]
+        m = read_manifest(cur)
+        parent = (m.model_extra or {}).get("parent_path") if m is not None else None
+        if m is None or not m.stage or not parent:
+            return None
+        stages.append(m.stage)
+        cur = Path(parent).resolve()
+    return None
+
+
 def compare_checkpoints(
     candidate: Path,
     baseline: Path,
@@ -43,7 +61,8 @@ def compare_checkpoints(
     cand_ev = ensure_eval(candidate, cfg, rerun=rerun).result
     pol = policy if isinstance(policy, GatePolicy) else load_policy(policy)
     deltas = compare(cand_ev, base_ev, pol)
-    decision = decide(cand_ev, base_ev, pol) if apply_policy else None
+    trained = trained_stages(candidate, baseline)
+    decision = decide(cand_ev, base_ev, pol, trained) if apply_policy else None
     out_dir = Path(candidate) / "eval" / f"{cfg.name}-vs-{_slug(base_ev['checkpoint']['version'])}"
     decision_path = None
     if decision is not None:

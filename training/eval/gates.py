@@ -8,6 +8,14 @@ A policy (YAML) lists gates; each names a metric and one threshold:
   ``general_en.*`` and ``general_zh.*`` gate one language of the general held-out set alone: the combined
   figure is dominated by Chinese (most of its tokens), so Chinese gains could hide English forgetting.
 
+``min_gain_points`` (the same metrics) is the other direction: the candidate must be at least X points
+better (significantly so when significance is required).
+
+A gate with ``stages`` applies only to a candidate that trained one of them since the baseline (the
+stages are read from the checkpoints' manifests): CPT must lower domain bits/byte, while a candidate that
+learnt only from feedback (SFT, DPO, KTO) is judged by what those stages change (its answers) and must
+not regress elsewhere. A gate that does not apply is shown as "not required", and passes.
+
 ``require_significance`` trusts only differences whose 95% CI excludes zero: a regression beyond the
 threshold fails only if it is significant, and a required improvement counts only if it is significant.
 A partial eval (a part missing, or ``--limit``) never passes.
@@ -47,21 +55,24 @@ Metric = Literal[
 class GateRule(BaseModel):
     metric: Metric = Field(description="What is compared.")
     max_drop_points: float | None = Field(None, description="MC metrics: allowed drop in points.")
+    min_gain_points: float | None = Field(None, description="MC metrics: required gain in points.")
     min_fall_pct: float | None = Field(None, description="Perplexity: required fall in percent.")
     max_rise_pct: float | None = Field(None, description="Perplexity: allowed rise in percent.")
     require_significance: bool | None = Field(None, description="Overrides the policy default for this gate.")
+    stages: list[Literal["cpt", "sft", "dpo", "kto"]] | None = Field(
+        None,
+        description="Applies only to a candidate that trained one of these stages since the baseline "
+        "(None: every candidate).",
+    )
 
     @model_validator(mode="after")
     def _one_threshold(self) -> GateRule:
-        set_ = [
-            k for k in ("max_drop_points", "min_fall_pct", "max_rise_pct") if getattr(self, k) is not None
-        ]
+        kinds = ("max_drop_points", "min_gain_points", "min_fall_pct", "max_rise_pct")
+        set_ = [k for k in kinds if getattr(self, k) is not None]
         if len(set_) != 1:
-            raise ValueError(
-                f"gate on {self.metric} needs exactly one of max_drop_points/min_fall_pct/max_rise_pct"
-            )
+            raise ValueError(f"gate on {self.metric} needs exactly one of {'/'.join(kinds)}")
         is_mc = self.metric.endswith((".acc", ".score"))
-        if is_mc != (set_[0] == "max_drop_points"):
+        if is_mc != (set_[0] in ("max_drop_points", "min_gain_points")):
             raise ValueError(f"{set_[0]} does not apply to {self.metric}")
         return self
 
@@ -208,6 +219,13 @@ def evaluate_rule(rule: GateRule, d: dict, require_sig: bool) -> tuple[bool, str
         return False, d["error"]
     lo, hi = d["ci"]
     text = _fmt(d)
+    if rule.min_gain_points is not None:
+        g = rule.min_gain_points
+        if d["delta"] < g:
+            return False, f"{text}: must rise by at least {g:g} pts"
+        if require_sig and lo <= 0:
+            return False, f"{text}: rose by {d['delta']:.2f} pts but the rise is not significant"
+        return True, f"{text}: rose by at least {g:g} pts"
     if rule.max_drop_points is not None:
         x = rule.max_drop_points
         if d["delta"] >= -x:
@@ -243,8 +261,17 @@ def compare(cand: dict, base: dict, policy: GatePolicy, metrics: list[str] | Non
     return out
 
 
-def decide(cand: dict, base: dict, policy: GatePolicy) -> dict:
-    """The gate decision: pass/fail per gate with reasons; overall pass only if every gate passes."""
+def applies(rule: GateRule, trained: list[str] | None) -> bool:
+    """Whether a gate binds a candidate that trained ``trained`` since the baseline (None: unknown, so
+    every gate binds)."""
+    return rule.stages is None or trained is None or bool(set(rule.stages) & set(trained))
+
+
+def decide(cand: dict, base: dict, policy: GatePolicy, trained: list[str] | None = None) -> dict:
+    """The gate decision: pass/fail per gate with reasons; overall pass only if every gate passes.
+
+    ``trained``: the stages the candidate trained since the baseline; gates for other stages are shown
+    as not required (None: every gate is required)."""
     rows, reasons = [], []
     for label, ev in (("candidate", cand), ("baseline", base)):
         if not ev.get("complete"):
@@ -257,7 +284,12 @@ def decide(cand: dict, base: dict, policy: GatePolicy) -> dict:
         if "error" not in d:
             d["significant"] = d["ci"][0] > 0 or d["ci"][1] < 0
         req = policy.require_significance if rule.require_significance is None else rule.require_significance
-        ok, why = evaluate_rule(rule, d, req)
+        if applies(rule, trained):
+            ok, why = evaluate_rule(rule, d, req)
+        else:
+            ok = True
+            shown = _fmt(d) + ": " if "error" not in d else ""
+            why = f"{shown}not required (the candidate trained {', '.join(trained or [])}; this gate is for {', '.join(rule.stages or [])})"
         rows.append(
             {
                 "gate": name,
@@ -265,6 +297,7 @@ def decide(cand: dict, base: dict, policy: GatePolicy) -> dict:
                 "passed": ok,
                 "reason": why,
                 "require_significance": req,
+                "required": applies(rule, trained),
                 **d,
             }
         )
@@ -278,6 +311,7 @@ def decide(cand: dict, base: dict, policy: GatePolicy) -> dict:
         "baseline": base.get("checkpoint", {}),
         "suite": cand.get("name"),
         "policy": policy.model_dump(),
+        "trained": trained,
         "gates": rows,
         "reasons": reasons,
     }
