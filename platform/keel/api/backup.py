@@ -40,7 +40,7 @@ async def create_backup(request: Request, body: BackupBody, _: Admin) -> dict:
             indexer=p.indexer,
             checkpoints=body.checkpoints,
             # the CLI's in-process admin app (no platform running) has no engine pool
-            live=hasattr(p, "pool"),
+            live=getattr(p, "pool", None) is not None,
         )
     finally:
         _running.release()

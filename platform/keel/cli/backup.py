@@ -42,8 +42,14 @@ def backup_cmd(dest: DestArg, no_checkpoints: NoCheckpointsOpt = False, as_json:
     typer.echo(
         f"backed up {'the running platform' if live else 'the data dir'} to {out['path']}: "
         f"{out['requests']} request rows, serving {out['serving_version']}, "
-        f"{copied}/{len(out['checkpoints'])} checkpoints, index {'yes' if out['rag'] else 'none'} "
+        f"{copied}/{len(out['checkpoints'])} checkpoints, index {'yes' if out['rag'] else 'none'}, "
+        f"{', '.join(out.get('included') or []) or 'no router model, schedule, datasets or cycles'} "
         f"({out['seconds']:.1f} s)"
+        + (
+            f"; left out: {', '.join(Path(x['path']).name for x in out['left_out'])} (see backup.json)"
+            if out.get("left_out")
+            else ""
+        )
     )
 
 
@@ -63,5 +69,6 @@ def restore_cmd(src: SrcArg, force: ForceOpt = False, as_json: JsonOpt = False) 
     typer.echo(
         f"restored {src} into {out.data_dir}: {out.requests} request rows, serving {out.serving_version}, "
         f"{len(out.checkpoints)} checkpoints, index {'yes' if out.rag else 'none'}"
+        + (f", {', '.join(out.restored)}" if out.restored else "")
         + (f"; the previous state is in {out.moved_aside}" if out.moved_aside else "")
     )

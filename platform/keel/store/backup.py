@@ -1,4 +1,4 @@
-"""`keel backup` / `keel restore`: the database, the document index and the checkpoints, as one folder.
+"""`keel backup` / `keel restore`: everything a platform's data dir holds that another one needs, as one folder.
 
 A backup of a running platform is consistent without stopping it:
 - **DuckDB**: the request-log writer is flushed, then ``COPY FROM DATABASE`` copies every table,
@@ -6,7 +6,13 @@ A backup of a running platform is consistent without stopping it:
   requests keep being logged (the copy never blocks the writer);
 - **the index** (catalog + Chroma): copied while the background indexer is paused (its dense pass
   stops between two batches and resumes afterwards); SQLite files through SQLite's backup API;
-- **checkpoints**: immutable once renamed into place, so each registered folder is copied as is.
+- **checkpoints**: immutable once renamed into place, so each registered folder is copied as is;
+- **the router model** (``<data_dir>/router/``, what `keel router train` and the cycle refit), **the
+  schedule** (``scheduler.sqlite``, through SQLite's backup API), **datasets** (``<data_dir>/datasets/``:
+  exports and prepared snapshots, immutable once renamed) and **cycles** (``<data_dir>/cycles/``: each
+  cycle's step outputs and report), so a restore brings back the same routing and a lineage whose
+  folders exist. Whatever else the data dir holds is listed in ``backup.json``'s ``left_out`` with
+  the reason (run files, engine logs, ...), and so is anything outside it a lineage row points at.
 
 The backup is written beside its destination and renamed into place last: a folder with a
 ``backup.json`` is complete. Restore goes into a stopped platform's data dir and points the registry
@@ -18,6 +24,10 @@ Layout::
     DEST/keel.duckdb            the database
     DEST/rag/                   catalog.json + chroma/
     DEST/checkpoints/VERSION/   each registered checkpoint folder (unless --no-checkpoints)
+    DEST/router/                the refitted router model (when there is one)
+    DEST/scheduler.sqlite       the nightly cycle's job store
+    DEST/datasets/              exports and prepared datasets
+    DEST/cycles/                cycle folders (step outputs, logs, reports)
     DEST/journal/               request-log journal segments (only a backup of a stopped platform:
                                 rows a killed platform journaled but had not committed yet)
 """
@@ -42,6 +52,15 @@ from keel.store import registry
 
 FORMAT = 1
 MANIFEST = "backup.json"
+# data-dir folders copied whole (their contents are written atomically, then never changed)
+FOLDERS = ("router", "datasets", "cycles")
+SCHEDULE = "scheduler.sqlite"
+# what a data dir holds that a backup leaves out on purpose, and why
+NOT_BACKED_UP = {
+    "run": "the running platform's pid/URL file and admin key: made anew by the platform that starts",
+    "logs": "engine and child-process logs",
+    "journal": "request-log journal: a running platform's rows are in the database copy",
+}
 
 
 class BackupError(KeelError):
@@ -69,6 +88,8 @@ class BackupSummary:
     checkpoints: list[dict[str, Any]] = field(default_factory=list)  # {version, path, copied}
     rag: bool = False
     journal_segments: int = 0
+    included: list[str] = field(default_factory=list)  # data-dir parts copied (router, scheduler.sqlite, ...)
+    left_out: list[dict[str, str]] = field(default_factory=list)  # {path, why}: everything not copied
     live: bool = False  # taken from a running platform
     seconds: float = 0.0
 
@@ -84,6 +105,8 @@ class RestoreSummary:
     checkpoints: list[dict[str, str]]
     rag: bool
     moved_aside: str | None = None
+    restored: list[str] = field(default_factory=list)  # data-dir parts copied back (router, datasets, ...)
+    left_out: list[dict[str, str]] = field(default_factory=list)  # what the backup says it does not hold
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,6 +178,70 @@ def copy_index(src: Path, dst: Path) -> None:
         _copy_sqlite(f, target)
 
 
+def _copy_live_tree(src: Path, dst: Path) -> None:
+    """A data-dir folder that may be written while it is copied: what is being written (an atomic
+    write's temp sibling, ``.x.tmp-...``) is left out, and a file that disappears mid-copy is skipped."""
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return {n for n in names if ".tmp" in n or n.endswith(("-wal", "-shm", "-journal"))}
+
+    try:
+        shutil.copytree(src, dst, ignore=ignore, symlinks=True)
+    except shutil.Error as e:  # files removed between listing and copying: everything else is there
+        vanished = [err for err in e.args[0] if not Path(err[0]).exists()]
+        if len(vanished) != len(e.args[0]):
+            raise
+
+
+def _copy_data_parts(settings, work: Path, summary: BackupSummary) -> None:
+    """The router model, the schedule, datasets and cycle folders; every other entry of the data dir is
+    named in ``summary.left_out`` with the reason."""
+    data_dir = Path(settings.data_dir)
+    for name in FOLDERS:
+        if (data_dir / name).is_dir():
+            _copy_live_tree(data_dir / name, work / name)
+            summary.included.append(name)
+    if (data_dir / SCHEDULE).is_file():
+        _copy_sqlite(data_dir / SCHEDULE, work / SCHEDULE)
+        summary.included.append(SCHEDULE)
+    handled = {*FOLDERS, SCHEDULE, "checkpoints", Path(settings.db_path).name}
+    for p in (settings.rag_index_dir, settings.journal_dir):
+        if Path(p).parent == data_dir:
+            handled.add(Path(p).name)
+    for entry in sorted(data_dir.iterdir()) if data_dir.is_dir() else []:
+        name = entry.name
+        if name in handled and not (name == settings.journal_dir.name and summary.live):
+            continue
+        if name.startswith(f"{Path(settings.db_path).name}.") or name.startswith("."):
+            why = "the database's own temporary or write-ahead file: its content is in keel.duckdb"
+        elif name.startswith("before-restore-"):
+            why = "state an earlier restore moved aside"
+        else:
+            why = NOT_BACKED_UP.get(name, "not a part of Keel's data dir that a backup copies")
+        summary.left_out.append({"path": str(entry), "why": why})
+    model = getattr(getattr(settings, "router", None), "model_file", None)
+    if model and not Path(model).expanduser().resolve().is_relative_to(data_dir.resolve()):
+        summary.left_out.append({"path": str(model), "why": "router.model_file is outside the data dir"})
+
+
+def _outside_exports(db_file: Path, data_dir: Path) -> list[dict[str, str]]:
+    """Export folders the lineage points at that live outside the data dir (annotation.export_dir)."""
+    con = duckdb.connect(str(db_file), read_only=True)
+    try:
+        have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        paths = (
+            [r[0] for r in con.execute("SELECT path FROM exports").fetchall()] if "exports" in have else []
+        )
+    finally:
+        con.close()
+    root = data_dir.resolve()
+    return [
+        {"path": p, "why": "an export outside the data dir: not in backup"}
+        for p in paths
+        if not Path(p).expanduser().resolve().is_relative_to(root)
+    ]
+
+
 def _copy_database(db, target: Path) -> None:
     """Every table, index and sequence of the live database into a new file, in one statement."""
     cur = db.cursor()
@@ -204,7 +291,7 @@ def backup(
         summary = BackupSummary(
             path=str(dest),
             created_at=datetime.now(UTC).isoformat(),
-            source_data_dir=str(settings.data_dir),
+            source_data_dir=str(Path(settings.data_dir).resolve()),
             serving_version=serving,
             requests=counts.get("requests", 0),
             tables=counts,
@@ -226,6 +313,8 @@ def backup(
                 for seg in segs:
                     shutil.copy2(seg, work / "journal" / seg.name)
                 summary.journal_segments = len(segs)
+        _copy_data_parts(settings, work, summary)
+        summary.left_out += _outside_exports(work / "keel.duckdb", Path(settings.data_dir))
         for version, path in registered:
             entry: dict[str, Any] = {"version": version, "path": path, "copied": False}
             src = Path(path)
@@ -270,15 +359,66 @@ def _copy_in(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+# where the database keeps file paths: plain columns, and JSON documents that embed them
+PATH_COLUMNS = [("checkpoints", "path"), ("exports", "path"), ("evals", "path"), ("cycles", "report")]
+JSON_COLUMNS = [
+    ("checkpoints", "manifest"),
+    ("cycles", "serving"),
+    ("cycles", "config"),
+    ("cycle_steps", "output"),
+]
+
+
+def _rewrite_paths(con, moves: list[tuple[str, str]]) -> None:
+    """Every stored path under an old folder now under its new one (the source host's data dir → this
+    one; an outside checkpoint folder → its restored copy), so lineage and reports point at what exists."""
+    cols = set(con.execute("SELECT table_name, column_name FROM duckdb_columns()").fetchall())
+    for old, new in moves:
+        if old == new:
+            continue
+        for table, col in PATH_COLUMNS:
+            if (table, col) in cols:
+                con.execute(
+                    f'UPDATE "{table}" SET "{col}" = ? || substr("{col}", ?) WHERE starts_with("{col}", ?)',
+                    [new, len(old) + 1, old],
+                )
+        old_j, new_j = json.dumps(old)[1:-1], json.dumps(new)[1:-1]  # as the path reads inside JSON
+        for table, col in JSON_COLUMNS:
+            if (table, col) in cols:
+                con.execute(
+                    f'UPDATE "{table}" SET "{col}" = CAST(replace(CAST("{col}" AS VARCHAR), ?, ?) AS JSON) '
+                    f'WHERE contains(CAST("{col}" AS VARCHAR), ?)',
+                    [old_j, new_j, old_j],
+                )
+
+
+def _mark_not_in_backup(con, paths: list[str]) -> None:
+    """Exports the backup did not hold say so in their stats, which lineage shows (``backup``)."""
+    have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "exports" not in have:
+        return
+    for path in paths:
+        con.execute(
+            "UPDATE exports SET stats = json_merge_patch(coalesce(stats, '{}'), ?) WHERE path = ?",
+            [json.dumps({"backup": "not in backup"}), path],
+        )
+
+
 def restore(settings, src: Path, *, force: bool = False) -> RestoreSummary:
     """Restore a backup into this (stopped) platform's data dir. ``force`` moves existing state aside."""
     src = _user_path(src, "backup")
     info = read_manifest(src)
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
+    parts = [name for name in (*FOLDERS, SCHEDULE) if (src / name).exists()]
     existing = [
         p
-        for p in (settings.db_path, settings.rag_index_dir, settings.journal_dir)
+        for p in (
+            settings.db_path,
+            settings.rag_index_dir,
+            settings.journal_dir,
+            *(data_dir / n for n in parts),
+        )
         if p.exists() and (p.is_file() or any(p.iterdir()))
     ]
     planned = []
@@ -315,6 +455,13 @@ def restore(settings, src: Path, *, force: bool = False) -> RestoreSummary:
         restored.append({"version": version, "path": str(target)})
     if (src / "rag").is_dir():
         _copy_in(src / "rag", settings.rag_index_dir)
+    for name in parts:
+        if (src / name).is_dir():
+            _copy_in(src / name, data_dir / name)
+        else:
+            tmp = data_dir / f".{name}.restore-{os.getpid()}"
+            shutil.copy2(src / name, tmp)
+            os.replace(tmp, data_dir / name)
     if (src / "journal").is_dir():
         settings.journal_dir.mkdir(parents=True, exist_ok=True)
         for seg in (src / "journal").iterdir():
@@ -323,10 +470,18 @@ def restore(settings, src: Path, *, force: bool = False) -> RestoreSummary:
     shutil.copy2(src / "keel.duckdb", tmp_db)
     con = duckdb.connect(str(tmp_db))
     try:
+        old_paths = {c.get("version"): c.get("path") for c in info.get("checkpoints", [])}
         for entry in restored:  # the registry points at the restored folders, not the source host's
             con.execute(
                 "UPDATE checkpoints SET path = ? WHERE version = ?", [entry["path"], entry["version"]]
             )
+        moves = [
+            (f"{old_paths[e['version']]}/", f"{e['path']}/") for e in restored if old_paths.get(e["version"])
+        ]
+        if info.get("source_data_dir"):
+            moves.append((f"{info['source_data_dir'].rstrip('/')}/", f"{Path(data_dir).resolve()}/"))
+        _rewrite_paths(con, moves)
+        _mark_not_in_backup(con, [e["path"] for e in info.get("left_out", [])])
         requests = con.execute("SELECT count(*) FROM requests").fetchone()[0]
         con.execute("CHECKPOINT")
     finally:
@@ -339,4 +494,6 @@ def restore(settings, src: Path, *, force: bool = False) -> RestoreSummary:
         checkpoints=restored,
         rag=(src / "rag").is_dir(),
         moved_aside=moved_aside,
+        restored=parts,
+        left_out=list(info.get("left_out", [])),
     )

@@ -89,7 +89,10 @@ def _dataset(db: Database, kind: str, digest: str, exports: list[dict[str, Any]]
             request_ids=sorted(reqs)[:MAX_IDS],
             feedback_ids=sorted(fbs)[:MAX_IDS],
             keys=_count(names.get(r) for r in reqs),
+            on_disk=Path(e["path"]).is_dir(),
         )
+        if note := (e.get("stats") or {}).get("backup"):  # a restore whose backup did not hold the folder
+            out["backup"] = note
         break
     return out
 
