@@ -11,7 +11,6 @@ Request rows carry the API key's name, so simulated traffic (keys named ``simula
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from keel.errors import KeelError
 from keel.store import aliases, registry
 from keel.store.db import Database
 from keel.store.rows import as_dicts
+from keelcommon.jsonl import iter_jsonl
 
 SIMULATED_PREFIX = "simulate"
 MAX_IDS = 200  # request ids listed per dataset (all are counted)
@@ -47,7 +47,7 @@ def _provenance(folder: Path, part: str) -> list[dict[str, Any]]:
     path = folder / part / "provenance.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row for _, row in iter_jsonl(path)]
 
 
 def _key_names(db: Database, request_ids: set[str]) -> dict[str, str | None]:
