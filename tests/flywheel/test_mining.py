@@ -282,6 +282,12 @@ def test_thumbs_become_kto_examples_with_provenance(setup, tmp_path):
     }
     assert prov["feedback_ids"] == ["f-bad"] and prov["source"] == "thumbs_down" and prov["example_id"]
     assert got["r-new"][0]["label"] is True and got["r-new"][1]["feedback_ids"] == ["f-up"]
+    # `keel lineage --request` follows a rated request into its KTO example and the export part
+    from keel.store.lineage import of_request
+
+    lin = of_request(db, "r-bad")
+    assert [(e["source"], e["label"]) for e in lin["kto_examples"]] == [("thumbs_down", False)]
+    assert any("kto" in x["parts"] for x in lin["datasets"])
 
     # a user changes their mind: the latest rating is the one trained, once
     feedback(db.cursor(), "f-good2", "r-good", "k2", "thumbs", 40, rating=-1)

@@ -67,6 +67,7 @@ def _request_text(d: dict[str, Any]) -> list[str]:
     ]
     out += [f"  pair {p['pair_id']} ({p['source']}, {p['status']})" for p in d["pairs"]]
     out += [f"  sft example {e['example_id']} ({e['source']})" for e in d["sft_examples"]]
+    out += [f"  kto example {e['example_id']} ({e['source']})" for e in d.get("kto_examples", [])]
     out += [f"  dataset {x['hash'][:16]} [{'+'.join(x['parts'])}] {x['path']}" for x in d["datasets"]]
     out += [
         f"  checkpoint {c['version']} ({c['stage']}, {c['status']}) trained on it" for c in d["checkpoints"]

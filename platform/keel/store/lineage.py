@@ -39,7 +39,7 @@ def _exports(db: Database) -> list[dict[str, Any]]:
     rows = as_dicts(db.cursor().execute("SELECT * FROM exports ORDER BY created_at"), ("stats",))
     for r in rows:
         st = r.get("stats") or {}
-        r["parts"] = {"dpo": st.get("dpo_hash"), "sft": st.get("sft_hash")}
+        r["parts"] = {"dpo": st.get("dpo_hash"), "sft": st.get("sft_hash"), "kto": st.get("kto_hash")}
     return rows
 
 
@@ -68,7 +68,7 @@ def _dataset(db: Database, kind: str, digest: str, exports: list[dict[str, Any]]
     out: dict[str, Any] = {"kind": kind, "hash": digest}
     for e in exports:
         parts = [p for p, h in e["parts"].items() if h == digest] or (
-            ["dpo", "sft"] if e["hash"] == digest else []
+            ["dpo", "sft", "kto"] if e["hash"] == digest else []
         )
         if not parts:
             continue
@@ -224,11 +224,21 @@ def of_request(db: Database, request_id: str) -> dict[str, Any]:
         ),
         (),
     )
+    kto = []
+    if _table_exists(db, "kto_examples"):
+        kto = as_dicts(
+            db.cursor().execute(
+                "SELECT example_id, source, label, mining_run FROM kto_examples WHERE request_id = ? "
+                "ORDER BY created_at",
+                [request_id],
+            ),
+            (),
+        )
     datasets, hashes = [], set()
     for e in _exports(db):
         parts = [
             p
-            for p in ("dpo", "sft")
+            for p in ("dpo", "sft", "kto")
             if any(request_id in r.get("request_ids", []) for r in _provenance(Path(e["path"]), p))
         ]
         if parts:
@@ -257,6 +267,7 @@ def of_request(db: Database, request_id: str) -> dict[str, Any]:
         "feedback": feedback,
         "pairs": pairs,
         "sft_examples": examples,
+        "kto_examples": kto,
         "datasets": datasets,
         "checkpoints": direct,
         "descendants": descendants,
