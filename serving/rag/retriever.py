@@ -133,11 +133,14 @@ class Retriever:
         self.index_busy: Callable[[], bool] | None = None
         self._building = False
         self._load_error: Exception | None = None  # the last catalog load's failure (a corrupt index)
+        self._dense_n = 0  # vectors in the collection at the last dense search
 
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = load_embedder(self.config.embedder)
+            self._embedder = load_embedder(
+                self.config.embedder, self.config.embed_runtime, self.config.embed_device
+            )
         return self._embedder
 
     def refresh(self, wait: bool = False) -> None:
@@ -193,8 +196,14 @@ class Retriever:
         if self._collection is None and catalog_exists and (now or time.monotonic() >= self._next_open):
             with self._open:  # not `_reload`: a BM25 rebuild in another thread must not hold this up
                 if self._collection is None:
+                    cfg = self.config
                     self._collection = open_collection(
-                        self.index_dir, self.config.collection, self.config.embedder, create=False
+                        self.index_dir,
+                        cfg.collection,
+                        cfg.embedder,
+                        create=False,
+                        runtime=cfg.embed_runtime,
+                        device=cfg.embed_device,
                     )
                     # no vectors yet (lexical-only index): look again in a few seconds, not per query
                     self._next_open = time.monotonic() + 5.0
@@ -220,6 +229,15 @@ class Retriever:
     def __len__(self) -> int:
         self._fresh()
         return len(self._chunks)
+
+    def lexical_only(self) -> bool:
+        """Retrieval is BM25 alone for now: lexical mode, or fewer vectors than catalog chunks at the last
+        dense search (the background indexer is still embedding, or dense indexing is off). No I/O: the
+        router asks on its event loop after each search."""
+        if self.config.mode == "lexical" or self._collection is None:
+            return True
+        chunks = self._chunks
+        return not chunks or self._dense_n < len(chunks) + len(self.navigation)
 
     def dense_count(self) -> int:
         self._fresh()
@@ -276,6 +294,7 @@ class Retriever:
         if col is None:
             return []
         n = col.count()
+        self._dense_n = n
         if n == 0:
             return []
         emb = self.embedder.embed_queries([query])

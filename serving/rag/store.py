@@ -4,7 +4,7 @@
                                replaced atomically, so BM25 covers a new corpus within seconds
     <index_dir>/chroma/        vectors for the chunks embedded so far (may lag the catalog)
 
-Dense embedding is the slow part (~7 chunks/s on 2 cores), so the catalog is written first and Chroma
+Dense embedding is the slow part (docs/BENCHMARKS.md, "Embedding throughput"), so the catalog is written first and Chroma
 catches up chunk batch by chunk batch: an interrupted run resumes where it stopped, and retrieval uses
 whatever is embedded so far. Chroma is thread-safe, not process-safe: one process owns the folder.
 """
@@ -71,7 +71,13 @@ def save_catalog(index_dir: Path, catalog: Catalog) -> None:
 
 
 def open_collection(
-    index_dir: Path, name: str, embedder_spec: str, create: bool, ef_search: int | None = None
+    index_dir: Path,
+    name: str,
+    embedder_spec: str,
+    create: bool,
+    ef_search: int | None = None,
+    runtime: str = "auto",
+    device: str = "cpu",
 ):
     """The Chroma collection, with Keel's embedding function attached. Any Chroma failure → IndexStoreError.
 
@@ -80,7 +86,7 @@ def open_collection(
     import chromadb
     from chromadb.config import Settings
 
-    from serving.rag.embedder import KeelEmbeddingFunction
+    from serving.rag.embedder import KeelEmbeddingFunction, load_embedder
 
     chroma_dir = Path(index_dir) / "chroma"
     if not create and not chroma_dir.exists():
@@ -89,7 +95,7 @@ def open_collection(
         client = chromadb.PersistentClient(
             path=str(chroma_dir), settings=Settings(anonymized_telemetry=False)
         )
-        ef = KeelEmbeddingFunction(embedder_spec)
+        ef = KeelEmbeddingFunction(embedder_spec, load_embedder(embedder_spec, runtime, device))
         if create:
             hnsw: dict = {"space": "cosine"} | ({"ef_search": ef_search} if ef_search else {})
             col = client.get_or_create_collection(name, embedding_function=ef, configuration={"hnsw": hnsw})

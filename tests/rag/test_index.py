@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from serving.rag.config import RagConfig
 from serving.rag.documents import InputError
 from serving.rag.indexer import Indexer
 from serving.rag.retriever import IndexLoading, RetrievalError, Retriever
@@ -75,18 +77,65 @@ def test_hybrid_retrieval_finds_the_right_doc(small_index):
     assert all(h.score > 0 and h.title and h.source.endswith(h.relpath) for h in hits)
 
 
-def test_bad_input_leaves_the_index_untouched(corpus_copy, tmp_path: Path):
+def test_bad_files_are_skipped_and_reported_and_the_run_goes_on(corpus_copy, tmp_path: Path):
     docs, index = corpus_copy
-    before = catalog_path(index).read_bytes()
     ids = _chroma_ids(index)
     (docs / "broken.jsonl").write_text('{"text": "fine"}\n{"txt": "wrong key"}\n', encoding="utf-8")
-    (docs / "tidb-storage.md").write_text("changed but must not land", encoding="utf-8")
-    with pytest.raises(InputError, match="broken.jsonl:2"):
-        Indexer(index).update([docs], progress=False)
+    (docs / "blob.md").write_bytes(b"PK\x03\x04\x00\x00binary")
+    (docs / "latin1.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
+    locked = docs / "locked.md"
+    locked.write_text("# locked\n\nunreadable\n", encoding="utf-8")
+    locked.chmod(0)
+    # a file indexed before that turns bad keeps its previous chunks
+    flash = docs / "sql-statements" / "sql-statement-flashback-table.md"
+    flash.write_bytes(b"\x00" * 64)
+    (docs / "new.md").write_text("# 新文档\n\nQUOKKA_TOKEN 只在这里。\n", encoding="utf-8")
+    try:
+        s = Indexer(index).update([docs], progress=False)
+    finally:
+        locked.chmod(0o644)
+    reasons = {Path(w.split(": ", 1)[0]).name.split(":")[0]: w.split(": ", 1)[1] for w in s.skipped}
+    assert reasons.keys() == {"broken.jsonl", "blob.md", "latin1.txt", "sql-statement-flashback-table.md"} | (
+        {"locked.md"} if os.geteuid() != 0 else set()  # root reads a mode-0 file
+    ), s.skipped
+    assert reasons["blob.md"].startswith("binary file") and reasons["latin1.txt"].startswith("not UTF-8")
+    assert any(w.startswith(f"{docs / 'broken.jsonl'}:2:") for w in s.skipped)
+    assert all(w.split(": ", 1)[0].startswith(str(docs)) for w in s.skipped)  # with its path
+    assert "skipped" in s.line() and str(docs / "blob.md") in s.line()
+    catalog = load_catalog(index)
+    assert any("QUOKKA_TOKEN" in c.text for c in catalog.chunks)  # the run went on
+    assert {c.relpath for c in catalog.chunks} >= {"sql-statements/sql-statement-flashback-table.md"}
+    assert set(ids) <= set(_chroma_ids(index))  # nothing indexed before was lost
+    assert not any(c.relpath in ("blob.md", "latin1.txt", "broken.jsonl") for c in catalog.chunks)
+
+
+def test_missing_path_is_an_error_and_leaves_the_index_untouched(corpus_copy, tmp_path: Path):
+    docs, index = corpus_copy
+    before, ids = catalog_path(index).read_bytes(), _chroma_ids(index)
     with pytest.raises(InputError, match="no such file"):
         Indexer(index).update([tmp_path / "missing"], progress=False)
-    assert catalog_path(index).read_bytes() == before
-    assert _chroma_ids(index) == ids
+    assert catalog_path(index).read_bytes() == before and _chroma_ids(index) == ids
+
+
+def test_a_long_file_is_chunked_whole_never_truncated(tmp_path: Path):
+    """One 60,000-character section without headings or blank lines: every character lands in a chunk,
+    no chunk exceeds chunk_chars, and a chunk longer than the model's window is read in windows."""
+    from serving.rag.embedder import load_embedder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    body = "".join(f"第{i}句：TiDB 把数据按 Region 切分并复制到多个 TiKV 节点。" for i in range(1500))
+    (docs / "long.md").write_text("# 长文档\n\n" + body + "\n", encoding="utf-8")
+    cfg = RagConfig()
+    Indexer(tmp_path / "idx", cfg).update([docs], dense=False, progress=False)
+    chunks = load_catalog(tmp_path / "idx").chunks
+    assert len(chunks) > len(body) // cfg.chunk_chars
+    assert all(len(c.text) <= cfg.chunk_chars for c in chunks)
+    for i in range(0, 1500, 97):  # every sentence is in some chunk
+        assert any(f"第{i}句" in c.text for c in chunks), i
+    emb = load_embedder(cfg.embedder, cfg.embed_runtime)
+    longest = max(chunks, key=lambda c: emb.token_count(c.text))
+    assert emb.token_count(longest.text) <= 2 * 512  # bounded by chunk_chars, read whole by windows
 
 
 def test_corrupt_chroma_is_one_line_error(corpus_copy):
@@ -127,9 +176,8 @@ def test_cli_reports_corrupt_index_in_one_line(corpus_copy, monkeypatch):
         (None, None, "no such file or folder"),
     ],
 )
-def test_cli_bad_input_is_one_line_and_index_untouched(
-    corpus_copy, tmp_path, monkeypatch, name, data, message
-):
+def test_cli_bad_input_is_reported_with_its_path(corpus_copy, tmp_path, monkeypatch, name, data, message):
+    """A bad file is skipped and named (exit 0, the run goes on); a missing path is a one-line error."""
     from keel.cli import CliState, _register, app
     from typer.testing import CliRunner
 
@@ -146,8 +194,14 @@ def test_cli_bad_input_is_one_line_and_index_untouched(
     args = ["--set", f"rag.index_dir={index}", "--set", f"data_dir={tmp_path / 'data'}", "index", "-q"]
     res = CliRunner().invoke(app, [*args, str(docs if name else target)])
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert res.exit_code == 1 and len(lines) == 1 and message in lines[0], res.output
-    assert lines[0].startswith("error: ") and str(target) in lines[0]
+    assert len(lines) == 1 and message in lines[0] and str(target) in lines[0], res.output
+    if name is None:
+        assert res.exit_code == 1 and lines[0].startswith("error: "), res.output
+        assert catalog_path(index).read_bytes() == before
+    else:
+        assert res.exit_code == 0 and "skipped 1 file(s)" in lines[0], res.output
+        assert json.loads(catalog_path(index).read_bytes()) == json.loads(before)  # nothing else changed
+        assert _chroma_ids(index) == ids
     assert catalog_path(index).read_bytes() == before and _chroma_ids(index) == ids
 
 
