@@ -26,6 +26,8 @@ class RouteInfo(BaseModel):
     retrieval_error: str | None = None
     router_error: str | None = None
     applied_params: dict[str, Any] = Field(default_factory=dict)  # route sampling defaults the request lacked
+    # domain route while the dense index is incomplete (still embedding, or dense off): BM25 only
+    lexical_only: bool = False
 
 
 # keys older records kept in `meta` that RouteInfo now types (journals written before it are replayed)
@@ -128,6 +130,11 @@ class RequestRecord(BaseModel):
     @property
     def retrieval_ms(self) -> float | None:
         return self.route_info.retrieval_ms
+
+    @computed_field
+    @property
+    def lexical_only(self) -> bool:
+        return self.route_info.lexical_only
 
 
 class RecordSink(Protocol):

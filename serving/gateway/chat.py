@@ -69,6 +69,12 @@ class RouteDecision:
     def sources(self) -> list[dict[str, Any]]:
         return self.info.sources
 
+    def keel(self, sources: list[dict[str, Any]]) -> dict[str, Any]:
+        """The response's `keel` block; `lexical_only` only while the dense index is incomplete."""
+        return {"route": self.route, "sources": sources} | (
+            {"lexical_only": True} if self.info.lexical_only else {}
+        )
+
 
 Router = Callable[[list[dict[str, Any]]], Awaitable[RouteDecision]]
 
@@ -209,7 +215,7 @@ class ChatService:
         record.choices = [{"index": i, "text": text, "finish_reason": "stop"} for i in range(req.n)]
         record.checkpoint_version = None
         record.latency_ms = record.ttft_ms = _ms(t0)
-        extra = {"keel": {"route": decision.route, "sources": decision.sources}}
+        extra = {"keel": decision.keel(decision.sources)}
         recording = Recording(self.sink, record)
         if not req.stream:
             recording.submit()
@@ -289,7 +295,7 @@ class ChatService:
         texts = [((c.get("message") or {}).get("content") or "") for c in choices]
         record.completion_text = texts[0] if texts else ""
         if decision.sources and choices:
-            data["keel"] = {"route": decision.route, "sources": decision.sources}
+            data["keel"] = decision.keel(decision.sources)
             suffix = decision.sources_text
             if suffix:
                 for c, t in zip(choices, texts, strict=False):
@@ -297,7 +303,7 @@ class ChatService:
                 texts = [t + suffix for t in texts]
                 record.appended_text = suffix
         elif self.router is not None:
-            data["keel"] = {"route": decision.route, "sources": []}
+            data["keel"] = decision.keel([])
         record.choices = [
             {"index": c.get("index", i), "text": t, "finish_reason": c.get("finish_reason")}
             for i, (c, t) in enumerate(zip(choices, texts, strict=False))
@@ -420,7 +426,7 @@ class ChatService:
                         if self.router is not None and (
                             not choices or any(c.get("finish_reason") for c in choices)
                         ):
-                            chunk["keel"] = {"route": decision.route, "sources": decision.sources}
+                            chunk["keel"] = decision.keel(decision.sources)
                             modified = True
                         if modified or engine_id is None:
                             chunk["id"] = record.request_id

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from serving.rag.config import BackgroundIndexConfig, RagConfig
 from serving.rag.embedder import limit_passage_threads
+from serving.rag.eta import RateMeter
 from serving.rag.indexer import Indexer, IndexSummary
 
 log = logging.getLogger("keel.rag")
@@ -56,8 +57,8 @@ class IndexStatus:
     chunks_embedded: int = 0
     embedding_done: int = 0  # in the current dense pass
     embedding_todo: int = 0
-    rate_chunks_s: float | None = None
-    eta_s: float | None = None
+    rate_chunks_s: float | None = None  # over the last minutes of embedding, across passes (eta.py)
+    eta_s: float | None = None  # chunks still without a vector at that rate
     last_lexical: str | None = None
     last_dense: str | None = None
     error: str | None = None
@@ -94,6 +95,7 @@ class BackgroundIndexer:
         # lexical work queued or running, the first catalog load included (see lexical_busy)
         self._busy = 1 if on_catalog is not None else 0
         self._dense_holds = 0  # dense_held() blocks open: the dense pass waits, lexical work does not
+        self._meter = RateMeter()
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -217,6 +219,8 @@ class BackgroundIndexer:
             return
         line = summary.line()
         log.info("index (lexical): %s", line)
+        for why in summary.skipped:
+            log.warning("index: skipped %s", why)
         self._catalog_changed()  # before "idle": whoever waits on the status can search at once
         self._set(state="idle", last_lexical=line, chunks_total=summary.chunks_total)
         self._dense_pending = self.bg.dense and (self._dense_pending or job.dense)
@@ -234,11 +238,14 @@ class BackgroundIndexer:
     def _dense(self) -> None:
         t0 = time.monotonic()
         last_log = [t0]
+        last_done = [0]
+        self._meter.start_pass()
 
         def progress(done: int, todo: int) -> None:
-            el = time.monotonic() - t0
-            rate = done / el if el > 0 else None
-            eta = (todo - done) / rate if rate else None
+            self._meter.batch(done - last_done[0])
+            last_done[0] = done
+            rate = self._meter.rate()
+            eta = self._meter.eta(todo - done)
             total = self._status.chunks_total  # the catalog's, from the last lexical phase
             embedded = max(0, total - todo + done) if total else None
             self._set(embedding_done=done, embedding_todo=todo, rate_chunks_s=rate, eta_s=eta)

@@ -39,6 +39,7 @@ class RouteState(TypedDict, total=False):
     hits: list[Hit]
     retrieval_ms: float
     retrieval_error: str | None
+    lexical_only: bool  # the dense index is incomplete: what was retrieved came from BM25 alone
     fallback: bool
     sources: list[dict[str, Any]]
     engine_messages: list[dict[str, Any]]
@@ -148,7 +149,14 @@ def build_graph(
         except Exception as e:
             hits, err = [], f"{type(e).__name__}: {e}"
         ms = (time.perf_counter() - t) * 1000
-        return {"hits": hits, "retrieval_ms": ms, "retrieval_error": err, "fallback": not hits}
+        lexical_only = retriever is not None and retriever.lexical_only()
+        return {
+            "hits": hits,
+            "retrieval_ms": ms,
+            "retrieval_error": err,
+            "fallback": not hits,
+            "lexical_only": lexical_only,
+        }
 
     async def prompt(state: RouteState) -> RouteState:
         """Domain route: the engine messages with the retrieved chunks; without hits, the user's messages."""

@@ -60,6 +60,7 @@ def gateway_router(router: Router, deadline_s: float | None = None):
             retrieval_ms=plan.retrieval_ms,
             fallback=plan.route == "domain" and plan.fallback,
             retrieval_error=plan.retrieval_error if plan.route == "domain" else None,
+            lexical_only=plan.route == "domain" and plan.lexical_only,
         )
         return RouteDecision(
             info,

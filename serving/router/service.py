@@ -35,6 +35,7 @@ class RoutePlan:
     retrieved: list[dict[str, Any]] = field(default_factory=list)  # every retrieved chunk: id, score
     fallback: bool = False  # domain route answered without documents (retrieval failed or empty)
     retrieval_error: str | None = None
+    lexical_only: bool = False  # retrieved while the dense index was incomplete: BM25 only
     classify_ms: float | None = None
     retrieval_ms: float | None = None
     total_ms: float | None = None
@@ -53,6 +54,7 @@ def _plan(state: dict[str, Any], total_ms: float) -> RoutePlan:
         retrieved=[{"id": h.id, "score": h.score} for h in state.get("hits") or []],
         fallback=bool(state.get("fallback")),
         retrieval_error=state.get("retrieval_error"),
+        lexical_only=bool(state.get("lexical_only")),
         classify_ms=state.get("classify_ms"),
         retrieval_ms=state.get("retrieval_ms"),
         total_ms=total_ms,
@@ -128,7 +130,7 @@ def build_router(
     """Everything the graph needs, built once at start. No index_dir: the domain route always falls back."""
     config = config or RouterConfig()
     rag = rag or RagConfig()
-    embedder = embedder or load_embedder(rag.embedder)
+    embedder = embedder or load_embedder(rag.embedder, rag.embed_runtime, rag.embed_device)
     intents = intents or load_intents(config.intents_file)
     pool = RoutingPool(config.workers, config.long_workers, config.long_chars, config.queue, config.long_nice)
     classifier: Any

@@ -125,8 +125,9 @@ def test_bad_input_fails_the_job_and_leaves_the_index(docs: Path, tmp_path: Path
         bg.submit([docs]).result(timeout=120)
         before = catalog_path(index).read_bytes()
         (docs / "empty.md").write_text("", encoding="utf-8")
-        with pytest.raises(InputError, match="empty.md: empty file"):
-            bg.submit([docs]).result(timeout=120)
+        s = bg.submit([docs]).result(timeout=120)  # a bad file is skipped and named; the job succeeds
+        assert s.skipped == [f"{(docs / 'empty.md').resolve()}: empty file"]
+        assert "empty.md: empty file" in bg.status()["last_lexical"]
         (docs / "empty.md").unlink()
         with pytest.raises(InputError, match="no such file"):
             bg.submit([tmp_path / "missing"]).result(timeout=120)
@@ -167,6 +168,9 @@ def test_dense_pass_stopped_by_shutdown_resumes_at_the_next_start(docs: Path, tm
     try:
         st = _wait(again, lambda s: not s["dense_pending"] and s["state"] == "idle" and s["last_dense"])
         assert st["chunks_embedded"] == st["chunks_total"] == total
+        # only the chunks the first run left were embedded: none of its vectors again
+        assert st["embedding_todo"] == st["embedding_done"] == total - done_before, st
+        assert st["rate_chunks_s"] > 0 and st["eta_s"] is None
         assert Retriever(index, RagConfig()).dense_count() == total
     finally:
         again.stop()
