@@ -23,7 +23,9 @@ router = APIRouter(prefix="/admin/cycles")
 class StartBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    stages: list[Literal["cpt", "sft", "dpo"]] | None = Field(None, description="Default: cycle.stages.")
+    stages: list[Literal["cpt", "sft", "dpo", "kto"]] | None = Field(
+        None, description="Default: cycle.stages."
+    )
     dry_run: bool = Field(False, description="Mine and build the snapshots; train nothing.")
     profile: str | None = Field(None, description="A shipped profile name (e.g. demo) or a YAML path.")
     wait: bool = Field(False, description="Answer when the cycle has ended (default: at once, 202).")
