@@ -91,7 +91,7 @@ def test_a_restore_brings_back_the_router_schedule_datasets_and_cycles(tmp_path:
     model.bias[model.labels.index("out_of_scope")] += 6.0
     (da / "router").mkdir()
     model.save(da / "router" / "model.json")
-    embedder = load_embedder(a.rag.embedder, a.rag.embed_runtime)
+    embedder = load_embedder(a.rag.embedder)  # whichever runtime: the same model
     decided = _router_decisions(a, embedder)
     assert decided != _router_decisions(b, embedder)  # b has no refit yet: the packaged model decides
 
