@@ -8,6 +8,7 @@ import os
 import secrets
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Literal
 
 import httpx
 from fastapi import FastAPI
@@ -17,8 +18,10 @@ from keel.checkpoints.basemodel import ensure_base
 from keel.checkpoints.fingerprints import FingerprintBook, FingerprintUnavailable
 from keel.checkpoints.promotion import PromotionService
 from keel.config import DEMO_CORPUS, KeelSettings
+from keel.cycle.service import CycleService
 from keel.metrics import MetricSources, PlatformMetrics
 from keel.review.candidates import CandidateSampler
+from keel.runtime import Runtime
 from keel.store import registry
 from keel.store.db import Database
 from keel.store.feedback import DuckFeedbackStore
@@ -50,51 +53,78 @@ def _admin_key(run_dir: Path) -> str:
     return key
 
 
-class Platform:
-    """Everything the platform process owns. ``start`` then serve ``create_app(platform)``; ``stop`` on exit."""
+class NoWriter:
+    """Offline (no platform running): no request-log writer holds unflushed rows."""
 
-    def __init__(self, settings: KeelSettings):
+    def flush(self) -> None:
+        pass
+
+
+class Platform:
+    """Everything the platform process owns, each part made once by ``build_platform`` and handed in.
+
+    ``start`` brings up what needs the running event loop, the engines or the index on disk (engines, the
+    intent router, the gateway, the background indexer, the schedule) into ``runtime``; ``stop`` ends it.
+    Offline (``live=False``: the CLI with no platform running) there are no engines and no runtime, and
+    only the admin routers are served over the same parts.
+    """
+
+    def __init__(
+        self,
+        settings: KeelSettings,
+        *,
+        db: Database,
+        keys: KeyStore,
+        admin_key: str,
+        writer: RequestLogWriter | NoWriter,
+        promotions: PromotionService,
+        cycles: CycleService,
+        runtime: Runtime | None = None,
+        pool: EnginePool | None = None,
+        supervisor: EngineSupervisor | None = None,
+        client: httpx.AsyncClient | None = None,
+        swapper: Swapper | None = None,
+        fingerprints: FingerprintBook | None = None,
+        feedback: FeedbackService | None = None,
+        metrics: PlatformMetrics | None = None,
+        candidates: CandidateSampler | None = None,
+    ):
         self.settings = settings
-        s = settings
-        secure_data_dir(s.data_dir)  # owner-only from here on (umask 077), and what exists tightened
-        self.db = Database(s.db_path)
-        self.writer = RequestLogWriter(self.db, s.journal_dir, s.requestlog)
-        self.keys = KeyStore(self.db)
-        self.feedback = FeedbackService(
-            self.keys,
-            DuckFeedbackStore(self.db, self.writer.flush),
-            s.gateway.max_body_bytes,
-            s.gateway.body_timeout_s,
+        self.db, self.keys, self.admin_key, self.writer = db, keys, admin_key, writer
+        self.promotions, self.cycles, self.runtime = promotions, cycles, runtime
+        self.pool, self.supervisor, self.client, self.swapper = pool, supervisor, client, swapper
+        self.fingerprints, self.feedback, self.metrics, self.candidates = (
+            fingerprints,
+            feedback,
+            metrics,
+            candidates,
         )
-        self.admin_key = _admin_key(s.run_dir)
-        self.pool = EnginePool()
-        self.candidates = CandidateSampler(self.db, self.pool, s.annotation)
-        self.supervisor = EngineSupervisor(
-            s.engine, s.gateway.served_model_name, s.data_dir / "logs", self.pool
-        )
-        sources = MetricSources(self.db, self.writer, self.pool, self.supervisor)
-        self.metrics = PlatformMetrics(sources, s.metrics.engine_scrape_timeout_s)
-        self.client: httpx.AsyncClient | None = None
-        self.swapper: Swapper | None = None
-        self.fingerprints = FingerprintBook(self.db, s.engine.dtype, s.swap.verify)
-        self.promotions = PromotionService(self.db, None, self.fingerprints)
-        self.chat: ChatService | None = None
-        self.router = None
-        self.indexer = None  # serving.rag.background.BackgroundIndexer once started
+        self.chat: ChatService | None = None  # the gateway, made at start: its router hook needs the index
         self.replayed = 0
         self._stopped = False
 
+    @property
+    def live(self) -> bool:
+        return self.runtime is not None
+
+    @property
+    def router(self):
+        return self.runtime.router if self.runtime is not None else None
+
+    @property
+    def indexer(self):
+        return self.runtime.indexer if self.runtime is not None else None
+
     async def start(self) -> None:
         s = self.settings
-        self.replayed = self.writer.start()
+        assert self.runtime is not None and self.metrics is not None, "an offline platform does not start"
+        self.runtime.loop = asyncio.get_running_loop()
+        self.replayed = self.writer.start()  # type: ignore[union-attr]
         if self.replayed:
             log.warning("replayed %d journaled request rows", self.replayed)
-        self.client = httpx.AsyncClient(
-            # Drop pooled engine connections before vLLM's own 5 s idle close, so a request never goes out
-            # on a connection the engine is closing (managed engines also get a longer one, see process.py).
-            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=3.0),
-            timeout=httpx.Timeout(s.gateway.request_timeout_s, connect=10.0),
-        )
+        from serving.router.hook import gateway_router
+
+        self.runtime.router = await self._router()
         self.chat = ChatService(
             # every record passes the metrics on its way to the request log
             self.pool,
@@ -102,30 +132,22 @@ class Platform:
             self.keys,
             s.gateway,
             self.client,
-            router=await self._router(),
+            router=gateway_router(self.runtime.router) if self.runtime.router is not None else None,
         )
-        supervisor = None if s.engine.external_urls else self.supervisor
-        self.swapper = Swapper(self.pool, supervisor, self.client, s.gateway.served_model_name, s.swap)
-        self.metrics.sources.swapper = self.swapper
-        self.promotions = PromotionService(self.db, self.swapper, self.fingerprints)
-        from keel.checkpoints.watch import PromotionWatch
-
-        self.promotions.watcher = PromotionWatch(self.db, self.promotions, self.writer.flush, s.watch)
         await self.start_engines()
         # after the engines: their start-up needs both cores more than BM25 does, and a failed start
         # leaves the index alone
         self._start_indexer()
-        self.candidates.start(self.engine_client())
-        from keel.cycle.service import attach
-
-        await attach(self)  # recovers a cycle a dead process left; starts the scheduler
+        self.candidates.start(self.engine_client())  # type: ignore[union-attr]
+        self.cycles.recover()  # a cycle a dead process left is interrupted (and its orphan child ended)
+        self.cycles.scheduler.start()
 
     async def _router(self):
-        """The intent router (classify → retrieve → prompt) as the gateway's hook; None when disabled."""
+        """The intent router (classify → retrieve → prompt); None when disabled."""
         s = self.settings
         if not s.router.enabled:
             return None
-        from serving.router.hook import engine_generate, gateway_router
+        from serving.router.hook import engine_generate
         from serving.router.service import build_router
 
         # loads the embedder, embeds the intent examples and builds BM25 over what is indexed so far
@@ -135,9 +157,9 @@ class Platform:
 
         # a refitted router model (keel router train, the cycle) serves from the next start on
         rcfg = s.router.model_copy(update={"model_file": serving_model_file(s)})
-        self.router = await asyncio.to_thread(build_router, rcfg, s.rag, s.rag_index_dir, None, gen)
-        await asyncio.to_thread(self.router.warmup)
-        return gateway_router(self.router)
+        router = await asyncio.to_thread(build_router, rcfg, s.rag, s.rag_index_dir, None, gen)
+        await asyncio.to_thread(router.warmup)
+        return router
 
     def engine_client(self) -> EngineClient:
         """The engines through the pool (lease, timeout, retry rule) for callers beside the gateway."""
@@ -154,17 +176,17 @@ class Platform:
         retriever = getattr(self.router, "retriever", None)
         # `is not None`: a Retriever has a length, so an empty one is falsy
         reload = (lambda: retriever.refresh(wait=True)) if retriever is not None else None
-        self.indexer = BackgroundIndexer(s.rag_index_dir, s.rag, s.rag.background, on_catalog=reload)
-        self.metrics.sources.indexer = self.indexer
+        indexer = BackgroundIndexer(s.rag_index_dir, s.rag, s.rag.background, on_catalog=reload)
+        self.runtime.indexer = indexer  # type: ignore[union-attr]
         if retriever is not None:
             # the indexer loads the catalog (BM25 over ~17,600 chunks: seconds) in its own thread, at
             # start and after each write; a request never pays for it and says "loading" until it is done
             retriever.refresh_on_search = False
-            retriever.index_busy = self.indexer.lexical_busy
-        self.indexer.start()
+            retriever.index_busy = indexer.lexical_busy
+        indexer.start()
         if paths := s.rag_corpus_paths:
             log.info("indexing %s in the background", ", ".join(map(str, paths)))
-            self.indexer.submit(paths)
+            indexer.submit(paths)
         elif s.rag.corpus_paths is None:
             # Unset and no demo corpus beside this checkout: say so, or domain answers silently lack sources.
             log.warning(
@@ -221,20 +243,84 @@ class Platform:
         if self._stopped:
             return
         self._stopped = True
-        (self.settings.run_dir / "platform.json").unlink(missing_ok=True)
-        from keel.cycle.service import detach
-
-        await detach(self)  # a running cycle: its child is killed, the cycle recorded as interrupted
-        await self.candidates.stop()
-        if self.router is not None:
-            self.router.close()
-        if self.indexer is not None:
-            await asyncio.to_thread(self.indexer.stop)
-        await self.supervisor.stop_all()
-        if self.client is not None:
-            await self.client.aclose()
-        await asyncio.to_thread(self.writer.close)
+        if self.live:
+            (self.settings.run_dir / "platform.json").unlink(missing_ok=True)
+            self.cycles.scheduler.stop()
+            # a running cycle: its child is killed, the cycle recorded as interrupted
+            await asyncio.to_thread(self.cycles.stop)
+            await self.candidates.stop()  # type: ignore[union-attr]
+            if self.router is not None:
+                self.router.close()
+            if self.indexer is not None:
+                await asyncio.to_thread(self.indexer.stop)
+            await self.supervisor.stop_all()  # type: ignore[union-attr]
+            await self.client.aclose()  # type: ignore[union-attr]
+            await asyncio.to_thread(self.writer.close)  # type: ignore[union-attr]
         self.db.close()
+
+    def close(self) -> None:
+        """Offline: release the database file."""
+        self.db.close()
+
+
+def _http_client(s: KeelSettings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        # Drop pooled engine connections before vLLM's own 5 s idle close, so a request never goes out on a
+        # connection the engine is closing (managed engines also get a longer one, see process.py).
+        limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=3.0),
+        timeout=httpx.Timeout(s.gateway.request_timeout_s, connect=10.0),
+    )
+
+
+def build_platform(settings: KeelSettings, mode: Literal["live", "offline"] = "live") -> Platform:
+    """The one assembly: every part made once, each given the parts and the typed config section it uses.
+
+    ``live``: what ``keel up`` serves (``start`` brings up the engines). ``offline``: the CLI with no
+    platform running serves the same admin routers over the database file; promotion then moves only the
+    registry, and nothing is watched or scheduled.
+    """
+    s = settings
+    secure_data_dir(s.data_dir)  # owner-only from here on (umask 077), and what exists tightened
+    db = Database(s.db_path)
+    keys = KeyStore(db)
+    if mode == "offline":
+        promotions = PromotionService(db, None)
+        cycles = CycleService(s, db, promotions)
+        cycles.recover()
+        local_key = "sk-keel-local-" + secrets.token_urlsafe(16)
+        return Platform(
+            s, db=db, keys=keys, admin_key=local_key, writer=NoWriter(), promotions=promotions, cycles=cycles
+        )
+    runtime = Runtime()
+    writer = RequestLogWriter(db, s.journal_dir, s.requestlog)
+    pool = EnginePool()
+    supervisor = EngineSupervisor(s.engine, s.gateway.served_model_name, s.data_dir / "logs", pool)
+    client = _http_client(s)
+    managed = None if s.engine.external_urls else supervisor
+    swapper = Swapper(pool, managed, client, s.gateway.served_model_name, s.swap)
+    fingerprints = FingerprintBook(db, s.engine.dtype, s.swap.verify)
+    promotions = PromotionService(db, swapper, fingerprints, s.watch, writer.flush)
+    sources = MetricSources(db, writer, pool, supervisor, swapper, runtime)
+    return Platform(
+        s,
+        db=db,
+        keys=keys,
+        admin_key=_admin_key(s.run_dir),
+        writer=writer,
+        promotions=promotions,
+        cycles=CycleService(s, db, promotions, flush=writer.flush, runtime=runtime),
+        runtime=runtime,
+        pool=pool,
+        supervisor=supervisor,
+        client=client,
+        swapper=swapper,
+        fingerprints=fingerprints,
+        feedback=FeedbackService(
+            keys, DuckFeedbackStore(db, writer.flush), s.gateway.max_body_bytes, s.gateway.body_timeout_s
+        ),
+        metrics=PlatformMetrics(sources, s.metrics.engine_scrape_timeout_s),
+        candidates=CandidateSampler(db, pool, s.annotation),
+    )
 
 
 def admin_routers() -> list:

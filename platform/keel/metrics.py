@@ -32,6 +32,7 @@ from keel.store import cycles, swaps
 from serving.records import RecordSink, RequestRecord
 
 if TYPE_CHECKING:  # the platform imports this module, not the other way round at run time
+    from keel.runtime import Runtime
     from keel.store.db import Database
     from keel.store.requestlog import RequestLogWriter
     from serving.engine.pool import EnginePool
@@ -95,15 +96,19 @@ class MetricsSink:
 
 @dataclass
 class MetricSources:
-    """The parts ``/metrics`` reads at scrape time. The platform gives what exists when it is built and sets
-    the swapper and the indexer when they start (a part still None is left out of the scrape)."""
+    """The parts ``/metrics`` reads at scrape time, given when the platform is built (the indexer exists
+    once the platform runs: it is read through the runtime; a part still None is left out of the scrape)."""
 
     db: Database
     writer: RequestLogWriter
     pool: EnginePool
     supervisor: EngineSupervisor | None = None
     swapper: Swapper | None = None
-    indexer: BackgroundIndexer | None = None
+    runtime: Runtime | None = None  # the background indexer once the platform runs
+
+    @property
+    def indexer(self) -> BackgroundIndexer | None:
+        return self.runtime.indexer if self.runtime is not None else None
 
 
 class PlatformMetrics:

@@ -31,13 +31,13 @@ def _free_port() -> int:
 
 @pytest.fixture
 def served(tmp_path, restore_umask):
-    from keel.app import Platform, create_app
+    from keel.app import build_platform, create_app
     from keel.config import load_settings
 
     settings = load_settings(
         overrides=[f"data_dir={tmp_path / 'data'}", "router.enabled=false", "rag.corpus_paths=[]"]
     )
-    platform = Platform(settings)
+    platform = build_platform(settings)
     con = platform.db.cursor()
     # a request the router sent to the TiDB route, and the review item mined from it
     request(con, "req-fb", "key-user", MISROUTED, "用 BR 备份 TiDB 集群…", 1, route="domain")

@@ -14,12 +14,12 @@ from fastapi.testclient import TestClient
 
 @pytest.fixture(scope="module")
 def surface(tmp_path_factory):
-    from keel.app import Platform, create_app
+    from keel.app import build_platform, create_app
     from keel.config import load_settings
 
     data = tmp_path_factory.mktemp("auth")
     settings = load_settings(overrides=[f"data_dir={data}", "router.enabled=false", "rag.corpus_paths=[]"])
-    platform = Platform(settings)
+    platform = build_platform(settings)
     app = create_app(platform)
     keys = {role: platform.keys.create(f"k-{role}", role)[1] for role in ("user", "annotator", "admin")}
     revoked_info, revoked = platform.keys.create("k-gone", "admin")

@@ -21,12 +21,12 @@ BODIES = [b"[]", b'"x"', b"{", b"null", b"\xff\xfe"]
 
 @pytest.fixture(scope="module")
 def app_client(tmp_path_factory):
-    from keel.app import Platform, create_app
+    from keel.app import build_platform, create_app
     from keel.config import load_settings
 
     data = tmp_path_factory.mktemp("fuzz")
     settings = load_settings(overrides=[f"data_dir={data}", "router.enabled=false", "rag.corpus_paths=[]"])
-    platform = Platform(settings)
+    platform = build_platform(settings)
     app = create_app(platform)
     with TestClient(app, raise_server_exceptions=False) as client:
         client.headers["Authorization"] = f"Bearer {platform.admin_key}"

@@ -13,13 +13,13 @@ from fastapi.testclient import TestClient
 
 
 def make_app(data_dir, *overrides: str):
-    from keel.app import Platform, create_app
+    from keel.app import build_platform, create_app
     from keel.config import load_settings
 
     settings = load_settings(
         overrides=[f"data_dir={data_dir}", "router.enabled=false", "rag.corpus_paths=[]", *overrides]
     )
-    platform = Platform(settings)
+    platform = build_platform(settings)
     return platform, create_app(platform)
 
 

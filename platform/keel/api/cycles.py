@@ -39,9 +39,7 @@ class ResumeBody(BaseModel):
 
 
 def _svc(request: Request):
-    from keel.cycle.service import get_service
-
-    return get_service(request.app.state.platform)
+    return request.app.state.platform.cycles
 
 
 @router.post("", status_code=202)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from flywheel.watch import WatchConfig
 from keel.checkpoints.fingerprints import FingerprintBook, FingerprintUnavailable
 from keel.errors import KeelError
 from keel.store import aliases, registry, swaps
 from keel.store.db import Database
 from serving.engine.compat import NotServableError, check_servable
 from serving.engine.swap import SwapError, Swapper
+
+if TYPE_CHECKING:
+    from keel.checkpoints.watch import PromotionWatch
 
 
 class PromotionError(KeelError, RuntimeError):
@@ -38,12 +43,26 @@ class Outcome:
 class PromotionService:
     """Used by the admin API (platform running) and by the CLI directly (platform stopped: swapper=None)."""
 
-    def __init__(self, db: Database, swapper: Swapper | None, fingerprints: FingerprintBook | None = None):
+    def __init__(
+        self,
+        db: Database,
+        swapper: Swapper | None,
+        fingerprints: FingerprintBook | None = None,
+        watch: WatchConfig | None = None,
+        flush: Callable[[], None] | None = None,
+    ):
         self.db = db
         self.swapper = swapper
         # the new weights must answer the checkpoint's probes before they serve (None: not verified)
         self.fingerprints = fingerprints
         self._busy = False  # from the first check to the history row: a second swap is refused meanwhile
+        # live promotions are watched and rolled back when worse (checkpoints/watch.py); the watch calls
+        # back into this service, so the service makes it (none offline: nothing serves to compare)
+        self.watcher: PromotionWatch | None = None
+        if watch is not None and swapper is not None:
+            from keel.checkpoints.watch import PromotionWatch
+
+            self.watcher = PromotionWatch(db, self, flush or (lambda: None), watch)
 
     def current(self) -> str | None:
         """The champion: the alias promotion and rollback move (it starts at what the registry serves)."""
@@ -63,9 +82,6 @@ class PromotionService:
         if version == current:
             raise PromotionError(f"{version} is already serving")
         return cp, current
-
-    # set by the platform: watches every live promotion and rolls it back when worse (checkpoints/watch.py)
-    watcher = None
 
     async def promote(
         self, version: str, *, force: bool = False, by: str = "unknown", reason: str | None = None

@@ -2,21 +2,24 @@
 
 DuckDB allows one read-write process. While a platform runs it owns the database, so the CLI calls
 its admin API over HTTP. When none runs, the CLI serves the *same* admin routers in-process over the
-database file (``LocalPlatform``), so every command has one code path and one set of refusals.
+database file (``build_platform(settings, "offline")``), so every command has one code path and one set of
+refusals.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from keel.config import KeelSettings
 from keel.errors import KeelError
+
+if TYPE_CHECKING:
+    from keel.app import Platform
 
 
 class PlatformRefused(KeelError):
@@ -41,35 +44,6 @@ def running_platform(settings: KeelSettings) -> tuple[str, str] | None:
     return info["url"], Path(key_path).read_text().strip()
 
 
-class _NoWriter:
-    """No platform runs, so no request-log writer holds unflushed rows."""
-
-    def flush(self) -> None:
-        pass
-
-
-class LocalPlatform:
-    """The parts of the platform that the admin routers use, over the database file."""
-
-    def __init__(self, settings: KeelSettings):
-        from keel.checkpoints.promotion import PromotionService
-        from keel.store.db import Database
-        from keel.store.keys import KeyStore
-        from keel.store.permissions import secure_data_dir
-
-        self.settings = settings
-        secure_data_dir(settings.data_dir)  # the CLI creates the database when no platform has yet
-        self.db = Database(settings.db_path)
-        self.keys = KeyStore(self.db)
-        self.promotions = PromotionService(self.db, None)  # no engines: promotion moves the registry only
-        self.writer = _NoWriter()
-        self.indexer = None
-        self.admin_key = "sk-keel-local-" + secrets.token_urlsafe(16)
-
-    def close(self) -> None:
-        self.db.close()
-
-
 def _raise_for(r: httpx.Response) -> Any:
     if r.status_code >= 400:
         try:
@@ -88,16 +62,16 @@ class PlatformClient:
 
     def __init__(self, settings: KeelSettings):
         self.live = running_platform(settings)
-        self._local: LocalPlatform | None = None
+        self._local: Platform | None = None
         if self.live:
             url, key = self.live
             self._http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=600)
         else:
             from fastapi.testclient import TestClient
 
-            from keel.app import create_admin_app
+            from keel.app import build_platform, create_admin_app
 
-            self._local = LocalPlatform(settings)
+            self._local = build_platform(settings, "offline")
             self._http = TestClient(
                 create_admin_app(self._local),
                 headers={"Authorization": f"Bearer {self._local.admin_key}"},

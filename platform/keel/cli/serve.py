@@ -32,7 +32,7 @@ def up(
 async def _serve(settings) -> int:
     import uvicorn
 
-    from keel.app import Platform, create_app
+    from keel.app import build_platform, create_app
     from keel.checkpoints.basemodel import ModelError
     from serving.engine.process import EngineStartError, port_is_free
 
@@ -40,7 +40,7 @@ async def _serve(settings) -> int:
         typer.echo(f"error: port {settings.gateway.port} is already in use", err=True)
         return 1
     try:
-        platform = Platform(settings)
+        platform = build_platform(settings)
     except RuntimeError as e:
         typer.echo(f"error: {e}", err=True)
         return 1

@@ -1,10 +1,11 @@
 """The nightly cycle: an APScheduler 3 AsyncIOScheduler inside the platform process.
 
 The job store is SQLAlchemy over ``<data_dir>/scheduler.sqlite``, so the schedule (and a run missed while
-the platform was down, within ``misfire_grace_s``) survives restarts. APScheduler pickles a reference to
-the job function, so it is module level and finds its service through ``_SERVICES`` by data dir; one
-scheduler per job store. The job only *starts* a cycle (a thread); a cycle already running refuses it.
-A run that cannot start is recorded as a failed cycle (the cycle's own step failures already are).
+the platform was down, within ``misfire_grace_s``) survives restarts. APScheduler stores a reference to
+the job function, so the stored job is a module-level marker; the scheduler's own listener, which holds
+its platform's cycle service, acts when the job has fired (no module-level lookup of the service). One
+scheduler per job store. It only *starts* a cycle (a thread); a cycle already running refuses it. A run
+that cannot start is recorded as a failed cycle (the cycle's own step failures already are).
 """
 
 from __future__ import annotations
@@ -20,28 +21,11 @@ from flywheel.cycle_config import ScheduleConfig
 log = logging.getLogger("keel.cycle")
 
 JOB_ID = "keel-cycle"
-_SERVICES: dict[str, object] = {}
 
 
-def scheduled_cycle(key: str) -> None:
-    """The job: start one cycle (trigger ``schedule``). Module level: the persistent store names it."""
-    svc = _SERVICES.get(key)
-    if svc is None:
-        log.warning("scheduled cycle for %s: no platform service attached", key)
-        return
-    try:
-        c = svc.start("schedule")  # type: ignore[attr-defined]
-        log.info("scheduled cycle %s started", c.cycle_id)
-    except CycleBusy as e:
-        log.info("scheduled cycle refused: %s", e)
-    except Exception as e:
-        # nobody is there to read a nightly failure: it becomes a failed cycle row (`keel cycle list`,
-        # the console) and counts in /metrics (keel_cycle_scheduled_failures_total), not only a log line
-        log.exception("scheduled cycle could not start")
-        try:
-            svc.record_failure("schedule", f"{type(e).__name__}: {e}")  # type: ignore[attr-defined]
-        except Exception:
-            log.exception("scheduled cycle: the failure could not be recorded either")
+def scheduled_cycle(key: str = "") -> None:
+    """The persisted job: a marker that the schedule fired (``key``: the data dir, kept for stored jobs).
+    CycleScheduler's listener starts the cycle."""
 
 
 class CycleScheduler:
@@ -67,6 +51,7 @@ class CycleScheduler:
 
     def start(self) -> None:
         """Call from inside the running event loop."""
+        from apscheduler.events import EVENT_JOB_EXECUTED
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -81,7 +66,7 @@ class CycleScheduler:
                 "max_instances": 1,
             },
         )
-        _SERVICES[self.key] = self.service
+        self.scheduler.add_listener(self._fired, EVENT_JOB_EXECUTED)
         self.scheduler.start()
         if self.cfg.enabled:
             # An unchanged stored job keeps its next run time, so a run missed while the platform was down
@@ -117,4 +102,23 @@ class CycleScheduler:
     def stop(self) -> None:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        _SERVICES.pop(self.key, None)
+
+    def _fired(self, event) -> None:
+        if event.job_id == JOB_ID:
+            self.run_scheduled()
+
+    def run_scheduled(self) -> None:
+        """Start one cycle (trigger ``schedule``); a run that cannot start is a failed cycle row."""
+        try:
+            c = self.service.start("schedule")
+            log.info("scheduled cycle %s started", c.cycle_id)
+        except CycleBusy as e:
+            log.info("scheduled cycle refused: %s", e)
+        except Exception as e:
+            # nobody is there to read a nightly failure: it becomes a failed cycle row (`keel cycle list`,
+            # the console) and counts in /metrics (keel_cycle_scheduled_failures_total), not only a log line
+            log.exception("scheduled cycle could not start")
+            try:
+                self.service.record_failure("schedule", f"{type(e).__name__}: {e}")
+            except Exception:
+                log.exception("scheduled cycle: the failure could not be recorded either")

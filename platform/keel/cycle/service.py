@@ -8,7 +8,6 @@ scheduler); the CLI without a platform gets one over the database file through t
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from pathlib import Path
@@ -19,7 +18,9 @@ import yaml
 from flywheel.cycle import CycleError, CycleRecord, CycleRunner, UnknownCycle
 from flywheel.cycle_config import CycleConfig
 from keel.cycle.launcher import end_orphan
+from keel.cycle.scheduler import CycleScheduler
 from keel.cycle.steps import PlatformSteps
+from keel.runtime import Runtime
 from keel.store.cycles import DuckCycleStore
 
 log = logging.getLogger("keel.cycle")
@@ -97,15 +98,14 @@ def load_profile(base: CycleConfig, name: str, data_dir: Path | None = None) -> 
 
 
 class CycleService:
-    def __init__(self, settings, db, promotions, loop=None, flush=None, router=None, quiet=None):
+    def __init__(self, settings, db, promotions, flush=None, runtime: Runtime | None = None):
         self.settings = settings
         self.store = DuckCycleStore(db)
-        self.steps = PlatformSteps(
-            settings, db, promotions, self.store, loop=loop, flush=flush, router=router, quiet=quiet
-        )
+        self.steps = PlatformSteps(settings, db, promotions, self.store, flush=flush, runtime=runtime)
         self.runner = CycleRunner(self.store, self.steps)
         self.threads: dict[str, threading.Thread] = {}
-        self.scheduler = None  # keel.cycle.scheduler.CycleScheduler while the platform runs
+        # the nightly schedule; it runs only while a platform does (started by Platform.start)
+        self.scheduler = CycleScheduler(self, settings.cycle.schedule, settings.data_dir)
 
     @property
     def base_config(self) -> CycleConfig:
@@ -234,49 +234,7 @@ class CycleService:
             "last": latest[0].to_dict() if latest else None,
             "schedule": {
                 **sched.model_dump(),
-                "active": self.scheduler is not None and self.scheduler.running,
-                "next_run": self.scheduler.next_run() if self.scheduler is not None else None,
+                "active": self.scheduler.running,
+                "next_run": self.scheduler.next_run(),
             },
         }
-
-
-def get_service(platform) -> CycleService:
-    """The platform's cycle service; made on first use where nothing attached one (the CLI's local path)."""
-    svc = getattr(platform, "cycles", None)
-    if svc is None:
-        svc = CycleService(
-            platform.settings, platform.db, platform.promotions, flush=getattr(platform.writer, "flush", None)
-        )
-        svc.recover()
-        platform.cycles = svc
-    return svc
-
-
-async def attach(platform) -> CycleService:
-    """At platform start: the service (recovering an interrupted cycle) and the scheduler."""
-    from keel.cycle.scheduler import CycleScheduler
-
-    svc = CycleService(
-        platform.settings,
-        platform.db,
-        platform.promotions,
-        loop=asyncio.get_running_loop(),
-        flush=platform.writer.flush,
-        router=platform.router,
-        # training and evaluation children take the CPU the background dense embedding would use
-        quiet=platform.indexer.dense_held if platform.indexer is not None else None,
-    )
-    svc.recover()
-    platform.cycles = svc
-    svc.scheduler = CycleScheduler(svc, platform.settings.cycle.schedule, platform.settings.data_dir)
-    svc.scheduler.start()
-    return svc
-
-
-async def detach(platform) -> None:
-    svc = getattr(platform, "cycles", None)
-    if svc is None:
-        return
-    if svc.scheduler is not None:
-        svc.scheduler.stop()
-    await asyncio.to_thread(svc.stop)

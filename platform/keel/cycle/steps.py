@@ -23,6 +23,7 @@ import yaml
 from flywheel.cycle import CycleRecord, Done, Skip, StepContext, StepRecord
 from flywheel.cycle_config import CycleConfig
 from keel.cycle.launcher import build_command, end_orphan, run_child
+from keel.runtime import Runtime
 from keel.errors import KeelError
 from keel.store import registry
 from keel.store.db import Database
@@ -88,20 +89,21 @@ class PlatformSteps:
         db: Database,
         promotions,
         store,
-        loop: asyncio.AbstractEventLoop | None = None,
         flush: Callable[[], None] | None = None,
-        router=None,
-        quiet: Callable[[], contextlib.AbstractContextManager] | None = None,
+        runtime: Runtime | None = None,
     ):
         self.settings = settings
         self.db = db
         self.promotions = promotions
         self.store = store
-        self.loop = loop
         self.flush = flush or (lambda: None)
-        self.intent_router = router  # the live intent router (a passing refit is served at once), or None
-        # what the platform holds back while a child trains or evaluates (its background dense embedding)
-        self.quiet = quiet or contextlib.nullcontext
+        # the running platform's loop, live intent router (a passing refit serves at once) and indexer;
+        # None on the CLI's offline path
+        self.runtime = runtime
+
+    def quiet(self) -> contextlib.AbstractContextManager:
+        """What the platform holds back while a child trains or evaluates (its background dense embedding)."""
+        return self.runtime.quiet() if self.runtime is not None else contextlib.nullcontext()
 
     # ---- paths -----------------------------------------------------------------------------------------
     def cycle_dir(self, cycle_id: str) -> Path:
@@ -143,7 +145,7 @@ class PlatformSteps:
         flags = len(route_flags(self.db))
         if flags < ctx.config.min_route_flags:
             return Skip(f"{flags} route flags (need {ctx.config.min_route_flags})")
-        decision = run_router_fit(self.db, self.settings, self.intent_router)
+        decision = run_router_fit(self.db, self.settings, self.runtime.router if self.runtime else None)
         return Done({k: v for k, v in decision.items() if k != "flag_ids"} | {"flags": flags})
 
     # ---- snapshots -------------------------------------------------------------------------------------
@@ -461,8 +463,9 @@ class PlatformSteps:
 
     # ---- promote / reject ------------------------------------------------------------------------------
     def _await(self, coro):
-        if self.loop is not None and self.loop.is_running():
-            return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        loop = self.runtime.loop if self.runtime is not None else None
+        if loop is not None and loop.is_running():
+            return asyncio.run_coroutine_threadsafe(coro, loop).result()
         return asyncio.run(coro)
 
     def promote(self, ctx: StepContext, candidate: dict, gate: dict) -> Done:
