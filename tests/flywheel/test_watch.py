@@ -130,3 +130,23 @@ def test_platform_watch_rolls_back_a_champion_that_answers_empty(tmp_path, base_
     assert swap == w["rollback_swap"]
     assert json.loads(json.dumps(w["verdict"]))["worse"] is True
     db.close()
+
+
+def test_a_swap_a_dead_platform_left_running_is_interrupted_at_start(tmp_path):
+    """kill -9 mid-swap leaves its history row `running`; the next platform start says it was interrupted
+    (the registry, which moves only after a swap succeeded, still names what serves)."""
+    from keel.checkpoints.watch import PromotionWatch
+    from keel.store import swaps
+    from keel.store.db import Database
+
+    db = Database(tmp_path / "keel.duckdb")
+    done = swaps.start(db, "promote", "base", "v1", False, "tester", "first")
+    swaps.finish(db, done, "succeeded", "in_place", 1.0, 0.0)
+    cut = swaps.start(db, "promote", "v1", "v2", False, "cycle:c1", "gate passed")
+    PromotionWatch(db, None, lambda: None, CFG)  # what `keel up` builds at start
+    rows = {h["swap_id"]: h for h in swaps.history(db)}
+    assert rows[done]["status"] == "succeeded"
+    assert rows[cut]["status"] == "interrupted" and rows[cut]["finished_at"] is not None
+    assert rows[cut]["reason"] == "gate passed; interrupted: the platform stopped during the swap"
+    assert swaps.interrupt_running(db) == []  # once
+    db.close()

@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from flywheel.watch import Verdict, WatchConfig, compare
-from keel.store import aliases, watches
+from keel.store import aliases, swaps, watches
 
 log = logging.getLogger("keel.watch")
 
@@ -24,8 +24,10 @@ class PromotionWatch:
         self.db, self.promotions, self.flush, self.cfg = db, promotions, flush, config
         self.task: asyncio.Task | None = None
         self.current: str | None = None  # watch id
-        # a watch a dead process left running cannot finish: say so
+        # a watch a dead process left running cannot finish: say so; nor can a swap it was making
         watches.interrupt_running(db)
+        for swap_id in swaps.interrupt_running(db):
+            log.warning("swap %s was interrupted by a restart; serving is what the registry names", swap_id)
 
     # ---- control -----------------------------------------------------------------------------------------
     def start(self, version: str, previous: str | None, swap_id: str | None = None) -> str | None:

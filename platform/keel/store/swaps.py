@@ -65,3 +65,17 @@ def finished_stats(db: Database) -> list[tuple[str, str, str, float | None]]:
     return db.fetchall(
         "SELECT kind, status, coalesce(strategy, ''), seconds FROM swaps WHERE status <> 'running'"
     )
+
+
+def interrupt_running(db: Database) -> list[str]:
+    """At platform start: a swap a dead process left ``running`` ended with it (what serves is what the
+    registry names, which only moves once a swap succeeded)."""
+    rows = db.fetchall("SELECT swap_id FROM swaps WHERE status = 'running'")
+    if rows:
+        db.execute(
+            "UPDATE swaps SET status = 'interrupted', finished_at = ?, "
+            "reason = concat_ws('; ', reason, 'interrupted: the platform stopped during the swap') "
+            "WHERE status = 'running'",
+            [datetime.now(UTC)],
+        )
+    return [r[0] for r in rows]

@@ -5,7 +5,7 @@ CREATE TABLE IF NOT EXISTS swaps (
     from_version  VARCHAR,
     to_version    VARCHAR NOT NULL,
     strategy      VARCHAR,                 -- in_place | blue_green | offline
-    status        VARCHAR NOT NULL,        -- running | succeeded | failed
+    status        VARCHAR NOT NULL,        -- running | succeeded | failed | interrupted
     reason        VARCHAR,                 -- why (from the user) or what failed
     forced        BOOLEAN NOT NULL DEFAULT false,
     by_whom       VARCHAR,
