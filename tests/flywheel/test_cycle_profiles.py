@@ -57,3 +57,22 @@ def test_a_bad_profile_key_is_refused(tmp_path: Path):
     bad.write_text("cycle:\n  min_sft_pairs: 3\n")
     with pytest.raises(CycleError, match="bad.yaml"):
         load_profile(CycleConfig(), str(bad), data_dir=tmp_path)
+
+
+def test_profiles_come_only_from_the_shipped_folder_or_the_data_dir(tmp_path: Path):
+    from flywheel.cycle import CycleError
+
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    for folder in (data, elsewhere):
+        folder.mkdir()
+        (folder / "mine.yaml").write_text("cycle:\n  min_sft_examples: 7\n")
+    assert (
+        load_profile(CycleConfig(), "mine.yaml", data_dir=data).min_sft_examples == 7
+    )  # relative: the data dir
+    assert load_profile(CycleConfig(), str(data / "mine.yaml"), data_dir=data).min_sft_examples == 7
+    for name in (str(elsewhere / "mine.yaml"), "../elsewhere/mine.yaml"):
+        with pytest.raises(CycleError, match="profiles are read only from"):
+            load_profile(CycleConfig(), name, data_dir=data)
+    with pytest.raises(CycleError, match="profiles are read only from"):  # no data dir: shipped ones only
+        load_profile(CycleConfig(), str(data / "mine.yaml"))
+    assert load_profile(CycleConfig(), "demo", data_dir=data).profile == "demo"
