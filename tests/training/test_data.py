@@ -358,3 +358,27 @@ def test_site_markup_switch_and_preference_rows(tmp_path):
     )
     row = json.loads(snap.train.read_text())
     assert row["chosen"] == "PingCAP 开发。" and row["rejected"] == shortcode + "不知道。"
+
+
+def test_prepare_kto_rows(tmp_path):
+    shortcode = '{{< copyable "sql" >}}\n'
+    rows = [
+        {"prompt": "TiDB 是谁开发的？", "completion": shortcode + "{{{ .company }}} 开发。", "label": True},
+        {"prompt": "TiDB 是谁开发的？", "completion": shortcode + "不知道，也许是别人。", "label": False},
+    ]
+    snap = prepare(
+        make_prepare_config(
+            {
+                "kind": "kto",
+                "output": str(tmp_path / "k"),
+                "sources": [str(write_jsonl(tmp_path / "k.jsonl", rows))],
+                "min_chars": 5,
+            }
+        )
+    )
+    got = [json.loads(x) for x in snap.train.read_text().splitlines()]
+    assert got[0] == {"prompt": "TiDB 是谁开发的？", "completion": "PingCAP 开发。", "label": True}
+    assert got[1]["completion"] == shortcode + "不知道，也许是别人。" and got[1]["label"] is False
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "x", "completion": "y", "label": "up"}])
+    with pytest.raises(SnapshotError, match=r"bad.jsonl:1: label must be true"):
+        prepare(make_prepare_config({"kind": "kto", "output": str(tmp_path / "b"), "sources": [str(bad)]}))

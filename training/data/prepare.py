@@ -55,9 +55,9 @@ def _f(default: Any, help: str) -> Any:
 class PrepareConfig:
     __pydantic_config__ = ConfigDict(extra="forbid")
 
-    kind: Literal["cpt", "sft", "dpo"] = _f("cpt", "What the snapshot trains.")
+    kind: Literal["cpt", "sft", "dpo", "kto"] = _f("cpt", "What the snapshot trains.")
     output: str = _f("", "Snapshot folder to create (immutable: must not exist).")
-    sources: list[str] = _f([], "Training data: CPT text folders/JSONL (domain), or SFT/DPO JSONL files.")
+    sources: list[str] = _f([], "Training data: CPT text folders/JSONL (domain), or SFT/DPO/KTO JSONL files.")
     general: list[str] = _f([], "CPT replay text (general `train` split only).")
     instruction: list[str] = _f([], "CPT: chat JSONL mixed in as text (MIP).")
     eval_sets: list[str] = _f([], "Evaluation files/folders: training rows overlapping them are refused.")
@@ -315,7 +315,9 @@ def _prepare_rows(cfg: PrepareConfig, pipe: Pipeline, tmp: Path) -> dict[str, An
     for src in cfg.eval_sets:
         for text, where in _eval_texts(src):
             pipe.guard.add(pipe.plain(text, count=False), where)  # compared as training text is
-    reader = readers.iter_chat if cfg.kind == "sft" else readers.iter_preference
+    reader = {"sft": readers.iter_chat, "dpo": readers.iter_preference, "kto": readers.iter_unpaired}[
+        cfg.kind
+    ]
     records = [_limit(reader(src), cfg.max_rows_per_source) for src in cfg.sources]
     records += [_limit(_summary_rows(src, cfg), cfg.max_rows_per_source) for src in cfg.doc_summaries]
     with JsonlWriter(tmp / "train.jsonl") as w:
@@ -323,6 +325,8 @@ def _prepare_rows(cfg: PrepareConfig, pipe: Pipeline, tmp: Path) -> dict[str, An
             for rec in source:
                 pipe.stats["read"] += 1
                 row = _scrub_row(rec.data, pipe)
+                if cfg.kind == "kto" and not rec.data["label"]:  # an undesirable answer keeps its markup
+                    row["completion"] = _scrub_row(rec.data["completion"], pipe, markup=False)
                 texts = readers.row_texts(row)
                 pipe.stats["bytes_in"] += sum(len(t.encode("utf-8")) for t in texts)
                 if not pipe.keep("\n".join(texts), rec.where):
@@ -338,7 +342,7 @@ def _prepare_rows(cfg: PrepareConfig, pipe: Pipeline, tmp: Path) -> dict[str, An
 
 def _summary_rows(src: str, cfg: PrepareConfig) -> Iterator[readers.Record]:
     """Front-matter summaries (held-out paths skipped). DPO: chosen = the page's own summary,
-    rejected = another page's summary (a fluent but wrong answer)."""
+    rejected = another page's summary (a fluent but wrong answer); KTO: the same two, unpaired."""
     rows = (r for r in readers.iter_doc_summaries(src) if not is_heldout_path(r.path, cfg.heldout_patterns))
     if cfg.kind == "sft":
         for r in rows:
@@ -349,12 +353,16 @@ def _summary_rows(src: str, cfg: PrepareConfig) -> Iterator[readers.Record]:
     for r in rows:
         user, answer = r.data["messages"]
         if previous:
-            wrong = rng.choice(previous)
-            yield readers.Record(
-                r.where,
-                r.path,
-                {"prompt": [user], "chosen": [answer], "rejected": [{**answer, "content": wrong}]},
-            )
+            wrong = [{**answer, "content": rng.choice(previous)}]
+            if cfg.kind == "kto":  # unpaired: the page's summary is desirable, another page's is not
+                yield readers.Record(
+                    r.where, r.path, {"prompt": [user], "completion": [answer], "label": True}
+                )
+                yield readers.Record(r.where, r.path, {"prompt": [user], "completion": wrong, "label": False})
+            else:
+                yield readers.Record(
+                    r.where, r.path, {"prompt": [user], "chosen": [answer], "rejected": wrong}
+                )
         previous = (previous + [answer["content"]])[-256:]
 
 

@@ -4,6 +4,7 @@ CPT: text/Markdown folders or files, and ``{"text"}`` JSONL.
 SFT: OpenAI ``messages``, ShareGPT ``conversations``/``conversation`` (``from``/``value``), Alpaca
 ``instruction``/``input``/``output`` — all normalised to ``messages``.
 DPO: ``prompt``/``chosen``/``rejected``, plain strings or message lists (kept as given).
+KTO: ``prompt``/``completion``/``label`` (a boolean: the answer was rated up), unpaired.
 """
 
 from __future__ import annotations
@@ -142,6 +143,24 @@ def iter_preference(source: Path | str) -> Iterator[Record]:
             elif not isinstance(v, str):
                 raise SchemaError(f"{where}: {k} must be a string or a message list")
         yield Record(where, path, {k: row[k] for k in ("prompt", "chosen", "rejected")})
+
+
+def iter_unpaired(source: Path | str) -> Iterator[Record]:
+    for where, path, row in _jsonl_rows(source):
+        missing = [k for k in ("prompt", "completion", "label") if k not in row]
+        if missing:
+            raise SchemaError(
+                f"{where}: unpaired rows need prompt/completion/label (missing {', '.join(missing)})"
+            )
+        if not isinstance(row["label"], bool):
+            raise SchemaError(f"{where}: label must be true (desirable) or false (undesirable)")
+        for k in ("prompt", "completion"):
+            v = row[k]
+            if isinstance(v, list):
+                _messages(v, where)
+            elif not isinstance(v, str):
+                raise SchemaError(f"{where}: {k} must be a string or a message list")
+        yield Record(where, path, {k: row[k] for k in ("prompt", "completion", "label")})
 
 
 def row_texts(row: dict[str, Any]) -> list[str]:
