@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 
 class RouteInfo(BaseModel):
@@ -40,6 +47,16 @@ _LEGACY_ROUTE_META = {
     "router_error": "router_error",
     "routing_ms": "routing_ms",
     "route_params": "applied_params",
+}
+
+
+# the request row's flat columns (SQL filters and groups on them), each derived from a RouteInfo field
+FLAT_ROUTE_COLUMNS = {
+    "route": "route",
+    "route_confidence": "confidence",
+    "retrieved": "retrieved",
+    "retrieval_ms": "retrieval_ms",
+    "lexical_only": "lexical_only",
 }
 
 
@@ -98,43 +115,23 @@ class RequestRecord(BaseModel):
         meta = dict(data.get("meta") or {})
         info = {new: meta.pop(old) for old, new in _LEGACY_ROUTE_META.items() if old in meta}
         meta.pop("sources_text", None)
-        for col, field in (
-            ("route", "route"),
-            ("route_confidence", "confidence"),
-            ("retrieved", "retrieved"),
-        ):
+        for col, field in FLAT_ROUTE_COLUMNS.items():
             if data.get(col) is not None:
                 info[field] = data[col]
-        if data.get("retrieval_ms") is not None:
-            info["retrieval_ms"] = data["retrieval_ms"]
         data["route_info"], data["meta"] = info, meta
         return data
 
-    # the flat columns, derived: written with the row, never set on their own
-    @computed_field
+    @model_serializer(mode="wrap")
+    def _with_flat_columns(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The row as stored: the fields, plus the flat columns derived from ``route_info``."""
+        row = handler(self)
+        info = row["route_info"]
+        row.update({col: info[field] for col, field in FLAT_ROUTE_COLUMNS.items()})
+        return row
+
     @property
     def route(self) -> str:
         return self.route_info.route
-
-    @computed_field
-    @property
-    def route_confidence(self) -> float | None:
-        return self.route_info.confidence
-
-    @computed_field
-    @property
-    def retrieved(self) -> list[dict[str, Any]]:
-        return self.route_info.retrieved
-
-    @computed_field
-    @property
-    def retrieval_ms(self) -> float | None:
-        return self.route_info.retrieval_ms
-
-    @computed_field
-    @property
-    def lexical_only(self) -> bool:
-        return self.route_info.lexical_only
 
 
 class RecordSink(Protocol):

@@ -160,7 +160,9 @@ def test_records_from_before_route_info_replay_into_it():
         },
     }
     rec = RequestRecord.model_validate(old)
-    assert (rec.route, rec.route_confidence, rec.retrieval_ms) == ("domain", 0.7, 12.0)
+    assert (rec.route, rec.route_info.confidence, rec.route_info.retrieval_ms) == ("domain", 0.7, 12.0)
+    row = rec.model_dump()  # the flat columns the row stores, derived from route_info
+    assert (row["route"], row["route_confidence"], row["retrieved"]) == ("domain", 0.7, old["retrieved"])
     assert rec.route_info.fallback and rec.route_info.retrieval_error == "x"
     assert rec.route_info.applied_params == {"max_tokens": 9} and rec.meta.dispatched_at == 1.0
     assert RequestRecord.model_validate_json(rec.model_dump_json()) == rec

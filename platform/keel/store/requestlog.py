@@ -23,7 +23,7 @@ import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from keel.store.db import Database
-from serving.records import RequestRecord
+from serving.records import FLAT_ROUTE_COLUMNS, RequestRecord
 
 log = logging.getLogger("keel.store.requestlog")
 
@@ -271,7 +271,7 @@ class RequestLogWriter:
 
 # Reads of the request log: one column list, derived from the record model the writer stores.
 # (the model's fields, then its derived flat columns: route, route_confidence, retrieved, retrieval_ms)
-REQUEST_COLUMNS: tuple[str, ...] = (*RequestRecord.model_fields, *RequestRecord.model_computed_fields)
+REQUEST_COLUMNS: tuple[str, ...] = (*RequestRecord.model_fields, *FLAT_ROUTE_COLUMNS)
 
 
 def select_requests(
