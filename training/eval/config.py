@@ -42,6 +42,20 @@ class EvalSettings(BaseModel):
         "or batched transformers.",
     )
 
+    answers: Path | None = Field(
+        None,
+        description="Frozen prompts of the answers suite (`keel eval prompts` writes them); empty: no answers "
+        "suite in `keel eval` (the cycle freezes its own when answers_questions > 0).",
+    )
+    answers_questions: int = Field(
+        0,
+        ge=0,
+        description="The cycle's answers suite: held-out FAQ questions whose prompts the platform freezes "
+        "(fixed, hash-ranked; the demo profile asks 24); 0: no answers suite in the cycle.",
+    )
+    answers_max_tokens: int = Field(
+        128, ge=1, description="Answers suite: longest generated answer (greedy) in tokens."
+    )
     vllm_reserved_cpus: int = Field(
         0,
         ge=0,
@@ -50,7 +64,7 @@ class EvalSettings(BaseModel):
         "speed (5.6 vs 9.9 questions/s, docs/BENCHMARKS.md). Set 1 when the eval shares the host with serving.",
     )
 
-    @field_validator("data", "mmlu", "cmmlu", "general", "domain", "policy", mode="before")
+    @field_validator("data", "mmlu", "cmmlu", "general", "domain", "policy", "answers", mode="before")
     @classmethod
     def _empty_is_none(cls, v: object) -> object:
         return None if v in ("", "null") else v
@@ -88,7 +102,10 @@ class EvalSettings(BaseModel):
             "dtype",
             "backend",
             "vllm_reserved_cpus",
+            "answers_max_tokens",
         )
         given = {**self.model_dump(include=set(keep)), **over}
+        if "answers" not in given and self.answers is not None:
+            given["answers"] = Path(self.answers).expanduser().resolve()
         paths = {k: (v.resolve() if v else None) for k, v in self.resolved().items()}
         return EvalConfig(suite=suite, shots=shots, limit=limit, **given, **paths)  # type: ignore[arg-type]

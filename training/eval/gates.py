@@ -7,6 +7,9 @@ A policy (YAML) lists gates; each names a metric and one threshold:
 - ``max_rise_pct``  (``general.ppl``/``general.bpb``): perplexity may rise by at most Z%.
   ``general_en.*`` and ``general_zh.*`` gate one language of the general held-out set alone: the combined
   figure is dominated by Chinese (most of its tokens), so Chinese gains could hide English forgetting.
+- ``max_drop_points`` on ``answers.score`` (the answers suite): the mean judge score of the answers to
+  the frozen held-out questions, in points (score × 100); ``max_drop_points: 0`` with significance
+  required is "not significantly worse". The two evals must have answered byte-identical prompts.
 
 ``min_gain_points`` (the same metrics) is the other direction: the candidate must be at least X points
 better (significantly so when significance is required).
@@ -49,6 +52,7 @@ Metric = Literal[
     "general_en.bpb",
     "general_zh.ppl",
     "general_zh.bpb",
+    "answers.score",
 ]
 
 
@@ -202,8 +206,40 @@ def _ppl_delta(cand: dict, base: dict, part: str, field_: str, policy: GatePolic
     }
 
 
+def _answers_delta(cand: dict, base: dict, policy: GatePolicy) -> dict:
+    """Mean judge score of the answers suite, candidate minus baseline, in points, paired by question."""
+    if "answers" not in cand or "answers" not in base:
+        return {
+            "error": f"answers missing from the {'candidate' if 'answers' not in cand else 'baseline'} eval"
+        }
+    c, b = cand["answers"], base["answers"]
+    if c.get("sha256") != b.get("sha256"):
+        return {"error": "answers: the evals answered different prompts (frozen files differ)"}
+    if c.get("judge") != b.get("judge"):
+        return {"error": f"answers: judged with different settings ({c.get('judge')} vs {b.get('judge')})"}
+    c_items, b_items = ({r["id"]: r for r in part["items"]} for part in (c, b))
+    if set(c_items) != set(b_items) or not c_items:
+        return {"error": "answers: the evals scored different questions"}
+    ids = sorted(c_items)
+    cs = np.array([float(c_items[i]["score"]) for i in ids])
+    bs = np.array([float(b_items[i]["score"]) for i in ids])
+    d = (cs - bs) * 100.0
+    boot = _bootstrap(lambda idx: d[idx].mean(axis=1), len(d), policy.bootstrap_samples, policy.seed)
+    lo, hi = _ci(boot, policy.confidence)
+    return {
+        "n": len(ids),
+        "baseline": float(bs.mean() * 100),
+        "candidate": float(cs.mean() * 100),
+        "delta": float(d.mean()),
+        "ci": [lo, hi],
+        "unit": "points",
+    }
+
+
 def delta(cand: dict, base: dict, metric: str, policy: GatePolicy) -> dict:
     part, field_ = metric.split(".")
+    if part == "answers":
+        return _answers_delta(cand, base, policy)
     if field_ in ("acc", "score"):
         return _mc_delta(cand, base, part, field_, policy)
     return _ppl_delta(cand, base, part, field_, policy)
@@ -251,7 +287,10 @@ def evaluate_rule(rule: GateRule, d: dict, require_sig: bool) -> tuple[bool, str
 
 def compare(cand: dict, base: dict, policy: GatePolicy, metrics: list[str] | None = None) -> dict[str, dict]:
     """Every metric both evals have (or the given ones) → delta with CI and whether it is significant."""
-    metrics = metrics or list(Metric.__args__)  # type: ignore[attr-defined]
+    if metrics is None:
+        metrics = list(Metric.__args__)  # type: ignore[attr-defined]
+        if "answers" not in cand and "answers" not in base:  # evals without the answers suite
+            metrics.remove("answers.score")
     out = {}
     for m in metrics:
         d = delta(cand, base, m, policy)

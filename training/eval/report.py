@@ -1,6 +1,7 @@
 """The comparison report: an HTML page a person can read, and the same charts as a PNG.
 
-Gate table (pass/fail, delta, 95% CI, reason), per-category MMLU/CMMLU bars, perplexity before/after.
+Gate table (pass/fail, delta, 95% CI, reason), per-category MMLU/CMMLU bars, perplexity before/after,
+and a few answers of the answers suite side by side (baseline vs candidate, with their judge scores).
 """
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ Perplexity deltas are relative changes in percent. Intervals: paired bootstrap o
 {% if ppl %}<h3>Perplexity</h3><table><tr><th>set</th><th>part</th><th>tokens</th><th>ppl base</th><th>ppl cand</th><th>bpb base</th><th>bpb cand</th></tr>
 {% for p in ppl %}<tr><td>{{ p.set }}</td><td>{{ p.part }}</td><td class="num">{{ p.tokens }}</td><td class="num">{{ '%.3f' % p.b_ppl }}</td><td class="num">{{ '%.3f' % p.c_ppl }}</td>
 <td class="num">{{ '%.4f' % p.b_bpb }}</td><td class="num">{{ '%.4f' % p.c_bpb }}</td></tr>{% endfor %}</table>{% endif %}
+{% if answers %}<h2>Answers side by side</h2>
+<p><small>{{ answers.n }} held-out questions, identical frozen prompts (sha256 {{ answers.sha[:16] }}); mean judge score
+(chrF, 0-1) {{ '%.3f' % answers.b_score }} served → {{ '%.3f' % answers.c_score }} candidate. Shown: the {{ answers.rows|length }}
+questions whose score moved most.</small></p>
+<table id="answers"><tr><th>question / reference</th><th>served</th><th>candidate</th></tr>
+{% for a in answers.rows %}<tr><td><b>{{ a.question }}</b><br><small>{{ a.reference }}</small></td>
+<td><pre style="white-space: pre-wrap">{{ a.b_answer }}</pre><small>score {{ '%.3f' % a.b_score }}{% if a.b_reason %} ({{ a.b_reason }}){% endif %}</small></td>
+<td><pre style="white-space: pre-wrap">{{ a.c_answer }}</pre><small>score {{ '%.3f' % a.c_score }}{% if a.c_reason %} ({{ a.c_reason }}){% endif %}</small></td></tr>{% endfor %}</table>{% endif %}
 </body></html>
 """
 
@@ -107,6 +116,38 @@ def _ppl_rows(cand: dict, base: dict) -> list[dict]:
                 }
             )
     return out
+
+
+def _answer_rows(cand: dict, base: dict, shown: int = 6) -> dict | None:
+    """The answers suite side by side: the questions whose score moved most (either way)."""
+    if "answers" not in cand or "answers" not in base:
+        return None
+    b_items = {r["id"]: r for r in base["answers"]["items"]}
+    pairs = [(c, b_items[c["id"]]) for c in cand["answers"]["items"] if c["id"] in b_items]
+    if not pairs:
+        return None
+    pairs.sort(key=lambda cb: (-abs(cb[0]["score"] - cb[1]["score"]), cb[0]["id"]))
+    clip = lambda t, n=400: t if len(t) <= n else t[:n] + " …"  # noqa: E731
+    rows = [
+        {
+            "question": c["question"],
+            "reference": clip(c.get("reference", ""), 200),
+            "c_answer": clip(c["answer"]),
+            "b_answer": clip(b["answer"]),
+            "c_score": c["score"],
+            "b_score": b["score"],
+            "c_reason": c.get("reason"),
+            "b_reason": b.get("reason"),
+        }
+        for c, b in pairs[:shown]
+    ]
+    return {
+        "n": len(pairs),
+        "sha": cand["answers"].get("sha256", ""),
+        "c_score": sum(c["score"] for c, _ in pairs) / len(pairs),
+        "b_score": sum(b["score"] for _, b in pairs) / len(pairs),
+        "rows": rows,
+    }
 
 
 def render_png(benches: list[dict], ppl: list[dict], path: Path, labels: tuple[str, str]) -> None:
@@ -164,6 +205,7 @@ def write_report(
         benches=benches,
         ppl=ppl,
         png_name=png.name,
+        answers=_answer_rows(cand, base),
     )
     html_path = out_dir / f"{name}.html"
     write_text_atomic(html_path, html)

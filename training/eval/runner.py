@@ -1,4 +1,5 @@
-"""Evaluate one checkpoint: MMLU, CMMLU, domain and general perplexity → ``<ckpt>/eval/<name>.json``.
+"""Evaluate one checkpoint: MMLU, CMMLU, domain and general perplexity → ``<ckpt>/eval/<name>.json``;
+with a frozen prompts file (``answers``), also the answers suite (training/eval/answers.py).
 
     keel eval run CHECKPOINT --suite gate --data ../shared/data     (the CLI builds an EvalConfig and calls run_eval)
 
@@ -31,7 +32,7 @@ PARTS = ("mmlu", "cmmlu", "domain", "general")
 
 @dataclass
 class EvalConfig:
-    suite: Literal["gate", "full"] = "gate"
+    suite: Literal["gate", "full", "answers"] = "gate"  # answers: the answers suite alone
     shots: int = 0  # 0 or 5
     limit: int | None = (
         None  # at most this many questions per subject / texts per part; makes the eval partial
@@ -50,6 +51,14 @@ class EvalConfig:
     dtype: Literal["auto", "float32", "bfloat16"] = "float32"  # model body; the vocab projection stays fp32
     backend: Literal["transformers", "vllm"] = "vllm"  # scores letters and perplexity (as EvalSettings)
     vllm_reserved_cpus: int = 0  # vLLM on CPU: cores left out of the engine's OpenMP binding
+    answers: Path | None = None  # frozen prompts of the answers suite (JSONL written by the platform)
+    answers_max_tokens: int = 128  # longest generated answer
+
+    def parts(self) -> tuple[str, ...]:
+        """The parts a complete eval of this config has."""
+        if self.suite == "answers":
+            return ("answers",)
+        return (*PARTS, "answers") if self.answers is not None else PARTS
 
     @property
     def name(self) -> str:
@@ -65,6 +74,12 @@ class EvalConfig:
         d["dtype"], d["backend"] = resolve_dtype(self.dtype), self.backend
         # Bumped when how a backend scores changes (2: vLLM scores perplexity too), so stored evals re-run.
         d["scoring"] = SCORING_REVISION
+        if self.answers is not None:  # the prompts by content: a re-frozen identical file is the same eval
+            from training.eval.answers import file_sha256
+
+            path = Path(self.answers)
+            d["answers"] = file_sha256(path) if path.is_file() else f"missing:{path}"
+            d["answers_max_tokens"] = self.answers_max_tokens
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -116,17 +131,25 @@ def run_eval(checkpoint: Path, cfg: EvalConfig, update_checkpoint_manifest: bool
 
     # Read and check every input before the (slow) model work: bad data fails in a second, not at the end.
     benches: dict[str, MCBenchmark] = {}
+    only_answers = cfg.suite == "answers"
+    if only_answers and cfg.answers is None:
+        raise EvalDataError("the answers suite needs a frozen prompts file (--answers, `keel eval prompts`)")
+    prompt_set = None
+    if cfg.answers is not None:
+        from training.eval.answers import load_prompts
+
+        prompt_set = load_prompts(Path(cfg.answers))
     for name in ("mmlu", "cmmlu"):
         path = getattr(cfg, name)
-        if path is not None:
+        if path is not None and not only_answers:
             b = load_benchmark(Path(path), name)  # type: ignore[arg-type]
             b = gate_subset(b, cfg.gate_per_subject, cfg.seed) if cfg.suite == "gate" else b
             benches[name] = _limited(b, cfg.limit)
     heldout: dict[str, HeldoutSet] = {}
-    if cfg.domain is not None:
+    if cfg.domain is not None and not only_answers:
         # The gate suite scores the FAQ answers; the full suite adds the FAQ pages they came from.
         heldout["domain"] = domain_heldout(Path(cfg.domain), include_docs=cfg.suite == "full")
-    if cfg.general is not None:
+    if cfg.general is not None and not only_answers:
         per_lang = cfg.gate_general_docs if cfg.suite == "gate" else None
         heldout["general"] = general_heldout(Path(cfg.general), per_lang, cfg.seed)
 
@@ -146,6 +169,7 @@ def run_eval(checkpoint: Path, cfg: EvalConfig, update_checkpoint_manifest: bool
         for hs in heldout.values()
         for v in hs.parts.values()
     )
+    total += len(prompt_set.prompts) if prompt_set is not None else 0
     result: dict = {
         "schema": SCHEMA,
         "checkpoint": {
@@ -180,10 +204,16 @@ def run_eval(checkpoint: Path, cfg: EvalConfig, update_checkpoint_manifest: bool
                 t0 = time.perf_counter()
                 result[name] = _ppl_part(sm, hs, cfg, bar, scorer)
                 result["timings_s"][name] = round(time.perf_counter() - t0, 2)
+            if prompt_set is not None:
+                from training.eval.answers import run_answers
+
+                t0 = time.perf_counter()
+                result["answers"] = run_answers(prompt_set, cfg.answers_max_tokens, sm, scorer, bar.update)
+                result["timings_s"]["answers"] = round(time.perf_counter() - t0, 2)
         finally:
             if scorer is not None:
                 scorer.close()
-    missing = [p for p in PARTS if p not in result]
+    missing = [p for p in cfg.parts() if p not in result]
     result["missing"] = missing
     # A limited or incomplete run is recorded, but flagged: gates never pass on it.
     result["complete"] = not missing and cfg.limit is None

@@ -125,6 +125,38 @@ class VLLMScorer:
                 progress(sum(len(ids) for ids in part))
         return out
 
+    def generate(
+        self,
+        conversations: list[list[dict]],
+        sampling: list[dict[str, float]],
+        max_tokens: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[dict]:
+        """Greedy answers to chat conversations, rendered with the checkpoint's chat template as the
+        serving engine renders them (the answers suite). A prompt that leaves no room for ``max_tokens``
+        is not sent: its answer is empty with finish ``prompt_too_long``."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        from training.eval.answers import render
+
+        ids = [render(self.tokenizer, c) for c in conversations]
+        fits = [k for k, x in enumerate(ids) if len(x) + max_tokens <= self.max_length + 1]
+        out = [{"text": "", "tokens": 0, "prompt_tokens": len(x), "finish": "prompt_too_long"} for x in ids]
+        reqs = [TokensPrompt(prompt_token_ids=ids[k]) for k in fits]
+        params = [SamplingParams(temperature=0.0, max_tokens=max_tokens, **sampling[k]) for k in fits]
+        for k, o in zip(fits, self.llm.generate(reqs, params, use_tqdm=False), strict=True):
+            c = o.outputs[0]
+            out[k] = {
+                "text": c.text,
+                "tokens": len(c.token_ids),
+                "prompt_tokens": len(ids[k]),
+                "finish": c.finish_reason or "stop",
+            }
+        if progress:
+            progress(len(ids))
+        return out
+
     def close(self) -> None:
         engine = getattr(self.llm, "llm_engine", None)
         shutdown = getattr(engine, "shutdown", None) or getattr(

@@ -3,6 +3,8 @@
     keel eval run CHECKPOINT --suite gate --data ../shared/data          # <ckpt>/eval/gate-0shot.json
     keel eval gate CANDIDATE --data ../shared/data                       # vs the serving checkpoint: decision.json + report.html
     keel eval compare CANDIDATE --baseline base --data ../shared/data    # report only, no policy
+    keel eval prompts --out answers.jsonl --data ../shared/data         # freeze the answers suite's prompts
+    keel eval compare CAND -b BASE --suite answers --answers answers.jsonl   # answers alone, judged
 
 CHECKPOINT/--baseline take a folder or a version name under <data_dir>/checkpoints. Data paths come from
 the options, else from the settings' typed ``eval`` section (training/eval/config.py); `--set eval.dtype=float32`
@@ -32,9 +34,16 @@ app = typer.Typer(no_args_is_help=True)
 class Suite(StrEnum):
     gate = "gate"
     full = "full"
+    answers = "answers"
 
 
-SuiteOpt = Annotated[Suite, typer.Option("--suite", help="gate: fixed stratified subset; full: everything.")]
+SuiteOpt = Annotated[
+    Suite,
+    typer.Option(
+        "--suite",
+        help="gate: fixed stratified subset; full: everything; answers: only the answers suite (needs --answers).",
+    ),
+]
 ShotsOpt = Annotated[int, typer.Option("--shots", help="0 or 5 (dev-split exemplars, as lm-eval).")]
 LimitOpt = Annotated[
     int | None,
@@ -48,6 +57,13 @@ DomainOpt = Annotated[
     Path | None, typer.Option("--domain", help="Domain corpus folder (faq_qa.jsonl, docs/).")
 ]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch threads.")]
+AnswersOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--answers",
+        help="Frozen prompts (`keel eval prompts`): adds the answers suite (greedy answers judged by chrF).",
+    ),
+]
 BaselineOpt = Annotated[
     str | None,
     typer.Option(
@@ -72,6 +88,7 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {
     "general": (GeneralOpt, None),
     "domain": (DomainOpt, None),
     "threads": (ThreadsOpt, None),
+    "answers": (AnswersOpt, None),
 }
 _OPTION_TYPES = {name: typ for name, (typ, _) in _OPTIONS.items()}
 # A command receives them gathered in one frozen EvalOptions (attributes named as the options).
@@ -111,6 +128,7 @@ def _eval_config(o: EvalOptions):
 
     given = {"data": o.data, "mmlu": o.mmlu, "cmmlu": o.cmmlu, "general": o.general, "domain": o.domain}
     given["threads"] = o.threads
+    given["answers"] = o.answers
     es = load().eval.model_copy(update={k: v for k, v in given.items() if v is not None})
     cfg = es.eval_config(o.suite.value, o.shots, o.limit)
     return cfg, es
@@ -248,6 +266,12 @@ def run(
         if name in r:
             s = r[name]["summary"]
             typer.echo(f"{name} ppl {s['ppl']:.3f}  bpb {s['bpb']:.4f}  ({s['tokens']} tokens)")
+    if "answers" in r:
+        s = r["answers"]["summary"]
+        typer.echo(
+            f"answers: judge score {s['score']:.4f}  ({s['n']} questions, {s['other_language']} in another "
+            f"language, {s['empty']} empty)"
+        )
     typer.echo(f"eval: {out.path}{'' if r['complete'] else '  (partial)'}")
 
 
@@ -313,6 +337,34 @@ def compare(
             f"CI {d['ci'][0]:+.2f}..{d['ci'][1]:+.2f}{'  *' if d['significant'] else ''}"
         )
     typer.echo(f"report: {out.report}")
+
+
+@app.command()
+def prompts(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the prompts (JSONL).")],
+    n: Annotated[int, typer.Option("--n", help="Held-out FAQ questions (fixed, hash-ranked).")] = 32,
+    data: DataOpt = None,
+    domain: DomainOpt = None,
+) -> None:
+    """Freeze the answers suite's prompts: per held-out FAQ question, the engine messages serving builds
+    (domain template + chunks retrieved from this data dir's index). Both checkpoints answer these."""
+    from keel.cli import fail, load
+    from keel.errors import user_errors
+
+    if n < 1:
+        raise fail("--n must be at least 1")
+    settings = load()
+    given = {k: v for k, v in {"data": data, "domain": domain}.items() if v is not None}
+    settings = settings.model_copy(update={"eval": settings.eval.model_copy(update=given)})
+    try:
+        from keel.cycle.answers_prompts import freeze_prompts
+
+        res = freeze_prompts(settings, out, n)
+    except (*user_errors(), ValueError) as e:
+        raise fail(str(e)) from None
+    typer.echo(
+        f"{res['n']} prompts ({res['fallback']} without documents) → {res['path']}  sha256 {res['sha256'][:16]}"
+    )
 
 
 def _attach_retrieval_evals() -> None:

@@ -23,8 +23,8 @@ import yaml
 from flywheel.cycle import CycleRecord, Done, Skip, StepContext, StepRecord
 from flywheel.cycle_config import CycleConfig
 from keel.cycle.launcher import build_command, end_orphan, run_child
-from keel.runtime import Runtime
 from keel.errors import KeelError
+from keel.runtime import Runtime
 from keel.store import registry
 from keel.store.db import Database
 
@@ -32,7 +32,8 @@ log = logging.getLogger("keel.cycle")
 
 REPO = Path(__file__).resolve().parents[3]
 RECIPES = REPO / "training" / "recipes"
-_EVAL_PATHS = ("data", "mmlu", "cmmlu", "general", "domain", "policy")
+_EVAL_PATHS = ("data", "mmlu", "cmmlu", "general", "domain", "policy", "answers")
+ANSWERS_PROMPTS = "answers-prompts.jsonl"  # in the cycle folder: the answers suite's frozen prompts
 DOC_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
 
 
@@ -377,14 +378,37 @@ class PlatformSteps:
         )
 
     # ---- evaluate + gate -------------------------------------------------------------------------------
-    def eval_config(self, ctx: StepContext):
+    def _eval_settings(self, ctx: StepContext):
         es = self.settings.eval
         if ctx.config.eval:  # the cycle's own eval settings (e.g. a smaller gate suite in the demo)
             over = {
                 k: (str(repo_path(v)) if k in _EVAL_PATHS and v else v) for k, v in ctx.config.eval.items()
             }
             es = type(es).model_validate({**es.model_dump(), **over})
-        return es.eval_config(ctx.config.eval_suite, threads=ctx.config.launcher.threads or es.threads)
+        return es
+
+    def eval_config(self, ctx: StepContext):
+        es = self._eval_settings(ctx)
+        more = {}
+        frozen = self.cycle_dir(ctx.cycle_id) / ANSWERS_PROMPTS
+        if es.answers is None and es.answers_questions > 0 and frozen.exists():
+            more["answers"] = frozen  # the answers suite on this cycle's prompts (evaluate froze them)
+        return es.eval_config(
+            ctx.config.eval_suite, threads=ctx.config.launcher.threads or es.threads, **more
+        )
+
+    def _freeze_answers(self, ctx: StepContext, out: Path, n: int) -> dict:
+        """The answers suite's prompts, built once per cycle (a resumed cycle keeps its file, so both
+        checkpoints answer the same prompts) with the live router's retriever when the platform runs."""
+        from keel.cycle.answers_prompts import PromptsError, freeze_prompts
+
+        router = self.runtime.router if self.runtime is not None else None
+        # the FAQ where this cycle's gates read it (a profile's eval.data), not only the settings' own
+        settings = self.settings.model_copy(update={"eval": self._eval_settings(ctx)})
+        try:
+            return freeze_prompts(settings, out, n, retriever=getattr(router, "retriever", None))
+        except PromptsError as e:
+            raise StepFailed(f"answers suite: {e}") from None
 
     def _policy(self, ctx: StepContext) -> Path | None:
         if ctx.config.policy:
@@ -401,12 +425,19 @@ class PlatformSteps:
                 f"no eval data for {', '.join(missing)} (set eval.data): the gate could not pass"
             )
         d = self.cycle_dir(ctx.cycle_id)
+        answers = None
+        n = self._eval_settings(ctx).answers_questions
+        if n > 0 and cfg.answers is None:
+            answers = self._freeze_answers(ctx, d / ANSWERS_PROMPTS, n)
+            cfg = self.eval_config(ctx)  # now with the frozen prompts
         cfg_path = d / "eval.json"
         cfg_path.write_text(
             json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}, indent=2),
             encoding="utf-8",
         )
         out: dict[str, Any] = {"fingerprint": cfg.fingerprint(), "config": str(cfg_path)}
+        if answers is not None:
+            out["answers_prompts"] = answers
         for role, ck in (("baseline", baseline), ("candidate", candidate)):
             argv = build_command(
                 ctx.config.launcher,
