@@ -21,10 +21,10 @@ from tests.support.cycle_memory import MemoryCycleStore
 class FakeSteps:
     """Records every call; data sizes and failures are set per test."""
 
-    def __init__(self, sft=20, pairs=20, docs=5, gate_passes=True):
+    def __init__(self, sft=20, pairs=20, docs=5, gate_passes=True, rated=20):
         self.calls: list[str] = []
-        self.sizes = {"cpt": docs, "sft": sft, "dpo": pairs}
-        self.mins = {"cpt": 1, "sft": 8, "dpo": 8}
+        self.sizes = {"cpt": docs, "sft": sft, "dpo": pairs, "kto": rated}
+        self.mins = {"cpt": 1, "sft": 8, "dpo": 8, "kto": 8}
         self.gate_passes = gate_passes
         self.fail_at: str | None = None
         self.block_at: str | None = None  # this step waits until the cycle is cancelled
@@ -111,13 +111,14 @@ def test_full_cycle_runs_steps_in_order_and_chains_stages():
     runner, store = _runner(steps)
     c = runner.run(CycleConfig(), "cli")
     assert c.status == "succeeded" and c.outcome == "promoted"
-    assert steps.calls == plan(["cpt", "sft", "dpo"])[:-1] + ["promote"]
+    assert steps.calls == plan(["cpt", "sft", "dpo", "kto"])[:-1] + ["promote"]
     rows = {s.name: s for s in store.steps(c.cycle_id)}
-    # SFT starts from the CPT result, DPO from SFT's; the first from serving
+    # SFT starts from the CPT result, DPO from SFT's, KTO from DPO's; the first from serving
     assert rows["train:cpt"].output["parent"] == "base"
     assert rows["train:sft"].output["parent"] == "c0-cpt"
     assert rows["train:dpo"].output["parent"] == "c0-sft"
-    assert steps.promoted == ["c0-dpo"]
+    assert rows["train:kto"].output["parent"] == "c0-dpo"
+    assert steps.promoted == ["c0-kto"]
     assert all(s.status == "done" and s.input_hash and s.output_hash for s in rows.values())
     assert rows["snapshot:cpt"].output_hash == "h-cpt"
     assert c.report == "/reports/c0.html"
@@ -136,7 +137,7 @@ def test_stage_without_enough_data_is_skipped_with_its_reason():
 
 
 def test_nothing_to_train_skips_evaluate_gate_and_promote():
-    steps = FakeSteps(sft=0, pairs=0, docs=0)
+    steps = FakeSteps(sft=0, pairs=0, docs=0, rated=0)
     runner, store = _runner(steps)
     c = runner.run(CycleConfig(), "schedule")
     assert c.status == "succeeded" and c.outcome == "nothing_to_train"
@@ -193,8 +194,8 @@ def test_restart_marks_interrupted_and_the_next_run_continues_it():
 
     store.save_step(StepRecord(cycle.cycle_id, "mine", 0, "done", output={"pairs": 20}, output_hash="x"))
     store.save_step(StepRecord(cycle.cycle_id, "router", 1, "done", output={"passed": True}))
-    store.save_step(StepRecord(cycle.cycle_id, "train:cpt", 5, "running", attempts=1))
-    for i, st in enumerate(("cpt", "sft", "dpo")):
+    store.save_step(StepRecord(cycle.cycle_id, "train:cpt", 6, "running", attempts=1))
+    for i, st in enumerate(("cpt", "sft", "dpo", "kto")):
         store.save_step(StepRecord(cycle.cycle_id, f"snapshot:{st}", 2 + i, "done", output={"path": st}))
 
     fresh, _ = _runner(steps, store)  # the restarted process
