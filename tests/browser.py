@@ -32,3 +32,12 @@ def launch(playwright):
     """A headless Chromium browser from a ``sync_playwright()`` handle."""
     require_chromium()
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def logged_in_page(browser, url: str, key: str):
+    """A new 1400×800 page at ``url`` (the annotation page or the console), logged in with ``key``."""
+    page = browser.new_context(viewport={"width": 1400, "height": 800}).new_page()
+    page.goto(url)
+    page.fill("#key", key)
+    page.click("#login")
+    return page

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,3 +56,38 @@ def platform_running(
         yield p
     finally:
         p.stop()
+
+
+def engineless_platform(data_dir: Path, *overrides: str):
+    """A real Platform (DuckDB, key store, registry) without engine, router or corpus: for tests of what the
+    app's own code does (auth, pages, the admin API), where nothing needs a model."""
+    from keel.app import build_platform
+    from keel.config import load_settings
+
+    settings = load_settings(
+        overrides=[f"data_dir={data_dir}", "router.enabled=false", "rag.corpus_paths=[]", *overrides]
+    )
+    return build_platform(settings)
+
+
+@contextlib.contextmanager
+def serve_app(app, lifespan: str = "auto", timeout: float = 30.0) -> Iterator[int]:
+    """Serve an ASGI app with uvicorn in a thread on a free loopback port (yielded) while the block runs;
+    with the app's lifespan, its shutdown runs at the end (a Platform's closes its database)."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -5,27 +5,20 @@ for a review come first; a reviewer's decision on a trusted pair is an ordinary 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from tests.annotation.test_route_flag import _free_port
-from tests.browser import launch
+from tests.browser import launch, logged_in_page
 from tests.flywheel.planted import request
+from tests.harness import engineless_platform, serve_app
 
 
 @pytest.fixture
 def served(tmp_path, restore_umask):
-    from keel.app import build_platform, create_app
-    from keel.config import load_settings
+    from keel.app import create_app
 
-    settings = load_settings(
-        overrides=[f"data_dir={tmp_path / 'data'}", "router.enabled=false", "rag.corpus_paths=[]"]
-    )
-    platform = build_platform(settings)
+    platform = engineless_platform(tmp_path / "data")
     con = platform.db.cursor()
     request(con, "req-edit", "key-user", "Who develops TiDB?", "Nobody knows.", 1, route="chat")
     request(con, "req-up", "key-user", "What is PD?", "PD schedules.", 2, route="chat")
@@ -49,21 +42,9 @@ def served(tmp_path, restore_umask):
                 minute,
             ],
         )
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the app did not start"
-        time.sleep(0.05)
-    try:
+    # the app's lifespan shutdown closes the platform (and its database)
+    with serve_app(create_app(platform)) as port:
         yield platform, f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def test_auto_accepted_pairs_carry_a_badge_and_come_after_waiting_ones(served, artifacts_dir: Path):
@@ -74,10 +55,7 @@ def test_auto_accepted_pairs_carry_a_badge_and_come_after_waiting_ones(served, a
     with sync_playwright() as pw:
         browser = launch(pw)
         try:
-            page = browser.new_context(viewport={"width": 1400, "height": 800}).new_page()
-            page.goto(f"{url}/annotate")
-            page.fill("#key", key)
-            page.click("#login")
+            page = logged_in_page(browser, f"{url}/annotate", key)
             # the pair that waits for a review comes first, though it was mined later; no badge
             page.wait_for_function("() => document.getElementById('item').dataset.pairId === 'pair-thumbs'")
             assert not page.is_visible("#m-auto")

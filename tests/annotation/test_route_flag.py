@@ -8,36 +8,23 @@ router's next (gated) refit trains on: `route_flags` → `training_set`.
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from tests.browser import launch
+from tests.browser import launch, logged_in_page
 from tests.flywheel.planted import request
+from tests.harness import engineless_platform, serve_app
 
 MISROUTED = "Firebird 数据库怎么备份"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def served(tmp_path, restore_umask):
-    from keel.app import build_platform, create_app
-    from keel.config import load_settings
+    from keel.app import create_app
 
-    settings = load_settings(
-        overrides=[f"data_dir={tmp_path / 'data'}", "router.enabled=false", "rag.corpus_paths=[]"]
-    )
-    platform = build_platform(settings)
+    platform = engineless_platform(tmp_path / "data")
     con = platform.db.cursor()
     # a request the router sent to the TiDB route, and the review item mined from it
     request(con, "req-fb", "key-user", MISROUTED, "用 BR 备份 TiDB 集群…", 1, route="domain")
@@ -57,21 +44,9 @@ def served(tmp_path, restore_umask):
                 json.dumps({"rule": "edit", "request_ids": [rid], "routes": [route]}),
             ],
         )
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the app did not start"
-        time.sleep(0.05)
-    try:
+    # the app's lifespan shutdown closes the platform (and its database)
+    with serve_app(create_app(platform)) as port:
         yield platform, f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True  # the lifespan's shutdown closes the platform (and its database)
-        thread.join(30)
 
 
 def test_flag_a_wrong_route_in_browser(served, artifacts_dir: Path):
@@ -84,10 +59,7 @@ def test_flag_a_wrong_route_in_browser(served, artifacts_dir: Path):
     with sync_playwright() as pw:
         browser = launch(pw)
         try:
-            page = browser.new_context(viewport={"width": 1400, "height": 800}).new_page()
-            page.goto(f"{url}/annotate")
-            page.fill("#key", key)
-            page.click("#login")
+            page = logged_in_page(browser, f"{url}/annotate", key)
             page.wait_for_function("() => document.getElementById('item').dataset.pairId === 'pair-fb'")
             assert page.inner_text("#m-route") == "route: domain"
             assert not page.is_visible("#flag-form")  # the control is closed until asked for

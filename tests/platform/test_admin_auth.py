@@ -9,18 +9,11 @@ import re
 
 import pytest
 from fastapi.routing import APIRoute
-from fastapi.testclient import TestClient
 
 
 @pytest.fixture(scope="module")
-def surface(tmp_path_factory):
-    from keel.app import build_platform, create_app
-    from keel.config import load_settings
-
-    data = tmp_path_factory.mktemp("auth")
-    settings = load_settings(overrides=[f"data_dir={data}", "router.enabled=false", "rag.corpus_paths=[]"])
-    platform = build_platform(settings)
-    app = create_app(platform)
+def surface(engineless_app):
+    platform, app, client = engineless_app
     keys = {role: platform.keys.create(f"k-{role}", role)[1] for role in ("user", "annotator", "admin")}
     revoked_info, revoked = platform.keys.create("k-gone", "admin")
     platform.keys.revoke(revoked_info.key_id)
@@ -30,8 +23,7 @@ def surface(tmp_path_factory):
         "nonascii": "sk-ké\u00ff",
         "root": platform.admin_key,
     }
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield app, client, keys
+    return app, client, keys
 
 
 def admin_surface(app) -> list[tuple[str, str]]:
@@ -47,11 +39,21 @@ def admin_surface(app) -> list[tuple[str, str]]:
     return out
 
 
-def _call(client, method, path, key):
+def _misanswered(surface, who, answered, methods=None) -> str:
+    """One line per admin route (of ``methods``; None: all) whose answer to ``who``'s key fails ``answered``."""
+    app, client, keys = surface
     # bytes: a header is latin-1 on the wire, and a non-ASCII key must be a 401 too, not a crash
+    key = keys.get(who)
     headers = {"Authorization": f"Bearer {key}".encode("latin-1")} if key is not None else {}
-    # no body: the auth dependency answers before any work or validation
-    return client.request(method, path, headers=headers)
+    wrong = []
+    for method, path in admin_surface(app):
+        if methods and method not in methods:
+            continue
+        # no body: the auth dependency answers before any work or validation
+        r = client.request(method, path, headers=headers)
+        if not answered(r):
+            wrong.append(f"{method} {path} → {r.status_code} {r.text[:100]}")
+    return "\n".join(wrong)
 
 
 def test_the_surface_is_all_there(surface):
@@ -63,37 +65,30 @@ def test_the_surface_is_all_there(surface):
 
 @pytest.mark.parametrize("who", [None, "unknown", "revoked", "nonascii"])
 def test_a_missing_or_unknown_key_is_a_401_everywhere(surface, who):
-    app, client, keys = surface
-    wrong = []
-    for method, path in admin_surface(app):
-        r = _call(client, method, path, keys.get(who))
-        if r.status_code != 401 or r.json()["error"]["type"] != "authentication_error":
-            wrong.append(f"{method} {path} → {r.status_code} {r.text[:100]}")
-    assert not wrong, "\n".join(wrong)
+    wrong = _misanswered(
+        surface, who, lambda r: r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+    )
+    assert not wrong, wrong
 
 
 @pytest.mark.parametrize("role", ["user", "annotator"])
 def test_a_valid_key_that_is_not_an_admins_is_a_403_everywhere(surface, role):
-    app, client, keys = surface
-    wrong = []
-    for method, path in admin_surface(app):
-        r = _call(client, method, path, keys[role])
-        if r.status_code != 403 or r.json()["error"]["code"] != "forbidden":
-            wrong.append(f"{method} {path} → {r.status_code} {r.text[:100]}")
-    assert not wrong, "\n".join(wrong)
+    wrong = _misanswered(
+        surface, role, lambda r: r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    )
+    assert not wrong, wrong
 
 
 @pytest.mark.parametrize("who", ["admin", "root"])
 def test_an_admin_key_gets_through_everywhere(surface, who):
-    app, client, keys = surface
-    wrong = []
-    for method, path in admin_surface(app):
-        if method != "GET":  # a POST with a valid key could start real work; its 401/403 are above
-            continue
-        r = _call(client, method, path, keys[who])
-        if r.status_code in (401, 403) or r.status_code >= 500 and r.status_code != 503:
-            wrong.append(f"{method} {path} → {r.status_code} {r.text[:100]}")
-    assert not wrong, "\n".join(wrong)
+    # GET only: a POST with a valid key could start real work; its 401/403 are above
+    wrong = _misanswered(
+        surface,
+        who,
+        lambda r: r.status_code not in (401, 403) and (r.status_code < 500 or r.status_code == 503),
+        ("GET",),
+    )
+    assert not wrong, wrong
 
 
 def test_console_login_follows_the_same_rule(surface):

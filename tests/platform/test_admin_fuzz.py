@@ -11,7 +11,6 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.routing import APIRoute
-from fastapi.testclient import TestClient
 
 HOSTILE = ["-1", "0", "-9223372036854775809", "99999999999999999999", "1e309", "abc", "", "%00", "' OR 1=1 --",
            "x" * 5000, "1.5", "NaN", "\u202e\u0000"]  # fmt: skip
@@ -20,17 +19,10 @@ BODIES = [b"[]", b'"x"', b"{", b"null", b"\xff\xfe"]
 
 
 @pytest.fixture(scope="module")
-def app_client(tmp_path_factory):
-    from keel.app import build_platform, create_app
-    from keel.config import load_settings
-
-    data = tmp_path_factory.mktemp("fuzz")
-    settings = load_settings(overrides=[f"data_dir={data}", "router.enabled=false", "rag.corpus_paths=[]"])
-    platform = build_platform(settings)
-    app = create_app(platform)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        client.headers["Authorization"] = f"Bearer {platform.admin_key}"
-        yield app, client
+def app_client(engineless_app):
+    platform, app, client = engineless_app
+    client.headers["Authorization"] = f"Bearer {platform.admin_key}"
+    return app, client
 
 
 def admin_routes(app) -> list[tuple[str, str, list[str]]]:

@@ -11,15 +11,13 @@ import time
 import duckdb
 from fastapi.testclient import TestClient
 
+from tests.harness import engineless_platform
+
 
 def make_app(data_dir, *overrides: str):
-    from keel.app import build_platform, create_app
-    from keel.config import load_settings
+    from keel.app import create_app
 
-    settings = load_settings(
-        overrides=[f"data_dir={data_dir}", "router.enabled=false", "rag.corpus_paths=[]", *overrides]
-    )
-    platform = build_platform(settings)
+    platform = engineless_platform(data_dir, *overrides)
     return platform, create_app(platform)
 
 

@@ -12,19 +12,16 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from serving.config import GatewayConfig
 from serving.engine.pool import Endpoint, EnginePool
 from serving.gateway.api import install_error_handlers, router
 from serving.gateway.chat import ChatService
-from tests.harness import free_port
+from tests.harness import serve_app
 from tests.serving.fakes import Keys, Sink
 
 
@@ -61,24 +58,6 @@ def make_app(config: GatewayConfig | None = None, route=None, engine=None) -> tu
     return app, sink, engine
 
 
-@contextmanager
-def serve(app: FastAPI) -> Iterator[int]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 def head(path: str, length: int) -> bytes:
     return (
         f"POST {path} HTTP/1.1\r\nHost: keel\r\nAuthorization: Bearer good\r\n"
@@ -108,7 +87,7 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
 def test_body_cut_off_by_the_client_is_a_499_row_not_a_traceback():
     """The probe: Content-Length 100, 2 bytes sent, connection closed → no row, a ClientDisconnect traceback."""
     app, sink, engine = make_app()
-    with serve(app) as port:
+    with serve_app(app, lifespan="off") as port:
         with socket.create_connection(("127.0.0.1", port)) as s:
             s.sendall(head("/v1/chat/completions", 100) + b'{"')
             time.sleep(0.2)  # the gateway is reading the body by now
@@ -119,7 +98,10 @@ def test_body_cut_off_by_the_client_is_a_499_row_not_a_traceback():
 
 def test_body_that_never_completes_gets_408_and_a_row():
     app, sink, engine = make_app(GatewayConfig(body_timeout_s=0.5))
-    with serve(app) as port, socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+    with (
+        serve_app(app, lifespan="off") as port,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as s,
+    ):
         s.sendall(head("/v1/chat/completions", 100) + b'{"')
         t = time.monotonic()
         status, headers, body = read_response(s)  # before: no answer at all, ever
@@ -230,7 +212,7 @@ def test_client_gone_before_an_out_of_scope_reply_is_logged_499(real_router, str
     sends it whole and leaves while it is being classified."""
     app, sink, engine = make_app(route=real_router)
     poem = f"帮我写一首关于春天的诗。({stream}) " * 250
-    with serve(app) as port:
+    with serve_app(app, lifespan="off") as port:
         # the same kind of message, waited for: it is refused as out of scope, with a 200
         with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
             s.sendall(_oos_request("写一首关于秋天和落叶的诗。" * 200, stream))
@@ -270,7 +252,7 @@ def test_client_gone_while_the_engine_answers_a_non_streamed_request_is_logged_4
     slow = SlowEngine(3.0)
     app, sink, _ = make_app(engine=slow)
     body = json.dumps({"model": "keel", "messages": [{"role": "user", "content": "hi"}]}).encode()
-    with serve(app) as port:
+    with serve_app(app, lifespan="off") as port:
         with socket.create_connection(("127.0.0.1", port)) as s:
             s.sendall(head("/v1/chat/completions", len(body)) + body)
             time.sleep(0.5)  # the engine has the request by now
