@@ -178,7 +178,7 @@ def test_backups_after_an_escape_attempt_stay_in_their_folder(app_client, tmp_pa
 
 
 @pytest.mark.parametrize(
-    "out", ["../../..", "../../../tmp/flywheel-escape", "/etc/keel-export", "a\x00b", "x" * 2000]
+    "out", ["../../..", "../../../tmp/flywheel-escape", "/etc/keel-export", "a\x00b", "x" * 2000, "y" * 300]
 )
 def test_an_export_outside_the_data_dir_is_a_400(app_client, out):
     _, client = app_client

@@ -64,6 +64,8 @@ def contained_out(settings, out: str | None) -> str | None:
         raise APIError(
             400, f"out {out[:200]!r}: {getattr(e, 'strerror', None) or e}", "invalid_request", "out"
         ) from None
+    if any(len(part.encode()) > 255 for part in dest.parts):  # the OS would refuse it mid-export
+        raise APIError(400, "out has a path component longer than 255 bytes", "invalid_request", "out")
     if not any(dest.is_relative_to(root) and dest != root for root in roots):
         raise APIError(
             400,
