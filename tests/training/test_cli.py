@@ -49,3 +49,16 @@ def test_train_cli_errors_are_one_line(tmp_path):
     assert res.exit_code == 1 and "nope.yaml" in _lines(res.output)[0]
     res = CliRunner().invoke(app, ["options", "dpo"])
     assert res.exit_code == 0 and "beta = 0.1" in res.output
+
+
+def test_every_training_stage_has_its_command():
+    """`keel train <stage>` is made from the CLI's own table (the CLI starts without importing TRL); it must
+    name exactly training.config.STAGES."""
+    from keel.cli.train import STAGE_HELP, app
+
+    from training.config import STAGES
+
+    assert list(STAGE_HELP) == list(STAGES)
+    for stage in STAGES:
+        res = CliRunner().invoke(app, [stage, "--help"])
+        assert res.exit_code == 0 and "--config" in res.output and "--resume" in res.output, res.output

@@ -62,28 +62,26 @@ def _run(stage: str, config: Path, overrides: list[str] | None, resume: bool) ->
     )
 
 
-@app.command()
-def cpt(config: ConfigOpt, overrides: Overrides = None, resume: ResumeOpt = False) -> None:
-    """Continued pre-training on a prepared text snapshot."""
-    _run("cpt", config, overrides, resume)
+# One command per stage (`keel train cpt --help` ...). The stage names are training.config.STAGES's, kept
+# here as plain strings: importing that module imports TRL, and the CLI must start without it.
+STAGE_HELP = {
+    "cpt": "Continued pre-training on a prepared text snapshot.",
+    "sft": "Supervised fine-tuning on chat data (loss on assistant turns).",
+    "dpo": "Preference optimisation against the parent checkpoint.",
+    "kto": "Unpaired preference optimisation (answers rated up or down) against the parent checkpoint.",
+}
 
 
-@app.command()
-def sft(config: ConfigOpt, overrides: Overrides = None, resume: ResumeOpt = False) -> None:
-    """Supervised fine-tuning on chat data (loss on assistant turns)."""
-    _run("sft", config, overrides, resume)
+def _stage_command(stage: str):
+    def command(config: ConfigOpt, overrides: Overrides = None, resume: ResumeOpt = False) -> None:
+        _run(stage, config, overrides, resume)
+
+    command.__name__ = stage
+    return command
 
 
-@app.command()
-def dpo(config: ConfigOpt, overrides: Overrides = None, resume: ResumeOpt = False) -> None:
-    """Preference optimisation against the parent checkpoint."""
-    _run("dpo", config, overrides, resume)
-
-
-@app.command()
-def kto(config: ConfigOpt, overrides: Overrides = None, resume: ResumeOpt = False) -> None:
-    """Unpaired preference optimisation (answers rated up or down) against the parent checkpoint."""
-    _run("kto", config, overrides, resume)
+for _stage, _help in STAGE_HELP.items():
+    app.command(_stage, help=_help)(_stage_command(_stage))
 
 
 @app.command("options")
