@@ -129,38 +129,38 @@ def iter_chat(source: Path | str) -> Iterator[Record]:
         yield Record(where, path, {"messages": to_messages(row, where)})
 
 
+def _require(row: dict[str, Any], where: str, kind: str, keys: tuple[str, ...]) -> None:
+    missing = [k for k in keys if k not in row]
+    if missing:
+        raise SchemaError(f"{where}: {kind} rows need {'/'.join(keys)} (missing {', '.join(missing)})")
+
+
+def _texts(row: dict[str, Any], where: str, keys: tuple[str, ...]) -> None:
+    """Each of ``keys`` is a string or a message list (TRL's standard or conversational rows)."""
+    for k in keys:
+        v = row[k]
+        if isinstance(v, list):
+            _messages(v, where)
+        elif not isinstance(v, str):
+            raise SchemaError(f"{where}: {k} must be a string or a message list")
+
+
 def iter_preference(source: Path | str) -> Iterator[Record]:
+    keys = ("prompt", "chosen", "rejected")
     for where, path, row in _jsonl_rows(source):
-        missing = [k for k in ("prompt", "chosen", "rejected") if k not in row]
-        if missing:
-            raise SchemaError(
-                f"{where}: preference rows need prompt/chosen/rejected (missing {', '.join(missing)})"
-            )
-        for k in ("prompt", "chosen", "rejected"):
-            v = row[k]
-            if isinstance(v, list):
-                _messages(v, where)
-            elif not isinstance(v, str):
-                raise SchemaError(f"{where}: {k} must be a string or a message list")
-        yield Record(where, path, {k: row[k] for k in ("prompt", "chosen", "rejected")})
+        _require(row, where, "preference", keys)
+        _texts(row, where, keys)
+        yield Record(where, path, {k: row[k] for k in keys})
 
 
 def iter_unpaired(source: Path | str) -> Iterator[Record]:
+    keys = ("prompt", "completion", "label")
     for where, path, row in _jsonl_rows(source):
-        missing = [k for k in ("prompt", "completion", "label") if k not in row]
-        if missing:
-            raise SchemaError(
-                f"{where}: unpaired rows need prompt/completion/label (missing {', '.join(missing)})"
-            )
+        _require(row, where, "unpaired", keys)
         if not isinstance(row["label"], bool):
             raise SchemaError(f"{where}: label must be true (desirable) or false (undesirable)")
-        for k in ("prompt", "completion"):
-            v = row[k]
-            if isinstance(v, list):
-                _messages(v, where)
-            elif not isinstance(v, str):
-                raise SchemaError(f"{where}: {k} must be a string or a message list")
-        yield Record(where, path, {k: row[k] for k in ("prompt", "completion", "label")})
+        _texts(row, where, keys[:2])
+        yield Record(where, path, {k: row[k] for k in keys})
 
 
 def row_texts(row: dict[str, Any]) -> list[str]:
