@@ -54,7 +54,7 @@ def _profile(root, min_sft: int) -> str:
             }
         )
     )
-    prof = root / f"e2e-{min_sft}.yaml"
+    prof = root / "keel" / f"e2e-{min_sft}.yaml"  # profiles are read from the data dir (or the shipped ones)
     prof.write_text(
         yaml.safe_dump(
             {
