@@ -84,6 +84,9 @@ def _profile(path: Path, data: Path, policy: Path, **cpt_over) -> Path:
             "launcher": {"threads": 1, "nice": 5},
         }
     }
+    path.parent.mkdir(
+        parents=True, exist_ok=True
+    )  # profiles are read from the data dir (or the shipped ones)
     path.write_text(yaml.safe_dump(prof), encoding="utf-8")
     return path
 
@@ -132,7 +135,7 @@ def test_cycle_promotes_then_skips_unchanged_docs_then_rejects(env):
 
     svc, db = _service(env)
     try:
-        prof = _profile(env["root"] / "p1.yaml", env["data"], env["pass"])
+        prof = _profile(env["root"] / "keel" / "p1.yaml", env["data"], env["pass"])
         c = svc.start("cli", profile=str(prof), wait=True)
         shown = svc.show(c.cycle_id)
         steps = {s["name"]: s for s in shown["steps"]}
@@ -170,7 +173,7 @@ def test_cycle_promotes_then_skips_unchanged_docs_then_rejects(env):
 
         # one document changed; a gate that cannot pass: rejected with its reason, serving unchanged
         (env["data"] / "domain" / "tidb" / "docs" / "pd.md").write_text(DOCS["pd.md"] * 5, encoding="utf-8")
-        strict = _profile(env["root"] / "p2.yaml", env["data"], env["strict"])
+        strict = _profile(env["root"] / "keel" / "p2.yaml", env["data"], env["strict"])
         c3 = svc.start("api", profile=str(strict), wait=True)
         s3 = {s["name"]: s for s in svc.show(c3.cycle_id)["steps"]}
         assert c3.outcome == "rejected", c3.error
@@ -200,7 +203,12 @@ def test_kill_during_training_then_resume_without_duplicate_work(env):
     from tests.harness import db_rows
 
     prof = _profile(
-        env["root"] / "p.yaml", env["data"], env["pass"], max_steps=8, save_steps=2, save_total_limit=4
+        env["root"] / "keel" / "p.yaml",
+        env["data"],
+        env["pass"],
+        max_steps=8,
+        save_steps=2,
+        save_total_limit=4,
     )
     proc = _cli(env, "run", "--profile", str(prof), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     keel = env["root"] / "keel"
@@ -266,7 +274,7 @@ def test_dry_run_mines_and_builds_snapshots_but_trains_and_promotes_nothing(env)
     db = Database(settings.db_path)
     plant(db.cursor())
     db.close()
-    prof = _profile(env["root"] / "p.yaml", env["data"], env["pass"])
+    prof = _profile(env["root"] / "keel" / "p.yaml", env["data"], env["pass"])
     e = {**os.environ, "KEEL_CONFIG": str(env["config"]), "PYTHONPATH": str(REPO)}
     r = subprocess.run(
         [sys.executable, "-m", "keel", "cycle", "run", "--dry-run", "--profile", str(prof), "--json"],
