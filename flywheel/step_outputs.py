@@ -34,6 +34,17 @@ def duration(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def progress_line(p: dict[str, Any] | None) -> str:
+    """A running training step as a person follows it: step n of N, loss, tokens/s, elapsed, ETA."""
+    if not p:
+        return ""
+    of = f" of {fmt(p['max_steps'])}" if p.get("max_steps") else ""
+    return (
+        f"step {fmt(p.get('step'))}{of} · loss {fmt(p.get('loss'))} · {fmt(p.get('tokens_per_s'))} tokens/s"
+        f" · {duration(p.get('elapsed_s'))} elapsed · ETA {duration(p.get('eta_s'))}"
+    )
+
+
 class StepOutput(BaseModel):
     model_config = ConfigDict(extra="allow")
 

@@ -28,16 +28,9 @@ def _client():
 
 
 def _progress(p: dict | None) -> str:
-    """A running training step as a person follows it: step n of N, loss, tokens/s, elapsed, ETA."""
-    if not p:
-        return ""
-    from flywheel.step_outputs import duration, fmt
+    from flywheel.step_outputs import progress_line
 
-    of = f" of {fmt(p['max_steps'])}" if p.get("max_steps") else ""
-    return (
-        f"step {fmt(p.get('step'))}{of} · loss {fmt(p.get('loss'))} · {fmt(p.get('tokens_per_s'))} tokens/s"
-        f" · {duration(p.get('elapsed_s'))} elapsed · ETA {duration(p.get('eta_s'))}"
-    )
+    return progress_line(p)
 
 
 def _steps_table(cycle: dict) -> None:

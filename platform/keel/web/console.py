@@ -147,8 +147,20 @@ def requests_(
 
 @router.get("/api/cycles")
 def cycles(request: Request, _: Operator) -> dict[str, Any]:
-    db = _platform(request).db
-    return {"available": queries.has_tables(db, "cycles", "cycle_steps"), "cycles": queries.cycles(db)}
+    from flywheel.step_outputs import progress_line
+
+    p = _platform(request)
+    out = {"available": queries.has_tables(p.db, "cycles", "cycle_steps"), "cycles": queries.cycles(p.db)}
+    running = p.cycles.store.running()
+    if running is not None:  # the step it is in, and a training step's live progress
+        steps = [s for s in p.cycles.show(running.cycle_id)["steps"] if s["status"] == "running"]
+        if steps:
+            out["running"] = {
+                "cycle_id": running.cycle_id,
+                "step": steps[-1]["name"],
+                "progress": progress_line(steps[-1].get("progress")),
+            }
+    return out
 
 
 def _report(path: str | None) -> Response:

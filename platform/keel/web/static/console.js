@@ -398,7 +398,10 @@ async function loadCycles() {
       )
     )
   );
-  box.replaceChildren(table, el("div", { class: "muted" }, `step timeline of ${c.cycles[0].cycle_id}`));
+  const now = c.running
+    ? el("p", { id: "cycle-running" }, `${c.running.cycle_id} is in ${c.running.step}` + (c.running.progress ? `: ${c.running.progress}` : ""))
+    : "";
+  box.replaceChildren(...[now, table, el("div", { class: "muted" }, `step timeline of ${c.cycles[0].cycle_id}`)].filter(Boolean));
   timeline($("chart-cycle"), c.cycles[0].steps);
   $("p-cycles").dataset.ready = "1";
 }
