@@ -404,3 +404,29 @@ def save_final(
     # The run finished: its resumable states are no longer needed; keep the log beside the checkpoint.
     shutil.rmtree(paths.work, ignore_errors=True)
     return RunResult(paths.output, steps, metrics)
+
+
+def train_with_reference(
+    trainer_cls, cfg, paths: RunPaths, snap: Snapshot, rows, resume: bool, extra: dict[str, Any]
+) -> RunResult:
+    """Train and save a preference stage (trl.DPOTrainer, trl.KTOTrainer) whose reference model is the
+    parent checkpoint; the reference goes into the manifest beside ``extra``."""
+    recorder = make_recorder()
+    budget = make_budget(cfg, paths, resume)
+    tokenizer = load_tokenizer(cfg.model)
+    peft = peft_config(cfg)
+    # With LoRA, TRL uses the adapter-disabled policy as the reference (that is the parent); otherwise
+    # load the parent explicitly.
+    ref = None if peft is not None else load_model(cfg.ref_model or cfg.model)
+    trainer = trainer_cls(
+        model=load_model(cfg.model),
+        ref_model=ref,
+        args=cfg.for_trainer(paths.work, has_eval=False),
+        train_dataset=rows,
+        processing_class=tokenizer,
+        peft_config=peft,
+        callbacks=[recorder, budget],
+    )
+    steps = run_training(trainer, paths, resume, recorder)
+    extra = {"reference": cfg.ref_model or cfg.model, **extra}
+    return save_final(trainer, tokenizer, cfg, paths, snap, steps, recorder, budget, extra=extra)

@@ -38,24 +38,8 @@ def main(cfg: KTOConfig, resume: bool = False) -> common.RunResult:
             f"{max(cfg.min_rows_per_class, 1)} of each (min_rows_per_class)"
         )
     cfg.balance(up, down)
-    recorder = common.make_recorder()
-    budget = common.make_budget(cfg, paths, resume)
-    tokenizer = common.load_tokenizer(cfg.model)
-    peft = common.peft_config(cfg)
-    ref = None if peft is not None else common.load_model(cfg.ref_model or cfg.model)
-    trainer = trl.KTOTrainer(
-        model=common.load_model(cfg.model),
-        ref_model=ref,
-        args=cfg.for_trainer(paths.work, has_eval=False),
-        train_dataset=rows,
-        processing_class=tokenizer,
-        peft_config=peft,
-        callbacks=[recorder, budget],
-    )
-    steps = common.run_training(trainer, paths, resume, recorder)
     extra = {
-        "reference": cfg.ref_model or cfg.model,
         "labels": {"desirable": up, "undesirable": down},
         "class_weights": {"desirable": cfg.desirable_weight, "undesirable": cfg.undesirable_weight},
     }
-    return common.save_final(trainer, tokenizer, cfg, paths, snap, steps, recorder, budget, extra=extra)
+    return common.train_with_reference(trl.KTOTrainer, cfg, paths, snap, rows, resume, extra=extra)
