@@ -115,3 +115,27 @@ def test_trained_stages_follow_the_manifests_back_to_the_baseline(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     assert trained_stages(tmp_path / "kto", other) is None  # not its ancestor: every gate binds
+
+
+def with_answers(ev: dict, scores) -> dict:
+    items = [{"id": f"q{i}", "score": float(x)} for i, x in enumerate(scores)]
+    return {**ev, "answers": {"sha256": "frozen", "judge": {"metric": "chrf"}, "items": items}}
+
+
+def test_feedback_only_candidate_that_answers_better_is_promoted_and_one_that_does_not_is_not():
+    """The whole demo policy: a DPO-only candidate is judged by its answers and must regress nothing."""
+    policy = load_policy(POLICY_DIR / "cycle-demo.yaml")
+    answers = np.clip(rng.normal(0.35, 0.1, 40), 0, 1)
+    base = with_answers(BASE, answers)
+    flat = fake_eval(p=P + 0.001, dom=DOM * 1.0001, gen=GEN * 1.0002)
+
+    better = decide(with_answers(flat, np.clip(answers + 0.05, 0, 1)), base, policy, trained=["dpo"])
+    assert better["passed"], better["reasons"]
+    assert rows(better)["answers_gain"]["required"] and rows(better)["answers_gain"]["passed"]
+
+    same = decide(with_answers(flat, answers), base, policy, trained=["dpo"])
+    assert not same["passed"] and [r.split(":")[0] for r in same["reasons"]] == ["answers_gain"]
+    # a CPT-only candidate is not held to the answers gain (it must lower domain bits/byte instead)
+    cpt = decide(with_answers(fake_eval(dom=DOM * 0.9), answers), base, policy, trained=["cpt"])
+    assert cpt["passed"], cpt["reasons"]
+    assert not rows(cpt)["answers_gain"]["required"]
