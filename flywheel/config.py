@@ -17,7 +17,9 @@ PAIR_SOURCES = ("edit", "regenerate", "choice", "thumbs", "candidate")
 
 class TrustPolicy(BaseModel):
     """Which mined pairs go into the DPO snapshot without review. A review always wins: a pair the policy
-    trusted and a reviewer later rejects is left out of the next snapshot."""
+    trusted and a reviewer later rejects is left out of the next snapshot. The decision is taken when a
+    pair is mined and stored with it (the annotation page shows it), so a changed policy applies to pairs
+    mined after the change."""
 
     model_config = ConfigDict(extra="forbid")
 
