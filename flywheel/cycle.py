@@ -2,7 +2,7 @@
 
 Steps run in a fixed order; each has a row (start, end, status, input/output hashes, error) in a store:
 
-    mine                      new requests + feedback → pairs and SFT examples
+    mine                      new requests + feedback → pairs, SFT and KTO examples
     snapshot:<stage>          the data a stage trains on (CPT: changed documents + replay; SFT; DPO; KTO)
     train:<stage>             from the serving checkpoint, or the previous trained stage (CPT → SFT → DPO → KTO)
     evaluate                  the last candidate and the serving checkpoint on the same items
