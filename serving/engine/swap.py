@@ -219,10 +219,7 @@ class Swapper:
         first, rest = eps[0], eps[1:]
         first.healthy = False
         try:
-            if not await self.pool.drain(first, self.config.drain_timeout_s):
-                raise SwapError(
-                    f"in-flight requests on {first.url} did not finish in {self.config.drain_timeout_s:.0f} s"
-                )
+            await self._drain(first)
             await self._reload_checked(first, new_dir, version)
         except BaseException as e:
             first.healthy = getattr(e, "restored", True)  # never back in rotation with unknown weights
@@ -234,12 +231,7 @@ class Swapper:
         # From here the new version serves; a replica that fails to follow stays out of rotation (it must
         # never answer with the old weights again) and a managed one is restarted on the new folder.
         for ep in rest:
-            if not await self.pool.drain(ep, self.config.drain_timeout_s):
-                log.warning(
-                    "replica %s still busy after %.0f s; reloading anyway",
-                    ep.url,
-                    self.config.drain_timeout_s,
-                )
+            await self._drain(ep, then="reloading anyway")
             try:
                 await self._reload_checked(ep, new_dir, version)
             except SwapError as e:
@@ -265,14 +257,23 @@ class Swapper:
     async def _reload_held(self, ep: Endpoint, version: str, new_dir: Path) -> None:
         self.pool.hold()
         try:
-            if not await self.pool.drain(ep, self.config.drain_timeout_s):
-                raise SwapError(
-                    f"in-flight requests did not finish in {self.config.drain_timeout_s:.0f} s; nothing changed"
-                )
+            await self._drain(ep)
             await self._reload_checked(ep, new_dir, version)
             ep.version, ep.model_dir = version, str(new_dir)
         finally:
             self.pool.release()
+
+    async def _drain(self, ep: Endpoint, then: str | None = None) -> None:
+        """Wait (up to drain_timeout_s) for ``ep``'s in-flight requests, streams included. Past the timeout
+        the swap fails (SwapError) or, where ``then`` says what happens anyway, goes on with a warning."""
+        timeout = self.config.drain_timeout_s
+        if await self.pool.drain(ep, timeout):
+            return
+        if then is None:
+            raise SwapError(
+                f"in-flight requests on {ep.url} did not finish in {timeout:.0f} s; nothing changed"
+            )
+        log.warning("engine %s still busy after %.0f s; %s", ep.url, timeout, then)
 
     async def _verify_new(self, ep: Endpoint, version: str) -> None:
         if self._fingerprint is not None:
@@ -367,10 +368,5 @@ class Swapper:
             "switched to %s on %s; draining %d old engine(s)", version, [e.url for e in started], len(old)
         )
         for ep in old:
-            if not await self.pool.drain(ep, self.config.drain_timeout_s):
-                log.warning(
-                    "engine %s still had requests after %.0f s; stopping it",
-                    ep.url,
-                    self.config.drain_timeout_s,
-                )
+            await self._drain(ep, then="stopping it")
             await self.supervisor.stop_endpoint(ep)

@@ -308,3 +308,26 @@ def test_an_engine_that_keeps_stale_weights_in_place_is_replaced_by_a_fresh_one(
     with pytest.raises(WrongWeightsError):
         asyncio.run(swapper2.swap("v-new", new2, strategy="in_place", fingerprint=fps2[str(new2)]))
     assert sup2.started == [] and pool2.endpoints[0].version == "old"
+
+
+def test_a_drain_that_times_out_fails_the_first_replica_and_warns_on_the_rest(tmp_path, caplog):
+    """Before anything changed (the first replica) a busy engine fails the swap and serves on as it was;
+    once the new version serves, a busy replica is reloaded anyway, with a warning."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    fake = FakeReplicas()
+    client = httpx.AsyncClient(transport=httpx.MockTransport(fake))
+    config = SwapConfig(drain_timeout_s=0.05, warmup_timeout_s=5)
+
+    pool = make_pool(["r1", "r2"], old)
+    pool.endpoints[0].idle.clear()  # a request that never finishes
+    with pytest.raises(SwapError, match=r"on http://r1 did not finish in 0 s; nothing changed"):
+        asyncio.run(Swapper(pool, None, client, "keel", config)._in_place("v-new", new))
+    assert [(e.version, e.healthy) for e in pool.endpoints] == [("old", True), ("old", True)]
+    assert not fake.calls
+
+    pool = make_pool(["r1", "r2"], old)
+    pool.endpoints[1].idle.clear()
+    with caplog.at_level("WARNING", logger="keel.swap"):
+        asyncio.run(Swapper(pool, None, client, "keel", config)._in_place("v-new", new))
+    assert all(e.version == "v-new" and e.healthy for e in pool.endpoints)
+    assert "http://r2 still busy after 0 s; reloading anyway" in caplog.text
