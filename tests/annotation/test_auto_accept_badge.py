@@ -4,13 +4,12 @@ for a review come first; a reviewer's decision on a trusted pair is an ordinary 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from tests.browser import launch, logged_in_page
-from tests.flywheel.planted import request
+from tests.flywheel.planted import request, review_pair
 from tests.harness import engineless_platform, serve_app
 
 
@@ -23,25 +22,8 @@ def served(tmp_path, restore_umask):
     request(con, "req-edit", "key-user", "Who develops TiDB?", "Nobody knows.", 1, route="chat")
     request(con, "req-up", "key-user", "What is PD?", "PD schedules.", 2, route="chat")
     # an edit pair the policy trusted (mined first), and a thumbs pair that waits for review
-    for pid, rid, source, auto, minute in (
-        ("pair-edit", "req-edit", "edit", "edit", 0),
-        ("pair-thumbs", "req-up", "thumbs", None, 1),
-    ):
-        con.execute(
-            """INSERT INTO pairs (pair_id, pair_key, source, prompt, chosen, rejected, route, retrieved,
-               provenance, auto_accepted_by, created_at)
-               VALUES (?, ?, ?, ?, 'better answer', 'worse answer', 'chat', '[]', ?, ?,
-                       now() + to_minutes(CAST(? AS BIGINT)))""",
-            [
-                pid,
-                f"{source}:{rid}",
-                source,
-                json.dumps([{"role": "user", "content": "Who develops TiDB?"}]),
-                json.dumps({"rule": source, "request_ids": [rid]}),
-                auto,
-                minute,
-            ],
-        )
+    review_pair(con, "pair-edit", "req-edit", "Who develops TiDB?", "chat", "edit", 0, auto="edit")
+    review_pair(con, "pair-thumbs", "req-up", "Who develops TiDB?", "chat", "thumbs", 1)
     # the app's lifespan shutdown closes the platform (and its database)
     with serve_app(create_app(platform)) as port:
         yield platform, f"http://127.0.0.1:{port}"

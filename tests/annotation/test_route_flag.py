@@ -7,14 +7,13 @@ router's next (gated) refit trains on: `route_flags` → `training_set`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.browser import launch, logged_in_page
-from tests.flywheel.planted import request
+from tests.flywheel.planted import request, review_pair
 from tests.harness import engineless_platform, serve_app
 
 MISROUTED = "Firebird 数据库怎么备份"
@@ -29,21 +28,8 @@ def served(tmp_path, restore_umask):
     # a request the router sent to the TiDB route, and the review item mined from it
     request(con, "req-fb", "key-user", MISROUTED, "用 BR 备份 TiDB 集群…", 1, route="domain")
     request(con, "req-hi", "key-user", "你好", "你好！", 2, route="chat")
-    for pid, rid, text, route in (
-        ("pair-fb", "req-fb", MISROUTED, "domain"),
-        ("pair-hi", "req-hi", "你好", "chat"),
-    ):
-        con.execute(
-            """INSERT INTO pairs (pair_id, pair_key, source, prompt, chosen, rejected, route, retrieved,
-               provenance) VALUES (?, ?, 'edit', ?, 'better answer', 'worse answer', ?, '[]', ?)""",
-            [
-                pid,
-                f"edit:{rid}",
-                json.dumps([{"role": "user", "content": text}], ensure_ascii=False),
-                route,
-                json.dumps({"rule": "edit", "request_ids": [rid], "routes": [route]}),
-            ],
-        )
+    review_pair(con, "pair-fb", "req-fb", MISROUTED, "domain", minute=0)
+    review_pair(con, "pair-hi", "req-hi", "你好", "chat", minute=1)
     # the app's lifespan shutdown closes the platform (and its database)
     with serve_app(create_app(platform)) as port:
         yield platform, f"http://127.0.0.1:{port}"

@@ -49,6 +49,26 @@ def request(con, rid, key, prompt, answer, minute, **kw) -> None:
     con.execute(f"INSERT INTO requests ({cols}) VALUES ({','.join('?' * len(row))})", list(row.values()))
 
 
+def review_pair(con, pid, rid, text, route, source="edit", minute=0, auto=None) -> None:
+    """A mined pair (better/worse answer to ``text``) in the review queue, ``minute``s from now;
+    ``auto``: the trust rule that accepted it without review."""
+    row = {
+        "pair_id": pid,
+        "pair_key": f"{source}:{rid}",
+        "source": source,
+        "prompt": json.dumps(msgs(text), ensure_ascii=False),
+        "chosen": "better answer",
+        "rejected": "worse answer",
+        "route": route,
+        "retrieved": "[]",
+        "provenance": json.dumps({"rule": source, "request_ids": [rid], "routes": [route]}),
+        "auto_accepted_by": auto,
+        "created_at": datetime.now(UTC) + timedelta(minutes=minute),
+    }
+    cols = ",".join(row)
+    con.execute(f"INSERT INTO pairs ({cols}) VALUES ({','.join('?' * len(row))})", list(row.values()))
+
+
 def feedback(con, fid, rid, key, kind, minute, **kw) -> None:
     con.execute(
         """INSERT INTO feedback (feedback_id, request_id, key_id, kind, rating, edited_text, other_request_id,
