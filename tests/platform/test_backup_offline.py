@@ -125,6 +125,7 @@ def test_a_restore_brings_back_the_router_schedule_datasets_and_cycles(tmp_path:
         )
     )  # fmt: skip
     store.save_step(StepRecord("cycle-1", "train:dpo", 1, "done", output={"version": "v1", "path": str(da)}))
+    (da / "checkpoints" / "stray").mkdir()  # never registered: named, not copied
     (da / "logs").mkdir()
     (da / "logs" / "engine.log").write_text("engine says hello\n")
 
@@ -136,6 +137,7 @@ def test_a_restore_brings_back_the_router_schedule_datasets_and_cycles(tmp_path:
     left = {x["path"]: x["why"] for x in summary.left_out}
     assert str(exports["e2"]) in left and "not in backup" in left[str(exports["e2"])]
     assert "engine" in left[str(da / "logs")]
+    assert left[str(da / "checkpoints" / "stray")] == "not a registered checkpoint"
     assert json.loads((tmp_path / "bk" / "backup.json").read_text())["left_out"] == summary.left_out
 
     out = restore(b, tmp_path / "bk")

@@ -224,6 +224,29 @@ def _copy_data_parts(settings, work: Path, summary: BackupSummary) -> None:
         summary.left_out.append({"path": str(model), "why": "router.model_file is outside the data dir"})
 
 
+def _uncopied_checkpoint_folders(
+    settings, entries: list[dict[str, Any]], checkpoints: bool
+) -> list[dict[str, str]]:
+    """What the data dir's checkpoints/ holds that the backup does not: unregistered folders, a training
+    run's work folder, everything with --no-checkpoints."""
+    folder = Path(settings.checkpoints_dir)
+    if not folder.is_dir():
+        return []
+    copied = {Path(e["path"]).resolve() for e in entries if e["copied"]}
+    out = []
+    for entry in sorted(folder.iterdir()):
+        if entry.resolve() in copied:
+            continue
+        if not checkpoints:
+            why = "checkpoints left out (--no-checkpoints)"
+        elif entry.name.startswith("."):
+            why = "a training run's work or temporary folder"
+        else:
+            why = "not a registered checkpoint"
+        out.append({"path": str(entry), "why": why})
+    return out
+
+
 def _outside_exports(db_file: Path, data_dir: Path) -> list[dict[str, str]]:
     """Export folders the lineage points at that live outside the data dir (annotation.export_dir)."""
     con = duckdb.connect(str(db_file), read_only=True)
@@ -325,6 +348,7 @@ def backup(
                 shutil.copytree(src, target, symlinks=False)
                 entry["copied"] = True
             summary.checkpoints.append(entry)
+        summary.left_out += _uncopied_checkpoint_folders(settings, summary.checkpoints, checkpoints)
         summary.seconds = round(time.monotonic() - t0, 3)
         (work / MANIFEST).write_text(json.dumps(summary.to_dict(), indent=2))
         if dest.exists():  # an empty folder the caller made
