@@ -81,6 +81,7 @@ class RequestRecord(BaseModel):
     model: str | None = None
     checkpoint_version: str | None = None
     engine_url: str | None = None
+    arm: str | None = None  # champion | candidate while a canary splits traffic (None: no engine call)
     stream: bool = False
     messages: list[dict[str, Any]] | None = None  # what the client sent
     # What the engine received: the messages after routing (system prompt, domain template with the

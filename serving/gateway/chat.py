@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from serving.config import GatewayConfig
 from serving.engine.client import EngineClient
-from serving.engine.pool import Endpoint, EnginePool
+from serving.engine.pool import Endpoint, EnginePool, sticky_key
 from serving.errors import APIError, from_engine
 from serving.gateway.auth import KeyVerifier, authenticate
 from serving.gateway.body import client_closed, json_object, read_body, unless_client_leaves
@@ -267,8 +267,8 @@ class ChatService:
         headers: dict,
     ) -> Response:
         async def fetch() -> tuple[httpx.Response, bytes, float]:
-            async with self.pool.lease() as ep:
-                record.checkpoint_version, record.engine_url = ep.version, ep.url
+            async with self.pool.lease(sticky=sticky_key(record.key_id, record.messages)) as ep:
+                record.checkpoint_version, record.engine_url, record.arm = ep.version, ep.url, ep.arm
                 record.meta.dispatched_at = time.time()
                 t_gen = time.perf_counter()
                 try:
@@ -340,8 +340,9 @@ class ChatService:
         payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
         stack = AsyncExitStack()
         try:
-            ep: Endpoint = await stack.enter_async_context(self.pool.lease())
-            record.checkpoint_version, record.engine_url = ep.version, ep.url
+            lease = self.pool.lease(sticky=sticky_key(record.key_id, record.messages))
+            ep: Endpoint = await stack.enter_async_context(lease)
+            record.checkpoint_version, record.engine_url, record.arm = ep.version, ep.url, ep.arm
             record.meta.dispatched_at = time.time()
             t_gen = time.perf_counter()
             try:
