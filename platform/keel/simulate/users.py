@@ -11,7 +11,7 @@ language than the question's). Then, with ``s`` that score:
 1. The user is **satisfied** with probability ``p(s) = 1 / (1 + exp(-(s - midpoint) / spread))``, a logistic
    curve with ``midpoint = 0.20`` and ``spread = 0.06``. The anchors, all from hand-written texts and the
    bank's own references (never from model answers): the reference of another question on the same docs
-   scores 0.085 on average (p = 0.12: off-topic answers are mostly disliked); a short correct Chinese answer
+   scores 0.085 on average (p = 0.13: off-topic answers are mostly disliked); a short correct Chinese answer
    ("是的，TiDB 支持二级索引。") 0.20 (p = 0.5); a fuller correct one 0.40 (p = 0.97); an empty or
    other-language answer 0 (p = 0.035).
 2. With probability ``rate = 0.6`` the user leaves a thumb: **up** when satisfied, **down** otherwise.
