@@ -23,7 +23,7 @@ from tqdm import tqdm
 from serving.rag.chunking import Chunk, chunk_document
 from serving.rag.config import RagConfig
 from serving.rag.documents import InputError, discover, read
-from serving.rag.store import Catalog, IndexStoreError, load_catalog, open_collection, save_catalog
+from serving.rag.store import Catalog, IndexStoreError, load_catalog, open_index, save_catalog
 
 
 @dataclass
@@ -96,6 +96,16 @@ class Indexer:
         shutil.rmtree(old, ignore_errors=True)
         return summary
 
+    def _this_embedders(self, catalog: Catalog | None) -> Catalog | None:
+        """The catalog (None: no index yet), refused if another embedder built it: its vectors and the
+        configured embedder's queries would not compare."""
+        if catalog is not None and catalog.embedder != self.config.embedder:
+            raise IndexStoreError(
+                f"index at {self.index_dir} was built with embedder {catalog.embedder!r}, config says "
+                f"{self.config.embedder!r}; rebuild with --rebuild"
+            )
+        return catalog
+
     def update(
         self, roots: Iterable[Path], dense: bool = True, progress: bool = True, remove: Iterable[Path] = ()
     ) -> IndexSummary:
@@ -107,25 +117,8 @@ class Indexer:
         s = IndexSummary()
 
         # 1. the existing index must be usable before we touch it
-        old = load_catalog(self.index_dir)
-        if old is not None and old.embedder != cfg.embedder:
-            raise IndexStoreError(
-                f"index at {self.index_dir} was built with embedder {old.embedder!r}, config says "
-                f"{cfg.embedder!r}; rebuild with --rebuild"
-            )
-        collection = (
-            open_collection(
-                self.index_dir,
-                cfg.collection,
-                cfg.embedder,
-                create=True,
-                ef_search=cfg.hnsw_ef_search,
-                runtime=cfg.embed_runtime,
-                device=cfg.embed_device,
-            )
-            if dense
-            else None
-        )
+        old = self._this_embedders(load_catalog(self.index_dir))
+        collection = open_index(self.index_dir, cfg, create=True) if dense else None
         old = old or Catalog(embedder=cfg.embedder)
 
         # 2. read and chunk (a missing path or unsupported file named directly: InputError before any
@@ -209,23 +202,10 @@ class Indexer:
         """
         t0 = time.perf_counter()
         s = IndexSummary()
-        catalog = load_catalog(self.index_dir)
+        catalog = self._this_embedders(load_catalog(self.index_dir))
         if catalog is None:
             return s
-        if catalog.embedder != self.config.embedder:
-            raise IndexStoreError(
-                f"index at {self.index_dir} was built with embedder {catalog.embedder!r}, config says "
-                f"{self.config.embedder!r}; rebuild with --rebuild"
-            )
-        collection = open_collection(
-            self.index_dir,
-            self.config.collection,
-            self.config.embedder,
-            create=True,
-            ef_search=self.config.hnsw_ef_search,
-            runtime=self.config.embed_runtime,
-            device=self.config.embed_device,
-        )
+        collection = open_index(self.index_dir, self.config, create=True)
         s.files = len(catalog.files)
         s.chunks_total = len(catalog.chunks)
         self._sync(collection, catalog, s, progress, batch, pause_s, should_stop, on_progress)

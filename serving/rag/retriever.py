@@ -27,7 +27,7 @@ from serving.rag.crosslingual import translate_terms
 from serving.rag.embedder import Embedder, load_embedder
 from serving.rag.lexical import _CJK, LexicalIndex
 from serving.rag.navigation import navigation_ids
-from serving.rag.store import IndexStoreError, catalog_path, load_catalog, open_collection
+from serving.rag.store import IndexStoreError, catalog_path, load_catalog, open_index
 
 
 class RetrievalError(ServingError, RuntimeError):
@@ -196,15 +196,7 @@ class Retriever:
         if self._collection is None and catalog_exists and (now or time.monotonic() >= self._next_open):
             with self._open:  # not `_reload`: a BM25 rebuild in another thread must not hold this up
                 if self._collection is None:
-                    cfg = self.config
-                    self._collection = open_collection(
-                        self.index_dir,
-                        cfg.collection,
-                        cfg.embedder,
-                        create=False,
-                        runtime=cfg.embed_runtime,
-                        device=cfg.embed_device,
-                    )
+                    self._collection = open_index(self.index_dir, self.config, create=False)
                     # no vectors yet (lexical-only index): look again in a few seconds, not per query
                     self._next_open = time.monotonic() + 5.0
 

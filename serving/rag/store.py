@@ -18,6 +18,7 @@ from pathlib import Path
 from keelcommon.files import write_json_atomic
 from serving.errors import ServingError
 from serving.rag.chunking import Chunk
+from serving.rag.config import RagConfig
 
 CATALOG_VERSION = 1
 
@@ -110,3 +111,17 @@ def open_collection(
         if not create and "does not exist" in msg:
             return None
         raise IndexStoreError(f"Chroma index at {chroma_dir} cannot be opened: {msg}") from e
+
+
+def open_index(index_dir: Path, config: RagConfig, create: bool):
+    """`open_collection` as ``config`` names it (collection, embedder, runtime, device); a writer
+    (``create=True``) also sets the HNSW search breadth."""
+    return open_collection(
+        index_dir,
+        config.collection,
+        config.embedder,
+        create=create,
+        ef_search=config.hnsw_ef_search if create else None,
+        runtime=config.embed_runtime,
+        device=config.embed_device,
+    )
