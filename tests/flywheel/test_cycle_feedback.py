@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.flywheel.planted import feedback, request
-from tests.flywheel.test_cycle_platform import _service, env  # noqa: F401 - the platform fixture
+from tests.flywheel.test_cycle_platform import _policy, _service, env  # noqa: F401 - the platform fixture
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,15 @@ def test_thumbs_train_kto_and_trusted_pairs_are_dpo_data_without_review(env):  #
         request(db.cursor(), "r-edit", "k9", "Who develops TiDB?", "Nobody knows.", 40)
         feedback(db.cursor(), "f-edit", "r-edit", "k9", "edit", 41, edited_text="PingCAP develops TiDB.")
         db.execute("UPDATE feedback SET created_at = now() WHERE feedback_id = 'f-edit'")  # after the dry run
-        c = svc.start("cli", profile=str(_profile(env["root"] / "keel" / "p1.yaml", env["pass"])), wait=True)
+        # a gate only CPT could pass: it binds only a candidate that trained CPT (this one trains KTO alone)
+        staged = _policy(
+            env["root"] / "staged.yaml",
+            {
+                "domain_bpb": {"metric": "domain.bpb", "min_fall_pct": 99, "stages": ["cpt"]},
+                "general_en_bpb": {"metric": "general_en.bpb", "max_rise_pct": 1000},
+            },
+        )
+        c = svc.start("cli", profile=str(_profile(env["root"] / "keel" / "p1.yaml", staged)), wait=True)
         steps = {s["name"]: s for s in svc.show(c.cycle_id)["steps"]}
         assert c.status == "succeeded", (c.error, steps)
 
@@ -98,6 +106,11 @@ def test_thumbs_train_kto_and_trusted_pairs_are_dpo_data_without_review(env):  #
         assert {p["request_ids"][0] for p in prov} == {f"r{i}" for i in (0, 1, 2, 3, 10, 11)}
         assert all(p["feedback_ids"] for p in prov)
         assert steps["evaluate"]["status"] == "done" and steps["gate"]["status"] == "done"
+        decision = json.loads(Path(steps["gate"]["output"]["decision"]).read_text())
+        assert decision["trained"] == ["kto"]  # read from the manifests back to what served
+        domain = next(g for g in decision["gates"] if g["gate"] == "domain_bpb")
+        assert not domain["required"] and "not required" in domain["reason"]
+        assert c.outcome == "promoted"
         # `keel lineage --request`: the rated request → its KTO example → the export → the KTO checkpoint
         from keel.store.lineage import of_request
 
