@@ -68,6 +68,13 @@ def doc_index(sources: list[Path]) -> dict[str, str]:
     return out
 
 
+def trusted_unreviewed(path: Path) -> int:
+    """Rows of a DPO part that train because the trust policy accepted them (no review yet)."""
+    with path.open(encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return sum(1 for r in rows if r.get("auto_accepted_by") and r.get("status") == "pending")
+
+
 def kto_labels(path: Path) -> tuple[int, int]:
     """(rated up, rated down) rows of a KTO part."""
     up = down = 0
@@ -174,7 +181,6 @@ class PlatformSteps:
             "dpo": res["pairs"],
             "sft": res["sft"],
             "kto": res["kto"],
-            "auto_accepted": res["pairs_auto_accepted"],
         }
 
     def _export_part(self, ctx: StepContext, stage: str) -> Done | Skip:
@@ -198,7 +204,7 @@ class PlatformSteps:
                 )
             return Done(out, hash=meta["hash"])
         if stage == "dpo":
-            out["auto_accepted"] = exp.get("auto_accepted")
+            out["auto_accepted"] = trusted_unreviewed(part / "provenance.jsonl")
         need = cfg.min_sft_examples if stage == "sft" else cfg.min_dpo_pairs
         what = "SFT examples" if stage == "sft" else "pairs (reviewed, or trusted by mining.trust)"
         if rows < need:
