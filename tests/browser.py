@@ -6,6 +6,8 @@ tries Google's hosts at every start, and this machine's closed network refuses e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.prereq import missing
@@ -41,3 +43,16 @@ def logged_in_page(browser, url: str, key: str):
     page.fill("#key", key)
     page.click("#login")
     return page
+
+
+@contextmanager
+def browser_page(url: str, key: str) -> Iterator:
+    """A logged-in page (`logged_in_page`) in a Chromium of its own, closed at the end of the block."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            yield logged_in_page(browser, url, key)
+        finally:
+            browser.close()

@@ -91,3 +91,13 @@ def serve_app(app, lifespan: str = "auto", timeout: float = 30.0) -> Iterator[in
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+@contextlib.contextmanager
+def serving(platform) -> Iterator[str]:
+    """The real app over ``platform`` on a free loopback port (its URL yielded); the app's lifespan
+    shutdown closes the platform (and its database) at the end."""
+    from keel.app import create_app
+
+    with serve_app(create_app(platform)) as port:
+        yield f"http://127.0.0.1:{port}"

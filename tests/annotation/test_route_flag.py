@@ -10,67 +10,43 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import pytest
-
-from tests.browser import launch, logged_in_page
-from tests.flywheel.planted import request, review_pair
-from tests.harness import engineless_platform, serve_app
 
 MISROUTED = "Firebird 数据库怎么备份"
+# a request the router sent to the TiDB route, and the review item mined from it
+REVIEW_ITEMS = [
+    ("pair-fb", "req-fb", MISROUTED, "用 BR 备份 TiDB 集群…", "domain", "edit", None),
+    ("pair-hi", "req-hi", "你好", "你好！", "chat", "edit", None),
+]
 
 
-@pytest.fixture
-def served(tmp_path, restore_umask):
-    from keel.app import create_app
-
-    platform = engineless_platform(tmp_path / "data")
-    con = platform.db.cursor()
-    # a request the router sent to the TiDB route, and the review item mined from it
-    request(con, "req-fb", "key-user", MISROUTED, "用 BR 备份 TiDB 集群…", 1, route="domain")
-    request(con, "req-hi", "key-user", "你好", "你好！", 2, route="chat")
-    review_pair(con, "pair-fb", "req-fb", MISROUTED, "domain", minute=0)
-    review_pair(con, "pair-hi", "req-hi", "你好", "chat", minute=1)
-    # the app's lifespan shutdown closes the platform (and its database)
-    with serve_app(create_app(platform)) as port:
-        yield platform, f"http://127.0.0.1:{port}"
-
-
-def test_flag_a_wrong_route_in_browser(served, artifacts_dir: Path):
-    from playwright.sync_api import sync_playwright
-
+def test_flag_a_wrong_route_in_browser(served, annotator_page, artifacts_dir: Path):
     from serving.router.fit import training_set
 
-    platform, url = served
-    info, key = platform.keys.create("ann-route", "annotator")
-    with sync_playwright() as pw:
-        browser = launch(pw)
-        try:
-            page = logged_in_page(browser, f"{url}/annotate", key)
-            page.wait_for_function("() => document.getElementById('item').dataset.pairId === 'pair-fb'")
-            assert page.inner_text("#m-route") == "route: domain"
-            assert not page.is_visible("#flag-form")  # the control is closed until asked for
-            assert page.inner_text("#flag-state") == ""
+    platform, _ = served
+    info, page = annotator_page
+    page.wait_for_function("() => document.getElementById('item').dataset.pairId === 'pair-fb'")
+    assert page.inner_text("#m-route") == "route: domain"
+    assert not page.is_visible("#flag-form")  # the control is closed until asked for
+    assert page.inner_text("#flag-state") == ""
 
-            page.keyboard.press("w")  # "wrong route?"
-            page.wait_for_selector("#flag-intent", state="visible")
-            # the route it took is not offered as the correction
-            assert page.eval_on_selector("#flag-intent option[value=domain]", "o => o.disabled")
-            page.select_option("#flag-intent", "out_of_scope")
-            page.click("#flag-send")
-            page.wait_for_function(
-                "() => document.getElementById('flag-state').textContent === 'flagged → out_of_scope'"
-            )
-            assert "route flagged" in page.inner_text("#status")
-            page.screenshot(path=str(artifacts_dir / "annotation-route-flag.png"), full_page=True)
+    page.keyboard.press("w")  # "wrong route?"
+    page.wait_for_selector("#flag-intent", state="visible")
+    # the route it took is not offered as the correction
+    assert page.eval_on_selector("#flag-intent option[value=domain]", "o => o.disabled")
+    page.select_option("#flag-intent", "out_of_scope")
+    page.click("#flag-send")
+    page.wait_for_function(
+        "() => document.getElementById('flag-state').textContent === 'flagged → out_of_scope'"
+    )
+    assert "route flagged" in page.inner_text("#status")
+    page.screenshot(path=str(artifacts_dir / "annotation-route-flag.png"), full_page=True)
 
-            # the flag is the server's, not only the page's: a reload shows it on the same (leased) item
-            page.reload()
-            page.wait_for_function("() => document.getElementById('item').dataset.pairId === 'pair-fb'")
-            page.wait_for_function(
-                "() => document.getElementById('flag-state').textContent === 'flagged → out_of_scope'"
-            )
-        finally:
-            browser.close()
+    # the flag is the server's, not only the page's: a reload shows it on the same (leased) item
+    page.reload()
+    page.wait_for_function("() => document.getElementById('item').dataset.pairId === 'pair-fb'")
+    page.wait_for_function(
+        "() => document.getElementById('flag-state').textContent === 'flagged → out_of_scope'"
+    )
 
     rows = platform.db.fetchall("SELECT request_id, key_id, kind, intent FROM feedback ORDER BY created_at")
     assert rows == [("req-fb", info.key_id, "route", "out_of_scope")]

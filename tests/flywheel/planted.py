@@ -69,6 +69,14 @@ def review_pair(con, pid, rid, text, route, source="edit", minute=0, auto=None) 
     con.execute(f"INSERT INTO pairs ({cols}) VALUES ({','.join('?' * len(row))})", list(row.values()))
 
 
+def review_items(con, items) -> None:
+    """For each (pair_id, request_id, prompt, answer, route, source, auto): the logged request and the pair
+    mined from it, queued in the order given."""
+    for i, (pid, rid, prompt, answer, route, source, auto) in enumerate(items):
+        request(con, rid, "key-user", prompt, answer, i + 1, route=route)
+        review_pair(con, pid, rid, prompt, route, source, i, auto)
+
+
 def feedback(con, fid, rid, key, kind, minute, **kw) -> None:
     con.execute(
         """INSERT INTO feedback (feedback_id, request_id, key_id, kind, rating, edited_text, other_request_id,
