@@ -96,6 +96,24 @@ def query_threads(questions: list[str]) -> dict:
     return {"1 thread": med[1], "2 threads": med[2], "ratio 2/1": med[2] / med[1], "load": load()}
 
 
+def interleaved_ms(retrievers: list, questions: list[str], examples, passes: int = 3) -> list[list[float]]:
+    """Search times (ms) per retriever: one warm-up pass (query embeddings cached), then ``passes``
+    passes interleaved per question, so the machine's load falls on every arm alike."""
+    for ret in retrievers:
+        ret.set_reference(examples)
+    for q in questions:
+        for ret in retrievers:
+            ret.search(q)
+    times: list[list[float]] = [[] for _ in retrievers]
+    for _ in range(passes):
+        for q in questions:
+            for ret, acc in zip(retrievers, times, strict=True):
+                t = time.perf_counter()
+                ret.search(q)
+                acc.append((time.perf_counter() - t) * 1000)
+    return times
+
+
 def whole_corpus_lexical(docs: Path) -> dict:
     """Read + chunk + catalog the whole demo corpus (what `keel up` does first), then build BM25."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -287,18 +305,8 @@ def main() -> None:
         # query embeddings cached, interleaved; medians of 3 passes
         off = Retriever(args.index, cfg.model_copy(update={"hub_correction": 0.0}), r.embedder)
         on = Retriever(args.index, cfg, r.embedder)
-        for ret in (on, off):
-            ret.set_reference(examples)
         en = [q.question for q in hard if q.lang == "en"]
-        for q in en:
-            on.search(q), off.search(q)
-        t_on, t_off = [], []
-        for _ in range(3):
-            for q in en:
-                for ret, acc in ((on, t_on), (off, t_off)):
-                    t = time.perf_counter()
-                    ret.search(q)
-                    acc.append((time.perf_counter() - t) * 1000)
+        t_on, t_off = interleaved_ms([on, off], en, examples)
         out["hub_correction_ms"] = {
             "with": statistics.median(t_on),
             "without": statistics.median(t_off),
@@ -310,18 +318,7 @@ def main() -> None:
         # ef_search 100, on a copy of the index opened read-only) vs the default (doc-sum, ef_search 500)
         old = Retriever(args.old_index, cfg.model_copy(update={"fusion": "chunk"}), r.embedder)
         new = Retriever(args.index, cfg, r.embedder)
-        for ret in (old, new):
-            ret.set_reference(examples)
-        qs = [q.question for q in hard + fresh]
-        for q in qs:
-            old.search(q), new.search(q)
-        t_old, t_new = [], []
-        for _ in range(3):
-            for q in qs:
-                for ret, acc in ((old, t_old), (new, t_new)):
-                    t = time.perf_counter()
-                    ret.search(q)
-                    acc.append((time.perf_counter() - t) * 1000)
+        t_old, t_new = interleaved_ms([old, new], [q.question for q in hard + fresh], examples)
         ef = [ret._collection.configuration["hnsw"]["ef_search"] for ret in (old, new)]
         out["round2_cost_ms"] = {
             f"old (chunk RRF, ef_search {ef[0]})": statistics.median(t_old),
