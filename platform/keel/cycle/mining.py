@@ -6,12 +6,13 @@ import json
 import uuid
 import zlib
 from collections import Counter
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from flywheel.config import TrustPolicy
-from flywheel.mining import KtoItem, Miner, MiningHooks, PairItem, kto_text
+from flywheel.mining import KtoItem, Miner, MiningHooks, PairItem, SftItem, kto_text
 from flywheel.trust import auto_accept_rule, in_dpo_snapshot
 from keel.store import flywheel
 from keel.store.db import Database
@@ -37,6 +38,18 @@ def reviews_needed(key: str, fraction: float) -> int:
     return 2 if (zlib.crc32(key.encode()) % 10_000) < fraction * 10_000 else 1
 
 
+def stored_row(item: PairItem | SftItem | KtoItem, id_column: str, run_id: str | None) -> dict[str, Any]:
+    """A mined item as its table's row: a fresh id (``pair-…``, ``sft-…``, ``kto-…``), the item's fields
+    (lists and dicts as JSON text, the way the tables store them) and the mining run."""
+    prefix = {PairItem: "pair", SftItem: "sft", KtoItem: "kto"}[type(item)]
+    row: dict[str, Any] = {id_column: f"{prefix}-{uuid.uuid4().hex[:16]}"}
+    for f in fields(item):
+        v = getattr(item, f.name)
+        row[f.name] = json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v
+    row["mining_run"] = run_id
+    return row
+
+
 def pair_row(
     p: PairItem, run_id: str | None, fraction: float, trust: TrustPolicy | None = None
 ) -> dict[str, Any]:
@@ -44,35 +57,11 @@ def pair_row(
     pending: a reviewer may still decide, and that decision wins)."""
     rule = auto_accept_rule(p.source, trust) if trust is not None else None
     return {
-        "pair_id": "pair-" + uuid.uuid4().hex[:16],
-        "pair_key": p.pair_key,
-        "source": p.source,
-        "prompt": json.dumps(p.prompt, ensure_ascii=False),
-        "chosen": p.chosen,
-        "rejected": p.rejected,
-        "route": p.route,
-        "retrieved": json.dumps(p.retrieved, ensure_ascii=False),
-        "provenance": json.dumps(p.provenance, ensure_ascii=False),
+        **stored_row(p, "pair_id", run_id),
         "status": "pending",
         "required_reviews": reviews_needed(p.pair_key, fraction),
-        "mining_run": run_id,
         "auto_accepted_by": rule,
         "auto_accepted_at": datetime.now(UTC) if rule else None,
-    }
-
-
-def kto_row(k: KtoItem, run_id: str | None) -> dict[str, Any]:
-    return {
-        "example_id": "kto-" + uuid.uuid4().hex[:16],
-        "example_key": k.example_key,
-        "request_id": k.request_id,
-        "source": k.source,
-        "prompt": json.dumps(k.prompt, ensure_ascii=False),
-        "completion": k.completion,
-        "label": k.label,
-        "route": k.route,
-        "provenance": json.dumps(k.provenance, ensure_ascii=False),
-        "mining_run": run_id,
     }
 
 
@@ -97,22 +86,11 @@ def run_mining(
     frac = settings.annotation.double_annotate_fraction
     trust = settings.mining.trust
     flywheel.insert_pairs(db, [pair_row(p, run_id, frac, trust) for p in result.pairs])
-    sft_rows = [
-        {
-            "example_id": "sft-" + uuid.uuid4().hex[:16],
-            "example_key": s.example_key,
-            "source": s.source,
-            "messages": json.dumps(s.messages, ensure_ascii=False),
-            "route": s.route,
-            "provenance": json.dumps(s.provenance, ensure_ascii=False),
-            "mining_run": run_id,
-        }
-        for s in result.sft
-    ]
+    sft_rows = [stored_row(s, "example_id", run_id) for s in result.sft]
     stats = dict(result.stats)
     stats["pairs_auto_accepted"] = sum(auto_accept_rule(p.source, trust) is not None for p in result.pairs)
     stats["eval_guard"] = miner.hooks.eval_sets  # set → texts checked against ({}: the guard was off)
-    kto_rows = [kto_row(k, run_id) for k in result.kto]
+    kto_rows = [stored_row(k, "example_id", run_id) for k in result.kto]
     flywheel.record_mining_run(db, run_id, since, until, stats, sft_rows, kto_rows)
     return {
         "run_id": run_id,
