@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from flywheel.canary import CanaryConfig
+
 Stage = Literal["cpt", "sft", "dpo", "kto"]
 # KTO last: it refines whichever checkpoint the stages before it left with the thumbs (unpaired) signal
 STAGE_ORDER: tuple[Stage, ...] = ("cpt", "sft", "dpo", "kto")
@@ -141,6 +143,7 @@ class CycleConfig(BaseModel):
     )
     min_route_flags: int = Field(1, ge=1, description="Route flags a router refit needs.")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
     launcher: LauncherConfig = Field(default_factory=LauncherConfig)
     profile: str = Field("", description="Name of the profile this configuration came from (recorded).")
 

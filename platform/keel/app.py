@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from keel.api.errors import install_error_handlers
 from keel.checkpoints.basemodel import ensure_base
+from keel.checkpoints.canary import CanaryService
 from keel.checkpoints.fingerprints import FingerprintBook, FingerprintUnavailable
 from keel.checkpoints.promotion import PromotionService
 from keel.config import DEMO_CORPUS, KeelSettings
@@ -88,6 +89,7 @@ class Platform:
         feedback: FeedbackService | None = None,
         metrics: PlatformMetrics | None = None,
         candidates: CandidateSampler | None = None,
+        canary: CanaryService | None = None,
     ):
         self.settings = settings
         self.db, self.keys, self.admin_key, self.writer = db, keys, admin_key, writer
@@ -99,6 +101,7 @@ class Platform:
             metrics,
             candidates,
         )
+        self.canary = canary  # None offline: a canary needs engines
         self.chat: ChatService | None = None  # the gateway, made at start: its router hook needs the index
         self.replayed = 0
         self._stopped = False
@@ -249,6 +252,7 @@ class Platform:
             # a running cycle: its child is killed, the cycle recorded as interrupted
             await asyncio.to_thread(self.cycles.stop)
             await self.candidates.stop()  # type: ignore[union-attr]
+            await self.canary.close()  # type: ignore[union-attr]  # the champion serves alone
             if self.router is not None:
                 self.router.close()
             if self.indexer is not None:
@@ -301,6 +305,25 @@ def build_platform(settings: KeelSettings, mode: Literal["live", "offline"] = "l
     fingerprints = FingerprintBook(db, s.engine.dtype, s.swap.verify)
     promotions = PromotionService(db, swapper, fingerprints, s.watch, writer.flush)
     sources = MetricSources(db, writer, pool, supervisor, swapper, runtime)
+
+    async def launch(version: str, path: Path) -> list[Endpoint]:  # a blue/green spare for the candidate
+        return await supervisor.start_version(version, path, replicas=1)
+
+    async def retire(endpoints: list[Endpoint]) -> None:
+        for ep in endpoints:
+            await pool.drain(ep, s.swap.drain_timeout_s)
+            await supervisor.stop_endpoint(ep)
+
+    canary = CanaryService(
+        db,
+        pool,
+        promotions,
+        s.cycle.canary,
+        None if s.engine.external_urls else launch,
+        retire,
+        writer.flush,
+        swapping=swapper.lock.locked,
+    )
     return Platform(
         s,
         db=db,
@@ -320,14 +343,15 @@ def build_platform(settings: KeelSettings, mode: Literal["live", "offline"] = "l
         ),
         metrics=PlatformMetrics(sources, s.metrics.engine_scrape_timeout_s),
         candidates=CandidateSampler(db, pool, s.annotation),
+        canary=canary,
     )
 
 
 def admin_routers() -> list:
     """The admin API's routers: what the CLI calls, served by the platform or in-process (cli/client.py)."""
-    from keel.api import backup, checkpoints, cycles, evals, flywheel, keys, requests
+    from keel.api import backup, canary, checkpoints, cycles, evals, flywheel, keys, requests
 
-    return [area.router for area in (keys, requests, checkpoints, evals, flywheel, backup, cycles)]
+    return [area.router for area in (keys, requests, checkpoints, evals, flywheel, backup, cycles, canary)]
 
 
 def create_admin_app(platform) -> FastAPI:

@@ -68,6 +68,7 @@ def _register() -> None:
         ("index", "Build or update the document index (RAG)."),
         ("cycle", "Run the flywheel cycle (mine → train → gate → promote) and see its schedule."),
         ("router", "The intent router: route flags and gated refits."),
+        ("canary", "A candidate on a sticky share of live traffic, decided by a sequential test."),
     ]:
         mod = __import__(
             f"keel.cli.{name}", fromlist=["app"]

@@ -1,0 +1,136 @@
+"""The canary in the platform (issue 27) on a real database and checkpoint folders, with the engine launch
+replaced (the split itself is tested in tests/serving/test_canary_split.py): an empty-answer candidate is
+stopped and rejected by itself, an identical one promoted through the promotion service, and every bad
+start is refused with one line while serving stays as it was."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from flywheel.canary import CanaryConfig
+from serving.engine.pool import CANDIDATE, CHAMPION, Endpoint, EnginePool
+
+
+@pytest.fixture
+def setup(tmp_path, base_model_dir):
+    from keel.checkpoints.promotion import PromotionService
+    from keel.config import load_settings
+    from keel.store import registry
+    from keel.store.db import Database
+
+    from tests.flywheel.test_lineage import _checkpoint
+
+    settings = load_settings(overrides=[f"data_dir={tmp_path / 'data'}"])
+    db = Database(settings.db_path)
+    ck = tmp_path / "data" / "checkpoints"
+    registry.ensure_base_registered(db, _checkpoint(base_model_dir, ck / "base", {"version": "base"}))
+    registry.add(db, _checkpoint(base_model_dir, ck / "cand", {"version": "cand", "parent": "base"}))
+    yield db, PromotionService(db, None)
+    db.close()
+
+
+def _service(db, promotions, cfg, retired: list, swapping=lambda: False):
+    from keel.checkpoints.canary import CanaryService
+
+    pool = EnginePool()
+    pool.endpoints = [Endpoint("http://champion", "base")]
+
+    async def launch(version, path):
+        return [Endpoint("http://candidate", version)]
+
+    async def retire(eps):
+        retired.extend(eps)
+
+    return CanaryService(db, pool, promotions, cfg, launch, retire, swapping=swapping), pool
+
+
+def _log(db, rid: str, arm: str, version: str, text: str) -> None:
+    db.execute(
+        "INSERT INTO requests (request_id, created_at, checkpoint_version, arm, route, status_code, "
+        "response_text, completion_text, latency_ms) VALUES (?, ?, ?, ?, 'domain', 200, ?, ?, 400)",
+        [rid, datetime.now(UTC), version, arm, text, text],
+    )
+
+
+def test_an_empty_answer_candidate_is_stopped_and_rejected(setup):
+    from keel.store import aliases, canaries, registry
+
+    db, promotions = setup
+    cfg = CanaryConfig(min_requests=10, check_every_s=0.05, max_window_s=60)
+    retired: list = []
+
+    async def main():
+        svc, pool = _service(db, promotions, cfg, retired)
+        c = await svc.start("cand", 0.3, by="tester")
+        assert {e.arm for e in pool.endpoints} == {CHAMPION, CANDIDATE}
+        for i in range(60):  # live traffic: the candidate's share answers empty
+            arm = CANDIDATE if i % 3 == 0 else CHAMPION
+            _log(db, f"r{i}", arm, "cand" if arm == CANDIDATE else "base", "" if arm == CANDIDATE else "ok")
+        await asyncio.wait_for(svc.done.wait(), 30)
+        return c["canary_id"], pool
+
+    cid, pool = asyncio.run(main())
+    row = canaries.get(db, cid)
+    assert row["status"] == "rejected" and "error_rate" in row["reason"], row
+    assert row["figures"]["n_candidate"] == 20 and row["figures"]["outcome"] == "stop"
+    assert [e.url for e in pool.endpoints] == ["http://champion"] and [e.url for e in retired] == [
+        "http://candidate"
+    ]
+    assert registry.get(db, "cand").status == "rejected" and aliases.get(db) == "base"  # no swap
+
+
+def test_an_identical_candidate_is_promoted_at_the_end_of_its_window(setup):
+    from keel.store import aliases, canaries
+
+    db, promotions = setup
+    cfg = CanaryConfig(min_requests=10, check_every_s=0.05, max_requests=20)
+
+    async def main():
+        svc, _ = _service(db, promotions, cfg, [])
+        c = await svc.start("cand", 0.5, by="tester")
+        for i in range(40):
+            arm = CANDIDATE if i % 2 else CHAMPION
+            _log(db, f"r{i}", arm, "cand" if arm == CANDIDATE else "base", "the same answer")
+        await asyncio.wait_for(svc.done.wait(), 30)
+        return c["canary_id"]
+
+    cid = asyncio.run(main())
+    assert canaries.get(db, cid)["status"] == "promoted"
+    assert aliases.get(db) == "cand"  # through the promotion service (offline here: the registry moves)
+
+
+def test_bad_starts_are_refused_and_serving_stays(setup):
+    from keel.checkpoints.canary import CanaryError
+    from keel.store import canaries, registry
+
+    db, promotions = setup
+    cfg = CanaryConfig(check_every_s=60)
+
+    async def main():
+        svc, pool = _service(db, promotions, cfg, [])
+        for kw, msg in (
+            ({"version": "cand", "share": 1.0}, "between 0 and 1"),
+            ({"version": "nope"}, "unknown version"),
+            ({"version": "base"}, "already serving"),
+        ):
+            with pytest.raises(CanaryError, match=msg):
+                await svc.start(**kw)
+        registry.set_status(db, "cand", "rejected")
+        with pytest.raises(CanaryError, match="--force"):
+            await svc.start("cand")
+        busy, _ = _service(db, promotions, cfg, [], swapping=lambda: True)
+        with pytest.raises(CanaryError, match="swap is in progress"):
+            await busy.start("cand", force=True)
+        assert [e.url for e in pool.endpoints] == ["http://champion"]
+        await svc.start("cand", force=True)
+        with pytest.raises(CanaryError, match="is running"):
+            await svc.start("cand", force=True)
+        await svc.close()  # the platform stops mid-canary
+        return pool
+
+    pool = asyncio.run(main())
+    assert canaries.list_canaries(db)[0]["status"] == "interrupted"
+    assert [e.url for e in pool.endpoints] == ["http://champion"]
