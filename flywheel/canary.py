@@ -54,8 +54,10 @@ SIGNALS: dict[str, tuple[bool, float]] = {
 class CanaryConfig(BaseModel):
     """How a candidate proves itself on a share of live traffic beside the champion."""
 
+    # off by default until the canary is proven on real engines and fitted into the demo cycle's time:
+    # a cycle without live traffic would wait out the whole window
     enabled: bool = Field(
-        True, description="A candidate that passed its gates serves a canary before promotion."
+        False, description="A cycle's candidate that passed its gates serves a canary before promotion."
     )
     share: float = Field(0.2, gt=0, lt=1, description="Share of conversations the candidate serves (sticky).")
     min_requests: int = Field(20, ge=1, description="Fewest requests on each arm before a signal can decide.")

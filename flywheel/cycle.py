@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from flywheel.cycle_config import STAGE_ORDER, CycleConfig
 from flywheel.errors import FlywheelError
 from flywheel.step_outputs import (
+    CanaryOutput,
     EvaluateOutput,
     GateOutput,
     MineOutput,
@@ -198,6 +199,8 @@ class CycleSteps(Protocol):
 
     def gate(self, ctx: StepContext, candidate: dict, evaluation: dict) -> Outcome: ...
 
+    def canary(self, ctx: StepContext, candidate: dict, gate: dict) -> Outcome: ...  # live traffic decides
+
     def promote(self, ctx: StepContext, candidate: dict, gate: dict) -> Outcome: ...
 
     def reject(self, ctx: StepContext, candidate: dict, gate: dict) -> Outcome: ...
@@ -315,9 +318,31 @@ def _bind_gate(s: CycleSteps, ctx: StepContext, candidate: dict) -> Binding:
     return (lambda: s.gate(ctx, candidate, evaluation)), {"candidate": candidate, "eval": evaluation}
 
 
+def _bind_canary(s: CycleSteps, ctx: StepContext, candidate: dict) -> Binding:
+    gate = ctx.outputs.get("gate") or {}
+    if not gate.get("passed"):
+        return Skip("the gate did not pass"), {}
+    if not ctx.config.promote:
+        return Skip("promotion is off (cycle.promote)"), {}
+    if not ctx.config.canary.enabled:
+        return Skip("the canary is off (cycle.canary.enabled)"), {}
+    return (lambda: s.canary(ctx, candidate, gate)), {"candidate": candidate, "gate": gate}
+
+
+CANARY_REFUSED = ("rejected", "inconclusive", "stopped", "failed", "interrupted")
+
+
 def _bind_promote(s: CycleSteps, ctx: StepContext, candidate: dict) -> Binding:
     gate = ctx.outputs.get("gate") or {}
-    inputs = {"candidate": candidate, "gate": gate}
+    canary = ctx.outputs.get("canary") or {}
+    inputs = {"candidate": candidate, "gate": gate, "canary": canary}
+    if canary.get("decision") in CANARY_REFUSED:  # live traffic said no: the gate's pass does not promote
+        refused = {
+            **gate,
+            "passed": False,
+            "reasons": [f"canary {canary['decision']}: {canary.get('reason')}"],
+        }
+        return (lambda: s.reject(ctx, candidate, refused)), inputs
     if gate.get("passed") and ctx.config.promote:
         return (lambda: s.promote(ctx, candidate, gate)), inputs
     return (lambda: s.reject(ctx, candidate, gate)), inputs
@@ -332,6 +357,12 @@ STEPS: tuple[StepKind, ...] = (
         "evaluate", "candidate and serving on the same items", EvaluateOutput, _with_candidate(_bind_evaluate)
     ),
     StepKind("gate", "the policy's decision", GateOutput, _with_candidate(_bind_gate)),
+    StepKind(
+        "canary",
+        "a sticky share of live traffic, decided by a sequential test",
+        CanaryOutput,
+        _with_candidate(_bind_canary),
+    ),
     StepKind(
         "promote", "on pass the swap, on fail the rejection", PromoteOutput, _with_candidate(_bind_promote)
     ),

@@ -136,6 +136,20 @@ class GateOutput(StepOutput):
         return "PASS" if self.passed else "FAIL: " + "; ".join(self.reasons[:2])
 
 
+class CanaryOutput(StepOutput):
+    decision: str | None = None  # promoted | rejected | inconclusive | stopped | failed | interrupted
+    canary_id: str | None = None
+    reason: str | None = None
+    n_candidate: int | None = None
+    n_champion: int | None = None
+
+    def summary(self) -> str:
+        return (
+            f"{self.decision} after {fmt(self.n_candidate)} candidate / {fmt(self.n_champion)} champion requests"
+            + (f": {self.reason}" if self.reason else "")
+        )
+
+
 class PromoteOutput(StepOutput):
     decision: str | None = None
     version: str | None = None

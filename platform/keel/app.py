@@ -331,7 +331,7 @@ def build_platform(settings: KeelSettings, mode: Literal["live", "offline"] = "l
         admin_key=_admin_key(s.run_dir),
         writer=writer,
         promotions=promotions,
-        cycles=CycleService(s, db, promotions, flush=writer.flush, runtime=runtime),
+        cycles=CycleService(s, db, promotions, flush=writer.flush, runtime=runtime, canary=canary),
         runtime=runtime,
         pool=pool,
         supervisor=supervisor,

@@ -31,6 +31,7 @@ class FakeSteps:
         self.entered = threading.Event()
         self.resumed: dict[str, bool] = {}
         self.promoted: list[str] = []
+        self.canary_decision = "promoted"
         self.reports: list[str] = []
 
     def _enter(self, name, ctx):
@@ -75,6 +76,10 @@ class FakeSteps:
             {"passed": self.gate_passes, "reasons": [] if self.gate_passes else ["domain_bpb: no fall"]}
         )
 
+    def canary(self, ctx, candidate, gate):
+        self._enter("canary", ctx)
+        return Done({"decision": self.canary_decision, "reason": "error_rate 1 vs 0.02"})
+
     def promote(self, ctx, candidate, gate):
         self._enter("promote", ctx)
         self.promoted.append(candidate["version"])
@@ -111,7 +116,8 @@ def test_full_cycle_runs_steps_in_order_and_chains_stages():
     runner, store = _runner(steps)
     c = runner.run(CycleConfig(), "cli")
     assert c.status == "succeeded" and c.outcome == "promoted"
-    assert steps.calls == plan(["cpt", "sft", "dpo", "kto"])[:-1] + ["promote"]
+    # the canary is off by default (skipped, never called)
+    assert steps.calls == [n for n in plan(["cpt", "sft", "dpo", "kto"]) if n != "canary"]
     rows = {s.name: s for s in store.steps(c.cycle_id)}
     # SFT starts from the CPT result, DPO from SFT's, KTO from DPO's; the first from serving
     assert rows["train:cpt"].output["parent"] == "base"
@@ -119,6 +125,7 @@ def test_full_cycle_runs_steps_in_order_and_chains_stages():
     assert rows["train:dpo"].output["parent"] == "c0-sft"
     assert rows["train:kto"].output["parent"] == "c0-dpo"
     assert steps.promoted == ["c0-kto"]
+    assert rows.pop("canary").status == "skipped"
     assert all(s.status == "done" and s.input_hash and s.output_hash for s in rows.values())
     assert rows["snapshot:cpt"].output_hash == "h-cpt"
     assert c.report == "/reports/c0.html"
@@ -301,3 +308,22 @@ def test_router_refit_runs_after_mining_unless_turned_off():
     assert "router" not in steps.calls
     row = {s.name: s for s in store.steps(done.cycle_id)}["router"]
     assert row.status == "skipped" and "cycle.router_refit" in (row.reason or "")
+
+
+@pytest.mark.parametrize("decision", ["promoted", "rejected", "inconclusive"])
+def test_with_the_canary_on_live_traffic_decides_what_the_gate_passed(decision):
+    """The canary runs between gate and promote; a candidate the canary refused is rejected with the
+    canary's reason although its gate passed."""
+    steps = FakeSteps()
+    steps.canary_decision = decision
+    runner, store = _runner(steps)
+    cfg = CycleConfig.model_validate({"stages": ["sft"], "canary": {"enabled": True}})
+    c = runner.run(cfg, "cli")
+    rows = {s.name: s for s in store.steps(c.cycle_id)}
+    assert steps.calls[-2:] == ["canary", "promote" if decision == "promoted" else "reject"]
+    assert rows["canary"].output["decision"] == decision
+    if decision == "promoted":
+        assert c.outcome == "promoted" and steps.promoted == ["c0-sft"]
+    else:
+        assert c.outcome == "rejected" and not steps.promoted
+        assert rows["promote"].output["reasons"] == [f"canary {decision}: error_rate 1 vs 0.02"]

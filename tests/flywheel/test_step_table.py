@@ -21,11 +21,12 @@ def test_plan_is_the_table_expanded_over_the_chosen_stages():
         "train:dpo",
         "evaluate",
         "gate",
+        "canary",
         "promote",
     ]
     assert [step_kind(n).kind for n in plan(["sft"])] == [k.kind for k in STEPS]
-    with pytest.raises(CycleError, match="unknown step 'canary'"):
-        step_kind("canary")
+    with pytest.raises(CycleError, match="unknown step 'shadow'"):
+        step_kind("shadow")
 
 
 def test_a_new_step_is_one_table_entry(monkeypatch):
@@ -41,11 +42,11 @@ def test_a_new_step_is_one_table_entry(monkeypatch):
         return (lambda: Done({"decision": "promote"})), {"gate": ctx.outputs.get("gate")}
 
     table = list(STEPS)
-    table.insert(len(table) - 1, StepKind("canary", "a slice of live traffic", CanaryOutput, bind))
+    table.insert(len(table) - 1, StepKind("shadow", "a copy of live traffic", CanaryOutput, bind))
     monkeypatch.setattr(cycle, "STEPS", tuple(table))
     monkeypatch.setattr(cycle, "STEP_KINDS", {k.kind: k for k in table})
-    assert plan(["sft"])[-2:] == ["canary", "promote"]
-    assert read_output("canary", {"decision": "promote"}).summary() == "canary promote"
+    assert plan(["sft"])[-3:] == ["canary", "shadow", "promote"]
+    assert read_output("shadow", {"decision": "promote"}).summary() == "canary promote"
 
 
 def test_outputs_are_typed_keep_unknown_keys_and_read_rounded():

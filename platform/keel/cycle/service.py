@@ -98,10 +98,12 @@ def load_profile(base: CycleConfig, name: str, data_dir: Path | None = None) -> 
 
 
 class CycleService:
-    def __init__(self, settings, db, promotions, flush=None, runtime: Runtime | None = None):
+    def __init__(self, settings, db, promotions, flush=None, runtime: Runtime | None = None, canary=None):
         self.settings = settings
         self.store = DuckCycleStore(db)
-        self.steps = PlatformSteps(settings, db, promotions, self.store, flush=flush, runtime=runtime)
+        self.steps = PlatformSteps(
+            settings, db, promotions, self.store, flush=flush, runtime=runtime, canary=canary
+        )
         self.runner = CycleRunner(self.store, self.steps)
         self.threads: dict[str, threading.Thread] = {}
         # the nightly schedule; it runs only while a platform does (started by Platform.start)

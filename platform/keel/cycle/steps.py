@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -99,6 +100,7 @@ class PlatformSteps:
         store,
         flush: Callable[[], None] | None = None,
         runtime: Runtime | None = None,
+        canary=None,
     ):
         self.settings = settings
         self.db = db
@@ -108,6 +110,7 @@ class PlatformSteps:
         # the running platform's loop, live intent router (a passing refit serves at once) and indexer;
         # None on the CLI's offline path
         self.runtime = runtime
+        self.canary_service = canary  # keel.checkpoints.canary.CanaryService (None offline)
 
     def quiet(self) -> contextlib.AbstractContextManager:
         """What the platform holds back while a child trains or evaluates (its background dense embedding)."""
@@ -515,6 +518,35 @@ class PlatformSteps:
             )
         )
         return Done({"decision": "promoted", "version": candidate["version"], **out.to_dict()})
+
+    def canary(self, ctx: StepContext, candidate: dict, gate: dict) -> Done | Skip:
+        """The candidate on a sticky share of live traffic until the canary decides (it promotes by itself
+        through the promotion service, or stops and rejects the candidate); the promote step then only
+        records what the canary did."""
+        from keel.store import canaries
+
+        svc = self.canary_service
+        if svc is None or self.runtime is None or self.runtime.loop is None:
+            return Skip("no running platform: a canary needs live traffic")
+        row = self._await(svc.start(candidate["version"], by="cycle", cycle_id=ctx.cycle_id))
+        cid = row["canary_id"]
+        while (row := canaries.get(self.db, cid)) is not None and row["status"] == "running":
+            if ctx.cancelled:
+                self._await(svc.stop(by="cycle", reason="the cycle was cancelled"))
+                ctx.check_cancel()
+            time.sleep(1.0)
+        while not svc.done.is_set():  # a promotion the canary started finishes before the next step
+            time.sleep(0.2)
+        figures = row.get("figures") or {}
+        return Done(
+            {
+                "decision": row["status"],
+                "canary_id": cid,
+                "reason": row.get("reason"),
+                "n_candidate": figures.get("n_candidate"),
+                "n_champion": figures.get("n_champion"),
+            }
+        )
 
     def reject(self, ctx: StepContext, candidate: dict, gate: dict) -> Done:
         passed = bool(gate.get("passed"))
