@@ -43,6 +43,22 @@ def load_json(value):
     return json.loads(value) if isinstance(value, str) else value
 
 
+def routed_overrides(engine_platform: PlatformProcess, docs: Path, *extra: str) -> list[str]:
+    """Overrides for a platform of its own that routes (router on) over the corpus at ``docs``, through
+    ``engine_platform``'s engines (`borrowed_engine`)."""
+    return [borrowed_engine(engine_platform), "router.enabled=true", f"rag.corpus_paths=[{docs}]", *extra]
+
+
+def index_status(p: PlatformProcess, done, timeout: float = 600.0) -> dict:
+    """The platform's /admin/index status once ``done(status)`` holds, or as it is at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = p.admin("GET", "/admin/index").json()
+        if done(st) or time.monotonic() > deadline:
+            return st
+        time.sleep(0.5)
+
+
 @contextlib.contextmanager
 def platform_running(
     root: Path, model_dir: Path, overrides: list[str], timeout: float = 900.0

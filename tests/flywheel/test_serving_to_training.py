@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from tests.harness import PlatformProcess, borrowed_engine
+from tests.harness import PlatformProcess, index_status, platform_running, routed_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -39,27 +38,13 @@ def routed(platform_server, base_model_dir, shared_data, tmp_path_factory):
     for rel in DOCS:
         (tmp / "docs" / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(src / rel, tmp / "docs" / rel)
-    p = PlatformProcess(
-        data_dir=tmp / "data",
-        model_dir=base_model_dir,
-        # lexical retrieval is enough to take the domain route; no background embedding competing for CPU
-        overrides=[
-            borrowed_engine(platform_server),
-            "router.enabled=true",
-            f"rag.corpus_paths=[{tmp / 'docs'}]",
-            "rag.background.dense=false",
-        ],
-    )
-    p.start()
-    try:
-        deadline = time.monotonic() + 120
-        while not p.admin("GET", "/admin/index").json().get("chunks_total") and time.monotonic() < deadline:
-            time.sleep(0.5)
+    # lexical retrieval is enough to take the domain route; no background embedding competing for CPU
+    sets = routed_overrides(platform_server, tmp / "docs", "rag.background.dense=false")
+    with platform_running(tmp, base_model_dir, sets) as p:
+        index_status(p, lambda s: s.get("chunks_total"), timeout=120)
         key = p.create_key("s2t")
         client = openai.OpenAI(base_url=f"{p.url}/v1", api_key=key, max_retries=0, timeout=300)
         yield p, client, key
-    finally:
-        p.stop()
 
 
 def _feedback(p: PlatformProcess, key: str, body: dict) -> None:

@@ -8,12 +8,11 @@ copied to a temporary folder): lexical at once, dense in the background, into a 
 from __future__ import annotations
 
 import shutil
-import time
 
 import openai
 import pytest
 
-from tests.harness import PlatformProcess, borrowed_engine
+from tests.harness import index_status, platform_running, routed_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -22,44 +21,22 @@ CHAT = [{"role": "user", "content": "你好，谢谢你的帮助！"}]
 OOS = [{"role": "user", "content": "帮我写一首关于春天的诗"}]
 
 
-def _index_status(p: PlatformProcess, done, timeout: float = 600.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        st = p.admin("GET", "/admin/index").json()
-        if done(st) or time.monotonic() > deadline:
-            return st
-        time.sleep(0.5)
-
-
 @pytest.fixture(scope="module")
 def routed(platform_server, base_model_dir, small_index, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("keel-routed")
     docs = tmp / "docs"
     shutil.copytree(small_index[0], docs)  # the docs only: the platform builds the index itself
-    p = PlatformProcess(
-        data_dir=tmp / "data",
-        model_dir=base_model_dir,
-        # nice 19 is the default (tests/rag/test_background.py checks it); here a milder one keeps a
-        # busy test machine from starving the ~30-chunk embedding this fixture waits for
-        overrides=[
-            borrowed_engine(platform_server),
-            "router.enabled=true",
-            f"rag.corpus_paths=[{docs}]",
-            "rag.background.pause_s=0",
-            "rag.background.nice=5",
-        ],
-    )
-    p.start()
-    try:
+    # nice 19 is the default (tests/rag/test_background.py checks it); here a milder one keeps a busy test
+    # machine from starving the ~30-chunk embedding this fixture waits for
+    sets = routed_overrides(platform_server, docs, "rag.background.pause_s=0", "rag.background.nice=5")
+    with platform_running(tmp, base_model_dir, sets) as p:
         # lexical first (seconds), then every chunk embedded in the platform's background worker; the
         # tests compare stream and non-stream sources, so they start on the finished index
-        st = _index_status(p, lambda s: s["chunks_total"] and not s["dense_pending"] and s["state"] == "idle")
+        st = index_status(p, lambda s: s["chunks_total"] and not s["dense_pending"] and s["state"] == "idle")
         assert st["chunks_total"] > 0 and st["chunks_embedded"] == st["chunks_total"], st
         assert "4 files (4 new" in st["last_lexical"], st
         key = p.create_key("router-tests")
         yield p, openai.OpenAI(base_url=f"{p.url}/v1", api_key=key, max_retries=0, timeout=120), docs
-    finally:
-        p.stop()
 
 
 def _stream(client, messages):
