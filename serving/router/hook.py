@@ -50,18 +50,11 @@ def gateway_router(router: Router, deadline_s: float | None = None):
             return direct_fallback(str(e))
         except Exception as e:  # the classifier itself failed: serve the request directly, never a 500
             return direct_fallback("router error", router_error=f"{type(e).__name__}: {e}")
-        info = RouteInfo(
-            route=plan.route,
-            confidence=plan.confidence,
-            scores=plan.scores,
-            retrieved=plan.retrieved,
-            sources=plan.sources,
-            classify_ms=plan.classify_ms,
-            retrieval_ms=plan.retrieval_ms,
-            fallback=plan.route == "domain" and plan.fallback,
-            retrieval_error=plan.retrieval_error if plan.route == "domain" else None,
-            lexical_only=plan.route == "domain" and plan.lexical_only,
-        )
+        # the plan's own fields, by name (RouteInfo is the one shape routing facts travel in); retrieval
+        # facts belong to the domain route only
+        info = RouteInfo.model_validate(plan, from_attributes=True)
+        if plan.route != "domain":
+            info = info.model_copy(update={"fallback": False, "retrieval_error": None, "lexical_only": False})
         return RouteDecision(
             info,
             messages=plan.engine_messages,
