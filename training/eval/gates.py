@@ -136,8 +136,13 @@ def _mc_delta(cand: dict, base: dict, bench: str, field_: str, policy: GatePolic
         return {
             "error": f"{bench}: the evals scored different items ({common} in common of {len(c_items)}/{len(b_items)})"
         }
+    return _paired_points(c_items, b_items, "correct" if field_ == "acc" else "p_correct", policy)
+
+
+def _paired_points(c_items: dict, b_items: dict, key: str, policy: GatePolicy) -> dict:
+    """Candidate minus baseline in points over the same items (each item's ``key``, 0..1), with the
+    bootstrap CI of the mean difference."""
     ids = sorted(c_items)
-    key = "correct" if field_ == "acc" else "p_correct"
     c = np.array([float(c_items[i][key]) for i in ids])
     b = np.array([float(b_items[i][key]) for i in ids])
     d = (c - b) * 100.0  # points
@@ -220,20 +225,7 @@ def _answers_delta(cand: dict, base: dict, policy: GatePolicy) -> dict:
     c_items, b_items = ({r["id"]: r for r in part["items"]} for part in (c, b))
     if set(c_items) != set(b_items) or not c_items:
         return {"error": "answers: the evals scored different questions"}
-    ids = sorted(c_items)
-    cs = np.array([float(c_items[i]["score"]) for i in ids])
-    bs = np.array([float(b_items[i]["score"]) for i in ids])
-    d = (cs - bs) * 100.0
-    boot = _bootstrap(lambda idx: d[idx].mean(axis=1), len(d), policy.bootstrap_samples, policy.seed)
-    lo, hi = _ci(boot, policy.confidence)
-    return {
-        "n": len(ids),
-        "baseline": float(bs.mean() * 100),
-        "candidate": float(cs.mean() * 100),
-        "delta": float(d.mean()),
-        "ci": [lo, hi],
-        "unit": "points",
-    }
+    return _paired_points(c_items, b_items, "score", policy)
 
 
 def delta(cand: dict, base: dict, metric: str, policy: GatePolicy) -> dict:
