@@ -1,0 +1,72 @@
+"""The canary, live (issue 27): on the session's real `keel up`, a candidate that answers empty (the base with
+its final norm zeroed) serves half of the conversations on its own vLLM engine beside the champion; the
+platform's canary stops it by itself on the error rate, before 3 x min_requests of its requests, with no
+request failed, every champion-arm answer whole, and no swap of the champion."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.flywheel.test_watch_live import mute_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def test_an_empty_answer_candidate_is_stopped_by_the_canary(platform_server, api_key, base_model_dir):
+    p = platform_server
+    assert httpx.get(f"{p.url}/health", timeout=10).json()["checkpoint_version"] == "base"
+    mute = mute_checkpoint(base_model_dir, p.data_dir / "mute-canary", "mute-canary")
+    p.cli("checkpoints", "add", str(mute))
+    out = p.cli("canary", "start", "mute-canary", "--share", "0.5").stdout
+    assert "mute-canary beside base on 50%" in out and "running" in out, out
+    client = httpx.Client(base_url=p.url, headers={"Authorization": f"Bearer {api_key}"}, timeout=180)
+    statuses, ids = [], []
+    try:
+        deadline = time.monotonic() + 900
+        st = p.admin("GET", "/admin/canary").json()
+        n = 0
+        while st["running"] and time.monotonic() < deadline:
+            n += 1  # every question opens a new conversation: the split sends about half to the candidate
+            body = {
+                "model": "keel",
+                "messages": [{"role": "user", "content": f"Tell me a joke about the number {n}."}],
+            }
+            r = client.post("/v1/chat/completions", json={**body, "max_tokens": 8, "temperature": 0})
+            statuses.append(r.status_code)
+            ids.append(r.headers.get("x-request-id"))
+            if n % 5 == 0:
+                st = p.admin("GET", "/admin/canary").json()
+        st = p.admin("GET", "/admin/canary").json()
+    finally:
+        if st.get("running"):
+            p.admin("POST", "/admin/canary/stop")
+    c = st["canary"]
+    assert c["status"] == "rejected" and "error_rate" in c["reason"], c
+    assert c["figures"]["n_candidate"] < 3 * 20, c["figures"]  # canary.min_requests is 20
+    assert set(statuses) == {200}  # nobody got an error, on either arm
+    rows = [r for r in p.rows(ids) if r.get("arm")]
+    champion = [r for r in rows if r["arm"] == "champion"]
+    candidate = [r for r in rows if r["arm"] == "candidate"]
+    assert candidate and all(not (r["completion_text"] or "").strip() for r in candidate)
+    assert champion and all(
+        (r["completion_text"] or "").strip() for r in champion
+    )  # no user outside its share hurt
+    assert {r["checkpoint_version"] for r in candidate} == {"mute-canary"}
+    # no swap: the champion still serves, the candidate is rejected and out of rotation
+    assert httpx.get(f"{p.url}/health", timeout=10).json()["checkpoint_version"] == "base"
+    status = {r["version"]: r["status"] for r in p.admin("GET", "/admin/checkpoints").json()}
+    assert status["mute-canary"] == "rejected" and status["base"] == "serving"
+    r = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "keel",
+            "messages": [{"role": "user", "content": "Tell me a joke about the number 7."}],
+            "max_tokens": 8,
+            "temperature": 0,
+        },  # fmt: skip
+    )
+    assert r.status_code == 200 and p.rows([r.headers["x-request-id"]])[0]["arm"] == "champion"
+    assert "mute-canary" in p.cli("canary", "status").stdout
