@@ -202,7 +202,8 @@ def test_console_in_browser(console_platform, base_model_dir, artifacts_dir: Pat
             assert "chunks (lexical)" in idx
             page.screenshot(path=str(artifacts_dir / "console.png"), full_page=True)
 
-            # search and filters (each wait names what the new rows must be, not just a count)
+            # search and filters (each wait names what the new rows must be, not just a count); every wait is a
+            # function: a bare expression is evaluated as a string, which the console's CSP (no unsafe-eval) blocks
             rows_js = "[...document.querySelectorAll('#requests tr.req')]"
             page.fill("#f-q", "pwned-marker")
             page.click("#request-filters button")
@@ -213,7 +214,7 @@ def test_console_in_browser(console_platform, base_model_dir, artifacts_dir: Pat
             page.select_option("#f-status", "error")
             page.click("#request-filters button")
             page.wait_for_function(
-                f"{rows_js}.length >= 1 && {rows_js}.every(r => r.children[3].textContent === '400')"
+                f"() => {rows_js}.length >= 1 && {rows_js}.every(r => r.children[3].textContent === '400')"
             )
             page.select_option("#f-status", "")
             page.select_option("#f-feedback", "edit")
@@ -223,7 +224,7 @@ def test_console_in_browser(console_platform, base_model_dir, artifacts_dir: Pat
             )
             page.select_option("#f-feedback", "")
             page.click("#request-filters button")
-            page.wait_for_function(f"{rows_js}.length >= 7")
+            page.wait_for_function(f"() => {rows_js}.length >= 7")
 
             # a cancelled confirmation changes nothing
             page.select_option("#promote-version", "v2")
@@ -245,14 +246,14 @@ def test_console_in_browser(console_platform, base_model_dir, artifacts_dir: Pat
             _confirm(page, "#promote", "Promote v2")
             page.wait_for_selector("#action-status.done", timeout=600_000)
             assert "promoted v2" in page.inner_text("#action-status")
-            page.wait_for_function("document.getElementById('serving-version').textContent === 'v2'")
+            page.wait_for_function("() => document.getElementById('serving-version').textContent === 'v2'")
             page.screenshot(path=str(artifacts_dir / "console-promoted.png"), full_page=True)
             _confirm(page, "#rollback", "Roll back from v2")
             page.wait_for_function(
-                "document.getElementById('action-status').textContent.startsWith('rolled back to base')",
+                "() => document.getElementById('action-status').textContent.startsWith('rolled back to base')",
                 timeout=600_000,
             )
-            page.wait_for_function("document.getElementById('serving-version').textContent === 'base'")
+            page.wait_for_function("() => document.getElementById('serving-version').textContent === 'base'")
             assert "from the console <i>test</i>" in page.inner_text("#swaps")
             assert page.evaluate("window.__pwned === undefined")
             page.screenshot(path=str(artifacts_dir / "console-rolled-back.png"), full_page=True)
