@@ -5,43 +5,19 @@ does under the policy is what is tested, not the engines (tests/web/test_console
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import pytest
-import uvicorn
 
 from tests.browser import launch
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.harness import engineless_platform, serving
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from keel.app import build_platform, create_app
-    from keel.config import load_settings
-
-    data = tmp_path_factory.mktemp("csp")
-    settings = load_settings(overrides=[f"data_dir={data}", "router.enabled=false", "rag.corpus_paths=[]"])
-    platform = build_platform(settings)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", platform.admin_key
-    server.should_exit = True
-    thread.join(30)
+    platform = engineless_platform(tmp_path_factory.mktemp("csp"))
+    with serving(platform) as url:
+        yield url, platform.admin_key
 
 
 def test_the_console_runs_under_its_csp_and_cannot_be_framed(served):
