@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 from collections import Counter
 
 import httpx
@@ -94,16 +95,22 @@ def test_answer_text_drops_the_gateways_sources_list():
 
 
 class FakeGateway:
-    """Answers each question with ``answer(question)``, streamed or not, with a Sources tail; records feedback."""
+    """Answers each question with ``answer(question)``, streamed or not, with a Sources tail, after a random
+    delay of up to ``delay`` s; records feedback."""
 
-    def __init__(self, answer):
+    def __init__(self, answer, delay: float = 0.0, seed: int = 0):
         self.answer = answer
         self.ids = itertools.count()
         self.asked: dict[str, str] = {}
+        self.first_asks: list[str] = []  # questions in the order they were first sent (not regenerations)
         self.feedback: list[dict] = []
+        self.delay, self.rng = delay, random.Random(seed)
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
+        if request.url.path != "/v1/feedback" and "x-keel-regenerate-of" not in request.headers:
+            self.first_asks.append(body["messages"][-1]["content"])
+        await asyncio.sleep(self.rng.random() * self.delay)
         if request.url.path == "/v1/feedback":
             self.feedback.append(body)
             return httpx.Response(200, json={"ok": True})
@@ -122,13 +129,13 @@ class FakeGateway:
         return httpx.Response(200, json={"choices": [{"message": {"content": text}}]}, headers=headers)
 
 
-def _run(answer, behaviour=None, seed=5, questions=None):
+def _run(answer, behaviour=None, seed=5, questions=None, delay=0.0, delay_seed=0):
     qs = questions or [
         Question(
             kind="domain", lang="zh", question="TiDB Lightning 是什么？", reference=REF, split="held_out"
         )
     ]
-    gw = FakeGateway(answer)
+    gw = FakeGateway(answer, delay, delay_seed)
     sim = Simulator(
         "http://gw", "key", qs, behaviour or Behaviour(), seed=seed, transport=httpx.MockTransport(gw)
     )
@@ -170,3 +177,16 @@ def test_same_seed_same_feedback_and_judge_off_keeps_fixed_rates():
     assert not off.report.judged and off.report.summary("t", 1)["judge"] is None
     ups = sum(f.get("rating") == "up" for f in gw.feedback if f["type"] == "thumbs")
     assert ups > 0  # the fixed rates rate some answers up whatever they say
+
+
+def test_a_seed_fixes_the_question_sequence_whatever_the_answer_times():
+    """The same judged simulation before and after a cycle asks the same questions in the same order."""
+    qs = load_questions(None, "all")
+    runs = [
+        _run(lambda q: "TiDB 是一个分布式数据库。", seed=9, questions=qs, delay=0.02, delay_seed=d)[1]
+        for d in (1, 2)
+    ]
+    a, b = (gw.first_asks for gw in runs)
+    n = min(len(a), len(b))
+    assert n > 50 and a[:n] == b[:n]
+    assert len(set(a[:n])) > 20  # many different questions, not one repeated

@@ -242,10 +242,10 @@ class Simulator:
         return self.report
 
     async def _ask(
-        self, c: httpx.AsyncClient, q: Question, regenerate_of: str | None = None
+        self, c: httpx.AsyncClient, q: Question, rng: random.Random, regenerate_of: str | None = None
     ) -> tuple[str, str] | None:
         """Send ``q``; (request id, the answer's text), or None when it failed."""
-        stream = self.rng.random() < self.b.stream
+        stream = rng.random() < self.b.stream
         body = {
             "model": self.model,
             "messages": [{"role": "user", "content": q.question}],
@@ -323,7 +323,7 @@ class Simulator:
         if act.edit:
             await self._feedback(c, {"type": "edit", "request_id": rid, "edited_text": q.reference})
         if act.regenerate:
-            new = await self._ask(c, q, regenerate_of=rid)
+            new = await self._ask(c, q, rng, regenerate_of=rid)
             if new is not None:
                 await self._feedback(c, {"type": "regenerate", "request_id": rid, "new_request_id": new[0]})
                 again = self._judge_row(q, new[0], new[1], regenerated=True)
@@ -331,29 +331,34 @@ class Simulator:
                 await self._feedback(c, {"type": "thumbs", "request_id": new[0], "rating": again["thumb"]})
 
     async def _user(self, c: httpx.AsyncClient, q: Question, n: int = 0) -> None:
-        got = await self._ask(c, q)
+        # Everything a user does draws from generators of its own (seed, arrival number): the run's
+        # generator draws only arrival times and questions, so a seed fixes the question sequence whatever
+        # order the answers come back in (the same traffic before and after a cycle).
+        rng = random.Random(f"keel-simulate-ask:{self.seed}:{n}")
+        got = await self._ask(c, q, rng)
         if got is None:
             return
         rid, answer = got
         if self._judge is not None and q.kind == "domain" and q.reference:
             await self._judged_user(c, q, rid, answer, n)
             return
-        if q.kind == "out_of_scope" and self.rng.random() < 0.8:
+        rng = user_rng(self.seed, n)
+        if q.kind == "out_of_scope" and rng.random() < 0.8:
             return  # refusals are mostly left alone
-        roll = self.rng.random()
+        roll = rng.random()
         if roll < self.b.thumbs_up:
             await self._feedback(c, {"type": "thumbs", "request_id": rid, "rating": "up"})
             return
         down = roll < self.b.thumbs_up + self.b.thumbs_down
         if down:
             await self._feedback(c, {"type": "thumbs", "request_id": rid, "rating": "down"})
-        if q.reference and self.rng.random() < self.b.edit:
+        if q.reference and rng.random() < self.b.edit:
             await self._feedback(c, {"type": "edit", "request_id": rid, "edited_text": q.reference})
-        elif down and self.rng.random() < self.b.regenerate:
-            new = await self._ask(c, q, regenerate_of=rid)
+        elif down and rng.random() < self.b.regenerate:
+            new = await self._ask(c, q, rng, regenerate_of=rid)
             if new is not None:
                 await self._feedback(c, {"type": "regenerate", "request_id": rid, "new_request_id": new[0]})
-                rating = "up" if self.rng.random() < 0.7 else "down"
+                rating = "up" if rng.random() < 0.7 else "down"
                 await self._feedback(c, {"type": "thumbs", "request_id": new[0], "rating": rating})
 
 
