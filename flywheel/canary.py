@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from flywheel.config import check_known
 from flywheel.watch import failed
 
 # signal → (higher is worse?, the natural scale of a difference worth seeing: the mixture's tau)
@@ -83,10 +84,7 @@ class CanaryConfig(BaseModel):
     @field_validator("guarded")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        unknown = [s for s in v if s not in SIGNALS]
-        if unknown:
-            raise ValueError(f"unknown canary signal {unknown[0]!r} (one of {', '.join(SIGNALS)})")
-        return v
+        return check_known(v, SIGNALS, "canary signal")
 
 
 @dataclass

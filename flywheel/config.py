@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def check_known(
+    values: Iterable[str], known: Iterable[str], what: str, error: type[Exception] = ValueError
+) -> list[str]:
+    """``values`` as a list when each is one of ``known``; otherwise ``error`` (a validator's ValueError, or
+    the caller's own error type) naming the first unknown one and the known ones."""
+    values, known = list(values), list(known)
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise error(f"unknown {what} {unknown[0]!r} (one of {', '.join(known)})")
+    return values
+
 
 DEFAULT_REFUSALS = [
     r"(?i)\bI(?:'m| am)? (?:sorry,? )?(?:but )?(?:I )?(?:can(?:no|')t|cannot|am unable to|won't) (?:help|assist|provide|answer)",
@@ -33,10 +48,7 @@ class TrustPolicy(BaseModel):
     @field_validator("auto_accept")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        unknown = [k for k in v if k not in PAIR_SOURCES]
-        if unknown:
-            raise ValueError(f"unknown feedback kind {unknown[0]!r} (one of {', '.join(PAIR_SOURCES)})")
-        return list(dict.fromkeys(v))
+        return list(dict.fromkeys(check_known(v, PAIR_SOURCES, "feedback kind")))
 
 
 class MiningConfig(BaseModel):

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from flywheel.config import check_known
 from flywheel.cycle_config import STAGE_ORDER, CycleConfig
 from flywheel.errors import FlywheelError
 from flywheel.step_outputs import (
@@ -452,10 +453,9 @@ class CycleRunner:
             self._refuse_if_busy()
             if resume and not dry_run and (old := self.store.latest("interrupted")) is not None:
                 return self._reopen(old)
-            chosen = list(stages) if stages is not None else list(config.stages)
-            unknown = [s for s in chosen if s not in STAGE_ORDER]
-            if unknown:
-                raise CycleError(f"unknown stage {unknown[0]!r} (one of {', '.join(STAGE_ORDER)})")
+            chosen = check_known(
+                stages if stages is not None else config.stages, STAGE_ORDER, "stage", CycleError
+            )
             cfg = config.model_copy(update={"stages": [s for s in STAGE_ORDER if s in chosen]})
             cycle = CycleRecord(
                 cycle_id=self.new_id(),
