@@ -188,3 +188,24 @@ def test_the_cycle_freezes_its_prompts_once_and_evaluate_and_gate_agree(settings
     assert first.fingerprint() == again.fingerprint() and load_prompts(first.answers).sha256 == res["sha256"]
     off = SimpleNamespace(cycle_id="c2", config=CycleConfig.model_validate({}))
     assert steps.eval_config(off).answers is None  # answers_questions defaults to 0: no suite
+
+
+@pytest.mark.slow
+def test_vllm_and_transformers_give_the_same_greedy_answers(vllm_scorer, scoring_model):
+    """The two eval backends answer a frozen prompt alike (fp32, greedy, the domain route's penalty), so an
+    answers eval means the same whichever engine ran it."""
+    from training.eval.answers import AnswerPrompt, generate
+
+    system = "You are the TiDB documentation assistant. Answer in Chinese.\nDocuments:\n[1] GC\n" + FAQ[0][1]
+    p = AnswerPrompt(
+        "q",
+        FAQ[0][0],
+        "zh",
+        FAQ[0][1],
+        [{"role": "system", "content": system}, {"role": "user", "content": FAQ[0][0]}],
+        {"repetition_penalty": 1.2},
+    )
+    [v] = generate(None, vllm_scorer, [p], 16)
+    [t] = generate(scoring_model, None, [p], 16)
+    assert v["prompt_tokens"] == t["prompt_tokens"] and v["tokens"] > 0
+    assert v["text"] == t["text"], (v, t)
