@@ -186,7 +186,16 @@ class _PlatformCollector(Collector):
         p = self.metrics.sources
         if p is None:
             return
-        for part in (self._requestlog, self._engines, self._swaps, self._cycles, self._index, self._serving):
+        parts = (
+            self._requestlog,
+            self._engines,
+            self._swaps,
+            self._cycles,
+            self._canary,
+            self._index,
+            self._serving,
+        )
+        for part in parts:
             try:
                 yield from part(p)
             except Exception:  # one broken part must not hide the others
@@ -365,6 +374,35 @@ class _PlatformCollector(Collector):
         for labels, values in sorted(by.items()):
             h.add_metric(list(labels), _buckets(values, STEP_BUCKETS), sum(values))
         yield h
+
+    def _canary(self, p: MetricSources) -> Iterator[Metric]:
+        """The running (or last) canary: 1 while it runs, and each arm's requests and signal means at its
+        last look (a request's own series already carry its version)."""
+        from keel.store import canaries
+
+        last = canaries.list_canaries(p.db, 1)
+        running = GaugeMetricFamily("keel_canary_running", "1 while a canary splits traffic")
+        running.add_metric([], 1 if last and last[0]["status"] == "running" else 0)
+        yield running
+        figures = (last[0].get("figures") or {}) if last else {}
+        if not figures:
+            return
+        n = GaugeMetricFamily(
+            "keel_canary_requests", "Requests per canary arm at its last look", labels=["arm"]
+        )
+        n.add_metric(["candidate"], figures.get("n_candidate") or 0)
+        n.add_metric(["champion"], figures.get("n_champion") or 0)
+        yield n
+        g = GaugeMetricFamily(
+            "keel_canary_signal",
+            "Each guarded signal's mean per canary arm at its last look",
+            labels=["arm", "signal"],
+        )
+        for s in figures.get("signals", []):
+            for arm in ("candidate", "champion"):
+                if s.get(arm) is not None:
+                    g.add_metric([arm, s["name"]], float(s[arm]))
+        yield g
 
     def _index(self, p: MetricSources) -> Iterator[Metric]:
         if p.indexer is None:

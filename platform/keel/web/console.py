@@ -163,6 +163,16 @@ def cycles(request: Request, _: Operator) -> dict[str, Any]:
     return out
 
 
+@router.get("/api/canary")
+def canary(request: Request, _: Operator) -> dict[str, Any]:
+    """The running (or last) canary with both arms' figures at its last look."""
+    from keel.store import canaries
+
+    p = _platform(request)
+    rows = canaries.list_canaries(p.db, 1)
+    return {"canary": rows[0] if rows else None, "config": p.settings.cycle.canary.model_dump()}
+
+
 def _report(path: str | None) -> Response:
     """A Keel-written HTML report, sandboxed: no script of it runs with the console's origin."""
     if not path or not Path(path).is_file():

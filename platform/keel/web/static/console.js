@@ -366,6 +366,43 @@ async function loadRequests() {
   $("p-requests").dataset.ready = r.items.length ? "1" : "";
 }
 
+// The running (or last) canary: both arms' means per guarded signal, the difference with its always-valid
+// interval (the decision boundary is 0: an interval wholly on the bad side stops the candidate).
+async function loadCanary() {
+  const c = (await api("/console/api/canary")).canary;
+  const box = $("canary-body");
+  if (!c) {
+    box.replaceChildren(el("p", { class: "muted" }, "No canary has run (keel canary start VERSION, or cycle.canary.enabled)."));
+    $("p-canary").dataset.ready = "1";
+    return;
+  }
+  const f = c.figures || {};
+  const num = (v) => (v === null || v === undefined ? "–" : Number(v).toPrecision(3));
+  const rows = (f.signals || []).map((s) =>
+    el(
+      "tr",
+      { class: s.worse ? "bad" : "" },
+      el("td", { class: "nowrap" }, s.name),
+      el("td", { class: "num nowrap" }, `${num(s.champion)} (${s.n_champion})`),
+      el("td", { class: "num nowrap" }, `${num(s.candidate)} (${s.n_candidate})`),
+      el("td", { class: "num nowrap" }, s.difference === null || s.difference === undefined ? "–" : `${num(s.difference)} [${num(s.low)}, ${num(s.high)}]`),
+      el("td", { class: "num nowrap" }, s.p === null || s.p === undefined ? "–" : Number(s.p).toPrecision(2)),
+      el("td", { class: "nowrap" }, s.worse ? "worse" : s.no_worse ? "no worse" : "")
+    )
+  );
+  box.replaceChildren(
+    el("p", { id: "canary-state" }, `${c.version} beside ${c.champion} on ${Math.round(c.share * 100)}% of conversations · ${c.status}` + (c.reason ? ` · ${c.reason}` : "")),
+    el("p", { class: "muted" }, `requests: candidate ${f.n_candidate ?? 0}, champion ${f.n_champion ?? 0}`),
+    el(
+      "table",
+      { id: "canary-signals" },
+      el("thead", {}, el("tr", {}, ...["signal", "champion (n)", "candidate (n)", "candidate − champion [interval]", "p", ""].map((h) => el("th", {}, h)))),
+      el("tbody", {}, ...rows)
+    )
+  );
+  $("p-canary").dataset.ready = "1";
+}
+
 async function loadCycles() {
   const c = await api("/console/api/cycles");
   const box = $("cycles-body");
@@ -415,7 +452,7 @@ async function refresh() {
     renderIndex(o);
     renderTraffic(t);
     renderFeedback(f);
-    await Promise.all([loadCycles(), document.activeElement && document.activeElement.id === "f-q" ? null : loadRequests()]);
+    await Promise.all([loadCanary(), loadCycles(), document.activeElement && document.activeElement.id === "f-q" ? null : loadRequests()]);
     document.body.dataset.loaded = String(Date.now());
   } catch (e) {
     if (e.message !== "logged out") say(`refresh failed: ${e.message}`, "err");
