@@ -80,6 +80,11 @@ def test_an_empty_answer_candidate_is_stopped_and_rejected(setup):
         "http://candidate"
     ]
     assert registry.get(db, "cand").status == "rejected" and aliases.get(db) == "base"  # no swap
+    from keel.cli.lineage import _version_text
+    from keel.store.lineage import of_version
+
+    lines = "\n".join(_version_text(of_version(db, "cand")))  # what `keel lineage cand` prints
+    assert "canary beside base on 30%: rejected after 20 / 40 requests  error_rate" in lines, lines
 
 
 def test_an_identical_candidate_is_promoted_at_the_end_of_its_window(setup):

@@ -50,6 +50,11 @@ def _version_text(d: dict[str, Any]) -> list[str]:
         )
     for m in d["champion_moves"]:
         out.append(f"  champion {m['from_version']} → {m['to_version']}  {m['kind']}  {m['moved_at']}")
+    for c in d.get("canaries", []):
+        out.append(
+            f"  canary beside {c['champion']} on {c['share']:.0%}: {c['status']} after {c['n_candidate']} / "
+            f"{c['n_champion']} requests  {c['reason'] or ''}".rstrip()
+        )
     for w in d.get("watches", []):
         out.append(f"  watch vs {w['previous']}: {w['status']}  {w['reason'] or ''}".rstrip())
     return out

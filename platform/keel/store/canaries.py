@@ -63,6 +63,13 @@ def list_canaries(db: Database, limit: int = 20) -> list[dict[str, Any]]:
     )
 
 
+def for_version(db: Database, version: str) -> list[dict[str, Any]]:
+    return as_dicts(
+        db.cursor().execute("SELECT * FROM canaries WHERE version = ? ORDER BY started_at", [version]),
+        ("figures",),
+    )
+
+
 def arm_rows(db: Database, since: datetime, versions: tuple[str, str]) -> list[dict[str, Any]]:
     """Requests either arm answered since the canary began, each with its feedback signals."""
     rows = select_requests(

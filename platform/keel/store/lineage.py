@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from keel.errors import KeelError
-from keel.store import aliases, registry
+from keel.store import aliases, canaries, registry
 from keel.store.db import Database
 from keel.store.rows import as_dicts
 from keelcommon.jsonl import iter_jsonl
@@ -182,6 +182,17 @@ def of_version(db: Database, version: str) -> dict[str, Any]:
         )
         if _table_exists(db, "watches")
         else [],
+        "canaries": [
+            {
+                k: c[k]
+                for k in ("canary_id", "champion", "share", "status", "reason", "started_at", "finished_at")
+            }
+            | {
+                "n_candidate": (c.get("figures") or {}).get("n_candidate"),
+                "n_champion": (c.get("figures") or {}).get("n_champion"),
+            }  # fmt: skip
+            for c in canaries.for_version(db, version)
+        ],
     }
 
 
