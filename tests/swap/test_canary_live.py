@@ -14,6 +14,9 @@ from tests.flywheel.test_watch_live import mute_checkpoint
 
 pytestmark = pytest.mark.slow
 
+# routed to the engine (chat and domain), never a canned out-of-scope reply; the number opens a new conversation
+QUESTIONS = ["Hello, I am user {n}. How are you today?", "How do I create table t{n} in TiDB?"]
+
 
 def test_an_empty_answer_candidate_is_stopped_by_the_canary(platform_server, api_key, base_model_dir):
     p = platform_server
@@ -32,7 +35,7 @@ def test_an_empty_answer_candidate_is_stopped_by_the_canary(platform_server, api
             n += 1  # every question opens a new conversation: the split sends about half to the candidate
             body = {
                 "model": "keel",
-                "messages": [{"role": "user", "content": f"Tell me a joke about the number {n}."}],
+                "messages": [{"role": "user", "content": QUESTIONS[n % 2].format(n=n)}],
             }
             r = client.post("/v1/chat/completions", json={**body, "max_tokens": 8, "temperature": 0})
             statuses.append(r.status_code)
@@ -63,7 +66,7 @@ def test_an_empty_answer_candidate_is_stopped_by_the_canary(platform_server, api
         "/v1/chat/completions",
         json={
             "model": "keel",
-            "messages": [{"role": "user", "content": "Tell me a joke about the number 7."}],
+            "messages": [{"role": "user", "content": QUESTIONS[1].format(n=7)}],
             "max_tokens": 8,
             "temperature": 0,
         },  # fmt: skip
