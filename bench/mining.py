@@ -24,6 +24,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from keel.store import DB_FILE  # noqa: E402
+
 from bench.support.launcher import PlatformProcess  # noqa: E402
 
 SEED_SQL = """
@@ -96,7 +98,7 @@ def bench_feedback(n: int) -> dict:
     )
     key = p.create_key("bench")
     key_id = json.loads(p.cli("keys", "list", "--json").stdout)[0]["key_id"]
-    seed(tmp / "keel.duckdb", 100_000, key_id)
+    seed(tmp / DB_FILE, 100_000, key_id)
     p.start(timeout=300)
     h = {"Authorization": f"Bearer {key}"}
     fb, models = [], []

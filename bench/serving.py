@@ -23,6 +23,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from keel.store import DB_FILE  # noqa: E402
+
 from bench.support.launcher import PlatformProcess  # noqa: E402
 
 PROMPTS = [
@@ -175,7 +177,7 @@ def main() -> None:
     # the gateway alone is measured here; routing + retrieval has its own benchmark (bench/rag.py)
     big_dir = work / "big"
     big_dir.mkdir()
-    prefill_s = prefill_rows(big_dir / "keel.duckdb", args.prefill)
+    prefill_s = prefill_rows(big_dir / DB_FILE, args.prefill)
     off_p = PlatformProcess(
         data_dir=work / "off",
         model_dir=model_dir,
