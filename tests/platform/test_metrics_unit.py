@@ -96,7 +96,8 @@ def test_counts_requests_and_reads_parts_at_scrape_time(engine_url):
         "INSERT INTO swaps VALUES ('promote','succeeded','in_place',1.5), ('rollback','succeeded','in_place',0.7),"
         " ('promote','failed',NULL,NULL)"
     )
-    m = PlatformMetrics(p, engine_scrape_timeout_s=0.5)
+    # the live engine must answer its /metrics in time even on a loaded box; the dead one refuses at once
+    m = PlatformMetrics(p, engine_scrape_timeout_s=5.0)
     for status, route in ((200, "domain"), (200, "domain"), (400, "direct")):
         m.observe(
             RequestRecord(
