@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +22,23 @@ def process_group_alive(pgid: int) -> bool:
         return True
     except ProcessLookupError:
         return False
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of a process group (zombies waiting for init to reap them do not count)."""
+    ps = subprocess.run(["ps", "-eo", "pid=,pgid=,stat="], capture_output=True, text=True).stdout
+    rows = [ln.split() for ln in ps.splitlines()]
+    return [int(r[0]) for r in rows if int(r[1]) == pgid and not r[2].startswith("Z")]
+
+
+def kill_platform(p: PlatformProcess, groups: list[int], what: str) -> None:
+    """kill -9 of the platform; the process groups it led (engines, training) must go with it."""
+    p.signal(signal.SIGKILL)
+    p.wait(30)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(group_members(pid) for pid in groups):
+        time.sleep(0.5)
+    assert not any(group_members(pid) for pid in groups), f"{what} outlived a killed platform"
 
 
 def db_rows(db_path: Path, sql: str, params: list | None = None) -> list[tuple]:

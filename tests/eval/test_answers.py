@@ -154,7 +154,7 @@ def test_answers_gate_is_not_significantly_worse():
     "line, msg",
     [
         ('{"id": 1, "question": "q", "reference": "r"}', "missing field 'messages'"),
-        ("{not json", "not valid JSON"),
+        ("{not json", "malformed JSON"),
         ('{"id": 1, "question": "q", "reference": "r", "messages": ["x"]}', "list of chat messages"),
     ],
 )

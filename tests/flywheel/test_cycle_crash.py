@@ -12,16 +12,14 @@ swap to cut in half, so it has no kill of its own here.
 from __future__ import annotations
 
 import json
-import signal
 import time
 
 import pytest
 
 from tests.flywheel.test_cycle_platform import _profile, env  # noqa: F401
 from tests.flywheel.test_watch_live import greedy
-from tests.harness import PlatformProcess
+from tests.harness import PlatformProcess, kill_platform
 from tests.swap.test_hot_swap import engine_pids, same_weights
-from tests.swap.test_replicas import group_members
 
 pytestmark = pytest.mark.slow
 PROMPT = "How do I create a table in TiDB?"
@@ -37,16 +35,6 @@ def _until(p: PlatformProcess, cycle_id: str, found, what: str, timeout: float =
         assert c["status"] == "running", (what, c, p.log_tail())
         time.sleep(0.2)
     raise AssertionError(f"{what} never happened\n{p.log_tail()}")
-
-
-def _kill(p: PlatformProcess, children: list[int]) -> None:
-    """kill -9 of the platform; its children's process groups must go with it."""
-    p.signal(signal.SIGKILL)
-    p.wait(30)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and any(group_members(pid) for pid in children):
-        time.sleep(0.5)
-    assert not any(group_members(pid) for pid in children), "a child outlived its platform"
 
 
 def _after_restart(p: PlatformProcess, cycle_id: str, step: str, base_answer) -> dict:
@@ -100,7 +88,7 @@ def test_kill_during_evaluate_and_promote_then_resume(env, base_model_dir):  # n
             return None
 
         child = _until(p, cycle_id, evaluating, "the evaluation")
-        _kill(p, [child, *engines(p)])
+        kill_platform(p, [child, *engines(p)], "a child")
     finally:
         p.stop()
 
@@ -119,7 +107,7 @@ def test_kill_during_evaluate_and_promote_then_resume(env, base_model_dir):  # n
 
         swap = _until(p, cycle_id, swapping, "the promotion")
         assert swap["to_version"] == candidate
-        _kill(p, engines(p))
+        kill_platform(p, engines(p), "an engine")
     finally:
         p.stop()
 

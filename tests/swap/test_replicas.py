@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import threading
 import time
 
@@ -12,16 +10,10 @@ import httpx
 import pytest
 
 from bench.support.derive import derive_checkpoint
+from tests.harness import group_members, kill_platform
 from tests.swap.test_hot_swap import Load, engine_pids, switches
 
 pytestmark = pytest.mark.slow
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live processes of a process group (zombies waiting for init to reap them do not count)."""
-    ps = subprocess.run(["ps", "-eo", "pid=,pgid=,stat="], capture_output=True, text=True).stdout
-    rows = [ln.split() for ln in ps.splitlines()]
-    return [int(r[0]) for r in rows if int(r[1]) == pgid and not r[2].startswith("Z")]
 
 
 class HealthWatch:
@@ -98,9 +90,4 @@ def test_kill_9_of_the_platform_takes_its_engines_down(two_replicas):
     leaders = [pid for port in ports for pid in engine_pids("--port " + port)]
     assert len(leaders) == 2
     assert all(group_members(pid) for pid in leaders)
-    two_replicas.signal(signal.SIGKILL)
-    two_replicas.wait(30)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and any(group_members(pid) for pid in leaders):
-        time.sleep(0.5)
-    assert not any(group_members(pid) for pid in leaders), "engine processes outlived a killed platform"
+    kill_platform(two_replicas, leaders, "engine processes")

@@ -19,11 +19,11 @@ per-question scores of candidate and baseline with a paired bootstrap (``answers
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from keelcommon.jsonl import iter_jsonl
 from training.eval.data import EvalDataError
 from training.eval.judge import judge
 
@@ -62,13 +62,7 @@ def load_prompts(path: Path) -> PromptSet:
             f"{path}: answers prompts file not found (freeze it with `keel eval prompts`)"
         ) from None
     out, seen = [], set()
-    for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise EvalDataError(f"{path}:{n}: not valid JSON: {e.msg}") from None
+    for n, row in iter_jsonl(path, EvalDataError, text=raw.decode("utf-8")):
         for key in ("id", "question", "reference", "messages"):
             if not row.get(key):
                 raise EvalDataError(f"{path}:{n}: missing field {key!r}")
