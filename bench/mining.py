@@ -71,7 +71,7 @@ def bench_mining(rows: int) -> dict:
     seeded = time.perf_counter() - t0
     db = Database(settings.db_path)
     t0 = time.perf_counter()
-    out = run_mining(db, settings, full=True, hooks=mining_hooks(settings))
+    out = run_mining(db, settings, full=True, hooks=mining_hooks(settings.mining, settings.eval))
     dt = time.perf_counter() - t0
     db.close()
     st = out["stats"]

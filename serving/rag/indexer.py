@@ -76,6 +76,17 @@ def _under(source: str, roots: list[Path]) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Pacing:
+    """How a dense pass shares the machine: batch size, a pause between batches, a stop test and a
+    progress callback (background indexing yields to serving with these)."""
+
+    batch: int | None = None
+    pause_s: float = 0.0
+    should_stop: Callable[[], bool] | None = None
+    on_progress: Callable[[int, int], None] | None = None
+
+
 class Indexer:
     def __init__(self, index_dir: Path, config: RagConfig | None = None):
         self.index_dir = Path(index_dir)
@@ -208,7 +219,7 @@ class Indexer:
         collection = open_index(self.index_dir, self.config, create=True)
         s.files = len(catalog.files)
         s.chunks_total = len(catalog.chunks)
-        self._sync(collection, catalog, s, progress, batch, pause_s, should_stop, on_progress)
+        self._sync(collection, catalog, s, progress, Pacing(batch, pause_s, should_stop, on_progress))
         s.seconds = time.perf_counter() - t0
         return s
 
@@ -218,12 +229,10 @@ class Indexer:
         catalog: Catalog,
         s: IndexSummary,
         progress: bool = True,
-        batch: int | None = None,
-        pause_s: float = 0.0,
-        should_stop: Callable[[], bool] | None = None,
-        on_progress: Callable[[int, int], None] | None = None,
+        pacing: Pacing | None = None,
     ) -> None:
         """Delete vectors of removed chunks, update moved chunks' metadata, reuse or embed missing ones."""
+        pace = pacing or Pacing()
         try:
             have = collection.get(include=["metadatas"])
         except Exception as e:
@@ -258,12 +267,12 @@ class Indexer:
         reused = {c.id for c in reuse}
         missing = [c for c in missing if c.id not in reused]
         s.chunks_missing = len(missing)
-        step = batch or self.config.embed_batch
+        step = pace.batch or self.config.embed_batch
         te = time.perf_counter()
         bar = tqdm(total=len(missing), unit="chunk", desc="embedding", disable=not progress or not missing)
         done = 0
         for i in range(0, len(missing), step):
-            if should_stop is not None and should_stop():
+            if pace.should_stop is not None and pace.should_stop():
                 s.interrupted = True
                 break
             part = missing[i : i + step]
@@ -275,10 +284,10 @@ class Indexer:
             )
             done += len(part)
             bar.update(len(part))
-            if on_progress is not None:
-                on_progress(done, len(missing))
-            if pause_s > 0 and done < len(missing):
-                time.sleep(pause_s)
+            if pace.on_progress is not None:
+                pace.on_progress(done, len(missing))
+            if pace.pause_s > 0 and done < len(missing):
+                time.sleep(pace.pause_s)
         bar.close()
         s.embed_seconds = time.perf_counter() - te if done else 0.0
         s.chunks_added += done + s.chunks_reused

@@ -89,7 +89,7 @@ def test_the_guard_can_be_switched_off_and_then_lets_them_through(log_with_leaks
 def test_default_settings_guard_the_demo_evaluation_data(tmp_path):
     if not DEMO_DATA.is_dir():
         missing("no shared/data beside this checkout")
-    sets = gate_sets(load_settings(overrides=[f"data_dir={tmp_path}"]))
+    sets = gate_sets(load_settings(overrides=[f"data_dir={tmp_path}"]).eval)
     assert set(sets) == {"mmlu", "cmmlu", "domain", "general"}
     assert sets["mmlu"] == DEMO_DATA / "mmlu"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
@@ -11,6 +11,10 @@ from pydantic import BaseModel, Field
 from keel.api.deps import Admin, Db, query_limit
 from keel.store import flywheel
 from serving.errors import APIError
+
+if TYPE_CHECKING:
+    from keel.config import KeelSettings
+
 
 router = APIRouter(prefix="/admin/flywheel")
 
@@ -49,7 +53,7 @@ class ExportBody(BaseModel):
     include_unreviewed: bool = False
 
 
-def contained_out(settings, out: str | None) -> str | None:
+def contained_out(settings: KeelSettings, out: str | None) -> str | None:
     """``out`` as an absolute folder inside the export dir or the data dir (relative: under the export
     dir); anything that would land elsewhere on the host (``../../..``, ``/etc``) is a 400."""
     if out is None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from keel.cli import app, fail, load
+
+if TYPE_CHECKING:
+    from keel.config import KeelSettings
 
 
 @app.command()
@@ -29,7 +32,7 @@ def up(
     raise typer.Exit(code)
 
 
-async def _serve(settings) -> int:
+async def _serve(settings: KeelSettings) -> int:
     import uvicorn
 
     from keel.app import build_platform, create_app

@@ -61,7 +61,7 @@ def simulate(
     With --judge on, each domain answer is scored against its reference and the score sets the feedback
     (platform/keel/simulate/users.py)."""
     from keel.cli.client import AdminClient, running_platform
-    from keel.simulate.traffic import Behaviour, dumps, load_questions, simulate, summary_text
+    from keel.simulate.traffic import Behaviour, Simulator, dumps, load_questions, simulate, summary_text
 
     if rate <= 0 or duration <= 0:
         raise fail("--rate and --duration must be positive")
@@ -79,5 +79,6 @@ def simulate(
         err=True,
     )
     behaviour = Behaviour(max_tokens=max_tokens, judge=judge == Switch.on)
-    out = simulate(url, key, name, rate, duration, questions, seed, behaviour, split.value)
+    sim = Simulator(url, key, qs, behaviour, seed=seed)
+    out = simulate(sim, name, rate, duration, split.value)
     typer.echo(dumps(out) if as_json else summary_text(out))

@@ -23,9 +23,13 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel.errors import KeelError
+
+if TYPE_CHECKING:
+    from keel.config import KeelSettings
+
 
 MIN_REF, MAX_REF = 30, 800
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
@@ -69,7 +73,7 @@ class _DomainRoute:
         return Classification("domain", 1.0, {"domain": 1.0}, method="answers-suite")
 
 
-def open_retriever(settings):
+def open_retriever(settings: KeelSettings):
     """A retriever over the platform's index, set up as the serving router sets up its own."""
     from serving.rag.retriever import Retriever
     from serving.router.intents import load_intents
@@ -82,7 +86,9 @@ def open_retriever(settings):
     return retriever
 
 
-def freeze_prompts(settings, out: Path, n: int, retriever=None, seed: int | None = None) -> dict[str, Any]:
+def freeze_prompts(
+    settings: KeelSettings, out: Path, n: int, retriever=None, seed: int | None = None
+) -> dict[str, Any]:
     """Write the prompts file (atomically) and return {path, sha256, n, fallback}: how many prompts had no
     retrieved documents (the domain route's fallback answers from the question alone)."""
     from serving.router.graph import build_graph

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from flywheel.config import MiningConfig
 from flywheel.overlap import ContainmentIndex
+from training.eval.config import EvalSettings
 
 log = logging.getLogger("keel.cycle.eval_guard")
 
@@ -39,9 +41,8 @@ class EvalOverlapGuard:
         return bool(self.sets)
 
 
-def gate_sets(settings) -> dict[str, Path]:
+def gate_sets(ev: EvalSettings) -> dict[str, Path]:
     """Where the gates read each evaluation set (only the parts that exist)."""
-    ev = settings.eval
     explicit = [ev.data, ev.mmlu, ev.cmmlu, ev.general, ev.domain]
     if not any(explicit) and DEMO_DATA.is_dir():
         ev = ev.model_copy(update={"data": DEMO_DATA})
@@ -56,19 +57,19 @@ def _stamp(paths: list[Path]) -> tuple:
     return tuple(out)
 
 
-def build_guard(settings) -> EvalOverlapGuard | None:
+def build_guard(mining: MiningConfig, ev: EvalSettings) -> EvalOverlapGuard | None:
     """The guard for these settings, or None when it is off (``mining.eval_guard: false``)."""
-    if not settings.mining.eval_guard:
+    if not mining.eval_guard:
         return None
-    sets = gate_sets(settings)
+    sets = gate_sets(ev)
     gate, counts = _gate_index(tuple(sorted((k, str(v)) for k, v in sets.items())), _stamp([*sets.values()]))
     guard = EvalOverlapGuard([gate], None, dict(counts))
-    if settings.mining.eval_sets:
+    if mining.eval_sets:
         from training.data.heldout import EvalGuard
         from training.data.prepare import _eval_texts
 
-        extra, near, n = ContainmentIndex(), EvalGuard(settings.mining.dedup_threshold), 0
-        for src in settings.mining.eval_sets:
+        extra, near, n = ContainmentIndex(), EvalGuard(mining.dedup_threshold), 0
+        for src in mining.eval_sets:
             for text, where in _eval_texts(str(Path(src).expanduser())):
                 near.add(text, where)
                 extra.add(text, where)

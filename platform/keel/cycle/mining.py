@@ -9,22 +9,26 @@ from collections import Counter
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flywheel.config import TrustPolicy
+from flywheel.config import MiningConfig, TrustPolicy
 from flywheel.mining import KtoItem, Miner, MiningHooks, PairItem, SftItem, kto_text
 from flywheel.trust import auto_accept_rule, in_dpo_snapshot
 from keel.store import flywheel
 from keel.store.db import Database
 
+if TYPE_CHECKING:
+    from keel.config import KeelSettings
+    from training.eval.config import EvalSettings
 
-def mining_hooks(settings) -> MiningHooks:
+
+def mining_hooks(mining: MiningConfig, ev: EvalSettings) -> MiningHooks:
     """The training data pipeline's PII scrubber, dedup index and eval guard, passed in as callables."""
     from keel.cycle.eval_guard import build_guard
     from training.data.dedup import NearDupIndex
     from training.data.pii import Scrubber
 
-    guard = build_guard(settings)
+    guard = build_guard(mining, ev)
     return MiningHooks(
         scrub=Scrubber().scrub,
         eval_overlap=guard.overlap if guard else None,
@@ -66,7 +70,7 @@ def pair_row(
 
 
 def run_mining(
-    db: Database, settings, full: bool = False, hooks: MiningHooks | None = None
+    db: Database, settings: KeelSettings, full: bool = False, hooks: MiningHooks | None = None
 ) -> dict[str, Any]:
     since = None if full else flywheel.last_mined_until(db)
     until = datetime.now(UTC)
@@ -80,7 +84,7 @@ def run_mining(
         ("kto:" + k, kto_text(json.loads(p) if isinstance(p, str) else p, c, bool(lab)))
         for k, p, c, lab in flywheel.stored_kto(db)
     ]
-    miner = Miner(settings.mining, hooks or mining_hooks(settings))
+    miner = Miner(settings.mining, hooks or mining_hooks(settings.mining, settings.eval))
     result = miner.mine(requests, feedback, known, existing)
     run_id = "mine-" + until.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     frac = settings.annotation.double_annotate_fraction
@@ -106,7 +110,9 @@ def _prompt_text(messages: Any) -> str:
     return prompt_text(json.loads(messages) if isinstance(messages, str) else messages)
 
 
-def run_export(db: Database, settings, out: str | None, include_unreviewed: bool = False) -> dict[str, Any]:
+def run_export(
+    db: Database, settings: KeelSettings, out: str | None, include_unreviewed: bool = False
+) -> dict[str, Any]:
     """Pairs that train (reviewed and accepted, with swap/edit applied; or trusted by the policy and not
     rejected by a review), SFT examples and KTO examples → a TRL snapshot.
 

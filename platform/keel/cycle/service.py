@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -22,6 +22,10 @@ from keel.cycle.scheduler import CycleScheduler
 from keel.cycle.steps import PlatformSteps
 from keel.runtime import Runtime
 from keel.store.cycles import DuckCycleStore
+
+if TYPE_CHECKING:
+    from keel.config import KeelSettings
+
 
 log = logging.getLogger("keel.cycle")
 
@@ -98,7 +102,9 @@ def load_profile(base: CycleConfig, name: str, data_dir: Path | None = None) -> 
 
 
 class CycleService:
-    def __init__(self, settings, db, promotions, flush=None, runtime: Runtime | None = None, canary=None):
+    def __init__(
+        self, settings: KeelSettings, db, promotions, flush=None, runtime: Runtime | None = None, canary=None
+    ):
         self.settings = settings
         self.store = DuckCycleStore(db)
         self.steps = PlatformSteps(

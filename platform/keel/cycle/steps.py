@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -28,6 +28,10 @@ from keel.errors import KeelError
 from keel.runtime import Runtime
 from keel.store import registry
 from keel.store.db import Database
+
+if TYPE_CHECKING:
+    from keel.config import KeelSettings
+
 
 log = logging.getLogger("keel.cycle")
 
@@ -94,7 +98,7 @@ class PlatformSteps:
 
     def __init__(
         self,
-        settings,
+        settings: KeelSettings,
         db: Database,
         promotions,
         store,

@@ -362,18 +362,8 @@ class Simulator:
                 await self._feedback(c, {"type": "thumbs", "request_id": new[0], "rating": rating})
 
 
-def simulate(
-    base_url: str,
-    api_key: str,
-    key_name: str,
-    rate: float,
-    duration: float,
-    questions: Path | None = None,
-    seed: int | None = None,
-    behaviour: Behaviour | None = None,
-    split: str = "seen",
-) -> dict[str, Any]:
-    sim = Simulator(base_url, api_key, load_questions(questions, split), behaviour, seed=seed)
+def simulate(sim: Simulator, key_name: str, rate: float, duration: float, split: str) -> dict[str, Any]:
+    """Run ``sim`` for ``duration`` seconds at ``rate`` requests/s; the summary names the key and split."""
     t0 = time.monotonic()
     report = asyncio.run(sim.run(rate, duration))
     out = report.summary(key_name, time.monotonic() - t0)
