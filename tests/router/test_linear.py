@@ -46,7 +46,10 @@ def test_default_router_on_the_hard_test_half(embedder):
     assert len(rows) >= 200 and not {t for t, _ in rows} & {t for t, _ in load_labelled(TUNE)}
     report = evaluate_router(LinearClassifier(load_model(), embedder), rows)
     assert report.accuracy >= 0.92, report.table()
-    assert min(report.recall.values()) >= 0.85, report.table()
+    # 0.85 held only while the lexicon listed product names found in this half alone; without them
+    # (issue 28 item 8, docs/BENCHMARKS.md) out_of_scope recall is 0.840 here. The bound states what
+    # the untuned figure is; raising it back needs data from outside this half, never names from it.
+    assert min(report.recall.values()) >= 0.82, report.table()
     assert set(report.precision) == {"domain", "chat", "out_of_scope"}
 
 
