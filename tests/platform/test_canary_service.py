@@ -139,3 +139,36 @@ def test_bad_starts_are_refused_and_serving_stays(setup):
     pool = asyncio.run(main())
     assert canaries.list_canaries(db)[0]["status"] == "interrupted"
     assert [e.url for e in pool.endpoints] == ["http://champion"]
+
+
+def test_a_hand_started_canary_sets_its_own_window(setup):
+    """`keel canary start V --max-requests 20 --window 60`: the window is this canary's, the policy the
+    platform's (the default window, 400 requests or 30 min, would still be running here)."""
+    from keel.checkpoints.canary import CanaryError
+    from keel.store import aliases, canaries
+
+    db, promotions = setup
+    cfg = CanaryConfig()  # min_requests 20, max_requests 400, checked every 10 s
+
+    async def main():
+        svc, pool = _service(db, promotions, cfg, [])
+        for window, msg in (
+            ({"alpha": 0.5}, "can be set per canary"),
+            ({"max_requests": 0}, "canary window"),
+        ):
+            with pytest.raises(CanaryError, match=msg):
+                await svc.start("cand", 0.5, window=window)
+        assert [e.url for e in pool.endpoints] == ["http://champion"]  # nothing launched
+        window = {"min_requests": 10, "max_requests": 20, "max_window_s": 60, "check_every_s": 0.05}
+        c = await svc.start("cand", 0.5, window=window)
+        assert svc.status()["config"]["max_requests"] == 20 and svc.cfg.max_requests == 400
+        for i in range(40):
+            arm = CANDIDATE if i % 2 else CHAMPION
+            _log(db, f"r{i}", arm, "cand" if arm == CANDIDATE else "base", "the same answer")
+        await asyncio.wait_for(svc.done.wait(), 30)
+        return c["canary_id"]
+
+    cid = asyncio.run(main())
+    row = canaries.get(db, cid)
+    assert row["status"] == "promoted" and row["figures"]["n_candidate"] == 20, row
+    assert aliases.get(db) == "cand"

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from keel.api.deps import Admin
-from keel.checkpoints.canary import CanaryError
+from keel.checkpoints.canary import WINDOW_FIELDS, CanaryError
 
 router = APIRouter(prefix="/admin/canary")
 
@@ -21,6 +21,10 @@ class StartBody(BaseModel):
         None, gt=0, lt=1, description="Share of conversations (default: canary.share)."
     )
     force: bool = Field(False, description="Canary a version that failed its gates anyway (recorded).")
+    min_requests: int | None = Field(None, ge=1, description="Per canary: canary.min_requests.")
+    max_requests: int | None = Field(None, ge=1, description="Per canary: canary.max_requests.")
+    max_window_s: float | None = Field(None, gt=0, description="Per canary: canary.max_window_s.")
+    check_every_s: float | None = Field(None, gt=0, description="Per canary: canary.check_every_s.")
 
 
 def _svc(request: Request):
@@ -32,7 +36,8 @@ def _svc(request: Request):
 
 @router.post("")
 async def start(request: Request, body: StartBody, who: Admin) -> dict[str, Any]:
-    return await _svc(request).start(body.version, body.share, force=body.force, by=who)
+    window = body.model_dump(include=set(WINDOW_FIELDS), exclude_none=True)
+    return await _svc(request).start(body.version, body.share, force=body.force, by=who, window=window)
 
 
 @router.get("")

@@ -27,6 +27,9 @@ from keel.store import aliases, canaries, registry
 from keel.store.db import Database
 from serving.engine.pool import CANDIDATE, Endpoint, EnginePool
 
+# what a hand-started canary may set for itself: how long it runs and how often it is decided
+WINDOW_FIELDS = frozenset({"min_requests", "max_requests", "max_window_s", "check_every_s"})
+
 log = logging.getLogger("keel.canary")
 
 Launch = Callable[[str, Path], Awaitable[list[Endpoint]]]
@@ -54,6 +57,7 @@ class CanaryService:
     ):
         self.db, self.pool, self.promotions, self.cfg = db, pool, promotions, cfg
         self.launch, self.retire, self.flush, self.swapping = launch, retire, flush, swapping
+        self.run_cfg = cfg  # the running canary's policy: the platform's, with its window overrides
         self.task: asyncio.Task | None = None
         self.current: dict[str, Any] | None = None  # the running canary's row
         self.done = asyncio.Event()
@@ -68,8 +72,20 @@ class CanaryService:
         force: bool = False,
         by: str = "unknown",
         cycle_id: str | None = None,
+        window: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """``window`` overrides this canary's min_requests/max_requests/max_window_s (the rest of the
+        policy stays the platform's, so its alpha and guarded signals are the ones reviewed)."""
         share = self.cfg.share if share is None else share
+        unknown = set(window or {}) - WINDOW_FIELDS
+        if unknown:
+            raise CanaryError(f"only {sorted(WINDOW_FIELDS)} can be set per canary, not {sorted(unknown)}")
+        try:
+            cfg = CanaryConfig.model_validate(
+                {**self.cfg.model_dump(), **{k: v for k, v in (window or {}).items() if v is not None}}
+            )
+        except ValueError as e:
+            raise CanaryError(f"canary window: {e}") from None
         if not 0 < share < 1:
             raise CanaryError(f"share must be between 0 and 1 (exclusive), not {share}")
         if self.running():
@@ -88,6 +104,7 @@ class CanaryService:
         if cp.status == "rejected" and not force:
             raise CanaryError(f"{version} was rejected (failed its gates); use --force to canary it anyway")
         endpoints = await self.launch(version, Path(cp.path))
+        self.run_cfg = cfg
         started = datetime.now(UTC)  # the arms are compared from here on
         self.pool.start_canary(endpoints, share)
         canary_id = canaries.start(self.db, version, champion, share, by, cycle_id)
@@ -121,7 +138,7 @@ class CanaryService:
         return {
             "running": self.running(),
             "canary": rows[0] if rows else None,
-            "config": self.cfg.model_dump(),
+            "config": (self.run_cfg if self.running() else self.cfg).model_dump(),
         }
 
     # ---- the decision loop --------------------------------------------------------------------------------
@@ -129,7 +146,7 @@ class CanaryService:
         t0 = time.monotonic()
         try:
             while True:
-                await asyncio.sleep(self.cfg.check_every_s)
+                await asyncio.sleep(self.run_cfg.check_every_s)
                 verdict = await asyncio.to_thread(
                     self.evaluate, version, champion, started, time.monotonic() - t0
                 )
@@ -151,12 +168,12 @@ class CanaryService:
         tally = CanaryTally()
         for row in canaries.arm_rows(self.db, since, (version, champion or "")):
             tally.add("candidate" if row["arm"] == CANDIDATE else "champion", row)
-        return decide(tally, self.cfg, elapsed_s)
+        return decide(tally, self.run_cfg, elapsed_s)
 
     async def _decided(self, canary_id: str, version: str, verdict: CanaryVerdict) -> None:
         figures = verdict.to_dict()
         promote = verdict.outcome == "promote" or (
-            verdict.outcome == "inconclusive" and self.cfg.on_inconclusive == "promote"
+            verdict.outcome == "inconclusive" and self.run_cfg.on_inconclusive == "promote"
         )
         if not promote:
             status = "rejected" if verdict.outcome == "stop" else "inconclusive"

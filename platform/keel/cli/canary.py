@@ -49,13 +49,24 @@ def start(
     version: str,
     share: Annotated[float | None, typer.Option("--share", help="Share of conversations, 0..1.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Canary a version that failed its gates.")] = False,
+    min_requests: Annotated[
+        int | None, typer.Option("--min-requests", min=1, help="Fewest requests per arm to decide.")
+    ] = None,
+    max_requests: Annotated[
+        int | None, typer.Option("--max-requests", min=1, help="End after the candidate served this many.")
+    ] = None,
+    window: Annotated[
+        float | None, typer.Option("--window", min=0.001, help="End after this many seconds at the latest.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Serve VERSION to a sticky share of conversations beside the champion until the test decides."""
     if share is not None and not 0 < share < 1:
         typer.echo(f"error: --share must be between 0 and 1, not {share}", err=True)
         raise typer.Exit(2)
-    c = _call("POST", "/admin/canary", json={"version": version, "share": share, "force": force})
+    body = {"version": version, "share": share, "force": force}
+    over = {"min_requests": min_requests, "max_requests": max_requests, "max_window_s": window}
+    c = _call("POST", "/admin/canary", json=body | {k: v for k, v in over.items() if v is not None})
     typer.echo(json.dumps(c, indent=2, default=str)) if as_json else _show(c)
 
 
