@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from tests.eval.conftest import write_cmmlu, write_domain, write_general, write_mmlu
+from tests.flywheel.test_watch_live import greedy
 from tests.harness import PlatformProcess
+from tests.swap.test_hot_swap import same_weights
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +70,8 @@ def _profile(root, min_sft: int) -> str:
                             "max_steps": 2,
                             "max_length": 128,
                             "save_steps": 100,
-                            "learning_rate": 2e-5,
+                            # far enough that the candidate answers measurably unlike the base
+                            "learning_rate": 1e-4,
                         },
                         "budget": {"wall_clock_s": 240},
                     },
@@ -95,6 +98,10 @@ def test_simulated_traffic_mined_trained_gated_and_promoted(platform):
     sim = p.cli("simulate", "--rate", "3", "--duration", "25", "--max-tokens", "24", "--seed", "3", "--json")
     summary = json.loads(sim.stdout)
     assert summary, sim.stdout
+    probe_key = p.create_key("e2e-probe")
+    probe = "Hello there! How is your day going?"  # routed to chat: the engine answers it
+    base_answer = greedy(p.url, probe_key, probe)
+    assert base_answer is not None
 
     r = p.admin("POST", "/admin/cycles", json={"profile": _profile(root, 1), "stages": ["sft"]})
     assert r.status_code == 202, r.text
@@ -143,6 +150,11 @@ def test_simulated_traffic_mined_trained_gated_and_promoted(platform):
     assert resp.status_code == 200, resp.text
     logged = p.rows([resp.json()["id"]])
     assert logged and logged[0]["checkpoint_version"] == version
+    # what serves is the trained candidate by its output, not only by its label
+    served = greedy(p.url, probe_key, probe)
+    assert served is not None and not same_weights(served, base_answer), (
+        "promoted by label, base's weights serve"
+    )
     report = p.admin("GET", f"/admin/cycles/{cycle['cycle_id']}/report")
     assert report.status_code == 200 and "promoted" in report.text
 

@@ -13,6 +13,7 @@ import pytest
 
 from bench.support.derive import derive_checkpoint
 from tests.harness import PlatformProcess, db_rows
+from tests.swap.test_hot_swap import answer, same_weights
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +53,7 @@ def test_backup_of_a_running_platform_restores_to_the_same_version_and_rows(
         v2 = derive_checkpoint(base_model_dir, tmp_path / "v2", "v2", scale=1.05)
         a.cli("checkpoints", "add", str(v2))
         assert "promoted v2" in a.cli("promote", "v2", "--reason", "backup test").stdout
+        v2_answer = answer(a.url, key)  # what v2's weights say: the restored platform must say the same
         before += [chat(a, key, f"Say {w}.") for w in ("four", "five")]
 
         # requests keep arriving while the backup runs: they must neither fail nor break the snapshot
@@ -120,5 +122,6 @@ def test_backup_of_a_running_platform_restores_to_the_same_version_and_rows(
         # the restored platform answers, on v2
         rid = chat(b, key, "Hello again.")  # API keys came back with the database
         assert b.rows([rid])[0]["checkpoint_version"] == "v2"
+        assert same_weights(answer(b.url, key), v2_answer), "restored as v2 by label, not by its weights"
     finally:
         b.stop()

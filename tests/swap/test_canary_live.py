@@ -1,7 +1,9 @@
 """The canary, live (issue 27): on the session's real `keel up`, a candidate that answers empty (the base with
 its final norm zeroed) serves half of the conversations on its own vLLM engine beside the champion; the
 platform's canary stops it by itself on the error rate, before 3 x min_requests of its requests, with no
-request failed, every champion-arm answer whole, and no swap of the champion."""
+request failed, every champion-arm answer whole, and no swap of the champion. Then a candidate with the
+base's own weights runs a short hand-set window and is promoted at its end through the verified swap
+(this module runs last on the session platform: it leaves that copy serving)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import time
 import httpx
 import pytest
 
-from tests.flywheel.test_watch_live import mute_checkpoint
+from bench.support.derive import derive_checkpoint
+from tests.flywheel.test_watch_live import greedy, mute_checkpoint
+from tests.swap.test_hot_swap import same_weights
 
 pytestmark = pytest.mark.slow
 
@@ -73,3 +77,54 @@ def test_an_empty_answer_candidate_is_stopped_by_the_canary(platform_server, api
     )
     assert r.status_code == 200 and p.rows([r.headers["x-request-id"]])[0]["arm"] == "champion"
     assert "mute-canary" in p.cli("canary", "status").stdout
+
+
+def _traffic_until_decided(p, client, deadline_s: float) -> tuple[dict, list[int]]:
+    statuses, n = [], 0
+    deadline = time.monotonic() + deadline_s
+    st = p.admin("GET", "/admin/canary").json()
+    while st["running"] and time.monotonic() < deadline:
+        n += 1
+        body = {"model": "keel", "messages": [{"role": "user", "content": QUESTIONS[n % 2].format(n=n)}]}
+        r = client.post("/v1/chat/completions", json={**body, "max_tokens": 8, "temperature": 0})
+        statuses.append(r.status_code)
+        if n % 5 == 0:
+            st = p.admin("GET", "/admin/canary").json()
+    return p.admin("GET", "/admin/canary").json(), statuses
+
+
+def test_an_identical_candidate_is_promoted_at_the_end_of_its_window(
+    platform_server, api_key, base_model_dir
+):
+    p = platform_server
+    probe = "Hello there! How is your day going?"  # routed to chat: the engine answers it
+    before = greedy(p.url, api_key, probe)
+    assert before is not None
+    same = derive_checkpoint(base_model_dir, p.data_dir / "same-canary", "same-canary")  # base's weights
+    p.cli("checkpoints", "add", str(same))
+    window = {"min_requests": 10, "max_requests": 15, "max_window_s": 600, "check_every_s": 2}
+    st = p.admin("POST", "/admin/canary", json={"version": "same-canary", "share": 0.5, **window}).json()
+    assert st["status"] == "running", st
+    client = httpx.Client(base_url=p.url, headers={"Authorization": f"Bearer {api_key}"}, timeout=180)
+    try:
+        st, statuses = _traffic_until_decided(p, client, 900)
+    finally:
+        if st.get("running"):
+            p.admin("POST", "/admin/canary/stop")
+    c = st["canary"]
+    assert c["status"] == "promoted", c  # not stopped: no guarded signal is worse
+    assert c["figures"]["n_candidate"] >= 15 and c["figures"]["outcome"] == "promote", c["figures"]
+    assert set(statuses) == {200}
+    # the normal verified swap follows; what serves afterwards answers as the base did
+    deadline = time.monotonic() + 600
+    while httpx.get(f"{p.url}/health", timeout=10).json()["checkpoint_version"] != "same-canary":
+        assert time.monotonic() < deadline, p.admin("GET", "/admin/swaps").json()[:1]
+        time.sleep(2)
+    after = greedy(p.url, api_key, probe)
+    assert after is not None and same_weights(after, before)
+    swaps = p.admin("GET", "/admin/swaps").json()
+    assert (swaps[0]["kind"], swaps[0]["status"], swaps[0]["to_version"]) == (
+        "promote",
+        "succeeded",
+        "same-canary",
+    ), swaps[0]

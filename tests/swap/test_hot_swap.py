@@ -384,12 +384,30 @@ def test_crashed_engine_is_restarted(swap_platform, openai_factory):
     ).choices
 
 
-def test_sigterm_leaves_no_engine_behind(swap_platform):
-    ports = [u.rsplit(":", 1)[1] for u in swap_platform.engine_urls()]
-    assert all(engine_pids("--port " + p) for p in ports)
-    swap_platform.stop()
-    assert swap_platform.proc.returncode == 0
+def test_sigterm_mid_canary_leaves_no_engine_behind_and_the_canary_interrupted(swap_platform, base_model_dir):
+    """Issue 27: the platform stops while a canary runs on its own engine. Both engines go, the canary is
+    recorded as interrupted and the champion is what the next start serves (no swap happened)."""
+    from keel.store import DB_FILE, aliases, canaries
+    from keel.store.db import Database
+
+    p = swap_platform
+    champion = httpx.get(f"{p.url}/health", timeout=10).json()["checkpoint_version"]
+    cp = derive_checkpoint(base_model_dir, p.data_dir / "canary-stop", "canary-stop", scale=0.999)
+    p.cli("checkpoints", "add", str(cp))
+    out = p.cli("canary", "start", "canary-stop", "--share", "0.5").stdout
+    assert "running" in out, out
+    ports = [u.rsplit(":", 1)[1] for u in p.engine_urls()]
+    assert len(ports) == 2 and all(engine_pids("--port " + port) for port in ports)  # champion + candidate
+    p.stop()
+    assert p.proc.returncode == 0
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(engine_pids("--port " + p) for p in ports):
+    while time.monotonic() < deadline and any(engine_pids("--port " + port) for port in ports):
         time.sleep(0.5)
-    assert not any(engine_pids("--port " + p) for p in ports), "engine processes outlived the platform"
+    assert not any(engine_pids("--port " + port) for port in ports), "engine processes outlived the platform"
+    db = Database(p.data_dir / DB_FILE)
+    try:
+        last = canaries.list_canaries(db, 1)[0]
+        assert (last["version"], last["status"]) == ("canary-stop", "interrupted"), last
+        assert aliases.get(db) == champion  # the champion serves on the next start
+    finally:
+        db.close()

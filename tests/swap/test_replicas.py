@@ -11,7 +11,7 @@ import pytest
 
 from bench.support.derive import derive_checkpoint
 from tests.harness import group_members, kill_platform
-from tests.swap.test_hot_swap import Load, engine_pids, switches
+from tests.swap.test_hot_swap import Load, answer, engine_pids, same_weights, switches
 
 pytestmark = pytest.mark.slow
 
@@ -47,15 +47,20 @@ def test_rolling_in_place_swap_across_two_replicas_under_load(two_replicas, base
     v2 = derive_checkpoint(base_model_dir, p.root / "v2", "v2", scale=1.05)
     p.cli("checkpoints", "add", str(v2))
     key = p.create_key("load")
+    base_answer = answer(p.url, key)  # what serves is checked by its output, not only by its label
     with Load(p.url, key, workers=4) as load:
         load.wait_for(80)
         with HealthWatch(p.url) as promote_watch:
             out = p.cli("promote", "v2", "--reason", "replicas").stdout
         assert "promoted v2" in out and "in_place" in out, out
+        for _ in range(2):  # both replicas (least-outstanding picks either)
+            assert not same_weights(answer(p.url, key), base_answer), "v2's label, base's weights"
         load.wait_for(len(load.ok) + 80)
         with HealthWatch(p.url) as rollback_watch:
             out = p.cli("rollback").stdout
         assert "rolled back to base" in out and "in_place" in out, out
+        for _ in range(2):
+            assert same_weights(answer(p.url, key), base_answer), "base's label, other weights"
         load.wait_for(len(load.ok) + 80)
     assert not load.failures, load.failures[:5]
 
