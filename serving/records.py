@@ -14,6 +14,8 @@ from pydantic import (
     model_validator,
 )
 
+from serving.errors import ServingError
+
 
 class RouteInfo(BaseModel):
     """What routing decided for one request: made once by the router hook, carried unchanged to the log
@@ -135,7 +137,16 @@ class RequestRecord(BaseModel):
         return self.route_info.route
 
 
+class RecordError(ServingError):
+    """A sink could not journal a record (a full disk): the row is not recorded, so the request is not
+    answered as if it were (503 over HTTP). One line."""
+
+    status = 503
+    code = "request_log_unavailable"
+
+
 class RecordSink(Protocol):
-    """Where the gateway hands finished records. Must never block the event loop on a database."""
+    """Where the gateway hands finished records. Must never block the event loop on a database.
+    ``submit`` raises RecordError when it could not keep the record."""
 
     def submit(self, record: RequestRecord) -> None: ...

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from keelcommon.files import atomic_folder, write_text_atomic
+from keelcommon.files import atomic_folder, out_of_space, write_text_atomic
 from training.errors import TrainingError
 
 MANIFEST = "manifest.json"
@@ -152,14 +152,22 @@ def build_manifest(
 def write_checkpoint(dest: Path, fill: Callable[[Path], None], manifest: Manifest) -> Path:
     """Create checkpoint ``dest``: ``fill(tmp)`` writes the files, the manifest goes last, then rename.
 
-    A crash at any point leaves either nothing at ``dest`` or a complete checkpoint.
+    A crash at any point leaves either nothing at ``dest`` or a complete checkpoint; so does a failed write,
+    whose temporary folder is gone before the error is raised (a full disk: a one-line CheckpointError).
     """
     dest = Path(dest)
     if dest.exists():
         raise CheckpointError(f"checkpoint folder already exists: {dest}")
-    with atomic_folder(dest) as tmp:
-        fill(tmp)
-        write_manifest(tmp, manifest)
+    try:
+        with atomic_folder(dest) as tmp:
+            fill(tmp)
+            write_manifest(tmp, manifest)
+    except Exception as e:
+        if out_of_space(e):  # safetensors and torch wrap the OSError in errors of their own
+            raise CheckpointError(
+                f"checkpoint {dest} not written: no space left on device in {dest.parent} (nothing was kept)"
+            ) from e
+        raise
     return dest
 
 

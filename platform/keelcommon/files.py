@@ -8,6 +8,7 @@ once the writer's ``finally`` has run.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -26,6 +27,18 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# how a full disk reads once a library has wrapped the OSError (safetensors: "... (os error 28)",
+# DuckDB: "IO Error: Could not write file ...: No space left on device", SQLite: "database or disk is full")
+_NO_SPACE_TEXT = ("No space left on device", "os error 28", "Disk quota exceeded", "database or disk is full")
+
+
+def out_of_space(e: BaseException) -> bool:
+    """Whether ``e`` is a full disk (or quota): ENOSPC/EDQUOT, or a library's own error wrapping it."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(t in str(e) for t in _NO_SPACE_TEXT)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

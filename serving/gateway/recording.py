@@ -30,8 +30,8 @@ class Recording:
             self.finish()
         if status is not None:
             self.record.status_code, self.record.error = status, error
+        self.submitted = True  # once, even if the sink refuses it (RecordError): a retry would fare no better
         self.sink.submit(self.record)
-        self.submitted = True
 
     @contextmanager
     def on_exit(self, status: int = GONE[0], error: str = GONE[1]) -> Iterator[Recording]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keelcommon.files import fsync_dir, write_json_atomic
+from keelcommon.files import fsync_dir, out_of_space, write_json_atomic
 from training.checkpoint import (
     PROGRESS_FILE,
     CheckpointError,
@@ -348,7 +348,25 @@ def save_final(
     """Write the final checkpoint: weights (LoRA merged), tokenizer, report; manifest last; rename.
 
     ``recorder`` and ``budget`` are the run's callbacks (make_recorder, make_budget): the log records,
-    the state resumed from and how the budget ended go into the report and the manifest."""
+    the state resumed from and how the budget ended go into the report and the manifest. A save that fails
+    (a full disk) leaves no half-written final folder (the main rank removes it) and keeps the resumable
+    states; a full disk is a one-line CheckpointError."""
+    try:
+        return _save_final(trainer, tokenizer, cfg, paths, snap, steps, recorder, budget, post_save, extra)
+    except Exception as e:
+        if is_main_process():
+            shutil.rmtree(paths.tmp, ignore_errors=True)
+        if out_of_space(e):  # safetensors and torch wrap the OSError in errors of their own
+            raise CheckpointError(
+                f"checkpoint {paths.output} not written: no space left on device in {paths.output.parent} "
+                f"(nothing half-written was kept; the run's saved states in {paths.work.name} are)"
+            ) from e
+        raise
+
+
+def _save_final(
+    trainer, tokenizer, cfg, paths: RunPaths, snap, steps: int, recorder, budget, post_save, extra
+) -> RunResult:
     records: list[dict[str, Any]] = recorder.records
     if paths.tmp.exists() and is_main_process():
         shutil.rmtree(paths.tmp)

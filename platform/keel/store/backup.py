@@ -49,6 +49,7 @@ import duckdb
 
 from keel.errors import KeelError
 from keel.store import registry
+from keelcommon.files import out_of_space
 
 if TYPE_CHECKING:
     from keel.config import KeelSettings
@@ -71,6 +72,13 @@ class BackupError(KeelError):
     """A backup or restore refused or failed; nothing half-written is left looking complete. One line."""
 
     param = "dest"
+
+
+class BackupNoSpace(BackupError):
+    """The destination's disk filled while the backup was written (its temporary folder is removed)."""
+
+    status = 507
+    code = "insufficient_storage"
 
 
 class BackupBusy(BackupError):
@@ -309,8 +317,8 @@ def backup(
     dest = _fresh_dest(dest)
     work = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(mode=0o700)
     try:
+        work.mkdir(mode=0o700)
         if flush is not None:
             flush()  # every row submitted so far is in DuckDB before the snapshot
         _copy_database(db, work / "keel.duckdb")
@@ -358,10 +366,33 @@ def backup(
         if dest.exists():  # an empty folder the caller made
             dest.rmdir()
         os.replace(work, dest)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(work, ignore_errors=True)
+        if isinstance(e, Exception) and not isinstance(e, BackupError):
+            _raise_write_failure(e, dest)
         raise
     return summary
+
+
+def _raise_write_failure(e: Exception, dest: Path) -> None:
+    """A write the OS refused (a full disk above all) as one BackupError line; anything else is a bug and
+    keeps its traceback (the caller re-raises it)."""
+    if out_of_space(e):
+        try:
+            free = f" ({shutil.disk_usage(dest.parent).free // 1024} KiB free once cleaned up)"
+        except OSError:
+            free = ""
+        raise BackupNoSpace(
+            f"backup to {dest} failed: no space left on device in {dest.parent}{free}; nothing was kept"
+        ) from e
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
+        _src, dst, why = e.args[0][0]
+        raise BackupError(f"backup to {dest} failed: {dst}: {why}; nothing was kept") from e
+    if isinstance(e, OSError):
+        where = f"{e.filename}: " if e.filename else ""
+        raise BackupError(f"backup to {dest} failed: {where}{e.strerror or e}; nothing was kept") from e
+    if isinstance(e, (duckdb.IOException, sqlite3.OperationalError)):
+        raise BackupError(f"backup to {dest} failed: {str(e).splitlines()[0]}; nothing was kept") from e
 
 
 def read_manifest(src: Path) -> dict[str, Any]:

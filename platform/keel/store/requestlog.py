@@ -3,6 +3,8 @@
 Nothing is lost:
 - every record is appended to a journal segment before the client gets its answer (survives kill -9);
 - when the queue is full, records spill to a file instead of being dropped;
+- a record the journal cannot take (a full disk) is refused with RecordError, counted (``unjournaled``)
+  and logged: never silently dropped, and never half-written where a later append would complete it;
 - on shutdown the queue and the spill are flushed; at start, journal and spill are replayed
   (``INSERT OR IGNORE`` on the request id makes replay idempotent).
 A segment is deleted once every record in it is in DuckDB.
@@ -10,6 +12,7 @@ A segment is deleted once every record in it is in DuckDB.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,7 +26,8 @@ import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from keel.store.db import Database
-from serving.records import FLAT_ROUTE_COLUMNS, RequestRecord
+from keelcommon.files import out_of_space
+from serving.records import FLAT_ROUTE_COLUMNS, RecordError, RequestRecord
 
 log = logging.getLogger("keel.store.requestlog")
 
@@ -48,7 +52,11 @@ def insert_rows(db: Database, rows: list[dict[str, Any]]) -> None:
 
 
 class _Journal:
-    """Append-only JSONL segments with per-segment pending counts."""
+    """Append-only JSONL segments with per-segment pending counts.
+
+    A row is appended whole or not at all: a write the disk cut short (ENOSPC) is truncated away before
+    the error is raised, so a segment never holds a torn line that a later write would complete (a row
+    reported as not recorded must not come back at the next replay)."""
 
     def __init__(self, directory: Path, fsync: bool):
         self.dir = directory
@@ -59,25 +67,36 @@ class _Journal:
         existing = [int(p.stem.split("-")[1]) for p in self.dir.glob("seg-*.jsonl")]
         self.seg = max(existing, default=0) + 1
         self.count = 0
-        self.file = open(self._path(self.seg), "a", encoding="utf-8")  # noqa: SIM115
+        self.file = self._open(self.seg)
 
     def _path(self, seg: int) -> Path:
         return self.dir / f"seg-{seg:08d}.jsonl"
 
+    def _open(self, seg: int):
+        return open(self._path(seg), "ab", buffering=0)  # noqa: SIM115 - unbuffered: nothing held back
+
     def append(self, line: str) -> int:
+        data = (line + "\n").encode("utf-8")
         with self.lock:
-            self.file.write(line + "\n")
-            self.file.flush()
-            if self.fsync:
-                os.fsync(self.file.fileno())
+            if self.count >= SEGMENT_RECORDS:  # a new segment before the row, so a failed open costs nothing
+                new = self._open(self.seg + 1)
+                self.file.close()
+                self.file, self.seg, self.count = new, self.seg + 1, 0
+            fd = self.file.fileno()
+            start = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self.fsync:
+                    os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)
+                raise
             seg = self.seg
             self.pending[seg] = self.pending.get(seg, 0) + 1
             self.count += 1
-            if self.count >= SEGMENT_RECORDS:
-                self.file.close()
-                self.seg += 1
-                self.count = 0
-                self.file = open(self._path(self.seg), "a", encoding="utf-8")  # noqa: SIM115
             return seg
 
     def committed(self, segs: list[int]) -> None:
@@ -122,6 +141,7 @@ class RequestLogWriter:
         self.spill_lock = threading.Lock()
         self.spilled = 0
         self.written = 0
+        self.unjournaled = 0  # rows submit() refused because the journal could not be written
         self._thread: threading.Thread | None = None
         self._journal: _Journal | None = None
         self.enabled = cfg.enabled
@@ -175,7 +195,15 @@ class RequestLogWriter:
             return
         line = record.model_dump_json()
         assert self._journal is not None, "writer not started"
-        seg = self._journal.append(line)
+        try:
+            seg = self._journal.append(line)
+        except OSError as e:
+            # a full disk: this row is not recorded, and the caller must not answer as if it were
+            self.unjournaled += 1
+            why = "no space left on device" if out_of_space(e) else (e.strerror or str(e))
+            msg = f"request {record.request_id} not recorded: the request-log journal in {self.journal_dir}: {why}"
+            log.error(msg)
+            raise RecordError(msg) from e
         try:
             self.queue.put_nowait((seg, record.model_dump()))
         except queue.Full:
@@ -266,7 +294,12 @@ class RequestLogWriter:
         work.unlink()
 
     def stats(self) -> dict[str, int]:
-        return {"queued": self.queue.qsize(), "written": self.written, "spilled": self.spilled}
+        return {
+            "queued": self.queue.qsize(),
+            "written": self.written,
+            "spilled": self.spilled,
+            "unjournaled": self.unjournaled,
+        }
 
 
 # Reads of the request log: one column list, derived from the record model the writer stores.

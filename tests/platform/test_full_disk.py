@@ -1,0 +1,283 @@
+"""A full disk (issue 28 item 5): a checkpoint save, a request-log journal write and a backup each fail with
+one line of their own, leave nothing half-written behind (no temp folder, no torn journal line, nothing
+registered), lose nothing already logged, and succeed once space is freed.
+
+Each test fills a real 8 MiB tmpfs (tests/support/small_fs.py: needs root; skipped locally without it,
+a failure under CI=true) with a ballast file, tries the operation, deletes the ballast and tries again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from keel.config import load_settings
+from keel.store import registry
+from keel.store.backup import BackupNoSpace, backup
+from keel.store.db import Database
+from keel.store.requestlog import RequestLogConfig, RequestLogWriter
+from safetensors.numpy import save_file
+
+from serving.gateway.recording import Recording
+from serving.records import RecordError, RequestRecord
+from tests.support.small_fs import SmallFs, small_fs  # noqa: F401 - the fixture
+from training.checkpoint import CheckpointError, Manifest, clean_debris, load_manifest, write_checkpoint
+from training.stages.common import RunPaths, save_final
+
+KIB = 1024
+
+
+def one_line(text: str) -> None:
+    assert text and "\n" not in text.strip() and "Traceback" not in text, text
+
+
+# ---- (a) a checkpoint save ----------------------------------------------------------------------------
+def _weights(tmp: Path) -> None:
+    """A tiny model's folder: its config and 1 MiB of safetensors weights."""
+    (tmp / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 512}))
+    save_file({"w": np.ones((512, 512), dtype=np.float32)}, str(tmp / "model.safetensors"))
+
+
+@pytest.mark.parametrize("fills_at", ["weights", "manifest"])
+def test_checkpoint_save_on_a_full_disk(small_fs: SmallFs, tmp_path: Path, fills_at: str):  # noqa: F811
+    checkpoints = small_fs.path / "checkpoints"
+    checkpoints.mkdir()
+    dest = checkpoints / "sft-1"
+    manifest = Manifest(version="sft-1", parent="base", stage="sft", steps=1)
+
+    def fill(tmp: Path) -> None:
+        _weights(tmp)
+        if fills_at == "manifest":  # the weights are in: the disk fills before the manifest goes last
+            small_fs.fill(leave=0)
+
+    if fills_at == "weights":
+        small_fs.fill(leave=256 * KIB)
+    before = small_fs.available()
+    with pytest.raises(CheckpointError) as e:
+        write_checkpoint(dest, fill, manifest)
+    one_line(str(e.value))
+    assert "no space left on device" in str(e.value) and str(dest) in str(e.value)
+    # nothing half-written is left, so nothing can be registered, and the space it took is back
+    assert not dest.exists() and sorted(p.name for p in checkpoints.iterdir()) == []
+    assert clean_debris(checkpoints) == []
+    if fills_at == "weights":
+        assert small_fs.available() >= before
+    db = Database(tmp_path / "keel.duckdb")
+    with pytest.raises(registry.RegistryError):
+        registry.add(db, dest)
+    assert db.fetchall("SELECT count(*) FROM checkpoints")[0][0] == 0
+
+    small_fs.free()
+    fills_at = "nowhere"
+    assert write_checkpoint(dest, fill, manifest) == dest
+    assert load_manifest(dest).version == "sft-1" and (dest / "model.safetensors").stat().st_size > 1 << 20
+    assert registry.add(db, dest).version == "sft-1"
+    assert [p.name for p in checkpoints.iterdir()] == ["sft-1"]
+
+
+class _Trainer:
+    """What save_final reads of a finished HF Trainer: a model without LoRA, save_model, args."""
+
+    model = object()
+    args = SimpleNamespace(world_size=1)
+
+    def save_model(self, folder: str) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        _weights(Path(folder))
+
+
+def test_final_save_of_a_training_run_on_a_full_disk(small_fs: SmallFs, tmp_path: Path):  # noqa: F811
+    paths = RunPaths.for_output(small_fs.path / "checkpoints" / "sft-2")
+    paths.work.mkdir(parents=True)
+    (paths.work / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    base = tmp_path / "base"
+    base.mkdir()
+    run = {
+        "tokenizer": SimpleNamespace(save_pretrained=lambda d: (Path(d) / "tokenizer.json").write_text("{}")),
+        "cfg": SimpleNamespace(model=str(base), version="sft-2", stage="sft", report=False, to_dict=dict),
+        "paths": paths,
+        "snap": SimpleNamespace(kind="sft", hash="h" * 64, path=tmp_path / "snap"),
+        "steps": 1,
+        "recorder": SimpleNamespace(records=[{"step": 1, "loss": 2.0}], resumed_from=None),
+        "budget": SimpleNamespace(summary=dict),
+    }
+    small_fs.fill(leave=256 * KIB)
+    with pytest.raises(CheckpointError) as e:
+        save_final(_Trainer(), **run)
+    one_line(str(e.value))
+    assert "no space left on device" in str(e.value)
+    # no half-written final folder (it would hold 1 MiB the disk needs back); the run's states are kept
+    assert sorted(p.name for p in paths.output.parent.iterdir()) == [paths.work.name]
+    assert (paths.work / "metrics.jsonl").exists()
+
+    small_fs.free()
+    result = save_final(_Trainer(), **run)
+    assert result.output == paths.output and load_manifest(paths.output).version == "sft-2"
+    assert sorted(p.name for p in paths.output.parent.iterdir()) == ["sft-2"]
+
+
+# ---- (b) a request-log journal write ------------------------------------------------------------------
+def _rec(rid: str, text: str = "an answer") -> RequestRecord:
+    return RequestRecord(
+        request_id=rid, messages=[{"role": "user", "content": f"question {rid}"}], response_text=text
+    )
+
+
+def _ids(db: Database) -> list[str]:
+    return [r[0] for r in db.fetchall("SELECT request_id FROM requests ORDER BY request_id")]
+
+
+def _journaled(journal: Path) -> list[str]:
+    """Every row the journal holds; each line must be whole JSON (no torn line)."""
+    ids = []
+    for seg in sorted(journal.glob("*.jsonl")):
+        for line in seg.read_text(encoding="utf-8").splitlines():
+            ids.append(json.loads(line)["request_id"])
+    return ids
+
+
+def test_request_log_journal_on_a_full_disk(small_fs: SmallFs):  # noqa: F811
+    data = small_fs.path / "data"  # the database and the journal on the disk that fills, as in a data dir
+    db = Database(data / "keel.duckdb")
+    journal = data / "journal"
+    writer = RequestLogWriter(db, journal, RequestLogConfig(flush_interval_s=0.05))
+    writer.start()
+    try:
+        for i in range(3):
+            writer.submit(_rec(f"a{i}"))
+        assert writer.flush(10)
+        assert _ids(db) == ["a0", "a1", "a2"]
+
+        small_fs.fill(leave=0)
+        # a row larger than a page: the journal's write must take space the disk no longer has
+        with pytest.raises(RecordError) as e:
+            writer.submit(_rec("refused", "x" * 20_000))
+        one_line(str(e.value))
+        assert "refused" in str(e.value) and "no space left on device" in str(e.value)
+        assert e.value.status == 503
+        assert writer.stats()["unjournaled"] == 1
+        # what was committed before the disk filled is still there; the journal holds no part of the
+        # refused row (a torn line would fail json.loads; a later append must not complete it)
+        assert _ids(db) == ["a0", "a1", "a2"]
+        assert "refused" not in _journaled(journal)
+
+        small_fs.free()
+        writer.submit(_rec("b0", "y" * 20_000))
+        assert writer.flush(10)
+        assert _ids(db) == ["a0", "a1", "a2", "b0"]
+        assert "refused" not in _journaled(journal)
+    finally:
+        writer.close()
+    # a restart replays nothing of the refused row, and every logged row is readable
+    again = RequestLogWriter(db, journal)
+    again.start()
+    again.close()
+    assert _ids(db) == ["a0", "a1", "a2", "b0"]
+    assert writer.stats()["unjournaled"] == 1
+    db.close()  # before the small disk is unmounted
+
+
+def test_a_refused_record_is_reported_once():
+    """The gateway's Recording: a sink that cannot journal (RecordError) fails the request once; leaving
+    the stream's on_exit block does not submit (and count) the same refused row again."""
+
+    class FullSink:
+        calls = 0
+
+        def submit(self, record: RequestRecord) -> None:
+            self.calls += 1
+            raise RecordError(f"request {record.request_id} not recorded: no space left on device")
+
+    sink = FullSink()
+    r = Recording(sink, _rec("s1"))
+    with pytest.raises(RecordError), r.on_exit():
+        r.submit()
+    assert sink.calls == 1
+
+
+def test_a_refused_record_is_a_503_in_openai_shape():
+    """What the platform's error handlers make of RecordError raised by a gateway route."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from keel.api.errors import install_error_handlers
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/v1/chat/completions")
+    def chat() -> None:
+        raise RecordError("request r1 not recorded: the request-log journal in /x: no space left on device")
+
+    r = TestClient(app).post("/v1/chat/completions")
+    assert r.status_code == 503, r.text
+    err = r.json()["error"]
+    assert err["code"] == "request_log_unavailable" and "no space left on device" in err["message"]
+
+
+# ---- (c) a backup ---------------------------------------------------------------------------------------
+def _data_dir(tmp_path: Path):
+    data = tmp_path / "data"
+    settings = load_settings(overrides=[f"data_dir={data}"])
+    db = Database(settings.db_path)
+    db.execute(
+        "INSERT INTO requests (request_id, created_at, response_text) "
+        "SELECT 'r' || range, now(), repeat('z', 200) FROM range(2000)"
+    )
+    return settings, db
+
+
+def test_backup_on_a_full_disk(small_fs: SmallFs, tmp_path: Path):  # noqa: F811
+    settings, db = _data_dir(tmp_path)
+    dest = small_fs.path / "backups" / "bk"
+    small_fs.fill(leave=64 * KIB)
+    before = small_fs.available()
+    with pytest.raises(BackupNoSpace) as e:
+        backup(settings, db, dest)
+    one_line(str(e.value))
+    assert "no space left on device" in str(e.value) and e.value.status == 507
+    assert not dest.exists() and list(dest.parent.iterdir()) == []  # the temporary folder is gone
+    assert small_fs.available() >= before
+    assert db.fetchall("SELECT count(*) FROM requests")[0][0] == 2000  # the live database is untouched
+
+    small_fs.free()
+    summary = backup(settings, db, dest)
+    assert summary.requests == 2000 and (dest / "backup.json").exists() and (dest / "keel.duckdb").exists()
+    assert [p.name for p in dest.parent.iterdir()] == ["bk"]
+
+
+def test_backup_cli_on_a_full_disk(small_fs: SmallFs, tmp_path: Path):  # noqa: F811
+    settings, db = _data_dir(tmp_path)
+    db.close()  # the CLI opens the data dir itself (no platform runs)
+    for f in [settings.data_dir, *Path(settings.data_dir).rglob("*")]:  # owner-only, as the CLI wants it
+        Path(f).chmod(0o700 if Path(f).is_dir() else 0o600)
+    env = {**os.environ, "KEEL_DATA_DIR": str(settings.data_dir)}
+    env.pop("KEEL_CONFIG", None)
+    dest = small_fs.path / "bk"
+
+    def keel_backup() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "keel", "backup", str(dest), "--no-checkpoints"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    small_fs.fill(leave=64 * KIB)
+    out = keel_backup()
+    assert out.returncode == 1, out.stderr
+    err = out.stderr.strip()
+    assert err.startswith("error: ") and "no space left on device" in err, err
+    one_line(err)
+    assert [p.name for p in small_fs.path.iterdir()] == [small_fs.ballast.name]
+
+    small_fs.free()
+    out = keel_backup()
+    assert out.returncode == 0, out.stderr
+    assert "backed up the data dir" in out.stdout and (dest / "backup.json").exists()
