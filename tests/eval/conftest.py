@@ -7,44 +7,39 @@ from pathlib import Path
 
 import pytest
 
-MMLU_ROWS = [
-    ["What is 2 + 2?", "4", "3", "None", "NA", "A"],
-    ["Which is a colour?", "None", "red", "dog", "NA", "B"],
-    ["Pick the prime.", "4", "6", "7", "8", "C"],
-    ["Which is not a number?", "1", "2", "3", "NA", "D"],
-    ["Water freezes at (Celsius)", "0", "10", "50", "100", "A"],
-]
-CMMLU_ROWS = [
-    ["中国的首都是", "北京", "上海", "广州", "深圳", "A"],
-    ["一加一等于", "三", "二", "四", "五", "B"],
-    ["水的化学式是", "CO2", "O2", "H2O", "NaCl", "C"],
-    ["太阳从哪边升起", "西", "南", "北", "东", "D"],
-    ["一年有几个月", "十二", "十", "十一", "九", "A"],
-]
+# the files as the benchmarks ship them: MMLU without a header, CMMLU with a header and an index column
+MMLU_CSV = """\
+What is 2 + 2?,4,3,None,NA,A
+Which is a colour?,None,red,dog,NA,B
+Pick the prime.,4,6,7,8,C
+Which is not a number?,1,2,3,NA,D
+Water freezes at (Celsius),0,10,50,100,A
+"""
+CMMLU_CSV = """\
+,Question,A,B,C,D,Answer
+0,中国的首都是,北京,上海,广州,深圳,A
+1,一加一等于,三,二,四,五,B
+2,水的化学式是,CO2,O2,H2O,NaCl,C
+3,太阳从哪边升起,西,南,北,东,D
+4,一年有几个月,十二,十,十一,九,A
+"""
+MMLU_ROWS = MMLU_CSV.count("\n")
+
+
+def _write(root: Path, text: str, names) -> Path:
+    for split in ("dev", "test"):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            (root / split / name(split)).write_text(text, encoding="utf-8")
+    return root
 
 
 def write_mmlu(root: Path, subjects=("abstract_algebra", "anatomy")) -> Path:
-    import csv
-
-    for split in ("dev", "test"):
-        (root / split).mkdir(parents=True, exist_ok=True)
-        for s in subjects:
-            with open(root / split / f"{s}_{split}.csv", "w", newline="", encoding="utf-8") as f:
-                csv.writer(f).writerows(MMLU_ROWS)
-    return root
+    return _write(root, MMLU_CSV, [lambda split, s=s: f"{s}_{split}.csv" for s in subjects])
 
 
 def write_cmmlu(root: Path, subjects=("agronomy", "anatomy")) -> Path:
-    import csv
-
-    for split in ("dev", "test"):
-        (root / split).mkdir(parents=True, exist_ok=True)
-        for s in subjects:
-            with open(root / split / f"{s}.csv", "w", newline="", encoding="utf-8") as f:
-                w = csv.writer(f)
-                w.writerow(["", "Question", "A", "B", "C", "D", "Answer"])
-                w.writerows([i, *r] for i, r in enumerate(CMMLU_ROWS))
-    return root
+    return _write(root, CMMLU_CSV, [lambda split, s=s: f"{s}.csv" for s in subjects])
 
 
 def write_general(root: Path) -> Path:

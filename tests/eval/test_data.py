@@ -17,7 +17,7 @@ def test_mmlu_original_layout_keeps_none_and_na(tmp_path):
     bench = load_benchmark(write_mmlu(tmp_path / "mmlu"), "mmlu")
     assert list(bench.subjects) == ["abstract_algebra", "anatomy"]
     s = bench.subjects["abstract_algebra"]
-    assert len(s.test) == len(MMLU_ROWS) and len(s.dev) == len(MMLU_ROWS)
+    assert len(s.test) == MMLU_ROWS and len(s.dev) == MMLU_ROWS
     # pandas would turn these into NaN without keep_default_na=False
     assert s.test[0].choices == ("4", "3", "None", "NA")
     assert s.test[1].choices[0] == "None"

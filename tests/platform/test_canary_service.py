@@ -55,6 +55,15 @@ def _log(db, rid: str, arm: str, version: str, text: str) -> None:
     )
 
 
+async def _same_answers_until_decided(db, svc, canary: dict) -> str:
+    """40 requests alternating between the arms, every answer the same; then wait for the decision."""
+    for i in range(40):
+        arm = CANDIDATE if i % 2 else CHAMPION
+        _log(db, f"r{i}", arm, "cand" if arm == CANDIDATE else "base", "the same answer")
+    await asyncio.wait_for(svc.done.wait(), 30)
+    return canary["canary_id"]
+
+
 def test_an_empty_answer_candidate_is_stopped_and_rejected(setup):
     from keel.store import aliases, canaries, registry
 
@@ -96,11 +105,7 @@ def test_an_identical_candidate_is_promoted_at_the_end_of_its_window(setup):
     async def main():
         svc, _ = _service(db, promotions, cfg, [])
         c = await svc.start("cand", 0.5, by="tester")
-        for i in range(40):
-            arm = CANDIDATE if i % 2 else CHAMPION
-            _log(db, f"r{i}", arm, "cand" if arm == CANDIDATE else "base", "the same answer")
-        await asyncio.wait_for(svc.done.wait(), 30)
-        return c["canary_id"]
+        return await _same_answers_until_decided(db, svc, c)
 
     cid = asyncio.run(main())
     assert canaries.get(db, cid)["status"] == "promoted"
@@ -162,11 +167,7 @@ def test_a_hand_started_canary_sets_its_own_window(setup):
         window = {"min_requests": 10, "max_requests": 20, "max_window_s": 60, "check_every_s": 0.05}
         c = await svc.start("cand", 0.5, window=window)
         assert svc.status()["config"]["max_requests"] == 20 and svc.cfg.max_requests == 400
-        for i in range(40):
-            arm = CANDIDATE if i % 2 else CHAMPION
-            _log(db, f"r{i}", arm, "cand" if arm == CANDIDATE else "base", "the same answer")
-        await asyncio.wait_for(svc.done.wait(), 30)
-        return c["canary_id"]
+        return await _same_answers_until_decided(db, svc, c)
 
     cid = asyncio.run(main())
     row = canaries.get(db, cid)
