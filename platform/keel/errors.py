@@ -37,6 +37,13 @@ class Conflict(KeelError):
     code = "conflict"
 
 
+class Unavailable(KeelError):
+    """Not taken now, for a reason that passes (busy, or out of disk space): retry later."""
+
+    status = 503
+    code = "busy"
+
+
 def user_errors() -> tuple[type[Exception], ...]:
     """Every package's user-facing base: what the CLI prints as one line instead of a traceback, and
     what the API's one handler answers in OpenAI's shape with the error's own ``status``."""

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from keel.errors import KeelError
+from keel.errors import KeelError, Unavailable
 from keel.store import registry
 from keelcommon.files import out_of_space
 
@@ -74,18 +74,16 @@ class BackupError(KeelError):
     param = "dest"
 
 
-class BackupNoSpace(BackupError):
-    """The destination's disk filled while the backup was written (its temporary folder is removed)."""
+class BackupBusy(BackupError, Unavailable):
+    """Not taken now (another backup runs, the indexer would not pause): try again later."""
+
+
+class BackupNoSpace(BackupError, Unavailable):
+    """The destination's disk filled while the backup was written (its temporary folder is removed):
+    HTTP's own status for it, 507."""
 
     status = 507
     code = "insufficient_storage"
-
-
-class BackupBusy(BackupError):
-    """Not taken now (another backup runs, the indexer would not pause): try again later."""
-
-    status = 503
-    code = "busy"
 
 
 @dataclass
