@@ -43,17 +43,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 
 from keel.errors import KeelError, Unavailable
 from keel.store import registry
 from keelcommon.files import out_of_space
-
-if TYPE_CHECKING:
-    from keel.config import KeelSettings
-
 
 FORMAT = 1
 MANIFEST = "backup.json"
@@ -203,7 +199,7 @@ def _copy_live_tree(src: Path, dst: Path) -> None:
             raise
 
 
-def _copy_data_parts(settings: KeelSettings, work: Path, summary: BackupSummary) -> None:
+def _copy_data_parts(settings, work: Path, summary: BackupSummary) -> None:
     """The router model, the schedule, datasets and cycle folders; every other entry of the data dir is
     named in ``summary.left_out`` with the reason."""
     data_dir = Path(settings.data_dir)
@@ -301,7 +297,7 @@ def _describe(db_file: Path) -> tuple[str | None, dict[str, int], list[tuple[str
 
 
 def backup(
-    settings: KeelSettings,
+    settings,
     db,
     dest: Path,
     *,
@@ -461,7 +457,7 @@ def _mark_not_in_backup(con, paths: list[str]) -> None:
         )
 
 
-def restore(settings: KeelSettings, src: Path, *, force: bool = False) -> RestoreSummary:
+def restore(settings, src: Path, *, force: bool = False) -> RestoreSummary:
     """Restore a backup into this (stopped) platform's data dir. ``force`` moves existing state aside."""
     src = _user_path(src, "backup")
     info = read_manifest(src)
