@@ -159,7 +159,10 @@ def test_a_hand_started_canary_sets_its_own_window(setup):
         svc, pool = _service(db, promotions, cfg, [])
         for window, msg in (
             ({"alpha": 0.5}, "can be set per canary"),
-            ({"max_requests": 0}, "canary window"),
+            (
+                {"max_requests": 0},
+                r"canary window: max_requests: Input should be greater than or equal to 1$",
+            ),
         ):
             with pytest.raises(CanaryError, match=msg):
                 await svc.start("cand", 0.5, window=window)

@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from flywheel.canary import CanaryConfig, CanaryTally, CanaryVerdict, decide
 from keel.errors import KeelError
 from keel.store import aliases, canaries, registry
@@ -84,8 +86,9 @@ class CanaryService:
             cfg = CanaryConfig.model_validate(
                 {**self.cfg.model_dump(), **{k: v for k, v in (window or {}).items() if v is not None}}
             )
-        except ValueError as e:
-            raise CanaryError(f"canary window: {e}") from None
+        except ValidationError as e:  # one line: the first field and why
+            first = e.errors()[0]
+            raise CanaryError(f"canary window: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
         if not 0 < share < 1:
             raise CanaryError(f"share must be between 0 and 1 (exclusive), not {share}")
         if self.running():
