@@ -129,11 +129,9 @@ class FakeGateway:
         return httpx.Response(200, json={"choices": [{"message": {"content": text}}]}, headers=headers)
 
 
-def _run(answer, behaviour=None, seed=5, questions=None, delay=0.0, delay_seed=0):
+def _run(answer, behaviour=None, seed=5, questions=None, delay=0.0, delay_seed=0, split="seen"):
     qs = questions or [
-        Question(
-            kind="domain", lang="zh", question="TiDB Lightning 是什么？", reference=REF, split="held_out"
-        )
+        Question(kind="domain", lang="zh", question="TiDB Lightning 是什么？", reference=REF, split=split)
     ]
     gw = FakeGateway(answer, delay, delay_seed)
     sim = Simulator(
@@ -146,7 +144,7 @@ def _run(answer, behaviour=None, seed=5, questions=None, delay=0.0, delay_seed=0
 def test_judged_users_rate_good_answers_up_and_edit_bad_ones_with_the_reference():
     good, gw_good = _run(lambda q: REF)
     bad, gw_bad = _run(lambda q: "TiDB Lightning imports data into TiDB.")  # right content, wrong language
-    sg, sb = good.report.summary("t", 1)["judge"]["held_out"], bad.report.summary("t", 1)["judge"]["held_out"]
+    sg, sb = good.report.summary("t", 1)["judge"]["seen"], bad.report.summary("t", 1)["judge"]["seen"]
     assert sg["n"] > 40 and sb["n"] > 40
     assert sg["score"] == pytest.approx(1.0) and sb["score"] == 0 and sb["other_language"] == sb["n"]
     assert sg["thumbs_down_rate"] < 0.05 < 0.4 < sb["thumbs_down_rate"]
@@ -161,6 +159,17 @@ def test_judged_users_rate_good_answers_up_and_edit_bad_ones_with_the_reference(
     # regenerated answers are rated, and kept out of the first-answer rates
     regen = [r for r in bad.report.judged if r["regenerated"]]
     assert regen and all(r["thumb"] in ("up", "down") for r in regen)
+
+
+def test_held_out_questions_are_judged_but_never_fed_back():
+    """Nothing a held-out question leaves may reach mining: its reactions are recorded, not posted."""
+    held, gw = _run(lambda q: "TiDB Lightning imports data into TiDB.", split="held_out")
+    s = held.report.summary("t", 1)["judge"]["held_out"]
+    assert s["n"] > 40 and s["thumbs_down_rate"] > 0.4 and s["edit_rate"] > 0  # what users would have done
+    assert gw.feedback == [] and held.report.feedback == {}
+    assert not [r for r in held.report.judged if r["regenerated"]]  # nor asked again
+    seen, gw_seen = _run(lambda q: "TiDB Lightning imports data into TiDB.")
+    assert {f["type"] for f in gw_seen.feedback} >= {"thumbs", "edit", "regenerate"}
 
 
 def test_same_seed_same_feedback_and_judge_off_keeps_fixed_rates():

@@ -12,7 +12,9 @@ With the judge on (the default), a domain answer that has a reference is scored 
 model of :mod:`keel.simulate.users` (a better answer gets fewer thumbs down and edits). Other questions,
 and every question with ``judge=False`` (`--judge off`), keep fixed rates (:class:`Behaviour`).
 The question bank is split: ``seen`` questions are the traffic that feeds training, ``held_out`` ones
-(other questions and paraphrases of seen ones) are sent only to measure.
+(other questions and paraphrases of seen ones) are sent only to measure: their answers are judged and the
+user model's reactions recorded, but no feedback is posted for them, so no held-out question, answer or
+reference is ever mined into training.
 Every request goes out under one API key whose name starts with ``simulate``: that name is the tag that
 the request log, the mined pairs' provenance and ``keel lineage`` show.
 """
@@ -318,6 +320,11 @@ class Simulator:
         row["arrival"] = n
         act = um.react(row["score"], rng)
         row.update(thumb=act.thumb, edit=act.edit, regenerate=act.regenerate)
+        if q.split == "held_out":
+            # Measured, never fed back: mining needs feedback, so nothing a held-out question leaves (its
+            # reference least of all, as an edit) can reach training and inflate the next measurement.
+            # The row keeps what the user would have done, which is what the rates report.
+            return
         if act.thumb:
             await self._feedback(c, {"type": "thumbs", "request_id": rid, "rating": act.thumb})
         if act.edit:
