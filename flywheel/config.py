@@ -94,3 +94,16 @@ class MiningConfig(BaseModel):
         description="Regexes marking refusals; unlabelled refusals are skipped.",
     )
     min_chars: int = Field(1, description="Answers shorter than this are skipped.")
+    heldout_pairs: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="Share of prompts whose mined pairs, SFT and KTO examples are held out of training, so "
+        "the gates can measure the preference margin on pairs no stage trained on (by a hash of the "
+        "prompt: a prompt stays on its side in every cycle).",
+    )
+    heldout_min_prompts: int = Field(
+        10,
+        ge=1,
+        description="Hold out only once the export has pairs for at least this many prompts (fewer: all train).",
+    )

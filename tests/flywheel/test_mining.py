@@ -330,3 +330,57 @@ def test_trust_policy_with_an_unknown_kind_is_one_config_line(tmp_path):
     assert "\n" not in msg and "mining.trust.auto_accept: unknown feedback kind 'thumb'" in msg
     ok = load_settings(overrides=[f"data_dir={tmp_path}", "mining.trust.auto_accept=[]"])
     assert ok.mining.trust.auto_accept == []
+
+
+def test_a_share_of_prompts_is_held_out_of_every_training_part(tmp_path):
+    """Edits on 40 questions, each asked twice: the export holds ~20% of the prompts out of DPO, SFT and KTO
+    alike (the prefs part the gates score), by a hash of the prompt, so both askings of a question and
+    every later export keep it on the same side."""
+    from flywheel.export import is_held_out, prompt_key
+    from tests.flywheel.planted import request
+
+    settings = load_settings(
+        overrides=[f"data_dir={tmp_path / 'data'}", "annotation.double_annotate_fraction=0"]
+    )
+    db = Database(settings.db_path)
+    con = db.cursor()
+    for q in range(40):
+        for k in range(2):
+            rid = f"r{q}-{k}"
+            request(
+                con, rid, f"k{k}", f"How do I tune setting number {q} in TiDB?", f"Unsure {k}.", 2 * q + k
+            )
+            feedback(
+                con, f"e{q}-{k}", rid, f"k{k}", "edit", 2 * q + k, edited_text=f"Set option {q} to {k + 1}."
+            )
+            feedback(con, f"t{q}-{k}", rid, f"k{k}", "thumbs", 2 * q + k, rating=-1)
+    run_mining(db, settings)
+    out = run_export(db, settings, str(tmp_path / "snap"))
+    snap = Path(out["path"])
+
+    def part(name: str) -> list[dict]:
+        return [json.loads(x) for x in (snap / name / "train.jsonl").read_text().splitlines()]
+
+    def key(row: dict, field: str) -> str:
+        return prompt_key(row[field] if field == "prompt" else row["messages"][:-1])
+
+    held = {key(r, "prompt") for r in part("prefs")}
+    assert (
+        3 <= len(held) <= 16 and out["held_out_prompts"] == len(held) and out["prefs"] == len(part("prefs"))
+    )
+    assert all(is_held_out(r["prompt"], 0.2) for r in part("prefs"))
+    assert not held & {key(r, "prompt") for r in part("dpo")}
+    assert not held & {key(r, "messages") for r in part("sft")}
+    assert not held & {key(r, "prompt") for r in part("kto")}
+    assert (
+        out["held_out_sft"] > 0 and out["held_out_kto"] > 0 and len(part("dpo")) > 15
+    )  # (near-duplicates dropped)
+    again = run_export(db, settings, str(tmp_path / "snap2"))
+    assert (Path(again["path"]) / "prefs" / "train.jsonl").read_text() == (
+        snap / "prefs" / "train.jsonl"
+    ).read_text()
+
+    off = load_settings(overrides=[f"data_dir={tmp_path / 'data'}", "mining.heldout_pairs=0"])
+    none = run_export(db, off, str(tmp_path / "snap3"))
+    assert none["prefs"] == 0 and none["pairs"] == out["pairs"] + out["prefs"]
+    db.close()

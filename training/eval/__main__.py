@@ -16,7 +16,7 @@ from pathlib import Path
 from training.eval.data import EvalDataError
 from training.eval.runner import EvalConfig, ensure_eval
 
-_PATHS = ("mmlu", "cmmlu", "general", "domain", "answers")
+_PATHS = ("mmlu", "cmmlu", "general", "domain", "answers", "prefs")
 
 
 def load_config(path: Path) -> EvalConfig:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     r = out.result
     summary = {
         k: r[k]["summary"].get("overall", r[k]["summary"])
-        for k in ("mmlu", "cmmlu", "domain", "general", "answers")
+        for k in ("mmlu", "cmmlu", "domain", "general", "answers", "prefs")
         if k in r
     }
     print(json.dumps({"path": str(out.path), "complete": r.get("complete"), "summary": summary}, default=str))

@@ -11,6 +11,12 @@ A policy (YAML) lists gates; each names a metric and one threshold:
   the frozen held-out questions, in points (score × 100); ``max_drop_points: 0`` with significance
   required is "not significantly worse". The two evals must have answered byte-identical prompts.
 
+- ``prefs.margin`` and ``prefs.win`` (held-out mined preference pairs, training/eval/prefs.py): the mean
+  change of log p(chosen) - log p(rejected), in nats (DPO's implicit reward margin of the candidate with
+  the baseline as reference), and the share of pairs whose chosen answer is the likelier one, in points.
+  A cycle whose export held out no pairs has no ``prefs`` part in either eval: its prefs gates pass as
+  "not measured" (the answers gates still bind).
+
 ``min_gain_points`` (the same metrics) is the other direction: the candidate must be at least X points
 better (significantly so when significance is required).
 
@@ -53,13 +59,20 @@ Metric = Literal[
     "general_zh.ppl",
     "general_zh.bpb",
     "answers.score",
+    "prefs.margin",
+    "prefs.win",
 ]
+POINT_METRICS = (".acc", ".score", ".win", ".margin")  # thresholds in points (nats for prefs.margin)
 
 
 class GateRule(BaseModel):
     metric: Metric = Field(description="What is compared.")
-    max_drop_points: float | None = Field(None, description="MC metrics: allowed drop in points.")
-    min_gain_points: float | None = Field(None, description="MC metrics: required gain in points.")
+    max_drop_points: float | None = Field(
+        None, description="MC, answers and prefs metrics: allowed drop in points (nats for prefs.margin)."
+    )
+    min_gain_points: float | None = Field(
+        None, description="MC, answers and prefs metrics: required gain in points (nats for prefs.margin)."
+    )
     min_fall_pct: float | None = Field(None, description="Perplexity: required fall in percent.")
     max_rise_pct: float | None = Field(None, description="Perplexity: allowed rise in percent.")
     require_significance: bool | None = Field(None, description="Overrides the policy default for this gate.")
@@ -75,8 +88,8 @@ class GateRule(BaseModel):
         set_ = [k for k in kinds if getattr(self, k) is not None]
         if len(set_) != 1:
             raise ValueError(f"gate on {self.metric} needs exactly one of {'/'.join(kinds)}")
-        is_mc = self.metric.endswith((".acc", ".score"))
-        if is_mc != (set_[0] in ("max_drop_points", "min_gain_points")):
+        in_points = self.metric.endswith(POINT_METRICS)
+        if in_points != (set_[0] in ("max_drop_points", "min_gain_points")):
             raise ValueError(f"{set_[0]} does not apply to {self.metric}")
         return self
 
@@ -139,22 +152,22 @@ def _mc_delta(cand: dict, base: dict, bench: str, field_: str, policy: GatePolic
     return _paired_points(c_items, b_items, "correct" if field_ == "acc" else "p_correct", policy)
 
 
-def _paired_points(c_items: dict, b_items: dict, key: str, policy: GatePolicy) -> dict:
-    """Candidate minus baseline in points over the same items (each item's ``key``, 0..1), with the
-    bootstrap CI of the mean difference."""
+def _paired_points(c_items: dict, b_items: dict, key: str, policy: GatePolicy, scale: float = 100.0) -> dict:
+    """Candidate minus baseline in points over the same items (each item's ``key``, 0..1; ``scale`` 1:
+    in the key's own unit, nats for a margin), with the bootstrap CI of the mean difference."""
     ids = sorted(c_items)
     c = np.array([float(c_items[i][key]) for i in ids])
     b = np.array([float(b_items[i][key]) for i in ids])
-    d = (c - b) * 100.0  # points
+    d = (c - b) * scale
     boot = _bootstrap(lambda idx: d[idx].mean(axis=1), len(d), policy.bootstrap_samples, policy.seed)
     lo, hi = _ci(boot, policy.confidence)
     return {
         "n": len(ids),
-        "baseline": float(b.mean() * 100),
-        "candidate": float(c.mean() * 100),
+        "baseline": float(b.mean() * scale),
+        "candidate": float(c.mean() * scale),
         "delta": float(d.mean()),
         "ci": [lo, hi],
-        "unit": "points",
+        "unit": "points" if scale == 100.0 else "nats",
     }
 
 
@@ -228,21 +241,41 @@ def _answers_delta(cand: dict, base: dict, policy: GatePolicy) -> dict:
     return _paired_points(c_items, b_items, "score", policy)
 
 
+def _prefs_delta(cand: dict, base: dict, field_: str, policy: GatePolicy) -> dict:
+    """Held-out preference pairs, candidate minus baseline, paired by pair: the margin in nats, or the
+    share of pairs won in points."""
+    if "prefs" not in cand and "prefs" not in base:
+        return {"absent": "no held-out mined pairs in this cycle (mining.heldout_pairs): not measured"}
+    if "prefs" not in cand or "prefs" not in base:
+        return {"error": f"prefs missing from the {'candidate' if 'prefs' not in cand else 'baseline'} eval"}
+    c, b = cand["prefs"], base["prefs"]
+    if c.get("sha256") != b.get("sha256"):
+        return {"error": "prefs: the evals scored different pairs (the files differ)"}
+    c_items, b_items = ({r["id"]: r for r in part["items"]} for part in (c, b))
+    if set(c_items) != set(b_items) or not c_items:
+        return {"error": "prefs: the evals scored different pairs"}
+    return _paired_points(c_items, b_items, field_, policy, scale=1.0 if field_ == "margin" else 100.0)
+
+
 def delta(cand: dict, base: dict, metric: str, policy: GatePolicy) -> dict:
     part, field_ = metric.split(".")
     if part == "answers":
         return _answers_delta(cand, base, policy)
+    if part == "prefs":
+        return _prefs_delta(cand, base, field_, policy)
     if field_ in ("acc", "score"):
         return _mc_delta(cand, base, part, field_, policy)
     return _ppl_delta(cand, base, part, field_, policy)
 
 
 def _fmt(d: dict) -> str:
-    u = " pts" if d["unit"] == "points" else "%"
+    u = {"points": " pts", "nats": " nats"}.get(d["unit"], "%")
     return f"Δ {d['delta']:+.2f}{u} (CI {d['ci'][0]:+.2f}..{d['ci'][1]:+.2f})"
 
 
 def evaluate_rule(rule: GateRule, d: dict, require_sig: bool) -> tuple[bool, str]:
+    if "absent" in d:  # an optional part neither eval has (prefs when nothing was held out)
+        return True, d["absent"]
     if "error" in d:
         return False, d["error"]
     lo, hi = d["ci"]
@@ -283,10 +316,12 @@ def compare(cand: dict, base: dict, policy: GatePolicy, metrics: list[str] | Non
         metrics = list(Metric.__args__)  # type: ignore[attr-defined]
         if "answers" not in cand and "answers" not in base:  # evals without the answers suite
             metrics.remove("answers.score")
+        if "prefs" not in cand and "prefs" not in base:
+            metrics = [m for m in metrics if not m.startswith("prefs.")]
     out = {}
     for m in metrics:
         d = delta(cand, base, m, policy)
-        if "error" not in d:
+        if "error" not in d and "absent" not in d:
             d["significant"] = d["ci"][0] > 0 or d["ci"][1] < 0
         out[m] = d
     return out
@@ -312,14 +347,14 @@ def decide(cand: dict, base: dict, policy: GatePolicy, trained: list[str] | None
         reasons.append("the two evals were run with different settings (suite, shots, data or subset)")
     for name, rule in policy.gates.items():
         d = delta(cand, base, rule.metric, policy)
-        if "error" not in d:
+        if "error" not in d and "absent" not in d:
             d["significant"] = d["ci"][0] > 0 or d["ci"][1] < 0
         req = policy.require_significance if rule.require_significance is None else rule.require_significance
         if applies(rule, trained):
             ok, why = evaluate_rule(rule, d, req)
         else:
             ok = True
-            shown = _fmt(d) + ": " if "error" not in d else ""
+            shown = _fmt(d) + ": " if "error" not in d and "absent" not in d else ""
             why = f"{shown}not required (the candidate trained {', '.join(trained or [])}; this gate is for {', '.join(rule.stages or [])})"
         rows.append(
             {

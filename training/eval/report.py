@@ -33,7 +33,7 @@ TEMPLATE = """<!doctype html>
 <table id="gates"><tr><th>gate</th><th>metric</th><th>baseline</th><th>candidate</th><th>delta</th><th>95% CI</th><th>significant</th><th>result</th><th>reason</th></tr>
 {% for g in decision.gates %}<tr>
  <td>{{ g.gate }}</td><td>{{ g.metric }}</td>
- {% if g.error is defined %}<td colspan="5">{{ g.error }}</td>{% else %}
+ {% if g.error is defined or g.absent is defined %}<td colspan="5">{{ g.error if g.error is defined else g.absent }}</td>{% else %}
  <td class="num">{{ '%.3f' % g.baseline }}</td><td class="num">{{ '%.3f' % g.candidate }}</td>
  <td class="num">{{ '%+.2f' % g.delta }} {{ g.unit }}</td><td class="num">{{ '%+.2f' % g.ci[0] }} .. {{ '%+.2f' % g.ci[1] }}</td>
  <td>{{ 'yes' if g.significant else 'no' }}</td>{% endif %}
@@ -47,6 +47,7 @@ TEMPLATE = """<!doctype html>
 <td class="num">{{ '%+.2f' % d.delta }} {{ d.unit }}</td><td class="num">{{ '%+.2f' % d.ci[0] }} .. {{ '%+.2f' % d.ci[1] }}</td>
 <td>{{ 'yes' if d.significant else 'no' }}</td>{% endif %}</tr>{% endfor %}</table>
 <p><small>Points: percentage points. score = mean probability of the correct letter among A-D.
+prefs.margin: mean change of log p(chosen) - log p(rejected) on held-out mined pairs, in nats.
 Perplexity deltas are relative changes in percent. Intervals: paired bootstrap over items/texts.</small></p>
 <h2>Charts</h2>
 <img id="chart" src="{{ png_name }}" alt="per-category accuracy and perplexity before/after">

@@ -1,5 +1,6 @@
 """Evaluate one checkpoint: MMLU, CMMLU, domain and general perplexity → ``<ckpt>/eval/<name>.json``;
-with a frozen prompts file (``answers``), also the answers suite (training/eval/answers.py).
+with a frozen prompts file (``answers``), also the answers suite (training/eval/answers.py); with held-out
+mined pairs (``prefs``), the preference margin (training/eval/prefs.py).
 
     keel eval run CHECKPOINT --suite gate --data ../shared/data     (the CLI builds an EvalConfig and calls run_eval)
 
@@ -53,12 +54,14 @@ class EvalConfig:
     vllm_reserved_cpus: int = 0  # vLLM on CPU: cores left out of the engine's OpenMP binding
     answers: Path | None = None  # frozen prompts of the answers suite (JSONL written by the platform)
     answers_max_tokens: int = 128  # longest generated answer
+    prefs: Path | None = None  # held-out mined preference pairs (the flywheel export's prefs part)
 
     def parts(self) -> tuple[str, ...]:
         """The parts a complete eval of this config has."""
         if self.suite == "answers":
             return ("answers",)
-        return (*PARTS, "answers") if self.answers is not None else PARTS
+        extra = tuple(k for k in ("answers", "prefs") if getattr(self, k) is not None)
+        return (*PARTS, *extra)
 
     @property
     def name(self) -> str:
@@ -80,6 +83,11 @@ class EvalConfig:
             path = Path(self.answers)
             d["answers"] = file_sha256(path) if path.is_file() else f"missing:{path}"
             d["answers_max_tokens"] = self.answers_max_tokens
+        if self.prefs is not None:
+            path = Path(self.prefs)
+            d["prefs"] = (
+                hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else f"missing:{path}"
+            )
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -139,6 +147,11 @@ def run_eval(checkpoint: Path, cfg: EvalConfig, update_checkpoint_manifest: bool
         from training.eval.answers import load_prompts
 
         prompt_set = load_prompts(Path(cfg.answers))
+    pref_set = None
+    if cfg.prefs is not None and not only_answers:
+        from training.eval.prefs import load_pairs
+
+        pref_set = load_pairs(Path(cfg.prefs))
     for name in ("mmlu", "cmmlu"):
         path = getattr(cfg, name)
         if path is not None and not only_answers:
@@ -170,6 +183,7 @@ def run_eval(checkpoint: Path, cfg: EvalConfig, update_checkpoint_manifest: bool
         for v in hs.parts.values()
     )
     total += len(prompt_set.prompts) if prompt_set is not None else 0
+    total += len(pref_set.pairs) if pref_set is not None else 0
     result: dict = {
         "schema": SCHEMA,
         "checkpoint": {
@@ -210,6 +224,12 @@ def run_eval(checkpoint: Path, cfg: EvalConfig, update_checkpoint_manifest: bool
                 t0 = time.perf_counter()
                 result["answers"] = run_answers(prompt_set, cfg.answers_max_tokens, sm, scorer, bar.update)
                 result["timings_s"]["answers"] = round(time.perf_counter() - t0, 2)
+            if pref_set is not None:
+                from training.eval.prefs import run_prefs
+
+                t0 = time.perf_counter()
+                result["prefs"] = run_prefs(pref_set, sm, scorer, bar.update)
+                result["timings_s"]["prefs"] = round(time.perf_counter() - t0, 2)
         finally:
             if scorer is not None:
                 scorer.close()

@@ -119,7 +119,7 @@ def run_export(
     Answers that are trained towards (chosen sides, SFT answers, answers rated up) lose doc-site markup
     the model copied from its sources (`{{< copyable "shell" >}}`); rejected and down-rated answers keep
     it, since it may be what made them worse."""
-    from flywheel.export import dpo_row, kto_row, sft_row
+    from flywheel.export import dpo_row, is_held_out, kto_row, prompt_key, sft_row
     from flywheel.text import strip_appended
     from training.data.clean import normalise, strip_site_markup
 
@@ -174,6 +174,22 @@ def run_export(
         row = kto_row(json.loads(prompt), clean(completion) if label else completion, bool(label))
         kto.append((row, {"example_id": eid, "source": source, "route": route, **json.loads(prov)}))
 
+    # A share of prompts is held out of every training part: the gates measure the preference margin on
+    # their pairs (the "prefs" part), which no stage of this candidate trained on.
+    share, held_prompts = settings.mining.heldout_pairs, set()
+    if len({prompt_key(row["prompt"]) for row, _ in pairs}) >= settings.mining.heldout_min_prompts:
+        held_prompts = {prompt_key(row["prompt"]) for row, _ in pairs if is_held_out(row["prompt"], share)}
+
+    def held(prompt: list[dict[str, Any]]) -> bool:
+        return prompt_key(prompt) in held_prompts
+
+    prefs = [(row, {**m, "held_out": True}) for row, m in pairs if held(row["prompt"])]
+    pairs = [(row, m) for row, m in pairs if not held(row["prompt"])]
+    sft_held = sum(1 for row, _ in sft if held(row["messages"][:-1]))
+    sft = [(row, m) for row, m in sft if not held(row["messages"][:-1])]
+    kto_held = sum(1 for row, _ in kto if held(row["prompt"]))
+    kto = [(row, m) for row, m in kto if not held(row["prompt"])]
+
     base = (
         Path(settings.annotation.export_dir).expanduser()
         if settings.annotation.export_dir
@@ -187,7 +203,7 @@ def run_export(
 
     meta = write_bundle(
         dest,
-        {"dpo": pairs, "sft": sft, "kto": kto},
+        {"dpo": pairs, "sft": sft, "kto": kto, "prefs": prefs},
         {"kind": "flywheel", "include_unreviewed": include_unreviewed},
     )
     parts = meta["parts"]
@@ -199,6 +215,10 @@ def run_export(
         "kto_up": sum(1 for row, _ in kto if row["label"]),
         "kto_down": sum(1 for row, _ in kto if not row["label"]),
         "pairs_auto_accepted": sum(1 for _, m in pairs if m["status"] == "pending" and m["auto_accepted_by"]),
+        "prefs": parts["prefs"]["rows"],
+        "held_out_prompts": len(held_prompts),
+        "held_out_sft": sft_held,
+        "held_out_kto": kto_held,
         "markup_removed": dict(sorted(markup.items())),
         "dpo_hash": parts["dpo"]["hash"],
         "sft_hash": parts["sft"]["hash"],

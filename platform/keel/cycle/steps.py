@@ -406,6 +406,9 @@ class PlatformSteps:
         frozen = self.cycle_dir(ctx.cycle_id) / ANSWERS_PROMPTS
         if es.answers is None and es.answers_questions > 0 and frozen.exists():
             more["answers"] = frozen  # the answers suite on this cycle's prompts (evaluate froze them)
+        prefs = self.cycle_dir(ctx.cycle_id) / "export" / "prefs"
+        if (prefs / "snapshot.json").exists() and json.loads((prefs / "snapshot.json").read_text())["rows"]:
+            more["prefs"] = prefs / "train.jsonl"  # the pairs this cycle's export held out of training
         return es.eval_config(
             ctx.config.eval_suite, threads=ctx.config.launcher.threads or es.threads, **more
         )
