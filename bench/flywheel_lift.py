@@ -108,6 +108,7 @@ def cycle_summary(cycle: dict, wall: float) -> dict:
         base = json.loads(Path(ev["baseline"]["eval"]).read_text())
         cand = json.loads(Path(ev["candidate"]["eval"]).read_text())
         b, c = (e.get("answers", {}).get("summary", {}).get("score") for e in (base, cand))
+        out["evals"] = {"baseline": ev["baseline"]["eval"], "candidate": ev["candidate"]["eval"]}
         out["metrics"]["answers_score"] = {
             "before": b,
             "after": c,

@@ -54,6 +54,13 @@ def _faq_rows(domain_dir: Path) -> list[dict]:
     return rows
 
 
+def faq_half(item_id: str) -> str:
+    """``dev`` or ``test``: a fixed hash of a held-out item's id (``faq/12``) puts it in one half. Tuning
+    (profiles, recipes, retrieval) reads the dev half; reported figures come from the test half. The
+    gates keep using the whole set."""
+    return "test" if hashlib.sha256(f"faq-half:{item_id}".encode()).digest()[0] & 1 else "dev"
+
+
 def domain_heldout_paths(domain_dir: Path) -> list[Path]:
     """The corpus files that are held out: training must not read them (plus the FAQ file itself)."""
     domain_dir = Path(domain_dir)
