@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from keel.store import cycles, swaps
-from serving.records import RecordSink, RequestRecord
+from serving.records import RecordError, RecordSink, RequestRecord
 
 if TYPE_CHECKING:  # the platform imports this module, not the other way round at run time
     from keel.runtime import Runtime
@@ -84,7 +84,14 @@ class MetricsSink:
         self.metrics = metrics
 
     def submit(self, record: RequestRecord) -> None:
-        self.inner.submit(record)  # the log first: a metrics bug must never cost a row
+        try:
+            self.inner.submit(record)  # the log first: a metrics bug must never cost a row
+        except RecordError:  # not journaled (full disk): the client gets a 503, counted as such
+            self._observe(record.model_copy(update={"status_code": RecordError.status}))
+            raise
+        self._observe(record)
+
+    def _observe(self, record: RequestRecord) -> None:
         try:
             self.metrics.observe(record)
         except Exception:  # pragma: no cover - defensive; counting must never fail a request
@@ -230,6 +237,27 @@ class _PlatformCollector(Collector):
             "Rows committed to DuckDB by this process",
             value=stats.get("written", 0),
         )
+        yield CounterMetricFamily(
+            "keel_requestlog_unjournaled",
+            "Requests answered 503 request_log_unavailable: the journal could not take their row (full disk)",
+            value=stats.get("unjournaled", 0),
+        )
+        yield CounterMetricFamily(
+            "keel_requestlog_insert_failures",
+            "DuckDB inserts of request-log rows that failed (the rows are kept and retried)",
+            value=stats.get("insert_failures", 0),
+        )
+        yield CounterMetricFamily(
+            "keel_requestlog_spill_failures",
+            "Rows the spill file could not take (full disk); written from the journal once DuckDB can",
+            value=stats.get("spill_failures", 0),
+        )
+        g = GaugeMetricFamily(
+            "keel_requestlog_held_rows",
+            "Journaled rows waiting for DuckDB outside the queue (after a failed insert or spill)",
+        )
+        g.add_metric([], stats.get("held", 0))
+        yield g
 
     def _engines(self, p: MetricSources) -> Iterator[Metric]:
         endpoints = list(p.pool.endpoints)

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -162,6 +163,7 @@ def test_request_log_journal_on_a_full_disk(small_fs: SmallFs):  # noqa: F811
         assert "refused" in str(e.value) and "no space left on device" in str(e.value)
         assert e.value.status == 503
         assert writer.stats()["unjournaled"] == 1
+        assert _metrics(db, writer)["keel_requestlog_unjournaled"] == 1  # counted on /metrics
         # what was committed before the disk filled is still there; the journal holds no part of the
         # refused row (a torn line would fail json.loads; a later append must not complete it)
         assert _ids(db) == ["a0", "a1", "a2"]
@@ -181,6 +183,128 @@ def test_request_log_journal_on_a_full_disk(small_fs: SmallFs):  # noqa: F811
     assert _ids(db) == ["a0", "a1", "a2", "b0"]
     assert writer.stats()["unjournaled"] == 1
     db.close()  # before the small disk is unmounted
+
+
+def _metrics(db: Database, writer) -> dict:
+    """What the platform's /metrics shows for this request-log writer (the real collector)."""
+    from keel.metrics import MetricSources, PlatformMetrics, parse
+
+    from serving.engine.pool import EnginePool
+
+    return {
+        fam.name: fam.samples[0].value
+        for fam in parse(PlatformMetrics(MetricSources(db, writer, EnginePool())).render().decode()).values()
+        if fam.name.startswith("keel_requestlog_")
+    }
+
+
+def _sized(rid: str, size: int) -> RequestRecord:
+    """A record whose journal line (with its newline) is ``size`` bytes."""
+    rec = _rec(rid, "")
+    rec.response_text = "z" * (size - len(rec.model_dump_json()) - 1)
+    assert len(rec.model_dump_json()) + 1 == size
+    return rec
+
+
+def _page_slack(path: Path) -> int:
+    """Bytes an append to ``path`` can still take without a new page (what a full tmpfs allows)."""
+    return -path.stat().st_size % os.statvfs(path).f_bsize
+
+
+def _requestlog_errors(caplog) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records if r.name == "keel.store.requestlog" and r.levelname == "ERROR"
+    ]
+
+
+def test_request_log_database_on_a_full_disk(small_fs: SmallFs, caplog):  # noqa: F811
+    """DuckDB's disk fills while rows are journaled: the inserts fail, every row stays (held and retried,
+    nothing newer overtakes it), submit() keeps answering, and the rows go in once space is freed."""
+    data = small_fs.path / "data"  # the database and the journal on the disk that fills, as in a data dir
+    db = Database(data / "keel.duckdb")
+    journal = data / "journal"
+    writer = RequestLogWriter(db, journal, RequestLogConfig(flush_interval_s=0.05))
+    writer.start()
+    try:
+        writer.submit(_sized("a0", 4096 + 64))  # the segment's last page keeps room for 4 small rows
+        assert writer.flush(10)
+        db.execute("CHECKPOINT")  # an empty write-ahead log: the next insert needs a page of its own
+        small_fs.fill(leave=0)
+        [seg] = journal.glob("seg-*.jsonl")
+        rows = [_rec(f"b{i}") for i in range(3)]
+        assert _page_slack(seg) >= sum(len(r.model_dump_json()) + 1 for r in rows)
+        for r in rows:
+            writer.submit(r)  # the answer goes on: each row is journaled
+        assert not writer.flush(2)  # ...but not in DuckDB, and flush says so
+        stats = writer.stats()
+        assert stats["insert_failures"] >= 2 and stats["held"] + stats["queued"] == 3, stats
+        assert _ids(db) == ["a0"]
+        # one error line for the spell, however many retries; the metrics count every failed insert
+        [line] = _requestlog_errors(caplog)
+        assert "no space left on device" in line and "kept and retried" in line
+        m = _metrics(db, writer)
+        assert m["keel_requestlog_insert_failures"] == stats["insert_failures"] >= 2
+        assert m["keel_requestlog_held_rows"] >= 1 and m["keel_requestlog_written"] == 1
+
+        small_fs.free()
+        assert writer.flush(20)
+        assert _ids(db) == ["a0", "b0", "b1", "b2"]
+        assert writer.stats()["held"] == 0 and writer.stats()["written"] == 4
+        writer.submit(_rec("c0"))
+        assert writer.flush(10)
+    finally:
+        writer.close()
+    assert _ids(db) == ["a0", "b0", "b1", "b2", "c0"]
+    assert list(journal.glob("*.jsonl")) == []  # every row in DuckDB: nothing left to replay
+    assert writer.stats()["unjournaled"] == 0
+    db.close()
+
+
+def test_request_log_spill_on_a_full_disk(small_fs: SmallFs, caplog):  # noqa: F811
+    """The queue is full while DuckDB refuses writes, and the spill file cannot take the overflow either:
+    one error line and a counted metric, no exception into the request, and the rows (in the journal)
+    are read back from there once space is freed."""
+    data = small_fs.path / "data"
+    db = Database(data / "keel.duckdb")
+    journal = data / "journal"
+    writer = RequestLogWriter(db, journal, RequestLogConfig(queue_size=1, flush_interval_s=0.05))
+    writer.start()
+    try:
+        writer.submit(_sized("a0", 4096 + 64))
+        assert writer.flush(10)
+        db.execute("CHECKPOINT")
+        small_fs.fill(leave=0)
+        writer.submit(_rec("b0"))  # taken by the writer, whose insert fails: it holds b0
+        deadline = time.monotonic() + 10
+        while writer.stats()["insert_failures"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert writer.stats()["held"] == 1
+        writer.submit(_rec("b1"))  # waits in the queue (the writer takes nothing new while it holds)
+        writer.submit(_rec("b2"))  # queue full: the spill file, which the full disk refuses
+        writer.submit(_rec("b3"))
+        stats = writer.stats()
+        assert (stats["queued"], stats["spilled"], stats["spill_failures"], stats["held"]) == (1, 0, 2, 3)
+        assert _ids(db) == ["a0"]
+        spill_errors = [m for m in _requestlog_errors(caplog) if "spill file" in m]
+        assert len(spill_errors) == 1 and "no space left on device" in spill_errors[0], spill_errors
+        assert "b2" in spill_errors[0]
+        # the spill file holds no torn line: nothing, or nothing at all
+        assert not writer.spill_path.exists() or writer.spill_path.stat().st_size == 0
+        assert _metrics(db, writer)["keel_requestlog_spill_failures"] == 2
+
+        small_fs.free()
+        assert writer.flush(20)
+        assert _ids(db) == ["a0", "b0", "b1", "b2", "b3"]
+        assert writer.stats()["held"] == 0
+    finally:
+        writer.close()
+    assert list(journal.glob("*.jsonl")) == []
+    # a restart has nothing to replay, and nothing is written twice
+    again = RequestLogWriter(db, journal)
+    assert again.start() == 0
+    again.close()
+    assert _ids(db) == ["a0", "b0", "b1", "b2", "b3"]
+    db.close()
 
 
 def test_a_refused_record_is_reported_once():

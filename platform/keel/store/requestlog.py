@@ -5,6 +5,11 @@ Nothing is lost:
 - when the queue is full, records spill to a file instead of being dropped;
 - a record the journal cannot take (a full disk) is refused with RecordError, counted (``unjournaled``)
   and logged: never silently dropped, and never half-written where a later append would complete it;
+- a batch DuckDB cannot take (its disk is full) is kept and retried, backing off, before anything newer
+  (``insert_failures``, one error line when the writes start failing, one when they go through again);
+  the queue then fills and spills. A row the spill file cannot take either (the same full disk) is
+  already in the journal: it is counted (``spill_failures``), logged, and read back from its journal
+  segment once DuckDB writes again;
 - on shutdown the queue and the spill are flushed; at start, journal and spill are replayed
   (``INSERT OR IGNORE`` on the request id makes replay idempotent).
 A segment is deleted once every record in it is in DuckDB.
@@ -51,6 +56,46 @@ def insert_rows(db: Database, rows: list[dict[str, Any]]) -> None:
         cur.execute("INSERT OR IGNORE INTO requests BY NAME SELECT * FROM batch_tbl")
 
 
+def append_whole(fd: int, data: bytes, fsync: bool = False) -> None:
+    """Append ``data`` to an O_APPEND/unbuffered file whole, or not at all: a write the disk cut short
+    (ENOSPC) is truncated away before the error is raised."""
+    start = os.fstat(fd).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if fsync:
+            os.fsync(fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+        raise
+
+
+def _read_rows(path: Path, spill: bool) -> list[tuple[int, dict]]:
+    """The (segment, row) pairs of a journal segment (segment 0) or a spill file; a torn line (a write
+    cut by kill -9, or one being appended right now) is skipped."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                seg = 0
+                if spill:
+                    obj = json.loads(line)
+                    seg, line = obj["seg"], obj["line"]
+                out.append((seg, RequestRecord.model_validate_json(line).model_dump()))
+            except (ValueError, KeyError, TypeError):
+                log.warning("skipping a torn journal line in %s", path)
+    return out
+
+
+def _reason(e: BaseException) -> str:
+    return "no space left on device" if out_of_space(e) else (str(e).splitlines() or [type(e).__name__])[0]
+
+
 class _Journal:
     """Append-only JSONL segments with per-segment pending counts.
 
@@ -82,18 +127,7 @@ class _Journal:
                 new = self._open(self.seg + 1)
                 self.file.close()
                 self.file, self.seg, self.count = new, self.seg + 1, 0
-            fd = self.file.fileno()
-            start = os.fstat(fd).st_size
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                if self.fsync:
-                    os.fsync(fd)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, start)
-                raise
+            append_whole(self.file.fileno(), data, self.fsync)
             seg = self.seg
             self.pending[seg] = self.pending.get(seg, 0) + 1
             self.count += 1
@@ -130,6 +164,9 @@ class RequestLogConfig(BaseModel):
 class RequestLogWriter:
     """Implements serving.records.RecordSink. ``submit`` never touches DuckDB."""
 
+    BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 5.0)  # between retries of a failed insert (the last one repeats)
+    GIVE_UP_AFTER = 5  # failed tries of a batch for a reason other than a full disk (left for replay)
+
     def __init__(self, db: Database, journal_dir: Path, config: RequestLogConfig | None = None):
         self.db = db
         self.journal_dir = journal_dir
@@ -142,6 +179,17 @@ class RequestLogWriter:
         self.spilled = 0
         self.written = 0
         self.unjournaled = 0  # rows submit() refused because the journal could not be written
+        self.insert_failures = 0  # DuckDB inserts that failed (their rows kept and retried)
+        self.spill_failures = 0  # rows the spill file could not take (journaled: read back from there)
+        # what waits for DuckDB outside the queue and the spill: a batch whose insert failed, and rows
+        # (per journal segment) that neither the queue nor the spill file could take
+        self._held: list[tuple[int, dict]] = []
+        self._held_tries = 0
+        self._orphans: dict[int, int] = {}
+        self._spill_left = False  # a drained spill file is still to insert (its insert failed)
+        self._failing = False  # the last write to DuckDB failed (logged once, until one goes through)
+        self._spill_failing = False
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._journal: _Journal | None = None
         self.enabled = cfg.enabled
@@ -153,18 +201,7 @@ class RequestLogWriter:
         files = sorted(self.journal_dir.glob("seg-*.jsonl")) + sorted(self.journal_dir.glob("spill*.jsonl"))
         total = 0
         for path in files:
-            rows = []
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    line = line.strip()
-                    if not line:
-                        continue
-                    try:
-                        if path.name.startswith("spill"):
-                            line = json.loads(line)["line"]
-                        rows.append(RequestRecord.model_validate_json(line).model_dump())
-                    except ValueError:
-                        log.warning("skipping a torn journal line in %s", path)  # a write cut by kill -9
+            rows = [row for _, row in _read_rows(path, spill=path.name.startswith("spill"))]
             for i in range(0, len(rows), self.batch_size):
                 insert_rows(self.db, rows[i : i + self.batch_size])
             total += len(rows)
@@ -174,17 +211,22 @@ class RequestLogWriter:
     def start(self) -> int:
         replayed = self.replay()
         self._journal = _Journal(self.journal_dir, self.fsync)
+        self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)
         self._thread.start()
         return replayed
 
     def close(self, timeout: float = 30.0) -> None:
-        """Flush everything and stop the writer (on SIGTERM/shutdown)."""
+        """Flush everything and stop the writer (on SIGTERM/shutdown). Rows DuckDB still refuses (a full
+        disk) stay in the journal, and the next start replays them."""
         if self._thread is None:
             return
-        self.queue.put(None)
+        self._stopping.set()
+        with contextlib.suppress(queue.Full):  # a full queue: the writer stops once it has emptied it
+            self.queue.put_nowait(None)
         self._thread.join(timeout)
-        self._drain_spill()
+        if not self._thread.is_alive():
+            self._catch_up()
         if self._journal is not None:
             self._journal.close(delete_current=True)
         self._thread = None
@@ -200,105 +242,211 @@ class RequestLogWriter:
         except OSError as e:
             # a full disk: this row is not recorded, and the caller must not answer as if it were
             self.unjournaled += 1
-            why = "no space left on device" if out_of_space(e) else (e.strerror or str(e))
-            msg = f"request {record.request_id} not recorded: the request-log journal in {self.journal_dir}: {why}"
+            msg = (
+                f"request {record.request_id} not recorded: the request-log journal in {self.journal_dir}: "
+                f"{_reason(e)}"
+            )
             log.error(msg)
             raise RecordError(msg) from e
         try:
             self.queue.put_nowait((seg, record.model_dump()))
         except queue.Full:
-            with self.spill_lock:
-                with open(self.spill_path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"seg": seg, "line": line}) + "\n")
-                self.spilled += 1
+            self._spill(seg, line, record.request_id)
+
+    def _spill(self, seg: int, line: str, request_id: str) -> None:
+        data = (json.dumps({"seg": seg, "line": line}) + "\n").encode("utf-8")
+        with self.spill_lock:
+            try:
+                fd = os.open(self.spill_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    append_whole(fd, data)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                # the row is in the journal already (the request is answered as recorded): it waits there
+                # and is read back once DuckDB writes again; counted, and logged once per failing spell
+                self.spill_failures += 1
+                self._orphans[seg] = self._orphans.get(seg, 0) + 1
+                if not self._spill_failing:
+                    self._spill_failing = True
+                    log.error(
+                        "request log: the queue is full and the spill file %s cannot take request %s (%s); "
+                        "it and later such rows wait in the journal until they can be written "
+                        "(see keel_requestlog_spill_failures)",
+                        self.spill_path,
+                        request_id,
+                        _reason(e),
+                    )
+                return
+            self._spill_failing = False
+            self.spilled += 1
 
     # ---- writer thread ---------------------------------------------------------------------------------
     def flush(self, timeout: float = 10.0) -> bool:
-        """Block until every record submitted so far is in DuckDB (for readers that need read-your-writes)."""
+        """Block until every record submitted so far is in DuckDB (for readers that need read-your-writes).
+        False when that did not happen within ``timeout`` (DuckDB refuses writes: its disk is full)."""
         if self._thread is None:
             return True
         marker = threading.Event()
-        self.queue.put(marker, timeout=timeout)
+        try:
+            self.queue.put(marker, timeout=timeout)
+        except queue.Full:
+            return False
         return marker.wait(timeout)
 
     def _run(self) -> None:
+        markers: list[threading.Event] = []
         stop = False
-        while not stop:
-            batch: list[tuple[int, dict]] = []
-            markers: list[threading.Event] = []
-            try:
-                item = self.queue.get(timeout=self.flush_interval_s)
-                if item is None:
-                    stop = True
-                elif isinstance(item, threading.Event):
-                    markers.append(item)
-                else:
-                    batch.append(item)
-                deadline = time.monotonic() + self.flush_interval_s
-                while len(batch) < self.batch_size and not stop and not markers:
-                    remaining = deadline - time.monotonic()
-                    try:
-                        item = (
-                            self.queue.get(timeout=max(remaining, 0))
-                            if remaining > 0
-                            else self.queue.get_nowait()
-                        )
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        stop = True
-                    elif isinstance(item, threading.Event):
-                        markers.append(item)
-                        break
-                    else:
-                        batch.append(item)
-            except queue.Empty:
-                pass
+        tries = 0
+        while True:
+            if self._behind() and not self._catch_up():
+                # DuckDB refuses writes: nothing newer is taken (the queue fills, then spills) until the
+                # held rows go in; a flush waits; a stop leaves them in the journal for the next start
+                if stop or self._stopping.is_set():
+                    return
+                self._stopping.wait(self.BACKOFF_S[min(tries, len(self.BACKOFF_S) - 1)])
+                tries += 1
+                continue
+            tries = 0
+            for m in markers:
+                m.set()
+            markers.clear()
+            if stop:
+                return
+            batch, more, stop = self._take()
+            markers += more
             if batch:
                 self._commit(batch)
-            if markers:
-                if self.spill_path.exists():
-                    self._drain_spill()
-                for m in markers:
-                    m.set()
-            if self.queue.empty() and self.spill_path.exists():
-                self._drain_spill()
 
-    def _commit(self, batch: list[tuple[int, dict]]) -> None:
-        for attempt in range(5):
+    def _take(self) -> tuple[list[tuple[int, dict]], list[threading.Event], bool]:
+        """The next batch from the queue (up to batch_size rows or flush_interval_s), with any flush
+        markers met and whether the stop sentinel came."""
+        batch: list[tuple[int, dict]] = []
+        markers: list[threading.Event] = []
+        try:
+            item = self.queue.get(timeout=self.flush_interval_s)
+        except queue.Empty:
+            return batch, markers, self._stopping.is_set()
+        deadline = time.monotonic() + self.flush_interval_s
+        while True:
+            if item is None:
+                return batch, markers, True
+            if isinstance(item, threading.Event):
+                markers.append(item)
+                return batch, markers, False
+            batch.append(item)
+            if len(batch) >= self.batch_size:
+                return batch, markers, False
+            remaining = deadline - time.monotonic()
             try:
-                insert_rows(self.db, [rec for _, rec in batch])
-                break
-            except Exception:  # keep the journal; retry, then leave it for replay at next start
-                log.exception("request log insert failed (attempt %d)", attempt + 1)
-                time.sleep(0.5 * (attempt + 1))
-        else:
-            return
-        self.written += len(batch)
-        assert self._journal is not None
-        self._journal.committed([seg for seg, _ in batch])
+                item = self.queue.get(timeout=remaining) if remaining > 0 else self.queue.get_nowait()
+            except queue.Empty:
+                return batch, markers, False
 
-    def _drain_spill(self) -> None:
+    def _behind(self) -> bool:
+        """Rows wait outside the queue: a held batch, a spill, rows only the journal has."""
+        return bool(self._held or self._orphans or self._spill_left or self.spill_path.exists())
+
+    def _insert(self, rows: list[dict]) -> BaseException | None:
+        """Insert ``rows`` in batches; the error if DuckDB refused (logged once per failing spell)."""
+        try:
+            for i in range(0, len(rows), self.batch_size):
+                insert_rows(self.db, rows[i : i + self.batch_size])
+        except Exception as e:
+            self.insert_failures += 1
+            if not self._failing:
+                self._failing = True
+                log.error(
+                    "request log: a DuckDB insert into %s failed (%s); the rows are kept and retried, "
+                    "nothing newer is written until they go in (see keel_requestlog_insert_failures)",
+                    self.db.path,
+                    _reason(e),
+                )
+            return e
+        if self._failing:
+            self._failing = False
+            log.info("request log: DuckDB writes go through again")
+        return None
+
+    def _commit(self, batch: list[tuple[int, dict]]) -> bool:
+        error = self._insert([rec for _, rec in batch])
+        if error is not None:
+            self._held, self._held_tries = batch, 1
+            return False
+        self._done(batch)
+        return True
+
+    def _done(self, items: list[tuple[int, dict]]) -> None:
+        self.written += len(items)
+        assert self._journal is not None
+        self._journal.committed([seg for seg, _ in items])
+
+    def _catch_up(self) -> bool:
+        """Write what waits outside the queue (held batch, spill, journal-only rows); False while DuckDB
+        still refuses."""
+        if self._held:
+            error = self._insert([rec for _, rec in self._held])
+            if error is not None:
+                self._held_tries += 1
+                if out_of_space(error) or self._held_tries < self.GIVE_UP_AFTER:
+                    return False
+                # not a full disk and not passing: the rows stay in the journal for the next start
+                log.error(
+                    "request log: giving up on %d rows after %d failed inserts (%s); they stay in the "
+                    "journal %s and are replayed at the next start",
+                    len(self._held),
+                    self._held_tries,
+                    _reason(error),
+                    self.journal_dir,
+                )
+            else:
+                self._done(self._held)
+            self._held, self._held_tries = [], 0
+        return self._drain_spill() and self._recover_orphans()
+
+    def _drain_spill(self) -> bool:
+        """Insert every spill file; one whose insert fails stays, and is tried again (then at replay)."""
         with self.spill_lock:
-            if not self.spill_path.exists():
-                return
-            work = self.spill_path.with_name(f"spill-{time.time_ns()}.jsonl")
-            os.replace(self.spill_path, work)
-        items = []
-        with open(work, encoding="utf-8") as f:
-            for line in f:
-                obj = json.loads(line)
-                items.append((obj["seg"], RequestRecord.model_validate_json(obj["line"]).model_dump()))
-        for i in range(0, len(items), self.batch_size):
-            self._commit(items[i : i + self.batch_size])
-        work.unlink()
+            if self.spill_path.exists():
+                os.replace(self.spill_path, self.spill_path.with_name(f"spill-{time.time_ns()}.jsonl"))
+        for work in sorted(self.journal_dir.glob("spill-*.jsonl")):
+            items = _read_rows(work, spill=True)
+            if self._insert([rec for _, rec in items]) is not None:
+                self._spill_left = True
+                return False
+            self._done(items)  # once per row: a file is counted only when all of it went in
+            work.unlink()
+        self._spill_left = False
+        return True
+
+    def _recover_orphans(self) -> bool:
+        """Rows only the journal holds (the spill file refused them): read their segments back."""
+        with self.spill_lock:
+            orphans, self._orphans = self._orphans, {}
+        for seg, n in sorted(orphans.items()):
+            assert self._journal is not None
+            rows = [row for _, row in _read_rows(self._journal._path(seg), spill=False)]
+            if self._insert(rows) is not None:  # INSERT OR IGNORE: rows already in cost nothing
+                with self.spill_lock:
+                    for s, k in orphans.items():
+                        if s >= seg:
+                            self._orphans[s] = self._orphans.get(s, 0) + k
+                return False
+            self.written += n
+            self._journal.committed([seg] * n)
+        return True
 
     def stats(self) -> dict[str, int]:
+        with self.spill_lock:
+            orphans = sum(self._orphans.values())
         return {
             "queued": self.queue.qsize(),
             "written": self.written,
             "spilled": self.spilled,
             "unjournaled": self.unjournaled,
+            "insert_failures": self.insert_failures,
+            "spill_failures": self.spill_failures,
+            "held": len(self._held) + orphans,
         }
 
 
