@@ -55,10 +55,12 @@ SIGNALS: dict[str, tuple[bool, float]] = {
 class CanaryConfig(BaseModel):
     """How a candidate proves itself on a share of live traffic beside the champion."""
 
-    # off by default until the canary is proven on real engines and fitted into the demo cycle's time:
-    # a cycle without live traffic would wait out the whole window
+    # on by default; a cycle whose last window of traffic could not fill this one (a quiet nightly run, a
+    # demo after its simulation ended) skips it with that reason instead of waiting it out
     enabled: bool = Field(
-        False, description="A cycle's candidate that passed its gates serves a canary before promotion."
+        True,
+        description="A cycle's candidate that passed its gates serves a canary before promotion (skipped "
+        "when the last max_window_s of traffic × share is below min_requests).",
     )
     share: float = Field(0.2, gt=0, lt=1, description="Share of conversations the candidate serves (sticky).")
     min_requests: int = Field(20, ge=1, description="Fewest requests on each arm before a signal can decide.")

@@ -116,8 +116,9 @@ def test_full_cycle_runs_steps_in_order_and_chains_stages():
     runner, store = _runner(steps)
     c = runner.run(CycleConfig(), "cli")
     assert c.status == "succeeded" and c.outcome == "promoted"
-    # the canary is off by default (skipped, never called)
-    assert steps.calls == [n for n in plan(["cpt", "sft", "dpo", "kto"]) if n != "canary"]
+    # the canary is on by default: it runs between gate and promote (on the platform it skips itself
+    # when recent traffic could not fill it: tests/flywheel/test_cycle_canary_step.py)
+    assert steps.calls == plan(["cpt", "sft", "dpo", "kto"])
     rows = {s.name: s for s in store.steps(c.cycle_id)}
     # SFT starts from the CPT result, DPO from SFT's, KTO from DPO's; the first from serving
     assert rows["train:cpt"].output["parent"] == "base"
@@ -125,7 +126,7 @@ def test_full_cycle_runs_steps_in_order_and_chains_stages():
     assert rows["train:dpo"].output["parent"] == "c0-sft"
     assert rows["train:kto"].output["parent"] == "c0-dpo"
     assert steps.promoted == ["c0-kto"]
-    assert rows.pop("canary").status == "skipped"
+    assert rows["canary"].output["decision"] == "promoted"
     assert all(s.status == "done" and s.input_hash and s.output_hash for s in rows.values())
     assert rows["snapshot:cpt"].output_hash == "h-cpt"
     assert c.report == "/reports/c0.html"

@@ -63,6 +63,9 @@ def _profile(root, min_sft: int) -> str:
                 "cycle": {
                     "stages": ["sft"],
                     "min_sft_examples": min_sft,
+                    # the canary has its own live tests (tests/swap/test_canary_live.py, the step's traffic
+                    # rule in test_cycle_canary_step.py); here it would hang on the simulation's volume
+                    "canary": {"enabled": False},
                     "policy": str(policy),
                     "eval": {"backend": "transformers", "gate_per_subject": 5, "gate_general_docs": 2},
                     "sft": {

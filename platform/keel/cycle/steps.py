@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -535,7 +536,22 @@ class PlatformSteps:
         svc = self.canary_service
         if svc is None or self.runtime is None or self.runtime.loop is None:
             return Skip("no running platform: a canary needs live traffic")
-        row = self._await(svc.start(candidate["version"], by="cycle", cycle_id=ctx.cycle_id))
+        cfg = ctx.config.canary
+        # A canary that could not fill its window would end inconclusive after the whole window: judge by
+        # the traffic of the last window whether its share would reach min_requests, and skip it otherwise
+        # (a quiet nightly run; the watch after promotion still guards the promotion).
+        recent = canaries.served_since(self.db, datetime.now(UTC) - timedelta(seconds=cfg.max_window_s))
+        if recent * cfg.share < cfg.min_requests:
+            return Skip(
+                f"too little live traffic for a canary: {recent} requests in the last {cfg.max_window_s:g} s, "
+                f"so a {cfg.share:.0%} share would not reach {cfg.min_requests} (cycle.canary.min_requests) "
+                "in its window; the watch after promotion still guards",
+                {"recent_requests": recent},
+            )
+        window = {k: getattr(cfg, k) for k in ("min_requests", "max_requests", "max_window_s")}
+        row = self._await(
+            svc.start(candidate["version"], cfg.share, by="cycle", cycle_id=ctx.cycle_id, window=window)
+        )
         cid = row["canary_id"]
         while (row := canaries.get(self.db, cid)) is not None and row["status"] == "running":
             if ctx.cancelled:

@@ -16,6 +16,14 @@ CANARY_COLUMNS = (
 )  # fmt: skip
 
 
+def served_since(db: Database, since: datetime) -> int:
+    """Requests an engine answered since ``since`` (any arm): the live traffic a canary could draw on."""
+    [(n,)] = db.fetchall(
+        "SELECT count(*) FROM requests WHERE created_at >= ? AND checkpoint_version IS NOT NULL", [since]
+    )
+    return int(n)
+
+
 def start(
     db: Database, version: str, champion: str | None, share: float, by: str, cycle_id: str | None
 ) -> str:
