@@ -119,12 +119,16 @@ class PlatformProcess:
     def rows(self, ids: list[str], timeout: float = 10.0) -> list[dict]:
         """Request-log rows for these ids, waiting for the batch writer to commit them."""
         deadline = time.monotonic() + timeout
+        want = list(dict.fromkeys(ids))
         while True:
-            r = self.admin("GET", "/admin/requests", params=[("id", i) for i in ids])
-            r.raise_for_status()
-            rows = r.json()
-            if len(rows) >= len(set(ids)) or time.monotonic() > deadline:
-                return rows
+            got: dict[str, dict] = {}
+            for k in range(0, len(want), 200):  # bounded URLs; the listing's own limit is 50 by default
+                params = [("id", i) for i in want[k : k + 200]] + [("limit", "1000")]
+                r = self.admin("GET", "/admin/requests", params=params)
+                r.raise_for_status()
+                got |= {row["request_id"]: row for row in r.json()}
+            if len(got) >= len(want) or time.monotonic() > deadline:
+                return list(got.values())
             time.sleep(0.1)
 
     def engine_urls(self) -> list[str]:

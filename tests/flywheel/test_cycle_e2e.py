@@ -100,7 +100,18 @@ def test_simulated_traffic_mined_trained_gated_and_promoted(platform):
     p, root = platform
     sim = p.cli("simulate", "--rate", "3", "--duration", "25", "--max-tokens", "24", "--seed", "3", "--json")
     summary = json.loads(sim.stdout)
-    assert summary, sim.stdout
+    # the routed burst: every request answered whole and every one written to the request log
+    n = summary["requests"]
+    assert n >= 20 and summary["statuses"] == {"200": n} and not summary["errors"], summary
+    ids = summary["request_ids"]
+    rows = p.rows(ids, timeout=60)
+    assert sorted(r["request_id"] for r in rows) == sorted(ids), (len(rows), len(ids))
+    routes = {r["route"] for r in rows}
+    assert {"domain", "chat"} <= routes, routes  # the router sent traffic down more than one route
+    for r in rows:
+        assert r["status_code"] == 200 and (r["response_text"] or "").strip(), r
+        # an engine answer ended by the model or by max_tokens, never cut; refusals are canned
+        assert r["route"] == "out_of_scope" or r["finish_reason"] in ("stop", "length"), r
     probe_key = p.create_key("e2e-probe")
     probe = "Hello there! How is your day going?"  # routed to chat: the engine answers it
     base_answer = greedy(p.url, probe_key, probe)
