@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -24,7 +25,7 @@ from serving.gateway.auth import KeyVerifier, authenticate
 from serving.gateway.body import client_closed, json_object, read_body, unless_client_leaves
 from serving.gateway.recording import Recording
 from serving.protocol import ChatCompletionRequest
-from serving.records import RecordSink, RequestRecord, RouteInfo
+from serving.records import RecordError, RecordSink, RequestRecord, RouteInfo
 
 log = logging.getLogger("keel.gateway")
 
@@ -106,6 +107,15 @@ def _take_prompt_text(record: RequestRecord, data: dict[str, Any]) -> str | None
 
 def format_error_event(err: APIError) -> bytes:
     return b"data: " + orjson.dumps(err.body()) + b"\n\n"
+
+
+def _journal(recording: Recording) -> None:
+    """Submit a streamed answer's row before its [DONE]. A row the sink cannot keep (a full disk) is an
+    APIError, so the client gets an error event in place of [DONE]: the stream does not end as if whole."""
+    try:
+        recording.submit()
+    except RecordError as e:
+        raise APIError(e.status, str(e), e.code) from e
 
 
 class ChatService:
@@ -251,7 +261,11 @@ class ChatService:
                 yield chunk(
                     [{"index": i, "delta": {}, "finish_reason": "stop"} for i in range(req.n)], **extra
                 )
-                recording.submit()
+                try:
+                    _journal(recording)
+                except APIError as e:
+                    yield format_error_event(e)
+                    return
                 yield b"data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
@@ -436,7 +450,7 @@ class ChatService:
                             yield b"data: " + data.replace(engine_id, our_id) + b"\n\n"
                     if not done and record.error is None:
                         raise APIError(502, "engine closed the stream early", "engine_error")
-                    recording.submit()  # journaled before [DONE] reaches the client
+                    _journal(recording)  # journaled before [DONE] reaches the client
                     yield b"data: [DONE]\n\n"
                 except (httpx.HTTPError, APIError) as e:
                     err = (
@@ -444,7 +458,8 @@ class ChatService:
                         if isinstance(e, APIError)
                         else APIError(502, f"engine stream failed: {type(e).__name__}", "engine_error")
                     )
-                    recording.submit(err.status, err.message)
+                    with contextlib.suppress(RecordError):  # the sink logged and counted it
+                        recording.submit(err.status, err.message)
                     yield format_error_event(err)
         finally:
             await stack.aclose()

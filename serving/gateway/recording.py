@@ -9,9 +9,9 @@ mid-stream cancels the response generator: its row then says 499).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
-from serving.records import RecordSink, RequestRecord
+from serving.records import RecordError, RecordSink, RequestRecord
 
 GONE = (499, "client closed the connection")
 
@@ -35,8 +35,13 @@ class Recording:
 
     @contextmanager
     def on_exit(self, status: int = GONE[0], error: str = GONE[1]) -> Iterator[Recording]:
-        """Submit with ``status`` when the block is left without a submission (the client went away)."""
+        """Submit with ``status`` when the block is left without a submission (the client went away).
+        Left by an exception (the client's cancel), a sink's refusal of the row (RecordError: logged and
+        counted by the sink) does not replace that exception."""
         try:
             yield self
-        finally:
-            self.submit(status, error)
+        except BaseException:
+            with suppress(RecordError):
+                self.submit(status, error)
+            raise
+        self.submit(status, error)

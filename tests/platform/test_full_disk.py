@@ -307,6 +307,124 @@ def test_request_log_spill_on_a_full_disk(small_fs: SmallFs, caplog):  # noqa: F
     db.close()
 
 
+def _gateway(writer, metrics, answer: str, canned: bool):
+    """The gateway's routes (with the platform's error handlers and metrics sink) over the real request
+    log and one fake engine that streams ``answer`` in 1,000-character chunks (or answers it whole); with
+    ``canned`` a router answers it without the engine."""
+    import httpx
+    from fastapi import FastAPI
+    from keel.api.errors import install_error_handlers
+
+    from serving.config import GatewayConfig
+    from serving.engine.pool import Endpoint, EnginePool
+    from serving.gateway.api import router as api_router
+    from serving.gateway.chat import ChatService, RouteDecision
+    from tests.serving.fakes import Keys
+
+    rid = "chatcmpl-engine-1"
+
+    def engine(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if not body.get("stream"):
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer},
+                "finish_reason": "stop",
+            }
+            return httpx.Response(200, json={"id": rid, "object": "chat.completion", "choices": [choice]})
+        parts = [answer[i : i + 1000] for i in range(0, len(answer), 1000)]
+        events = [
+            {"id": rid, "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": None}]}
+            for t in parts
+        ]
+        events.append({"id": rid, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
+
+    async def router(messages):
+        return RouteDecision(reply=answer)
+
+    app = FastAPI()
+    install_error_handlers(app)
+    pool = EnginePool()
+    pool.endpoints = [Endpoint(url="http://engine", version="v1")]
+    client = httpx.AsyncClient(transport=httpx.MockTransport(engine))
+    app.state.pool = pool
+    app.state.chat = ChatService(
+        pool, metrics.sink(writer), Keys(), GatewayConfig(), client, router=router if canned else None
+    )
+    app.include_router(api_router)
+    return app
+
+
+def _ask(app, stream: bool):
+    import asyncio
+
+    import httpx
+
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+            body = {"model": "keel", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+            return await c.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer good"})
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("canned", [False, True], ids=["engine", "canned"])
+def test_a_streamed_answer_cut_by_a_full_disk(small_fs: SmallFs, canned: bool):  # noqa: F811
+    """The journal cannot take a streamed answer's row: the client gets the answer's chunks and then an
+    error event (503 request_log_unavailable) in place of [DONE], never a stream that ends as if whole; a
+    plain request gets the 503 as JSON; /metrics counts both. Once space is freed, the same requests
+    stream to [DONE] and their rows are logged."""
+    from keel.metrics import MetricSources, PlatformMetrics, parse
+
+    from serving.engine.pool import EnginePool
+
+    data = small_fs.path / "data"
+    db = Database(data / "keel.duckdb")
+    writer = RequestLogWriter(db, data / "journal", RequestLogConfig(flush_interval_s=0.05))
+    writer.start()
+    metrics = PlatformMetrics(MetricSources(db, writer, EnginePool()))
+    answer = "x" * 20_000  # a row larger than a page: the full disk refuses its journal line
+    app = _gateway(writer, metrics, answer, canned)
+    try:
+        small_fs.fill(leave=0)
+        r = _ask(app, stream=True)
+        assert r.status_code == 200  # the stream had begun
+        events = [ln[6:] for ln in r.text.splitlines() if ln.startswith("data: ")]
+        assert "[DONE]" not in events
+        streamed = "".join(
+            (c.get("delta") or {}).get("content") or "" for e in events[:-1] for c in json.loads(e)["choices"]
+        )
+        assert streamed == answer
+        err = json.loads(events[-1])["error"]
+        assert err["code"] == "request_log_unavailable" and err["type"] == "service_unavailable"
+        assert "no space left on device" in err["message"]
+        one_line(err["message"])
+
+        r = _ask(app, stream=False)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "request_log_unavailable"
+
+        fams = parse(metrics.render().decode())
+        assert fams["keel_requestlog_unjournaled"].samples[0].value == 2
+        statuses = {
+            s.labels["status"]: s.value for s in fams["keel_requests"].samples if s.name.endswith("_total")
+        }
+        assert statuses == {"503": 2}
+        assert writer.flush(10) and _ids(db) == []  # nothing half-recorded
+
+        small_fs.free()
+        r = _ask(app, stream=True)
+        assert r.text.rstrip().endswith("data: [DONE]")
+        assert _ask(app, stream=False).json()["choices"][0]["message"]["content"] == answer
+        assert writer.flush(10) and len(_ids(db)) == 2
+        assert parse(metrics.render().decode())["keel_requestlog_unjournaled"].samples[0].value == 2
+    finally:
+        writer.close()
+        db.close()
+
+
 def test_a_refused_record_is_reported_once():
     """The gateway's Recording: a sink that cannot journal (RecordError) fails the request once; leaving
     the stream's on_exit block does not submit (and count) the same refused row again."""
@@ -323,6 +441,36 @@ def test_a_refused_record_is_reported_once():
     with pytest.raises(RecordError), r.on_exit():
         r.submit()
     assert sink.calls == 1
+
+
+def test_a_client_gone_mid_stream_on_a_full_disk():
+    """A client that leaves mid-stream while the disk is full: its 499 row is refused (the sink logged and
+    counted that), and the stream closes as for any client gone, without a second error in its place."""
+    import asyncio
+
+    class FullSink:
+        calls = 0
+
+        def submit(self, record: RequestRecord) -> None:
+            self.calls += 1
+            raise RecordError(f"request {record.request_id} not recorded: no space left on device")
+
+    sink = FullSink()
+    r = Recording(sink, _rec("s2"))
+
+    async def events():
+        with r.on_exit():
+            yield b"first"
+            r.submit()  # not reached: the client left after the first chunk
+            yield b"[DONE]"
+
+    async def leave_after_first():
+        gen = events()
+        assert await gen.__anext__() == b"first"
+        await gen.aclose()  # what Starlette does when the client disconnects: must not raise
+
+    asyncio.run(leave_after_first())
+    assert sink.calls == 1 and r.record.status_code == 499
 
 
 def test_a_refused_record_is_a_503_in_openai_shape():
