@@ -44,6 +44,14 @@ class Unavailable(KeelError):
     code = "busy"
 
 
+class NoSpace(Unavailable):
+    """A write the disk refused (full): nothing half-written was kept; retry once space is freed.
+    HTTP's own status for it, 507."""
+
+    status = 507
+    code = "insufficient_storage"
+
+
 def user_errors() -> tuple[type[Exception], ...]:
     """Every package's user-facing base: what the CLI prints as one line instead of a traceback, and
     what the API's one handler answers in OpenAI's shape with the error's own ``status``."""

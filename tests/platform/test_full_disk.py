@@ -1,6 +1,8 @@
-"""A full disk (issue 28 item 5): a checkpoint save, a request-log journal write and a backup each fail with
-one line of their own, leave nothing half-written behind (no temp folder, no torn journal line, nothing
-registered), lose nothing already logged, and succeed once space is freed.
+"""A full disk (issue 28 item 5): a checkpoint save, a request-log journal write, the request log's DuckDB
+inserts and spill, a streamed answer, a backup, a restore and a checkpoint registration each fail with one
+line of their own, leave nothing half-written behind (no temp folder, no torn journal line, nothing
+registered, a restore's data dir as it was), lose nothing already logged, keep serving (the request path
+answers, or says 503 with an error event), are counted on /metrics, and succeed once space is freed.
 
 Each test fills a real 8 MiB tmpfs (tests/support/small_fs.py: needs root; skipped locally without it,
 a failure under CI=true) with a ballast file, tries the operation, deletes the ballast and tries again.
@@ -13,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,7 +23,7 @@ import numpy as np
 import pytest
 from keel.config import load_settings
 from keel.store import registry
-from keel.store.backup import BackupNoSpace, backup
+from keel.store.backup import MANIFEST, BackupNoSpace, backup
 from keel.store.db import Database
 from keel.store.requestlog import RequestLogConfig, RequestLogWriter
 from safetensors.numpy import save_file
@@ -553,3 +556,144 @@ def test_backup_cli_on_a_full_disk(small_fs: SmallFs, tmp_path: Path):  # noqa: 
     out = keel_backup()
     assert out.returncode == 0, out.stderr
     assert "backed up the data dir" in out.stdout and (dest / "backup.json").exists()
+
+
+# ---- (d) a restore, and registering a checkpoint ---------------------------------------------------------
+def _pages(folder: Path, skip: str = "") -> int:
+    """Bytes the files under ``folder`` take on a tmpfs (whole pages), but the one named ``skip``."""
+    page = os.statvfs(folder).f_bsize
+    return sum(
+        -(-f.stat().st_size // page) * page for f in folder.rglob("*") if f.is_file() and f.name != skip
+    )
+
+
+def _backup_with_a_checkpoint(tmp_path: Path) -> Path:
+    """A backup of a data dir with 2,000 request rows and a registered 1 MiB checkpoint ``sft-1``."""
+    settings, db = _data_dir(tmp_path)
+    cp = write_checkpoint(
+        settings.checkpoints_dir / "sft-1", _weights, Manifest(version="sft-1", parent="base", stage="sft")
+    )
+    registry.add(db, cp)
+    backup(settings, db, tmp_path / "bk")
+    db.close()
+    return tmp_path / "bk"
+
+
+def _state(settings) -> tuple:
+    """What a data dir holds: its entries (all, hidden ones too), its request rows and registered versions."""
+    entries = sorted(str(p.relative_to(settings.data_dir)) for p in Path(settings.data_dir).rglob("*"))
+    if not settings.db_path.exists():
+        return entries, None, None
+    db = Database(settings.db_path)
+    try:
+        rows = db.fetchall("SELECT count(*) FROM requests")[0][0]
+        versions = [r[0] for r in db.fetchall("SELECT version FROM checkpoints ORDER BY version")]
+    finally:
+        db.close()
+    return entries, rows, versions
+
+
+@pytest.mark.parametrize("previous", ["empty", "forced"])
+@pytest.mark.parametrize("fills_at", ["checkpoint", "database", "database-update"])
+def test_restore_on_a_full_disk(small_fs: SmallFs, tmp_path: Path, fills_at: str, previous: str):  # noqa: F811
+    """A restore into a data dir whose disk fills: one line, every staged copy removed, the data dir as it
+    was (empty, or with --force its previous state in place, not moved aside), and the restore succeeds
+    once space is freed."""
+    from keel.store.backup import restore
+
+    bk = _backup_with_a_checkpoint(tmp_path)
+    settings = load_settings(overrides=[f"data_dir={small_fs.path / 'data'}"])
+    if previous == "forced":  # a data dir with a state of its own: 5 rows and checkpoint old-1
+        db = Database(settings.db_path)
+        db.execute("INSERT INTO requests (request_id, created_at) SELECT 'p' || range, now() FROM range(5)")
+        old = write_checkpoint(
+            settings.checkpoints_dir / "old-1", _weights, Manifest(version="old-1", stage="sft")
+        )
+        registry.add(db, old)
+        db.close()
+    else:
+        settings.data_dir.mkdir()
+    before = _state(settings)
+    # the checkpoint: less room than its 1 MiB of weights; the database: room for every other part
+    # (checkpoint, index, ...) and half of the database file
+    db_size = (bk / "keel.duckdb").stat().st_size
+    leave = {
+        "checkpoint": 256 * KIB,
+        "database": _pages(bk, skip="keel.duckdb") + db_size // 2,
+        "database-update": _pages(bk, skip=MANIFEST),  # every copy fits; rewriting its paths does not
+    }[fills_at]
+    small_fs.fill(leave=leave)
+    with pytest.raises(BackupNoSpace) as e:
+        restore(settings, bk, force=previous == "forced")
+    one_line(str(e.value))
+    assert "no space left on device" in str(e.value) and "the data dir is as it was" in str(e.value)
+    # it failed where the disk was meant to fill: copying the checkpoint, the database, or rewriting its paths
+    where = {"checkpoint": "_stage_tree", "database": "_stage_file", "database-update": "_point_at_restored"}
+    assert where[fills_at] in {f.name for f in traceback.extract_tb(e.value.__cause__.__traceback__)}
+    assert e.value.status == 507
+    assert _state(settings) == before  # nothing staged is left, nothing moved aside, nothing registered
+    assert small_fs.available() >= leave - 64 * KIB
+
+    small_fs.free()
+    out = restore(settings, bk, force=previous == "forced")
+    entries, rows, versions = _state(settings)
+    assert (rows, versions) == (2000, ["sft-1"]) and out.requests == 2000
+    assert load_manifest(settings.checkpoints_dir / "sft-1").version == "sft-1"
+    assert not [p for p in entries if ".restore-" in p]
+    if previous == "forced":  # the previous database moved aside; its own checkpoint folder stays
+        assert (Path(out.moved_aside) / settings.db_path.name).exists()
+        assert load_manifest(settings.checkpoints_dir / "old-1").version == "old-1"
+    else:
+        assert out.moved_aside is None
+
+
+def test_restore_cli_on_a_full_disk(small_fs: SmallFs, tmp_path: Path):  # noqa: F811
+    """`keel restore` into a data dir on a full disk: `error: ...` on one line, exit 1, nothing left in
+    the data dir; once space is freed the same command restores."""
+    bk = _backup_with_a_checkpoint(tmp_path)
+    data = small_fs.path / "data"
+    env = {**os.environ, "KEEL_DATA_DIR": str(data)}
+    env.pop("KEEL_CONFIG", None)
+
+    def keel_restore() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "keel", "restore", str(bk)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    small_fs.fill(leave=256 * KIB)
+    out = keel_restore()
+    assert out.returncode == 1, out.stderr
+    err = out.stderr.strip()
+    assert err.startswith("error: ") and "no space left on device" in err, err
+    one_line(err)
+    assert [p.name for p in data.rglob("*")] == []
+
+    small_fs.free()
+    out = keel_restore()
+    assert out.returncode == 0, out.stderr
+    assert "restored" in out.stdout and "2000 request rows" in out.stdout
+    assert load_manifest(data / "checkpoints" / "sft-1").version == "sft-1"
+
+
+def test_registering_a_checkpoint_on_a_full_disk(small_fs: SmallFs, tmp_path: Path):  # noqa: F811
+    """The database's disk is full: registering a complete checkpoint folder is one line (507), nothing is
+    registered, and the same registration succeeds once space is freed."""
+    db = Database(small_fs.path / "keel.duckdb")
+    db.execute("CHECKPOINT")  # an empty write-ahead log: the insert needs a page of its own
+    cp = write_checkpoint(tmp_path / "sft-1", _weights, Manifest(version="sft-1", parent="base", stage="sft"))
+    small_fs.fill(leave=0)
+    with pytest.raises(registry.RegistryNoSpace) as e:
+        registry.add(db, cp)
+    one_line(str(e.value))
+    assert "sft-1 not registered" in str(e.value) and "no space left on device" in str(e.value)
+    assert e.value.status == 507
+    assert db.fetchall("SELECT count(*) FROM checkpoints")[0][0] == 0
+
+    small_fs.free()
+    assert registry.add(db, cp).version == "sft-1"
+    assert [r[0] for r in db.fetchall("SELECT version FROM checkpoints")] == ["sft-1"]
+    db.close()

@@ -47,7 +47,7 @@ from typing import Any
 
 import duckdb
 
-from keel.errors import KeelError, Unavailable
+from keel.errors import KeelError, NoSpace, Unavailable
 from keel.store import registry
 from keelcommon.files import out_of_space
 
@@ -74,12 +74,9 @@ class BackupBusy(BackupError, Unavailable):
     """Not taken now (another backup runs, the indexer would not pause): try again later."""
 
 
-class BackupNoSpace(BackupError, Unavailable):
-    """The destination's disk filled while the backup was written (its temporary folder is removed):
-    HTTP's own status for it, 507."""
-
-    status = 507
-    code = "insufficient_storage"
+class BackupNoSpace(BackupError, NoSpace):
+    """The destination's disk filled while the backup was written (its temporary folder is removed), or
+    the data dir's while a restore was staged (the data dir is left as it was)."""
 
 
 @dataclass
@@ -363,30 +360,29 @@ def backup(
     except BaseException as e:
         shutil.rmtree(work, ignore_errors=True)
         if isinstance(e, Exception) and not isinstance(e, BackupError):
-            _raise_write_failure(e, dest)
+            _raise_write_failure(e, dest.parent, f"backup to {dest}", "nothing was kept")
         raise
     return summary
 
 
-def _raise_write_failure(e: Exception, dest: Path) -> None:
-    """A write the OS refused (a full disk above all) as one BackupError line; anything else is a bug and
-    keeps its traceback (the caller re-raises it)."""
+def _raise_write_failure(e: Exception, disk: Path, what: str, kept: str) -> None:
+    """A write the OS refused (a full disk above all) as one BackupError line: ``what`` failed, on the
+    disk of ``disk``, and ``kept`` says what that left. Anything else is a bug and keeps its traceback
+    (the caller re-raises it)."""
     if out_of_space(e):
         try:
-            free = f" ({shutil.disk_usage(dest.parent).free // 1024} KiB free once cleaned up)"
+            free = f" ({shutil.disk_usage(disk).free // 1024} KiB free once cleaned up)"
         except OSError:
             free = ""
-        raise BackupNoSpace(
-            f"backup to {dest} failed: no space left on device in {dest.parent}{free}; nothing was kept"
-        ) from e
+        raise BackupNoSpace(f"{what} failed: no space left on device in {disk}{free}; {kept}") from e
     if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
         _src, dst, why = e.args[0][0]
-        raise BackupError(f"backup to {dest} failed: {dst}: {why}; nothing was kept") from e
+        raise BackupError(f"{what} failed: {dst}: {why}; {kept}") from e
     if isinstance(e, OSError):
         where = f"{e.filename}: " if e.filename else ""
-        raise BackupError(f"backup to {dest} failed: {where}{e.strerror or e}; nothing was kept") from e
+        raise BackupError(f"{what} failed: {where}{e.strerror or e}; {kept}") from e
     if isinstance(e, (duckdb.IOException, sqlite3.OperationalError)):
-        raise BackupError(f"backup to {dest} failed: {str(e).splitlines()[0]}; nothing was kept") from e
+        raise BackupError(f"{what} failed: {str(e).splitlines()[0]}; {kept}") from e
 
 
 def read_manifest(src: Path) -> dict[str, Any]:
@@ -401,15 +397,6 @@ def read_manifest(src: Path) -> dict[str, Any]:
     if not (src / "keel.duckdb").exists():
         raise BackupError(f"{src} has no keel.duckdb")
     return info
-
-
-def _copy_in(src: Path, dst: Path) -> None:
-    """Copy a folder next to its destination, then rename it into place."""
-    tmp = dst.with_name(f".{dst.name}.restore-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(src, tmp, symlinks=True)
-    os.replace(tmp, dst)
 
 
 # where the database keeps file paths: plain columns, and JSON documents that embed them
@@ -457,8 +444,43 @@ def _mark_not_in_backup(con, paths: list[str]) -> None:
         )
 
 
+def _staging(dst: Path, staged: list[tuple[Path, Path]]) -> Path:
+    """The temporary sibling ``dst`` is copied to (``.NAME.restore-PID``), listed in ``staged`` before
+    anything is written, so a copy cut short is removed too (with a parent folder made for it)."""
+    tmp = dst.with_name(f".{dst.name}.restore-{os.getpid()}")
+    _remove(tmp)
+    if not tmp.parent.exists():
+        staged.append((tmp.parent, tmp.parent))
+        tmp.parent.mkdir(parents=True)
+    staged.append((tmp, dst))
+    return tmp
+
+
+def _stage_tree(src: Path, dst: Path, staged: list[tuple[Path, Path]]) -> None:
+    """Copy a folder next to its destination; renamed into place later."""
+    shutil.copytree(src, _staging(dst, staged), symlinks=True)
+
+
+def _stage_file(src: Path, dst: Path, staged: list[tuple[Path, Path]]) -> Path:
+    tmp = _staging(dst, staged)
+    shutil.copy2(src, tmp)
+    return tmp
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def restore(settings, src: Path, *, force: bool = False) -> RestoreSummary:
-    """Restore a backup into this (stopped) platform's data dir. ``force`` moves existing state aside."""
+    """Restore a backup into this (stopped) platform's data dir. ``force`` moves existing state aside.
+
+    All or nothing: every part is first copied next to its place (``.NAME.restore-PID``) while the data
+    dir's current state stays where it is; only once all of them are written does that state move aside
+    and the copies get renamed into place (renames take no space). A copy the disk cuts short (full) is
+    one BackupNoSpace line, with every staged copy removed and the data dir as it was."""
     src = _user_path(src, "backup")
     info = read_manifest(src)
     data_dir = settings.data_dir
@@ -487,41 +509,87 @@ def restore(settings, src: Path, *, force: bool = False) -> RestoreSummary:
             planned.append((version, from_dir, target))
             if target.exists():
                 existing.append(target)
-    moved_aside = None
-    if existing:
-        if not force:
-            raise BackupError(
-                f"{existing[0]} already exists: restore into an empty data dir, or --force to move "
-                "the current state aside first"
-            )
-        aside = data_dir / f"before-restore-{datetime.now(UTC):%Y%m%dT%H%M%S}"
-        aside.mkdir()
-        for p in existing:
-            rel = p.relative_to(data_dir) if p.is_relative_to(data_dir) else Path(p.name)
-            (aside / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(p, aside / rel)
-        moved_aside = str(aside)
+    if existing and not force:
+        raise BackupError(
+            f"{existing[0]} already exists: restore into an empty data dir, or --force to move "
+            "the current state aside first"
+        )
 
-    restored: list[dict[str, str]] = []
-    for version, from_dir, target in planned:
-        _copy_in(from_dir, target)
-        restored.append({"version": version, "path": str(target)})
-    if (src / "rag").is_dir():
-        _copy_in(src / "rag", settings.rag_index_dir)
-    for name in parts:
-        if (src / name).is_dir():
-            _copy_in(src / name, data_dir / name)
-        else:
-            tmp = data_dir / f".{name}.restore-{os.getpid()}"
-            shutil.copy2(src / name, tmp)
-            os.replace(tmp, data_dir / name)
-    if (src / "journal").is_dir():
-        settings.journal_dir.mkdir(parents=True, exist_ok=True)
-        for seg in (src / "journal").iterdir():
-            shutil.copy2(seg, settings.journal_dir / seg.name)
+    staged: list[tuple[Path, Path]] = []  # (copy, its place), renamed in this order
+    moved: list[tuple[Path, Path]] = []  # renames done, undone in reverse if a later one fails
+    aside: Path | None = None
     tmp_db = settings.db_path.with_name(f".{settings.db_path.name}.restore-{os.getpid()}")
-    shutil.copy2(src / "keel.duckdb", tmp_db)
-    con = duckdb.connect(str(tmp_db))
+    try:
+        if existing:  # made first: a full disk cannot refuse the folder once the copies are in
+            folder = data_dir / f"before-restore-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+            folder.mkdir()
+            aside = folder
+            for p in existing:
+                rel = p.relative_to(data_dir) if p.is_relative_to(data_dir) else Path(p.name)
+                (aside / rel).parent.mkdir(parents=True, exist_ok=True)
+        restored: list[dict[str, str]] = []
+        for version, from_dir, target in planned:
+            _stage_tree(from_dir, target, staged)
+            restored.append({"version": version, "path": str(target)})
+        if (src / "rag").is_dir():
+            _stage_tree(src / "rag", settings.rag_index_dir, staged)
+        for name in parts:
+            if (src / name).is_dir():
+                _stage_tree(src / name, data_dir / name, staged)
+            else:
+                _stage_file(src / name, data_dir / name, staged)
+        if (src / "journal").is_dir():
+            _stage_tree(src / "journal", settings.journal_dir, staged)
+        tmp_db = _stage_file(src / "keel.duckdb", settings.db_path, staged)
+        requests = _point_at_restored(tmp_db, info, restored, Path(data_dir))
+
+        for p in existing:  # everything is written: the current state moves aside, the copies go in
+            rel = p.relative_to(data_dir) if p.is_relative_to(data_dir) else Path(p.name)
+            assert aside is not None
+            os.replace(p, aside / rel)
+            moved.append((p, aside / rel))
+        for tmp, dst in staged:
+            if tmp != dst:  # (a parent folder made for a copy is listed as itself)
+                os.replace(tmp, dst)
+                moved.append((dst, tmp))
+    except BaseException as e:
+        for now, before in reversed(moved):
+            with contextlib.suppress(OSError):
+                os.replace(now, before)
+        for tmp, dst in reversed(staged):
+            if tmp != dst:
+                _remove(tmp)
+            else:  # a parent folder made for a copy: removed when empty again
+                with contextlib.suppress(OSError):
+                    tmp.rmdir()
+        _remove(tmp_db.with_name(tmp_db.name + ".wal"))
+        if aside is not None:  # its empty folders; anything that could not move back stays there
+            for d in sorted(aside.rglob("*"), key=lambda d: len(d.parts), reverse=True) + [aside]:
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+        if isinstance(e, Exception) and not isinstance(e, BackupError):
+            _raise_write_failure(
+                e, data_dir, f"restore of {src} into {data_dir}", "the data dir is as it was"
+            )
+        raise
+    return RestoreSummary(
+        data_dir=str(data_dir),
+        serving_version=info.get("serving_version"),
+        requests=requests,
+        checkpoints=restored,
+        rag=(src / "rag").is_dir(),
+        moved_aside=str(aside) if aside is not None else None,
+        restored=parts,
+        left_out=list(info.get("left_out", [])),
+    )
+
+
+def _point_at_restored(
+    db_file: Path, info: dict[str, Any], restored: list[dict[str, str]], data_dir: Path
+) -> int:
+    """The staged database's paths moved to this data dir (the registry at the restored checkpoint
+    folders); its request count."""
+    con = duckdb.connect(str(db_file))
     try:
         old_paths = {c.get("version"): c.get("path") for c in info.get("checkpoints", [])}
         for entry in restored:  # the registry points at the restored folders, not the source host's
@@ -532,21 +600,11 @@ def restore(settings, src: Path, *, force: bool = False) -> RestoreSummary:
             (f"{old_paths[e['version']]}/", f"{e['path']}/") for e in restored if old_paths.get(e["version"])
         ]
         if info.get("source_data_dir"):
-            moves.append((f"{info['source_data_dir'].rstrip('/')}/", f"{Path(data_dir).resolve()}/"))
+            moves.append((f"{info['source_data_dir'].rstrip('/')}/", f"{data_dir.resolve()}/"))
         _rewrite_paths(con, moves)
         _mark_not_in_backup(con, [e["path"] for e in info.get("left_out", [])])
         requests = con.execute("SELECT count(*) FROM requests").fetchone()[0]
         con.execute("CHECKPOINT")
     finally:
         con.close()
-    os.replace(tmp_db, settings.db_path)
-    return RestoreSummary(
-        data_dir=str(data_dir),
-        serving_version=info.get("serving_version"),
-        requests=requests,
-        checkpoints=restored,
-        rag=(src / "rag").is_dir(),
-        moved_aside=moved_aside,
-        restored=parts,
-        left_out=list(info.get("left_out", [])),
-    )
+    return requests

@@ -10,9 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from keel.errors import KeelError
+import duckdb
+
+from keel.errors import KeelError, NoSpace
 from keel.store import aliases
 from keel.store.db import Database
+from keelcommon.files import out_of_space
 from training import checkpoint
 
 STATUSES = ("candidate", "serving", "retired", "rejected")
@@ -29,6 +32,10 @@ class UnknownVersion(RegistryError):
 
 class InvalidVersion(RegistryError):
     param = "version"
+
+
+class RegistryNoSpace(RegistryError, NoSpace):
+    """The database's disk is full: the checkpoint was not registered."""
 
 
 # A version becomes a folder name (backups write checkpoints/<version>, restore reads it back): one
@@ -118,18 +125,25 @@ def update_manifest(folder: Path, changes: dict[str, Any]) -> None:
 
 def register(db: Database, version: str, path: Path, manifest: dict, status: str = "candidate") -> None:
     check_version(version)
-    db.execute(
-        "INSERT INTO checkpoints (version, path, parent, stage, status, manifest) VALUES (?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (version) DO NOTHING",
-        [
-            version,
-            str(path),
-            manifest.get("parent"),
-            manifest.get("stage"),
-            status,
-            json.dumps(manifest, default=str),
-        ],
-    )
+    try:
+        db.execute(
+            "INSERT INTO checkpoints (version, path, parent, stage, status, manifest) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (version) DO NOTHING",
+            [
+                version,
+                str(path),
+                manifest.get("parent"),
+                manifest.get("stage"),
+                status,
+                json.dumps(manifest, default=str),
+            ],
+        )
+    except duckdb.Error as e:  # the insert is one transaction: on a full disk, nothing was registered
+        if not out_of_space(e):
+            raise
+        raise RegistryNoSpace(
+            f"checkpoint {version} not registered: the database {db.path}: no space left on device"
+        ) from e
 
 
 def add(db: Database, path: Path, version: str | None = None) -> Checkpoint:
