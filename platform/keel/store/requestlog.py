@@ -315,8 +315,9 @@ class RequestLogWriter:
                 return
             batch, more, stop = self._take()
             markers += more
-            if batch:
-                self._commit(batch)
+            if batch and not self._commit(batch):  # held: the first retry after the first back-off
+                self._stopping.wait(self.BACKOFF_S[0])
+                tries = 1
 
     def _take(self) -> tuple[list[tuple[int, dict]], list[threading.Event], bool]:
         """The next batch from the queue (up to batch_size rows or flush_interval_s), with any flush
