@@ -26,12 +26,19 @@ from training.eval.gates import GatePolicy, delta  # noqa: E402
 from training.eval.heldout import faq_half  # noqa: E402
 
 
+def item_id(doc_id: str) -> str:
+    """The FAQ item's own id (``faq/12``) from an eval JSON's document id (``faq_answers/faq/12``)."""
+    part, _, rest = doc_id.partition("/")
+    return rest if part in ("faq_answers", "faq_docs") else doc_id
+
+
 def half(ev: dict, which: str | None) -> dict:
     """``ev`` with its domain part cut to one half of the FAQ answers (None: the whole set)."""
     if which is None:
         return ev
     out = copy.copy(ev)
-    out["domain"] = {**ev["domain"], "docs": [d for d in ev["domain"]["docs"] if faq_half(d["id"]) == which]}
+    docs = [d for d in ev["domain"]["docs"] if faq_half(item_id(d["id"])) == which]
+    out["domain"] = {**ev["domain"], "docs": docs}
     return out
 
 

@@ -24,8 +24,20 @@ def test_halves_split_the_real_faq_evenly_and_never_move(shared_data):
 
 
 def _ev(nll) -> dict:
-    docs = [{"id": f"faq/{i}", "nll": float(x), "tokens": 50, "bytes": 200} for i, x in enumerate(nll)]
+    docs = [
+        {"id": f"faq_answers/faq/{i}", "nll": float(x), "tokens": 50, "bytes": 200} for i, x in enumerate(nll)
+    ]
     return {"domain": {"version": "d1", "docs": docs}}
+
+
+def test_the_halves_of_an_eval_are_the_halves_of_the_faq(shared_data):
+    """The eval JSON names a FAQ answer ``faq_answers/<id>``; it falls in the half of its own id."""
+    from bench.faq_halves import item_id
+
+    answers = domain_heldout(shared_data / "domain" / "tidb-docs-zh", include_docs=False).parts["faq_answers"]
+    for t in answers[:20]:
+        assert item_id(f"faq_answers/{t.id}") == t.id
+    assert item_id("en/3") == "en/3"
 
 
 def test_a_change_in_one_half_shows_in_that_half_only():
