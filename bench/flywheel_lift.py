@@ -42,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.cycle import markdown as cycle_markdown  # noqa: E402
 from bench.cycle import outcome  # noqa: E402
 from bench.support.launcher import PlatformProcess  # noqa: E402
 
@@ -173,23 +174,8 @@ def markdown(res: dict) -> str:
                     f"{_pct(p['thumbs_down_before'])} → {_pct(p['thumbs_down_after'])} | "
                     f"{_pct(p['thumbs_down_rel_change'])} ({_pct(rci[0])}..{_pct(rci[1])}) |"
                 )
-    for i, c in enumerate(res["cycles"], 1):
-        lines += ["", f"cycle {i} ({c['cycle_id']}): {c['status']}, {c['outcome']}, {c['wall_s']:.0f} s wall"]
-        lines += ["", "| step | status | s | note |", "|---|---|---:|---|"]
-        for s in c["steps"]:
-            secs = f"{s['seconds']:.0f}" if s["seconds"] is not None else ""
-            lines.append(f"| {s['name']} | {s['status']} | {secs} | {s.get('reason') or ''} |")
-        if c["metrics"]:
-            lines += ["", "| metric | before | after | change |", "|---|---:|---:|---:|"]
-            for k, m in c["metrics"].items():
-                if m["before"] is None:
-                    continue
-                ch = f"{m['change_pct']:+.1f}%" if m["change_pct"] is not None else ""
-                lines.append(f"| {k} | {_f(m['before'], 4)} | {_f(m['after'], 4)} | {ch} |")
-        g = c["gate"]
-        if g["passed"] is not None:
-            lines += ["", f"gate: {'PASS' if g['passed'] else 'FAIL'}"]
-            lines += [f"- {'pass' if x['passed'] else 'FAIL'} {x['gate']}: {x['reason']}" for x in g["gates"]]
+    for i, c in enumerate(res["cycles"], 1):  # each cycle as bench/cycle.py prints one
+        lines += ["", f"**cycle {i}**", cycle_markdown(c)]
     return "\n".join(lines)
 
 
