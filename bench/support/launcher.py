@@ -107,12 +107,12 @@ class PlatformProcess:
     def admin_key(self) -> str:
         return (self.data_dir / "run" / "admin.key").read_text().strip()
 
-    def admin(self, method: str, path: str, **kw) -> httpx.Response:
+    def admin(self, method: str, path: str, timeout: float = 60, **kw) -> httpx.Response:
         return httpx.request(
             method,
             f"{self.url}{path}",
             headers={"Authorization": f"Bearer {self.admin_key}"},
-            timeout=60,
+            timeout=timeout,
             **kw,
         )
 

@@ -54,6 +54,13 @@ def sticky_key(key_id: str | None, messages: list[dict[str, Any]] | None) -> str
     return f"{key_id or '-'}:{digest}"
 
 
+def split_arm(sticky: str | None, share: float) -> str:
+    """The arm a sticky key falls in at this candidate share (a request without a key stays on the champion)."""
+    if sticky is None or share <= 0:
+        return CHAMPION
+    return CANDIDATE if zlib.crc32(sticky.encode()) / 2**32 < share else CHAMPION
+
+
 class EnginePool:
     """Current endpoints plus a gate that holds new requests while a swap is in progress."""
 
@@ -95,9 +102,7 @@ class EnginePool:
     def arm_for(self, sticky: str | None) -> str:
         if self.canary_share <= 0 or not any(e.healthy and e.arm == CANDIDATE for e in self.endpoints):
             return CHAMPION
-        if sticky is None:
-            return CHAMPION
-        return CANDIDATE if zlib.crc32(sticky.encode()) / 2**32 < self.canary_share else CHAMPION
+        return split_arm(sticky, self.canary_share)
 
     def pick(self, sticky: str | None = None) -> Endpoint:
         arm = self.arm_for(sticky)

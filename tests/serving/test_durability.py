@@ -13,7 +13,14 @@ from tests.harness import PlatformProcess, borrowed_engine, db_rows
 
 pytestmark = pytest.mark.slow
 
-BODY = {"model": "keel", "messages": [{"role": "user", "content": "Count to five."}], "max_tokens": 24}
+# min_tokens = max_tokens: every answer is 64 tokens long, so 24 of them are still being written when the
+# last body is on the wire (at 24 tokens and an early EOS, CI once saw all of them answered before SIGTERM)
+BODY = {
+    "model": "keel",
+    "messages": [{"role": "user", "content": "Count to five."}],
+    "max_tokens": 64,
+    "min_tokens": 64,
+}
 
 
 def second_platform(platform_server, base_model_dir, tmp_path, *extra: str) -> PlatformProcess:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from bench.support.derive import derive_checkpoint
+from serving.engine.pool import CANDIDATE, CHAMPION, split_arm, sticky_key
 from tests.flywheel.test_watch_live import greedy, mute_checkpoint
 from tests.swap.test_hot_swap import same_weights
 
@@ -79,17 +80,36 @@ def test_an_empty_answer_candidate_is_stopped_by_the_canary(platform_server, api
     assert "mute-canary" in p.cli("canary", "status").stdout
 
 
-def _traffic_until_decided(p, client, deadline_s: float) -> tuple[dict, list[int]]:
-    statuses, n = [], 0
+def _traffic_until_decided(p, client, deadline_s: float, share: float) -> tuple[dict, list[int]]:
+    """Conversations taken in turn from each arm (the test predicts the split with the pool's own sticky
+    hash, and checks each row's arm against it), so the window's end does not hang on a lopsided draw: at
+    share 0.5 and 15 candidate requests, about one window in seven ends with fewer than 10 champion ones
+    (CI saw 15 and 4)."""
+    key_id = None
+    statuses, ids, predicted, n, k = [], [], [], 0, 0
     deadline = time.monotonic() + deadline_s
     st = p.admin("GET", "/admin/canary").json()
     while st["running"] and time.monotonic() < deadline:
+        k += 1
+        messages = [{"role": "user", "content": QUESTIONS[k % 2].format(n=k)}]
+        want = (CANDIDATE, CHAMPION)[n % 2]
+        if key_id is not None and split_arm(sticky_key(key_id, messages), share) != want:
+            continue
         n += 1
-        body = {"model": "keel", "messages": [{"role": "user", "content": QUESTIONS[n % 2].format(n=n)}]}
-        r = client.post("/v1/chat/completions", json={**body, "max_tokens": 8, "temperature": 0})
+        body = {"model": "keel", "messages": messages, "max_tokens": 8, "temperature": 0}
+        r = client.post("/v1/chat/completions", json=body)
         statuses.append(r.status_code)
+        ids.append(r.headers.get("x-request-id"))
+        predicted.append(want if key_id is not None else None)
+        if key_id is None:
+            key_id = p.rows(ids[:1])[0]["key_id"]
         if n % 5 == 0:
             st = p.admin("GET", "/admin/canary").json()
+    arms = {r["request_id"]: r.get("arm") for r in p.rows(ids)}
+    got = [(arms[i], want) for i, want in zip(ids, predicted, strict=True) if want is not None]
+    # as predicted until the decision; every request after it (before the next poll) is the champion's
+    first_off = next((j for j, (arm, want) in enumerate(got) if arm != want), len(got))
+    assert first_off >= 2 * 10 and all(arm == CHAMPION for arm, _ in got[first_off:]), got
     return p.admin("GET", "/admin/canary").json(), statuses
 
 
@@ -103,11 +123,13 @@ def test_an_identical_candidate_is_promoted_at_the_end_of_its_window(
     same = derive_checkpoint(base_model_dir, p.data_dir / "same-canary", "same-canary")  # base's weights
     p.cli("checkpoints", "add", str(same))
     window = {"min_requests": 10, "max_requests": 15, "max_window_s": 600, "check_every_s": 2}
-    st = p.admin("POST", "/admin/canary", json={"version": "same-canary", "share": 0.5, **window}).json()
+    # the answer waits for the candidate's engine: its first start on a fresh machine took over a minute
+    body = {"version": "same-canary", "share": 0.5, **window}
+    st = p.admin("POST", "/admin/canary", json=body, timeout=600).json()
     assert st["status"] == "running", st
     client = httpx.Client(base_url=p.url, headers={"Authorization": f"Bearer {api_key}"}, timeout=180)
     try:
-        st, statuses = _traffic_until_decided(p, client, 900)
+        st, statuses = _traffic_until_decided(p, client, 900, share=0.5)
     finally:
         if st.get("running"):
             p.admin("POST", "/admin/canary/stop")
