@@ -80,6 +80,34 @@ def test_frozen_prompts_are_what_serving_builds(settings, tmp_path):
     assert freeze_prompts(settings, tmp_path / "two.jsonl", n=2)["n"] == 2
 
 
+def test_english_questions_join_the_frozen_prompts_and_stay_out_of_the_simulation(settings, tmp_path):
+    """eval.answers_en_questions adds the platform's English domain questions: prompted to answer in English,
+    fixed by the seed, and none of them (nor their references) among the simulation's questions, which the
+    feedback lift trains on or reports."""
+    from keel.cycle.answers_prompts import ENGLISH_QUESTIONS, freeze_prompts, select_english
+    from keel.simulate.traffic import load_questions
+
+    out = tmp_path / "prompts.jsonl"
+    res = freeze_prompts(settings, out, n=10, n_en=5)
+    ps = load_prompts(out)
+    assert (res["n"], res["n_en"]) == (9, 5)
+    english = [p for p in ps.prompts if p.lang == "en"]
+    assert len(english) == 5 and all(p.id.startswith("en-") for p in english)
+    assert all("Answer in English." in p.messages[0]["content"] for p in english)
+    assert [p.id for p in english] == [r["id"] for r in select_english(5, seed=0)]
+    assert select_english(5, seed=1) != select_english(5, seed=0)
+    assert freeze_prompts(settings, tmp_path / "none.jsonl", n=10, n_en=0)["n_en"] == 0
+    every = select_english(1000)
+    assert len(every) == len(ENGLISH_QUESTIONS.read_text().splitlines()) >= 12
+    bank = load_questions(None)
+    asked = {q.question.strip().lower() for q in bank} | {(q.reference or "").strip() for q in bank}
+    assert not [r["id"] for r in every if r["question"].strip().lower() in asked or r["reference"] in asked]
+    settings = settings.model_copy(
+        update={"eval": settings.eval.model_copy(update={"answers_en_questions": 3})}
+    )
+    assert freeze_prompts(settings, tmp_path / "three.jsonl", n=10)["n_en"] == 3  # the setting's default
+
+
 @pytest.mark.slow
 def test_answers_suite_scores_two_checkpoints_on_identical_prompts(short_context, base_model_dir, tmp_path):
     from keel.cycle.answers_prompts import freeze_prompts
@@ -129,6 +157,26 @@ def test_answers_suite_scores_two_checkpoints_on_identical_prompts(short_context
 def _ev(scores, sha="s", judge="j"):
     items = [{"id": f"q{i}", "score": s} for i, s in enumerate(scores)]
     return {"answers": {"sha256": sha, "judge": judge, "items": items}, "complete": True, "fingerprint": "f"}
+
+
+def test_the_summary_splits_by_question_language():
+    from training.eval.answers import summarize
+
+    items = [
+        {"lang": "zh", "score": 0.3, "reason": None},
+        {"lang": "zh", "score": 0.1, "reason": None},
+        {"lang": "en", "score": 0.0, "reason": "language"},
+    ]
+    s = summarize(items)
+    assert (s["n"], round(s["score"], 4), s["other_language"]) == (3, 0.1333, 1)
+    assert s["by_language"]["zh"]["n"] == 2 and round(s["by_language"]["zh"]["score"], 4) == 0.2
+    assert s["by_language"]["en"] == {
+        "n": 1,
+        "score": 0.0,
+        "other_language": 1,
+        "empty": 0,
+        "length_capped": 0,
+    }
 
 
 def test_answers_gate_is_not_significantly_worse():

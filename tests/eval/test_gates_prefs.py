@@ -28,7 +28,7 @@ def with_prefs(ev: dict, margins, sha: str = "s" * 64) -> dict:
 
 def policy():
     p = load_policy(POLICY_DIR / "cycle-demo.yaml")
-    p.gates = {k: g for k, g in p.gates.items() if not g.metric.startswith("answers.")}
+    p.gates = {k: g for k, g in p.gates.items() if not g.metric.startswith("answers")}
     return p
 
 

@@ -51,7 +51,7 @@ BASE = fake_eval()
 def demo_policy():
     """The shipped demo policy's gates on what these fake evals hold (the answers suite has its own tests)."""
     policy = load_policy(POLICY_DIR / "cycle-demo.yaml")
-    policy.gates = {k: g for k, g in policy.gates.items() if not g.metric.startswith("answers.")}
+    policy.gates = {k: g for k, g in policy.gates.items() if not g.metric.startswith("answers")}
     return policy
 
 
@@ -139,3 +139,28 @@ def test_feedback_only_candidate_that_answers_better_is_promoted_and_one_that_do
     cpt = decide(with_answers(fake_eval(dom=DOM * 0.9), answers), base, policy, trained=["cpt"])
     assert cpt["passed"], cpt["reasons"]
     assert not rows(cpt)["answers_gain"]["required"]
+
+
+def test_a_candidate_that_gains_in_chinese_but_loses_english_answers_is_stopped_by_answers_en():
+    """The feedback lift's first cycle, in miniature: 24 Chinese questions a little better, 12 English ones
+    much worse. The whole suite still rises; its English questions alone are significantly worse."""
+    policy = load_policy(POLICY_DIR / "cycle-demo.yaml")
+    zh, en = np.clip(rng.normal(0.02, 0.01, 24), 0, 1), np.clip(rng.normal(0.22, 0.05, 12), 0, 1)
+
+    def ev(base_ev: dict, zh_scores, en_scores) -> dict:
+        items = [{"id": f"zh{i}", "lang": "zh", "score": float(x)} for i, x in enumerate(zh_scores)]
+        items += [{"id": f"en{i}", "lang": "en", "score": float(x)} for i, x in enumerate(en_scores)]
+        return {**base_ev, "answers": {"sha256": "frozen", "judge": {"metric": "chrf"}, "items": items}}
+
+    base = ev(BASE, zh, en)
+    cpt = fake_eval(dom=DOM * 0.8)
+    lost = decide(ev(cpt, zh + 0.3, en - 0.17), base, policy, trained=["cpt"])
+    assert rows(lost)["answers"]["passed"], rows(lost)["answers"]  # overall the answers got better
+    assert not lost["passed"] and [r.split(":")[0] for r in lost["reasons"]] == ["answers_en"]
+    kept = decide(ev(cpt, zh + 0.3, en), base, policy, trained=["cpt"])
+    assert kept["passed"], kept["reasons"]
+    # a suite without English questions: answers_en is not measured, and passes
+    zh_only = decide(ev(cpt, zh + 0.3, []), ev(BASE, zh, []), policy, trained=["cpt"])
+    assert zh_only["passed"] and "not measured" in rows(zh_only)["answers_en"]["reason"], rows(zh_only)[
+        "answers_en"
+    ]

@@ -135,15 +135,22 @@ def generate(sm, scorer, prompts: list[AnswerPrompt], max_tokens: int, progress=
     return _generate_transformers(sm, prompts, max_tokens, progress)
 
 
-def summarize(items: list[dict]) -> dict:
+def summarize(items: list[dict], by_language: bool = True) -> dict:
+    """Mean judge score and what went wrong; with ``by_language``, the same per question language."""
     n = len(items)
-    return {
+    out: dict[str, Any] = {
         "n": n,
         "score": sum(i["score"] for i in items) / n if n else None,
         "other_language": sum(i["reason"] == "language" for i in items),
         "empty": sum(i["reason"] == "empty" for i in items),
         "length_capped": sum(i.get("finish") == "length" for i in items),
     }
+    if by_language:
+        langs = sorted({str(i.get("lang")) for i in items})
+        out["by_language"] = {
+            lang: summarize([i for i in items if str(i.get("lang")) == lang], False) for lang in langs
+        }
+    return out
 
 
 def run_answers(ps: PromptSet, max_tokens: int, sm=None, scorer=None, progress=None) -> dict:

@@ -53,6 +53,13 @@ class EvalSettings(BaseModel):
         description="The cycle's answers suite: held-out FAQ questions whose prompts the platform freezes "
         "(fixed, hash-ranked; the demo profile asks 24); 0: no answers suite in the cycle.",
     )
+    answers_en_questions: int = Field(
+        0,
+        ge=0,
+        description="The cycle's answers suite: English domain questions added to the FAQ's Chinese ones "
+        "(the platform's own set, written from the docs and disjoint from the simulation's bank), so that a "
+        "candidate that stops answering English questions in English fails the answers_en gate; 0: none.",
+    )
     answers_max_tokens: int = Field(
         128, ge=1, description="Answers suite: longest generated answer (greedy) in tokens."
     )

@@ -10,6 +10,9 @@ A policy (YAML) lists gates; each names a metric and one threshold:
 - ``max_drop_points`` on ``answers.score`` (the answers suite): the mean judge score of the answers to
   the frozen held-out questions, in points (score × 100); ``max_drop_points: 0`` with significance
   required is "not significantly worse". The two evals must have answered byte-identical prompts.
+  ``answers_en.score`` and ``answers_zh.score`` read the questions of one language alone (like
+  ``general_en``): the suite is mostly Chinese, so a candidate that stops answering English questions in
+  English could still gain overall. "Not measured" (passes) when the suite has no question of that language.
 
 - ``prefs.margin`` and ``prefs.win`` (held-out mined preference pairs, training/eval/prefs.py): the mean
   change of log p(chosen) - log p(rejected), in nats (DPO's implicit reward margin of the candidate with
@@ -59,6 +62,8 @@ Metric = Literal[
     "general_zh.ppl",
     "general_zh.bpb",
     "answers.score",
+    "answers_en.score",
+    "answers_zh.score",
     "prefs.margin",
     "prefs.win",
 ]
@@ -224,8 +229,9 @@ def _ppl_delta(cand: dict, base: dict, part: str, field_: str, policy: GatePolic
     }
 
 
-def _answers_delta(cand: dict, base: dict, policy: GatePolicy) -> dict:
-    """Mean judge score of the answers suite, candidate minus baseline, in points, paired by question."""
+def _answers_delta(cand: dict, base: dict, policy: GatePolicy, lang: str | None = None) -> dict:
+    """Mean judge score of the answers suite (or of its ``lang`` questions), candidate minus baseline, in
+    points, paired by question."""
     if "answers" not in cand or "answers" not in base:
         return {
             "error": f"answers missing from the {'candidate' if 'answers' not in cand else 'baseline'} eval"
@@ -238,6 +244,12 @@ def _answers_delta(cand: dict, base: dict, policy: GatePolicy) -> dict:
     c_items, b_items = ({r["id"]: r for r in part["items"]} for part in (c, b))
     if set(c_items) != set(b_items) or not c_items:
         return {"error": "answers: the evals scored different questions"}
+    if lang is not None:
+        c_items, b_items = (
+            {k: r for k, r in items.items() if r.get("lang") == lang} for items in (c_items, b_items)
+        )
+        if not c_items:
+            return {"absent": f"the answers suite has no {lang} questions: not measured"}
     return _paired_points(c_items, b_items, "score", policy)
 
 
@@ -261,6 +273,8 @@ def delta(cand: dict, base: dict, metric: str, policy: GatePolicy) -> dict:
     part, field_ = metric.split(".")
     if part == "answers":
         return _answers_delta(cand, base, policy)
+    if part.startswith("answers_"):
+        return _answers_delta(cand, base, policy, lang=part.removeprefix("answers_"))
     if part == "prefs":
         return _prefs_delta(cand, base, field_, policy)
     if field_ in ("acc", "score"):
@@ -315,13 +329,15 @@ def compare(cand: dict, base: dict, policy: GatePolicy, metrics: list[str] | Non
     if metrics is None:
         metrics = list(Metric.__args__)  # type: ignore[attr-defined]
         if "answers" not in cand and "answers" not in base:  # evals without the answers suite
-            metrics.remove("answers.score")
+            metrics = [m for m in metrics if not m.startswith("answers")]
         if "prefs" not in cand and "prefs" not in base:
             metrics = [m for m in metrics if not m.startswith("prefs.")]
     out = {}
     for m in metrics:
         d = delta(cand, base, m, policy)
-        if "error" not in d and "absent" not in d:
+        if "absent" in d:  # e.g. answers_en on a suite without English questions: nothing to show
+            continue
+        if "error" not in d:
             d["significant"] = d["ci"][0] > 0 or d["ci"][1] < 0
         out[m] = d
     return out

@@ -272,6 +272,10 @@ def run(
             f"answers: judge score {s['score']:.4f}  ({s['n']} questions, {s['other_language']} in another "
             f"language, {s['empty']} empty)"
         )
+        for lang, part in (s.get("by_language") or {}).items() if len(s.get("by_language") or {}) > 1 else ():
+            typer.echo(
+                f"  {lang}: {part['score']:.4f}  ({part['n']} questions, {part['other_language']} in another language)"
+            )
     typer.echo(f"eval: {out.path}{'' if r['complete'] else '  (partial)'}")
 
 
@@ -343,6 +347,13 @@ def compare(
 def prompts(
     out: Annotated[Path, typer.Option("--out", help="Where to write the prompts (JSONL).")],
     n: Annotated[int, typer.Option("--n", help="Held-out FAQ questions (fixed, hash-ranked).")] = 32,
+    n_en: Annotated[
+        int | None,
+        typer.Option(
+            "--n-en",
+            help="English domain questions of the platform's own set (default: eval.answers_en_questions).",
+        ),
+    ] = None,
     data: DataOpt = None,
     domain: DomainOpt = None,
 ) -> None:
@@ -353,17 +364,20 @@ def prompts(
 
     if n < 1:
         raise fail("--n must be at least 1")
+    if n_en is not None and n_en < 0:
+        raise fail("--n-en must not be negative")
     settings = load()
     given = {k: v for k, v in {"data": data, "domain": domain}.items() if v is not None}
     settings = settings.model_copy(update={"eval": settings.eval.model_copy(update=given)})
     try:
         from keel.cycle.answers_prompts import freeze_prompts
 
-        res = freeze_prompts(settings, out, n)
+        res = freeze_prompts(settings, out, n, n_en=n_en)
     except (*user_errors(), ValueError) as e:
         raise fail(str(e)) from None
     typer.echo(
-        f"{res['n']} prompts ({res['fallback']} without documents) → {res['path']}  sha256 {res['sha256'][:16]}"
+        f"{res['n']} prompts ({res['n_en']} English, {res['fallback']} without documents) → {res['path']}  "
+        f"sha256 {res['sha256'][:16]}"
     )
 
 

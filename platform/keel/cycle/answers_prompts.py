@@ -14,6 +14,11 @@ Questions: the held-out FAQ of the domain corpus (``faq_qa.jsonl``: never in tra
 drops rows that contain them), a fixed subset ranked by a hash of (seed, id), Chinese questions whose
 answers are 30-800 characters (a long table or code listing is no reference for a 128-token answer).
 The reference is the FAQ answer with Markdown link targets and HTML comments removed.
+
+The FAQ is Chinese, so ``eval.answers_en_questions`` adds English domain questions from
+``answers_en.jsonl`` beside this module (written from the docs named in each row's ``source``, none of them
+in the simulation's bank): the feedback lift's first cycle answered 9 of 12 English questions in Chinese
+and no gate saw it. The gate reads them alone as ``answers_en.score``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ if TYPE_CHECKING:
 
 
 MIN_REF, MAX_REF = 30, 800
+ENGLISH_QUESTIONS = Path(__file__).with_name("answers_en.jsonl")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -60,8 +66,24 @@ def select_questions(faq: Path, n: int, seed: int = 0) -> list[dict[str, Any]]:
         q = str(r.get("question", "")).strip()
         if q and _CJK.search(q) and MIN_REF <= len(ref) <= MAX_REF:
             rows.append({"id": f"faq-{r['id']}", "question": q, "lang": "zh", "reference": ref})
+    return _ranked(rows, n, seed)
+
+
+def _ranked(rows: list[dict[str, Any]], n: int, seed: int) -> list[dict[str, Any]]:
     rank = lambda r: hashlib.sha256(f"{seed}:{r['id']}".encode()).hexdigest()  # noqa: E731
     return sorted(sorted(rows, key=rank)[:n], key=lambda r: r["id"])
+
+
+def select_english(n: int, seed: int = 0, path: Path = ENGLISH_QUESTIONS) -> list[dict[str, Any]]:
+    """``n`` of the platform's English domain questions, fixed by (seed, id) like the FAQ's."""
+    if n <= 0:
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            r = json.loads(line)
+            rows.append({k: r[k] for k in ("id", "question", "lang", "reference")})
+    return _ranked(rows, n, seed)
 
 
 class _DomainRoute:
@@ -87,9 +109,15 @@ def open_retriever(settings: KeelSettings):
 
 
 def freeze_prompts(
-    settings: KeelSettings, out: Path, n: int, retriever=None, seed: int | None = None
+    settings: KeelSettings,
+    out: Path,
+    n: int,
+    retriever=None,
+    seed: int | None = None,
+    n_en: int | None = None,
 ) -> dict[str, Any]:
-    """Write the prompts file (atomically) and return {path, sha256, n, fallback}: how many prompts had no
+    """Write the prompts file (atomically) and return {path, sha256, n, n_en, fallback}: ``n`` FAQ questions
+    and ``n_en`` English ones (default: ``eval.answers_en_questions``); fallback: how many prompts had no
     retrieved documents (the domain route's fallback answers from the question alone)."""
     from serving.router.graph import build_graph
     from serving.router.intents import load_intents
@@ -99,9 +127,12 @@ def freeze_prompts(
         raise PromptsError(
             "no domain eval data (set eval.data or eval.domain): the answers suite needs its FAQ"
         )
-    rows = select_questions(Path(domain) / "faq_qa.jsonl", n, settings.eval.seed if seed is None else seed)
+    seed = settings.eval.seed if seed is None else seed
+    rows = select_questions(Path(domain) / "faq_qa.jsonl", n, seed)
     if not rows:
         raise PromptsError(f"{domain}: no FAQ question fits the answers suite")
+    english = select_english(settings.eval.answers_en_questions if n_en is None else n_en, seed)
+    rows += english
     retriever = retriever or open_retriever(settings)
     rcfg = settings.router
     graph = build_graph(_DomainRoute(), retriever, load_intents(rcfg.intents_file), rcfg)
@@ -139,5 +170,6 @@ def freeze_prompts(
         "path": str(out),
         "sha256": hashlib.sha256(data).hexdigest(),
         "n": len(rows),
+        "n_en": len(english),
         "fallback": fallback,
     }
