@@ -328,10 +328,10 @@ def compare(cand: dict, base: dict, policy: GatePolicy, metrics: list[str] | Non
     """Every metric both evals have (or the given ones) → delta with CI and whether it is significant."""
     if metrics is None:
         metrics = list(Metric.__args__)  # type: ignore[attr-defined]
-        if "answers" not in cand and "answers" not in base:  # evals without the answers suite
-            metrics = [m for m in metrics if not m.startswith("answers")]
-        if "prefs" not in cand and "prefs" not in base:
-            metrics = [m for m in metrics if not m.startswith("prefs.")]
+        # a part neither eval ran (no answers suite, no held-out pairs, or an answers-only comparison) is
+        # left out rather than listed as missing
+        source = lambda m: m.split(".")[0].split("_")[0]  # noqa: E731  general_en.bpb -> general
+        metrics = [m for m in metrics if source(m) in cand or source(m) in base]
     out = {}
     for m in metrics:
         d = delta(cand, base, m, policy)

@@ -50,7 +50,7 @@ TEMPLATE = """<!doctype html>
 prefs.margin: mean change of log p(chosen) - log p(rejected) on held-out mined pairs, in nats.
 Perplexity deltas are relative changes in percent. Intervals: paired bootstrap over items/texts.</small></p>
 <h2>Charts</h2>
-<img id="chart" src="{{ png_name }}" alt="per-category accuracy and perplexity before/after">
+<img id="chart" src="{{ png_name }}" alt="per-category accuracy, perplexity and answer scores before/after">
 {% for bench in benches %}<h3>{{ bench.name|upper }} per category</h3>
 <table><tr><th>category</th><th>n</th><th>acc base</th><th>acc cand</th><th>score base</th><th>score cand</th></tr>
 {% for c in bench.rows %}<tr><td>{{ c.name }}</td><td class="num">{{ c.n }}</td><td class="num">{{ '%.3f' % c.b_acc }}</td><td class="num">{{ '%.3f' % c.c_acc }}</td>
@@ -151,14 +151,42 @@ def _answer_rows(cand: dict, base: dict, shown: int = 6) -> dict | None:
     }
 
 
-def render_png(benches: list[dict], ppl: list[dict], path: Path, labels: tuple[str, str]) -> None:
+def _answer_lang_rows(cand: dict, base: dict) -> list[dict]:
+    """Mean judge score per question language (and all), served vs candidate, on the questions both answered."""
+    if "answers" not in cand or "answers" not in base:
+        return []
+    b_items = {r["id"]: r for r in base["answers"]["items"]}
+    pairs = [(c, b_items[c["id"]]) for c in cand["answers"]["items"] if c["id"] in b_items]
+    langs = sorted({str(c.get("lang")) for c, _ in pairs})
+    rows = []
+    for lang in (["all"] if len(langs) > 1 else []) + langs:
+        sel = [(c, b) for c, b in pairs if lang == "all" or str(c.get("lang")) == lang]
+        if sel:
+            rows.append(
+                {
+                    "lang": lang,
+                    "n": len(sel),
+                    "b": sum(b["score"] for _, b in sel) / len(sel),
+                    "c": sum(c["score"] for c, _ in sel) / len(sel),
+                }
+            )
+    return rows
+
+
+def render_png(
+    benches: list[dict],
+    ppl: list[dict],
+    path: Path,
+    labels: tuple[str, str],
+    answers: list[dict] | None = None,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # headless: no display on servers
     import matplotlib.pyplot as plt
     import numpy as np
 
-    panels = len(benches) + (1 if ppl else 0) or 1
+    panels = len(benches) + (1 if ppl else 0) + (1 if answers else 0) or 1
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
     axes = axes[0]
     for ax, bench in zip(axes, benches, strict=False):
@@ -182,6 +210,17 @@ def render_png(benches: list[dict], ppl: list[dict], path: Path, labels: tuple[s
         ax.set_xticks(x, [p["set"] for p in rows])
         ax.set_title("perplexity (lower is better)")
         ax.legend(fontsize=8)
+    if answers:
+        ax = axes[len(benches) + (1 if ppl else 0)]
+        x = np.arange(len(answers))
+        ax.bar(x - 0.2, [r["b"] for r in answers], 0.4, label=labels[1])
+        ax.bar(x + 0.2, [r["c"] for r in answers], 0.4, label=labels[0])
+        ax.set_xticks(x, [f"{r['lang']} ({r['n']})" for r in answers])
+        ax.set_ylim(
+            0, 1.35 * max([r["b"] for r in answers] + [r["c"] for r in answers] + [0.01])
+        )  # legend room
+        ax.set_title("answers: mean judge score by question language")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -195,7 +234,9 @@ def write_report(
     benches, ppl = _bench_rows(cand, base), _ppl_rows(cand, base)
     png = out_dir / f"{name}.png"
     c_ver, b_ver = cand["checkpoint"]["version"], base["checkpoint"]["version"]
-    render_png(benches, ppl, png, (f"{c_ver} (candidate)", f"{b_ver} (served)"))
+    render_png(
+        benches, ppl, png, (f"{c_ver} (candidate)", f"{b_ver} (served)"), _answer_lang_rows(cand, base)
+    )
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     html = env.from_string(TEMPLATE).render(
         cand=cand["checkpoint"],
