@@ -52,14 +52,14 @@ def _serving_prompts(questions: list[str]) -> dict[str, list[dict]]:
     import asyncio
 
     from keel.config import load_settings
-    from keel.cycle.answers_prompts import _DomainRoute, open_retriever
+    from keel.cycle.answers_prompts import DomainRoute, open_retriever
 
     from serving.router.graph import build_graph
     from serving.router.intents import load_intents
 
     settings = load_settings()
     rcfg = settings.router
-    graph = build_graph(_DomainRoute(), open_retriever(settings), load_intents(rcfg.intents_file), rcfg)
+    graph = build_graph(DomainRoute(), open_retriever(settings), load_intents(rcfg.intents_file), rcfg)
 
     async def plan() -> list[dict]:
         return [await graph.ainvoke({"messages": [{"role": "user", "content": q}]}) for q in questions]

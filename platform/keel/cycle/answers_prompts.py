@@ -86,7 +86,7 @@ def select_english(n: int, seed: int = 0, path: Path = ENGLISH_QUESTIONS) -> lis
     return _ranked(rows, n, seed)
 
 
-class _DomainRoute:
+class DomainRoute:
     """The classifier of the freezing graph: every question takes the domain route."""
 
     async def classify(self, text: str):
@@ -135,7 +135,7 @@ def freeze_prompts(
     rows += english
     retriever = retriever or open_retriever(settings)
     rcfg = settings.router
-    graph = build_graph(_DomainRoute(), retriever, load_intents(rcfg.intents_file), rcfg)
+    graph = build_graph(DomainRoute(), retriever, load_intents(rcfg.intents_file), rcfg)
     sampling = {k: v for k, v in rcfg.route_params("domain").items() if k.endswith("_penalty")}
 
     async def plan_all() -> list[dict[str, Any]]:
