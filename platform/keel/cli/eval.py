@@ -272,7 +272,8 @@ def run(
             f"answers: judge score {s['score']:.4f}  ({s['n']} questions, {s['other_language']} in another "
             f"language, {s['empty']} empty)"
         )
-        for lang, part in (s.get("by_language") or {}).items() if len(s.get("by_language") or {}) > 1 else ():
+        per_lang = s.get("by_language") or {}
+        for lang, part in per_lang.items() if len(per_lang) > 1 else ():  # one language: the line above
             typer.echo(
                 f"  {lang}: {part['score']:.4f}  ({part['n']} questions, {part['other_language']} in another language)"
             )
