@@ -45,8 +45,18 @@ class RouteFeedback(_Base):
     intent: Literal["domain", "chat", "out_of_scope"]
 
 
+class ScoreFeedback(_Base):
+    """A grader's score of the answer, 0 (worst) to 1: the judged simulation's chrF judge, or an offline
+    grader a team runs over its own traffic. A signal the canary compares between arms (its ``judge_score``);
+    mining never turns it into training data (thumbs, edits, regenerations and choices are the training
+    signals), so a score can only stop or pass a candidate, never teach one."""
+
+    type: Literal["score"]
+    score: float = Field(ge=0, le=1, allow_inf_nan=False, description="The grader's score, 0 to 1.")
+
+
 FeedbackRequest = Annotated[
-    ThumbsFeedback | EditFeedback | RegenerateFeedback | ChoiceFeedback | RouteFeedback,
+    ThumbsFeedback | EditFeedback | RegenerateFeedback | ChoiceFeedback | RouteFeedback | ScoreFeedback,
     Field(discriminator="type"),
 ]
 

@@ -21,6 +21,7 @@ from serving.feedback.protocol import (
     FeedbackRequest,
     RegenerateFeedback,
     RouteFeedback,
+    ScoreFeedback,
     ThumbsFeedback,
 )
 from serving.gateway.auth import KeyVerifier, Principal, authenticate
@@ -28,6 +29,7 @@ from serving.gateway.body import json_object, read_body
 from serving.gateway.chat import new_request_id
 
 _ADAPTER: TypeAdapter = TypeAdapter(FeedbackRequest)
+FEEDBACK_TYPES = ("thumbs", "edit", "regenerate", "choice", "route", "score")
 # Roles that may judge any request (annotators compare answers they did not ask for).
 REVIEWER_ROLES = ("annotator", "admin")
 
@@ -52,6 +54,7 @@ class FeedbackRecord:
     other_request_id: str | None = None
     preferred: str | None = None
     intent: str | None = None  # route: the intent the request should have been routed to
+    score: float | None = None  # score: a grader's 0-1 score of the answer
 
     def judgement(self) -> list[Any]:
         """Who judged which request how: the fields a duplicate repeats (and the store's columns)."""
@@ -89,9 +92,12 @@ def to_record(fb: Any, principal: Principal) -> FeedbackRecord:
         rec.other_request_id, rec.preferred = fb.other_request_id, fb.preferred
     elif isinstance(fb, RouteFeedback):
         rec.intent = fb.intent
+    elif isinstance(fb, ScoreFeedback):
+        rec.score = fb.score
     # The same person sending the same judgement twice (a retry, a double click) is one row.
-    # old rows' keys stay as they were: the intent joins the key only when there is one
-    payload = orjson.dumps([*rec.judgement(), *([rec.intent] if rec.intent is not None else [])])
+    # old rows' keys stay as they were: the intent and the score join the key only when there is one
+    extra = [v for v in (rec.intent, rec.score) if v is not None]
+    payload = orjson.dumps([*rec.judgement(), *extra])
     rec.dedup_key = hashlib.sha256(payload).hexdigest()
     return rec
 
@@ -145,17 +151,15 @@ class FeedbackService:
             return _ADAPTER.validate_python(body)
         except ValidationError as e:
             err = e.errors()[0]
-            # drop the union tag pydantic puts in the location ("thumbs.rating" → "rating")
-            loc = [
-                str(p)
-                for p in err.get("loc", ())
-                if p not in ("thumbs", "edit", "regenerate", "choice", "route")
-            ]
+            # drop the union tag pydantic puts first in the location ("thumbs.rating" → "rating"; the
+            # score type's own field is "score" too: "score.score" → "score")
+            loc = [str(p) for p in err.get("loc", ())]
+            loc = loc[1:] if loc and loc[0] in FEEDBACK_TYPES else loc
             param = ".".join(loc) or None
             msg = err.get("msg", "bad request")
             if err.get("type") == "union_tag_invalid" or err.get("type") == "union_tag_not_found":
                 param = "type"
-                msg = "'type' must be one of thumbs, edit, regenerate, choice, route"
+                msg = f"'type' must be one of {', '.join(FEEDBACK_TYPES)}"
             raise APIError(
                 400, f"invalid '{param}': {msg}" if param else msg, "invalid_request", param
             ) from e

@@ -6,6 +6,7 @@ start is refused with one line while serving stays as it was."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -176,3 +177,64 @@ def test_a_hand_started_canary_sets_its_own_window(setup):
     row = canaries.get(db, cid)
     assert row["status"] == "promoted" and row["figures"]["n_candidate"] == 20, row
     assert aliases.get(db) == "cand"
+
+
+def test_a_candidate_the_judge_scores_lower_is_stopped_on_the_judge_score(setup):
+    """The judged simulation's `score` feedback reaches the decision: both arms answer, with no error and
+    the same latency, thumbs and edits, but the judge scores the candidate's answers lower. The scores go
+    through the feedback endpoint's own record and store (the simulation's POST /v1/feedback path)."""
+    import random
+
+    from keel.store import canaries
+    from keel.store.feedback import DuckFeedbackStore
+
+    from serving.feedback.service import FeedbackService, to_record
+    from serving.gateway.auth import Principal
+
+    db, promotions = setup
+    cfg = CanaryConfig(min_requests=10, check_every_s=0.05, max_window_s=60)
+    store, sim = DuckFeedbackStore(db), Principal(key_id="k-sim", name="simulate")
+    rng = random.Random(3)
+
+    async def main():
+        svc, _ = _service(db, promotions, cfg, [])
+        c = await svc.start("cand", 0.5, by="tester")
+        for i in range(80):
+            arm = CANDIDATE if i % 2 else CHAMPION
+            _log(db, f"r{i}", arm, "cand" if arm == CANDIDATE else "base", "an answer")
+            db.execute("UPDATE requests SET key_id = 'k-sim' WHERE request_id = ?", [f"r{i}"])
+            score = rng.uniform(0.05, 0.25) if arm == CANDIDATE else rng.uniform(0.35, 0.6)
+            fb = FeedbackService.parse(
+                json.dumps({"type": "score", "request_id": f"r{i}", "score": score}).encode()
+            )
+            store.add(to_record(fb, sim))
+        await asyncio.wait_for(svc.done.wait(), 30)
+        return c["canary_id"]
+
+    cid = asyncio.run(main())
+    row = canaries.get(db, cid)
+    assert row["status"] == "rejected" and "judge_score" in row["reason"], row
+    judge = {s["name"]: s for s in row["figures"]["signals"]}["judge_score"]
+    assert judge["candidate"] < 0.3 < judge["champion"] and judge["worse"]
+    rows = canaries.arm_rows(db, datetime(2000, 1, 1, tzinfo=UTC), ("cand", "base"))
+    assert all(r["judge"] is not None for r in rows)
+    # a score trains nothing: mining reads thumbs, edits, regenerations and choices only
+    assert db.fetchall("SELECT count(*) FROM feedback WHERE kind = 'score'")[0][0] == 80
+
+
+def test_score_feedback_is_validated():
+    from serving.errors import APIError
+    from serving.feedback.service import FeedbackService
+
+    ok = FeedbackService.parse(b'{"type": "score", "request_id": "r1", "score": 0.25}')
+    assert ok.score == 0.25
+    for body, param in (
+        (b'{"type": "score", "request_id": "r1", "score": 1.5}', "score"),
+        (b'{"type": "score", "request_id": "r1", "score": "high"}', "score"),
+        (b'{"type": "score", "request_id": "r1", "score": NaN}', None),  # not JSON: refused as such
+        (b'{"type": "score", "request_id": "r1"}', "score"),
+        (b'{"type": "scores", "request_id": "r1", "score": 0.1}', "type"),
+    ):
+        with pytest.raises(APIError) as e:
+            FeedbackService.parse(body)
+        assert e.value.status == 400 and e.value.param == param, (body, e.value.message)

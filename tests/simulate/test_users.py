@@ -159,6 +159,10 @@ def test_judged_users_rate_good_answers_up_and_edit_bad_ones_with_the_reference(
     # regenerated answers are rated, and kept out of the first-answer rates
     regen = [r for r in bad.report.judged if r["regenerated"]]
     assert regen and all(r["thumb"] in ("up", "down") for r in regen)
+    # every judged answer's score goes back as `score` feedback (what a running canary compares)
+    for sim, gw in ((good, gw_good), (bad, gw_bad)):
+        scores = {f["request_id"]: f["score"] for f in gw.feedback if f["type"] == "score"}
+        assert scores == {r["request_id"]: r["score"] for r in sim.report.judged}
 
 
 def test_held_out_questions_are_judged_but_never_fed_back():

@@ -313,6 +313,11 @@ class Simulator:
         self.report.judged.append(row)
         return row
 
+    async def _score(self, c: httpx.AsyncClient, row: dict[str, Any]) -> None:
+        """The judge's score as `score` feedback: what a running canary compares between its arms (mining
+        never reads it: a score can stop a candidate, not train one)."""
+        await self._feedback(c, {"type": "score", "request_id": row["request_id"], "score": row["score"]})
+
     async def _judged_user(self, c: httpx.AsyncClient, q: Question, rid: str, answer: str, n: int) -> None:
         """The user model of :mod:`keel.simulate.users`, on the judge's score of the answer."""
         um, rng = self.b.users, user_rng(self.seed, n)
@@ -325,6 +330,7 @@ class Simulator:
             # reference least of all, as an edit) can reach training and inflate the next measurement.
             # The row keeps what the user would have done, which is what the rates report.
             return
+        await self._score(c, row)
         if act.thumb:
             await self._feedback(c, {"type": "thumbs", "request_id": rid, "rating": act.thumb})
         if act.edit:
@@ -334,6 +340,7 @@ class Simulator:
             if new is not None:
                 await self._feedback(c, {"type": "regenerate", "request_id": rid, "new_request_id": new[0]})
                 again = self._judge_row(q, new[0], new[1], regenerated=True)
+                await self._score(c, again)
                 again["thumb"] = um.rate_again(again["score"], rng)
                 await self._feedback(c, {"type": "thumbs", "request_id": new[0], "rating": again["thumb"]})
 

@@ -92,16 +92,22 @@ def arm_rows(db: Database, since: datetime, versions: tuple[str, str]) -> list[d
     ids = [r["request_id"] for r in rows]
     marks = ",".join("?" * len(ids))
     kinds: dict[str, set[str]] = {}
-    for rid, kind, rating in db.fetchall(
-        f"SELECT request_id, kind, rating FROM feedback WHERE request_id IN ({marks})", ids
+    scores: dict[str, list[float]] = {}
+    for rid, kind, rating, score in db.fetchall(
+        f"SELECT request_id, kind, rating, score FROM feedback WHERE request_id IN ({marks})", ids
     ):
         if kind == "thumbs" and (rating or 0) < 0:
             kinds.setdefault(rid, set()).add("thumbs_down")
         elif kind in ("regenerate", "edit"):
             kinds.setdefault(rid, set()).add("regenerated" if kind == "regenerate" else "edited")
+        elif kind == "score" and score is not None:
+            scores.setdefault(rid, []).append(float(score))
     for (rid,) in db.fetchall(f"SELECT regenerate_of FROM requests WHERE regenerate_of IN ({marks})", ids):
         kinds.setdefault(rid, set()).add("regenerated")
     for r in rows:
         for k in ("thumbs_down", "regenerated", "edited"):
             r[k] = k in kinds.get(r["request_id"], set())
+        # graders that scored one answer (a score is deduplicated per key): their mean is its judge score
+        got = scores.get(r["request_id"])
+        r["judge"] = sum(got) / len(got) if got else None
     return rows

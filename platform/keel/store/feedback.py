@@ -34,8 +34,8 @@ class DuckFeedbackStore:
             fid = "fb-" + uuid.uuid4().hex
             row = self.db.execute(
                 """INSERT INTO feedback (feedback_id, request_id, key_id, kind, rating, comment, edited_text,
-                   other_request_id, preferred, intent, dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   RETURNING created_at""",
-                [fid, *rec.judgement(), rec.intent, rec.dedup_key],
+                   other_request_id, preferred, intent, score, dedup_key)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING created_at""",
+                [fid, *rec.judgement(), rec.intent, rec.score, rec.dedup_key],
             ).fetchone()
             return fid, row[0], False
