@@ -130,7 +130,7 @@ def _service(env):
     return CycleService(settings, db, PromotionService(db, None)), db
 
 
-def test_cycle_promotes_then_skips_unchanged_docs_then_rejects(env):
+def test_cycle_promotes_then_skips_unchanged_docs_then_rejects_and_keeps_them_to_learn(env):
     from keel.store import registry
 
     svc, db = _service(env)
@@ -182,6 +182,14 @@ def test_cycle_promotes_then_skips_unchanged_docs_then_rejects(env):
         assert registry.serving(db)[0] == version
         assert registry.get(db, s3["train:cpt"]["output"]["version"]).status == "rejected"
         assert s3["train:cpt"]["output"]["parent"] == version  # trained from what was serving
+
+        # the rejected candidate taught the serving model nothing: the changed document is still new to it
+        # (a dry run computes the CPT snapshot's change set and trains nothing)
+        c4 = svc.start("cli", profile=str(prof), dry_run=True, wait=True)
+        s4 = {s["name"]: s for s in svc.show(c4.cycle_id)["steps"]}
+        assert s4["snapshot:cpt"]["status"] == "done" and s4["snapshot:cpt"]["output"]["docs_changed"] == 1, (
+            s4
+        )
     finally:
         db.close()
 

@@ -227,16 +227,43 @@ class PlatformSteps:
             return [repo_path(s) for s in cfg.cpt_data.sources]
         return [p.resolve() for p in self.settings.rag_corpus_paths]
 
+    def _served_lineage(self) -> set[str]:
+        """The serving checkpoint and every checkpoint it was trained from."""
+        from keel.store import registry
+
+        got = registry.serving(self.db)
+        out: set[str] = set()
+        version = got[0] if got else None
+        while version and version not in out:
+            out.add(version)
+            cp = registry.find(self.db, version)
+            version = cp.parent if cp else None
+        return out
+
     def _last_doc_index(self, ctx: StepContext) -> dict[str, str]:
-        """The document hashes the last finished cycle's CPT snapshot recorded ({} : no such cycle)."""
+        """The document hashes the serving model learned: those of the newest cycle whose CPT checkpoint is
+        the serving checkpoint or one of its ancestors ({}: none, so every document is new to it).
+
+        Not simply the last cycle: a cycle whose candidate was rejected (or promoted, then rolled back)
+        taught the serving model nothing, so its documents are still to be learned by the next one."""
+        lineage = self._served_lineage()
         for c in self.store.list(200):
             if c.cycle_id == ctx.cycle_id or c.status != "succeeded" or c.dry_run:
                 continue
-            for s in self.store.steps(c.cycle_id):
-                if s.name == "snapshot:cpt" and s.status in ("done", "skipped") and s.output.get("doc_index"):
-                    p = Path(s.output["doc_index"])
-                    if p.exists():
-                        return json.loads(p.read_text(encoding="utf-8"))
+            steps = {s.name: s for s in self.store.steps(c.cycle_id)}
+            snap, trained = steps.get("snapshot:cpt"), steps.get("train:cpt")
+            if (
+                snap is None
+                or trained is None
+                or trained.status != "done"
+                or not snap.output.get("doc_index")
+            ):
+                continue
+            if (trained.output or {}).get("version") not in lineage:
+                continue
+            p = Path(snap.output["doc_index"])
+            if p.exists():
+                return json.loads(p.read_text(encoding="utf-8"))
         return {}
 
     def _eval_guard_sets(self) -> list[str]:
@@ -273,7 +300,7 @@ class PlatformSteps:
         }
         if len(changed) < max(cfg.min_cpt_docs, 1):
             return Skip(
-                f"{len(changed)} domain documents added or changed since the last cycle, fewer than "
+                f"{len(changed)} domain documents added or changed since the serving model learned them, fewer than "
                 f"{max(cfg.min_cpt_docs, 1)} (cycle.min_cpt_docs)",
                 out,
             )

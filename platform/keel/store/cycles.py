@@ -91,13 +91,6 @@ class DuckCycleStore:
         rows = self.db.fetchall(f"SELECT {_C} FROM cycles ORDER BY started_at DESC LIMIT ?", [limit])
         return [_cycle(r) for r in rows]
 
-    def last_finished(self) -> CycleRecord | None:
-        """The last cycle that ran to its end (CPT's "documents changed since the last cycle")."""
-        rows = self.db.fetchall(
-            f"SELECT {_C} FROM cycles WHERE status = 'succeeded' AND NOT dry_run ORDER BY started_at DESC LIMIT 1"
-        )
-        return _cycle(rows[0]) if rows else None
-
     def steps(self, cycle_id: str) -> list[StepRecord]:
         rows = self.db.fetchall(f"SELECT {_S} FROM cycle_steps WHERE cycle_id = ? ORDER BY seq", [cycle_id])
         return [_step(r) for r in rows]
