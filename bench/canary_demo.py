@@ -109,6 +109,7 @@ def main() -> int:
     ap.add_argument("--before-s", type=float, default=300.0, help="Champion alone before the canary.")
     ap.add_argument("--window", type=float, default=1500.0, help="The canary's max_window_s.")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--force", action="store_true", help="Canary a candidate that failed its offline gates.")
     ap.add_argument("--work", type=Path, default=Path("/var/tmp/keel-canary-demo"), help="Data dir.")
     ap.add_argument("--docs", type=Path, default=REPO.parent / "shared/data/domain/tidb-docs-zh/docs")
     ap.add_argument(
@@ -132,6 +133,7 @@ def main() -> int:
         "rate": a.rate,
         "before_s": a.before_s,
         "window_s": a.window,
+        "force": a.force,
         "cpus": os.cpu_count(),
     }
     a.work.mkdir(parents=True, exist_ok=True)
@@ -155,7 +157,7 @@ def main() -> int:
             f"[{datetime.now(UTC):%H:%M:%S}] canary {version} on {a.share:.0%}", file=sys.stderr, flush=True
         )
         t0 = time.monotonic()
-        body = {"version": version, "share": a.share, "max_window_s": a.window}
+        body = {"version": version, "share": a.share, "max_window_s": a.window, "force": a.force}
         r = p.admin("POST", "/admin/canary", json=body, timeout=900)
         if r.status_code >= 300:
             print(f"error: canary refused: {r.status_code} {r.text}", file=sys.stderr)
