@@ -42,16 +42,21 @@ class Endpoint:
 CHAMPION, CANDIDATE = "champion", "candidate"
 
 
-def sticky_key(key_id: str | None, messages: list[dict[str, Any]] | None) -> str:
-    """What keeps a conversation on one arm: the API key and the conversation's opening (its system and
-    first user message, the same in every later turn of it)."""
+def sticky_key(key_id: str | None, messages: list[dict[str, Any]] | None, user: str | None = None) -> str:
+    """What keeps a conversation on one arm: the API key, the end user the client names (OpenAI's ``user``
+    field, when it sends one) and the conversation's opening (its system and first user message, the same
+    in every later turn of it). With ``user``, one key that serves many people splits them person by
+    person: two people who open with the same question can land on different arms."""
     opening = []
     for m in messages or []:
         opening.append(f"{m.get('role')}:{m.get('content')}")
         if m.get("role") == "user":
             break
     digest = hashlib.sha256("\x00".join(opening).encode("utf-8", "replace")).hexdigest()[:16]
-    return f"{key_id or '-'}:{digest}"
+    who = key_id or "-"
+    if user:
+        who += "/" + hashlib.sha256(user.encode("utf-8", "replace")).hexdigest()[:12]
+    return f"{who}:{digest}"
 
 
 def split_arm(sticky: str | None, share: float) -> str:

@@ -38,6 +38,7 @@ PASS_THROUGH_PARAMS = (
     "stop",
     "seed",
     "stream",
+    "user",  # the client's end user: kept on the row, and part of the canary's sticky key
 )
 
 
@@ -281,7 +282,9 @@ class ChatService:
         headers: dict,
     ) -> Response:
         async def fetch() -> tuple[httpx.Response, bytes, float]:
-            async with self.pool.lease(sticky=sticky_key(record.key_id, record.messages)) as ep:
+            async with self.pool.lease(
+                sticky=sticky_key(record.key_id, record.messages, record.params.get("user"))
+            ) as ep:
                 record.checkpoint_version, record.engine_url, record.arm = ep.version, ep.url, ep.arm
                 record.meta.dispatched_at = time.time()
                 t_gen = time.perf_counter()
@@ -354,7 +357,9 @@ class ChatService:
         payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
         stack = AsyncExitStack()
         try:
-            lease = self.pool.lease(sticky=sticky_key(record.key_id, record.messages))
+            lease = self.pool.lease(
+                sticky=sticky_key(record.key_id, record.messages, record.params.get("user"))
+            )
             ep: Endpoint = await stack.enter_async_context(lease)
             record.checkpoint_version, record.engine_url, record.arm = ep.version, ep.url, ep.arm
             record.meta.dispatched_at = time.time()

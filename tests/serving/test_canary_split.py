@@ -83,3 +83,46 @@ def test_each_request_row_records_the_arm_that_answered_it():
         assert (
             (r.arm == CANDIDATE) == (r.checkpoint_version == "v2") == ("candidate-engine" in r.response_text)
         )
+
+
+def test_the_clients_end_user_splits_one_key_person_by_person():
+    """One API key serving many people (the simulation, a company backend) names each with OpenAI's `user`:
+    people who open with the same question land on both arms, and each stays on one arm."""
+    pool = _pool(0.3)
+    same = _conversation(7, 0)
+    arms = [pool.arm_for(sticky_key("key-1", same, f"person-{u}")) for u in range(2000)]
+    assert 0.26 <= arms.count(CANDIDATE) / len(arms) <= 0.34
+    for u in range(100):
+        first = pool.arm_for(sticky_key("key-1", _conversation(7, 0), f"person-{u}"))
+        assert all(
+            pool.arm_for(sticky_key("key-1", _conversation(7, t), f"person-{u}")) == first for t in (1, 2)
+        )
+    # without `user` the question alone decides, as before
+    assert len({pool.arm_for(sticky_key("key-1", same)) for _ in range(5)}) == 1
+
+
+def test_the_gateway_splits_by_the_requests_user_field():
+    def engine(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={
+                "id": "e",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
+                "usage": {},
+            },
+        )
+
+    app, sink = gateway_app(engine)
+    pool: EnginePool = app.state.pool
+    pool.start_canary([Endpoint("http://candidate-engine", "v2")], 0.5)
+
+    async def main() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
+            for u in range(40):  # forty people, one question
+                body = {"model": "keel", "messages": _conversation(1, 0), "user": f"person-{u}"}
+                r = await c.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer good"})
+                assert r.status_code == 200, r.text
+
+    asyncio.run(main())
+    assert {r.arm for r in sink.records} == {CHAMPION, CANDIDATE}
+    assert all(r.params.get("user", "").startswith("person-") for r in sink.records)  # kept on the row

@@ -104,6 +104,7 @@ class FakeGateway:
         self.asked: dict[str, str] = {}
         self.first_asks: list[str] = []  # questions in the order they were first sent (not regenerations)
         self.feedback: list[dict] = []
+        self.users: dict[str, str] = {}  # request id → the body's `user`
         self.delay, self.rng = delay, random.Random(seed)
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -115,6 +116,7 @@ class FakeGateway:
             self.feedback.append(body)
             return httpx.Response(200, json={"ok": True})
         rid = f"r{next(self.ids)}"
+        self.users[rid] = body.get("user")
         q = body["messages"][-1]["content"]
         self.asked[rid] = q
         text = self.answer(q) + "\n\nSources:\n[1] 概览 (overview.md)"
@@ -159,6 +161,12 @@ def test_judged_users_rate_good_answers_up_and_edit_bad_ones_with_the_reference(
     # regenerated answers are rated, and kept out of the first-answer rates
     regen = [r for r in bad.report.judged if r["regenerated"]]
     assert regen and all(r["thumb"] in ("up", "down") for r in regen)
+    # each arrival is one simulated person (OpenAI's `user`), and a regeneration is the same person
+    users = {rid: u for rid, u in gw_bad.users.items()}
+    assert len(set(users.values())) > 40
+    for f in gw_bad.feedback:
+        if f["type"] == "regenerate":
+            assert users[f["new_request_id"]] == users[f["request_id"]]
     # every judged answer's score goes back as `score` feedback (what a running canary compares)
     for sim, gw in ((good, gw_good), (bad, gw_bad)):
         scores = {f["request_id"]: f["score"] for f in gw.feedback if f["type"] == "score"}

@@ -244,9 +244,14 @@ class Simulator:
         return self.report
 
     async def _ask(
-        self, c: httpx.AsyncClient, q: Question, rng: random.Random, regenerate_of: str | None = None
+        self,
+        c: httpx.AsyncClient,
+        q: Question,
+        rng: random.Random,
+        n: int,
+        regenerate_of: str | None = None,
     ) -> tuple[str, str] | None:
-        """Send ``q``; (request id, the answer's text), or None when it failed."""
+        """Send ``q`` as arrival ``n``'s user; (request id, the answer's text), or None when it failed."""
         stream = rng.random() < self.b.stream
         body = {
             "model": self.model,
@@ -254,6 +259,9 @@ class Simulator:
             "max_tokens": self.b.max_tokens,
             "temperature": self.b.temperature,
             "stream": stream,
+            # one simulated person per arrival (a regeneration is the same person): the whole simulation
+            # shares one API key, so without it a canary would split by question, not by user
+            "user": f"simulated-{self.seed}-{n}",
         }
         headers = {"x-keel-regenerate-of": regenerate_of} if regenerate_of else {}
         self.report.requests[f"{q.kind}/{q.lang}"] += 1
@@ -336,7 +344,7 @@ class Simulator:
         if act.edit:
             await self._feedback(c, {"type": "edit", "request_id": rid, "edited_text": q.reference})
         if act.regenerate:
-            new = await self._ask(c, q, rng, regenerate_of=rid)
+            new = await self._ask(c, q, rng, n, regenerate_of=rid)
             if new is not None:
                 await self._feedback(c, {"type": "regenerate", "request_id": rid, "new_request_id": new[0]})
                 again = self._judge_row(q, new[0], new[1], regenerated=True)
@@ -349,7 +357,7 @@ class Simulator:
         # generator draws only arrival times and questions, so a seed fixes the question sequence whatever
         # order the answers come back in (the same traffic before and after a cycle).
         rng = random.Random(f"keel-simulate-ask:{self.seed}:{n}")
-        got = await self._ask(c, q, rng)
+        got = await self._ask(c, q, rng, n)
         if got is None:
             return
         rid, answer = got
@@ -369,7 +377,7 @@ class Simulator:
         if q.reference and rng.random() < self.b.edit:
             await self._feedback(c, {"type": "edit", "request_id": rid, "edited_text": q.reference})
         elif down and rng.random() < self.b.regenerate:
-            new = await self._ask(c, q, rng, regenerate_of=rid)
+            new = await self._ask(c, q, rng, n, regenerate_of=rid)
             if new is not None:
                 await self._feedback(c, {"type": "regenerate", "request_id": rid, "new_request_id": new[0]})
                 rating = "up" if rng.random() < 0.7 else "down"
