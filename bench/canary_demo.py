@@ -178,14 +178,17 @@ def main() -> int:
             )
         res["time_to_decision_s"] = round(time.monotonic() - t0, 1)
         res["canary"] = c
-        # a promotion runs the verified swap after the decision: wait for it to land or fail
+        # a promotion runs the verified swap after the decision: wait for it to land, or for the canary row
+        # to say it was refused (a candidate forced into the canary is not forced through the promotion)
         deadline = time.monotonic() + 900
         while c["status"] == "promoted" and time.monotonic() < deadline:
             swaps = p.admin("GET", "/admin/swaps", params={"limit": 1}).json()
             if swaps and swaps[0]["to_version"] == version and swaps[0]["status"] != "running":
                 res["swap"] = swaps[0]
                 break
+            c = p.admin("GET", "/admin/canary").json()["canary"]
             time.sleep(2)
+        res["canary_final"] = {k: c.get(k) for k in ("status", "reason", "finished_at")}
         res["served_after"] = p.admin("GET", "/health").json()["checkpoint_version"]
         sim.send_signal(signal.SIGTERM)  # the rest of the simulation is not needed
         sim.wait(60)
