@@ -238,3 +238,34 @@ def test_score_feedback_is_validated():
         with pytest.raises(APIError) as e:
             FeedbackService.parse(body)
         assert e.value.status == 400 and e.value.param == param, (body, e.value.message)
+
+
+def test_a_promote_decision_whose_promotion_is_refused_is_recorded_as_failed(setup, base_model_dir):
+    """A candidate that failed its offline gates may be canaried with --force, but the canary's promote
+    decision does not force the promotion: the row says failed with the refusal, and the champion serves."""
+    from keel.store import aliases, canaries, registry
+
+    from tests.flywheel.test_lineage import _checkpoint
+
+    db, promotions = setup
+    gated = {"version": "gated", "parent": "base", "eval": {"gate": {"passed": False, "decision": "x.json"}}}
+    registry.add(db, _checkpoint(base_model_dir, db.path.parent / "checkpoints" / "gated", gated))
+    cfg = CanaryConfig(min_requests=10, check_every_s=0.05, max_requests=20)
+
+    async def main():
+        svc, _ = _service(db, promotions, cfg, [])
+        c = await svc.start("gated", 0.5, force=True, by="tester")
+        for i in range(40):
+            arm = CANDIDATE if i % 2 else CHAMPION
+            _log(db, f"r{i}", arm, "gated" if arm == CANDIDATE else "base", "the same answer")
+        await asyncio.wait_for(svc.done.wait(), 30)
+        return c["canary_id"]
+
+    row = canaries.get(db, asyncio.run(main()))
+    assert (
+        row["status"] == "failed"
+        and "promotion refused" in row["reason"]
+        and "failed its gates" in row["reason"]
+    )
+    assert row["figures"]["outcome"] == "promote"  # what the test decided stays on the row
+    assert aliases.get(db) == "base"

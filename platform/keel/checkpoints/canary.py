@@ -190,7 +190,8 @@ class CanaryService:
                 version, by="canary", reason=f"canary {canary_id}: {verdict.reason}"
             )
         except Exception as e:
-            canaries.finish(self.db, canary_id, "failed", f"promotion refused: {e}")  # no-op when finished
+            canaries.promotion_refused(self.db, canary_id, f"{verdict.reason}; promotion refused: {e}")
+            self.current = canaries.get(self.db, canary_id)
             log.error("canary %s: promotion of %s refused: %s", canary_id, version, e)
         finally:
             self.done.set()

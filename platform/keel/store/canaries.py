@@ -50,6 +50,15 @@ def finish(
     )
 
 
+def promotion_refused(db: Database, canary_id: str, reason: str) -> None:
+    """The canary decided to promote but the promotion was refused (a candidate forced into the canary is
+    not forced through its gates, a swap failed): the row must not go on saying `promoted`."""
+    db.execute(
+        "UPDATE canaries SET status = 'failed', reason = ? WHERE canary_id = ? AND status = 'promoted'",
+        [reason, canary_id],
+    )
+
+
 def interrupt_running(db: Database) -> None:
     """A canary a dead process left running cannot decide: say so (the champion serves alone again)."""
     db.execute(
