@@ -51,18 +51,20 @@ def test_no_healthy_candidate_means_the_champion_and_stop_gives_the_endpoints_ba
         pool.start_canary(cand, 1.0)
 
 
-def test_each_request_row_records_the_arm_that_answered_it():
-    def engine(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200,
-            json={
-                "id": "e",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": str(request.url)}}],
-                "usage": {},
-            },
-        )
+def _engine(request: httpx.Request) -> httpx.Response:
+    """A fake engine that answers with its own URL (so a row shows which arm's engine answered it)."""
+    return httpx.Response(
+        200,
+        json={
+            "id": "e",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": str(request.url)}}],
+            "usage": {},
+        },
+    )
 
-    app, sink = gateway_app(engine)
+
+def test_each_request_row_records_the_arm_that_answered_it():
+    app, sink = gateway_app(_engine)
     pool: EnginePool = app.state.pool
     pool.start_canary([Endpoint("http://candidate-engine", "v2")], 0.5)
 
@@ -102,17 +104,7 @@ def test_the_clients_end_user_splits_one_key_person_by_person():
 
 
 def test_the_gateway_splits_by_the_requests_user_field():
-    def engine(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200,
-            json={
-                "id": "e",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
-                "usage": {},
-            },
-        )
-
-    app, sink = gateway_app(engine)
+    app, sink = gateway_app(_engine)
     pool: EnginePool = app.state.pool
     pool.start_canary([Endpoint("http://candidate-engine", "v2")], 0.5)
 
