@@ -16,6 +16,7 @@ from markdown_it import MarkdownIt
 
 from serving.rag.documents import Document
 
+CHUNKER_VERSION = 2  # 2: the front-matter summary may be a chunk of its own
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _TAG = re.compile(r"<[^>]+>")
 _md = MarkdownIt("commonmark")
@@ -108,11 +109,28 @@ def _pack(text: str, budget: int, overlap: int) -> list[str]:
     return pieces
 
 
+def chunking_fingerprint(chunk_chars: int, overlap: int, summary_chunks: bool) -> str:
+    """What decides a file's chunks besides its bytes. An index whose catalog records another fingerprint
+    re-chunks its unchanged files (ids are content-addressed: only chunks that really changed are
+    embedded again)."""
+    return f"{CHUNKER_VERSION}:{chunk_chars}:{overlap}:{int(summary_chunks)}"
+
+
 def chunk_document(
-    doc: Document, chunk_chars: int = 800, overlap: int = 100, file_hash: str = ""
+    doc: Document,
+    chunk_chars: int = 800,
+    overlap: int = 100,
+    file_hash: str = "",
+    summary_chunks: bool = False,
 ) -> list[Chunk]:
     body = _COMMENT.sub("", doc.text)
     sections = _sections(body) if doc.kind == "markdown" else [([doc.part] if doc.part else [], body)]
+    summary = str(doc.meta.get("summary") or "").strip() if summary_chunks else ""
+    if summary:
+        # the page's own summary (front matter) as a chunk of its own: it says what the page is about in
+        # the words of a general question ("TiDB 是 … 研发的开源分布式关系型数据库"), where its sections
+        # are about details
+        sections = [(["summary"], summary), *sections]
     chunks: list[Chunk] = []
     seen: dict[str, int] = {}
     for path, text in sections:
@@ -120,7 +138,7 @@ def chunk_document(
             continue
         heading = " > ".join(path)
         # the H1 usually repeats the front-matter title; don't spend chunk characters on it twice
-        shown = path[1:] if path and path[0] == doc.title else path
+        shown = path[1:] if path and path[0] in (doc.title, "summary") else path
         heading_shown = " > ".join(shown)
         prefix = f"{doc.title} / {heading_shown}\n" if heading_shown else f"{doc.title}\n"
         budget = max(100, chunk_chars - len(prefix))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from serving.rag.chunking import Chunk, chunk_document
+from serving.rag.chunking import Chunk, chunk_document, chunking_fingerprint
 from serving.rag.config import RagConfig
 from serving.rag.documents import InputError, discover, read
 from serving.rag.store import Catalog, IndexStoreError, load_catalog, open_index, save_catalog
@@ -139,7 +139,10 @@ class Indexer:
         by_source: dict[str, list[Chunk]] = {}
         for c in old.chunks:
             by_source.setdefault(c.source, []).append(c)
-        new = Catalog(embedder=cfg.embedder)
+        chunking = chunking_fingerprint(cfg.chunk_chars, cfg.chunk_overlap, cfg.summary_chunks)
+        new = Catalog(embedder=cfg.embedder, chunking=chunking)
+        # cut with other settings (or an older chunker): every file is chunked again, unchanged or not
+        rechunk = old.chunking != chunking and bool(old.chunks)
         seen: set[str] = set()
 
         def skip(src: str, why: str) -> None:
@@ -155,20 +158,23 @@ class Indexer:
             src = str(f.path)
             seen.add(src)
             prev = old.files.get(src)
-            if prev and prev["sha256"] == f.sha256 and src in by_source:
+            unchanged = prev is not None and prev["sha256"] == f.sha256
+            if unchanged and src in by_source and not rechunk:
                 chunks = by_source[src]
             else:
                 try:
                     chunks = [
                         c
                         for d in read(f)
-                        for c in chunk_document(d, cfg.chunk_chars, cfg.chunk_overlap, file_hash=f.sha256)
+                        for c in chunk_document(
+                            d, cfg.chunk_chars, cfg.chunk_overlap, f.sha256, cfg.summary_chunks
+                        )
                     ]
                 except InputError as e:
                     skip(src, str(e))
                     continue
                 s.files_new += prev is None
-                s.files_changed += prev is not None
+                s.files_changed += prev is not None and not unchanged
             new.files[src] = {"sha256": f.sha256, "relpath": f.relpath}
             new.chunks.extend(chunks)
         s.files = len(new.files)
@@ -180,6 +186,8 @@ class Indexer:
             else:  # indexed from another root earlier: keep
                 new.files[src] = info
                 new.chunks.extend(by_source.get(src, []))
+                if rechunk:  # kept as cut before: the next update that reads its root re-chunks it
+                    new.chunking = old.chunking
 
         # 3. the catalog first: lexical search is complete from here on
         old_ids = {c.id for c in old.chunks}

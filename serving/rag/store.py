@@ -32,11 +32,13 @@ class Catalog:
     embedder: str
     files: dict[str, dict] = field(default_factory=dict)  # source → {"sha256", "relpath"}
     chunks: list[Chunk] = field(default_factory=list)
+    chunking: str = ""  # chunking_fingerprint() the chunks were cut with ("": before it was recorded)
 
     def to_json(self) -> dict:
         return {
             "version": CATALOG_VERSION,
             "embedder": self.embedder,
+            "chunking": self.chunking,
             "files": self.files,
             "chunks": [{"id": c.id, "text": c.text, **c.metadata()} for c in self.chunks],
         }
@@ -44,7 +46,12 @@ class Catalog:
     @classmethod
     def from_json(cls, data: dict) -> Catalog:
         chunks = [Chunk.from_metadata(d["id"], d["text"], d) for d in data["chunks"]]
-        return cls(embedder=data["embedder"], files=dict(data["files"]), chunks=chunks)
+        return cls(
+            embedder=data["embedder"],
+            files=dict(data["files"]),
+            chunks=chunks,
+            chunking=str(data.get("chunking") or ""),
+        )
 
 
 def catalog_path(index_dir: Path) -> Path:

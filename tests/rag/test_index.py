@@ -33,6 +33,23 @@ def test_index_is_complete_and_rerun_is_a_no_op(corpus_copy):
     assert json.loads(catalog_path(index).read_bytes()) == json.loads(before)
 
 
+def test_a_chunking_change_rechunks_unchanged_files_and_embeds_only_what_is_new(corpus_copy):
+    """Turning summary chunks on and off again: the unchanged files are cut again (the catalog records
+    how it was cut), and only the summary chunks are embedded or leave Chroma; every other vector stays."""
+    docs, index = corpus_copy
+    before = load_catalog(index)
+    assert before.chunking and not any(c.heading == "summary" for c in before.chunks)
+    vectors = set(_chroma_ids(index))
+    s = Indexer(index, RagConfig(summary_chunks=True)).update([docs], progress=False)
+    summaries = {c.id for c in load_catalog(index).chunks if c.heading == "summary"}
+    assert summaries
+    assert (s.files_changed, s.chunks_removed, s.chunks_missing) == (0, 0, len(summaries))
+    assert set(_chroma_ids(index)) == vectors | summaries
+    s = Indexer(index, RagConfig()).update([docs], progress=False)
+    assert (s.files_changed, s.chunks_removed, s.chunks_missing) == (0, len(summaries), 0)
+    assert set(_chroma_ids(index)) == vectors
+
+
 def test_edit_one_file_changes_only_its_chunks_and_delete_removes(corpus_copy):
     docs, index = corpus_copy
     before = _chroma_ids(index)

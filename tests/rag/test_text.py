@@ -85,3 +85,15 @@ def test_plural_stemming_meets_singular_terms():
         ["rc", "hw"], ["Resource Control：使用资源组限制租户", "hardware requirement 软硬件环境需求"]
     )
     assert idx.search("How can I limit the resources of one tenant?", 2)[0][0] == "rc"
+
+
+def test_front_matter_summary_is_a_chunk_of_its_own(shared_data):
+    f = discover([shared_data / "domain/tidb-docs-zh/docs/overview.md"])[0]
+    doc = next(read(f))
+    first = chunk_document(doc, summary_chunks=True)[0]
+    assert first.heading == "summary" and first.chunk_no == 0
+    assert first.text.startswith("TiDB 简介\n") and "开源分布式关系型数据库" in first.text
+    assert not any(c.heading == "summary" for c in chunk_document(doc))  # off by default
+    # a page without a summary gets none
+    bare = Document("/x.md", "x.md", "markdown", "# T\n\nbody\n", "T")
+    assert [c.heading for c in chunk_document(bare, summary_chunks=True)] == ["T"]
