@@ -187,6 +187,13 @@ def main() -> None:
         help="The whole demo corpus instead of a subset: --index may be the rag folder a `keel up` built "
         "(<data_dir>/rag, e.g. kept by bench/time_to_dense.py --keep); unchanged files are not re-embedded.",
     )
+    ap.add_argument(
+        "--rag",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="A RagConfig field for retrieval, e.g. --rag dense_weight=1.0 (the value parsed as JSON).",
+    )
     args = ap.parse_args()
 
     hard = load_qa(HARD)
@@ -212,7 +219,8 @@ def main() -> None:
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.exists():
             link.symlink_to(docs / rel)
-    cfg = RagConfig(embed_runtime=args.runtime)
+    fields = {k: json.loads(v) for k, _, v in (x.partition("=") for x in args.rag)}
+    cfg = RagConfig(embed_runtime=args.runtime, **fields)
     t = time.perf_counter()
     s = Indexer(args.index, cfg).update([sub], progress=True)
     print("index:", s.line())
