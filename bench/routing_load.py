@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -91,16 +92,28 @@ class RouterTarget:
 class GatewayTarget:
     """A real platform (router on) and its engine."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, index_from: Path | None = None, questions: Path | None = None) -> None:
         from keel.checkpoints.basemodel import ensure_base
 
-        from bench.support.launcher import PlatformProcess
+        from bench.support.launcher import PlatformProcess, copy_index
 
         model_dir = ensure_base(Path.home() / ".cache" / "keel-test" / "checkpoints", None)
-        self.p = PlatformProcess(
-            data_dir=work / "data", model_dir=model_dir, overrides=["router.enabled=true"]
-        )
+        overrides = ["router.enabled=true"]
+        if index_from:
+            overrides += copy_index(index_from, work / "data")
+        self.p = PlatformProcess(data_dir=work / "data", model_dir=model_dir, overrides=overrides)
         self.p.start()
+        if index_from:
+            self.p.wait_dense()
+        self.questions = (
+            [json.loads(x)["question"] for x in questions.read_text().splitlines() if x.strip()]
+            if questions
+            else None
+        )
+        if self.questions:
+            random.Random(16).shuffle(self.questions)
+        self.ids: list[str] = []  # every request's id: each must have its request-log row
+        self.routes: dict[str, list[float]] = {}
         self.key = self.p.create_key("bench-routing")
         self.client = httpx.AsyncClient(
             base_url=self.p.url, timeout=600, headers={"Authorization": f"Bearer {self.key}"}
@@ -116,13 +129,27 @@ class GatewayTarget:
         return await self.client.post("/v1/chat/completions", json=body)
 
     async def short(self, n: int) -> None:
-        r = await self._post(f"Hi there, it's user {n}", 8)
+        content = self.questions[n % len(self.questions)] if self.questions else f"Hi there, it's user {n}"
+        t = time.perf_counter()
+        r = await self._post(content, 8)
+        if rid := r.headers.get("x-request-id"):
+            self.ids.append(rid)
         r.raise_for_status()
+        route = (r.json().get("keel") or {}).get("route") or "none"
+        self.routes.setdefault(route, []).append((time.perf_counter() - t) * 1000)
 
     async def long(self, text: str) -> str:
         r = await self._post(text, 8)
+        if rid := r.headers.get("x-request-id"):
+            self.ids.append(rid)
         route = (r.json().get("keel") or {}).get("route") if r.status_code == 200 else None
         return f"{r.status_code}" + (f" {route}" if route else "")
+
+    def rows_found(self) -> dict:
+        found = set()
+        for k in range(0, len(self.ids), 100):
+            found |= {row["request_id"] for row in self.p.rows(self.ids[k : k + 100], timeout=30)}
+        return {"requests": len(self.ids), "rows": len(found), "missing": len(set(self.ids) - found)}
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -170,7 +197,11 @@ async def run_phase(
 
 async def main_async(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="keel-bench-routing-"))
-    target = RouterTarget() if args.level == "router" else GatewayTarget(work)
+    target = (
+        RouterTarget()
+        if args.level == "router"
+        else GatewayTarget(work, args.index_from, args.questions if args.index_from else None)
+    )
     seq = [0]
     phases: dict[str, Phase] = {}
     try:
@@ -190,6 +221,14 @@ async def main_async(args) -> dict:
                     f"p95 {pct(ph.short_ms, 0.95):7.1f} ms; long {len(ph.long_ms)} {ph.long_outcomes}",
                     flush=True,
                 )
+        extra = {}
+        if isinstance(target, GatewayTarget):
+            extra["rows"] = target.rows_found()
+            extra["short_by_route"] = {
+                k: {"n": len(v), "p50_ms": pct(v, 0.5), "p95_ms": pct(v, 0.95)}
+                for k, v in target.routes.items()
+            }
+            print(json.dumps(extra), flush=True)
     finally:
         await target.close()
     base = pct(phases["none"].short_ms, 0.95)
@@ -217,7 +256,7 @@ async def main_async(args) -> dict:
         }
     table = "\n".join(lines)
     print(table)
-    return {"args": vars(args), "phases": out, "table": table}
+    return {"args": vars(args), "phases": out, "table": table, **extra}
 
 
 def main() -> None:
@@ -228,11 +267,22 @@ def main() -> None:
     ap.add_argument("--long-users", type=int, default=2, help="users sending long messages back to back")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    ap.add_argument(
+        "--index-from",
+        type=Path,
+        default=None,
+        help="gateway: serve this complete rag folder (a platform's <data_dir>/rag built from the demo corpus); "
+        "the short messages are then keel simulate's questions (zh/en, domain, chat, out of scope).",
+    )
+    ap.add_argument(
+        "--questions", type=Path, default=REPO / "platform" / "keel" / "simulate" / "questions.jsonl"
+    )
     args = ap.parse_args()
     result = asyncio.run(main_async(args))
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"routing_load_{args.level}.json").write_text(json.dumps(result, indent=2))
+    name = f"routing_load_{args.level}{'_indexed' if args.index_from else ''}.json"
+    (out / name).write_text(json.dumps(result, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,16 @@ Run (Markdown on stdout, bench/results/soak.json):
     nice -n 5 python bench/soak.py --minutes 30 --rate 2
     nice -n 5 python bench/soak.py --minutes 5 --rate 2          # the short proof run
 
-A real `keel up` (router on, real vLLM, no document index) gets requests at a fixed rate (open loop: a
-slow answer does not slow the sender), in a fixed rotation of kinds:
+A real `keel up` (router on, real vLLM) gets requests at a fixed rate (open loop: a slow answer does not
+slow the sender), in a fixed rotation of kinds. With `--index-from DATA_DIR/rag` (a complete index of the
+demo corpus, e.g. kept by `bench/time_to_dense.py --keep DATA_DIR`) the platform serves that index
+(lexical + dense) and the chat messages are `keel simulate`'s question bank (zh/en; domain, chat and
+out-of-scope questions, in a seeded order): routed traffic as users send it. Without it, no document
+index and one-line topic prompts (the runs before issue 28).
+
+    nice -n 5 python bench/soak.py --minutes 15 --rate 1 --index-from /var/tmp/keel-dense-idle/rag
+
+Kinds:
   plain     non-streamed chat, 8 tokens                  → 200 with a choice
   stream    streamed chat, 8 tokens                      → 200 ending in [DONE], no error event
   aborted   streamed chat (256 tokens), closed after the first chunk → its row says 499
@@ -24,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import random
 import sys
 import tempfile
 import time
@@ -37,7 +46,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.support.derive import derive_checkpoint  # noqa: E402
-from bench.support.launcher import PlatformProcess  # noqa: E402
+from bench.support.launcher import PlatformProcess, copy_index  # noqa: E402
+
+QUESTIONS = REPO / "platform" / "keel" / "simulate" / "questions.jsonl"
 
 KINDS = ["plain", "stream", "plain", "aborted", "stream", "bad", "feedback", "plain"]
 BAD = [  # (method, path, raw body, expected status)
@@ -90,9 +101,17 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
+def question_bank(path: Path, seed: int = 16) -> list[str]:
+    """keel simulate's questions (every split), shuffled once: the mix users send."""
+    qs = [json.loads(line)["question"] for line in path.read_text().splitlines() if line.strip()]
+    random.Random(seed).shuffle(qs)
+    return qs
+
+
 class Soak:
-    def __init__(self, p: PlatformProcess, key: str):
+    def __init__(self, p: PlatformProcess, key: str, questions: list[str] | None = None):
         self.p = p
+        self.questions = questions
         self.client = httpx.AsyncClient(
             base_url=p.url,
             timeout=300,
@@ -108,10 +127,13 @@ class Soak:
 
     def body(self, stream: bool, max_tokens: int = 8) -> dict:
         self.n += 1
-        topic = TOPICS[self.n % len(TOPICS)]
+        if self.questions:
+            content = self.questions[self.n % len(self.questions)]
+        else:
+            content = f"Tell me one thing about {TOPICS[self.n % len(TOPICS)]} ({self.n})."
         return {
             "model": "keel",
-            "messages": [{"role": "user", "content": f"Tell me one thing about {topic} ({self.n})."}],
+            "messages": [{"role": "user", "content": content}],
             "max_tokens": max_tokens,
             "ignore_eos": max_tokens > 8,  # an aborted stream must still be generating when its client leaves
             "temperature": 0,
@@ -186,7 +208,7 @@ class Soak:
 
 
 async def run(args, p: PlatformProcess, key: str) -> dict:
-    soak = Soak(p, key)
+    soak = Soak(p, key, question_bank(args.questions) if args.index_from else None)
     pid = p.proc.pid
     rss: list[tuple[float, int]] = []
     swaps: list[dict] = []
@@ -287,8 +309,29 @@ async def run(args, p: PlatformProcess, key: str) -> dict:
     for phase in dict.fromkeys(s.phase for s in measured):
         pl, st = by_phase.get((phase, "plain"), []), by_phase.get((phase, "stream"), [])
         lines.append(f"| {phase} | {len(pl)} | {pct(pl, 0.95):.2f} | {len(st)} | {pct(st, 0.95):.2f} |")
+    # per route (from each request's row): what routing did to latency, and how much reached the engine
+    by_route: dict[tuple[str, str], list[float]] = defaultdict(list)
+    routes: Counter = Counter()
+    for s in measured:
+        row = found.get(s.request_id) if s.request_id else None
+        if row is None or s.kind not in ("plain", "stream"):
+            continue
+        routes[row["route"] or "none"] += 1
+        if s.ok:
+            by_route[(row["route"] or "none", s.kind)].append(s.seconds)
+    lines += ["", "| route | requests | plain p50 s | plain p95 s | stream p50 s | stream p95 s |"]
+    lines.append("|---|---:|---:|---:|---:|---:|")
+    for route, n in sorted(routes.items()):
+        pl, st = by_route.get((route, "plain"), []), by_route.get((route, "stream"), [])
+        lines.append(
+            f"| {route} | {n} | {pct(pl, 0.5):.2f} | {pct(pl, 0.95):.2f} | {pct(st, 0.5):.2f} | {pct(st, 0.95):.2f} |"
+        )
+    engine_share = sum(n for r, n in routes.items() if r != "out_of_scope") / max(1, sum(routes.values()))
+    lexical_only = sum(1 for row in found.values() if row.get("lexical_only"))
     lines += [
         "",
+        f"answered by the engine (plain + stream, route not out_of_scope): {engine_share:.0%}; "
+        f"rows with lexical-only retrieval: {lexical_only}",
         "swaps: " + "; ".join(f"{s['cmd']} at {s['at_s']} s: rc {s['rc']}, {s['seconds']} s" for s in swaps),
         f"request-log rows: {rows_after - rows_before} new rows for {soak.chat_sent - sent_before} chat/v1 requests sent; "
         f"by id: {len(ids) - len(missing)} of {len(ids)} found, {len(missing)} missing; "
@@ -316,6 +359,9 @@ async def run(args, p: PlatformProcess, key: str) -> dict:
         "rss_kib": rss,
         "rss_growth": (rss_last - rss_first) / rss_first,
         "swaps": swaps,
+        "routes": dict(routes),
+        "engine_share": engine_share,
+        "lexical_only_rows": lexical_only,
         "table": table,
     }
 
@@ -325,6 +371,13 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--rate", type=float, default=2.0, help="requests per second (all kinds together)")
     ap.add_argument("--warmup-s", type=float, default=30.0)
+    ap.add_argument(
+        "--index-from",
+        type=Path,
+        default=None,
+        help="A complete rag folder (<data_dir>/rag of a platform that indexed the demo corpus) to serve.",
+    )
+    ap.add_argument("--questions", type=Path, default=QUESTIONS, help="Chat messages (with --index-from).")
     args = ap.parse_args()
 
     from keel.checkpoints.basemodel import ensure_base
@@ -333,9 +386,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="keel-soak-"))
     v2 = derive_checkpoint(base, work / "v2", "v2", scale=1.05)
     v3 = derive_checkpoint(base, work / "v3", "v3", scale=0.97)
-    p = PlatformProcess(data_dir=work / "data", model_dir=base, overrides=["router.enabled=true"]).start(
-        timeout=900
-    )
+    overrides = ["router.enabled=true"]
+    if args.index_from:
+        overrides += copy_index(args.index_from, work / "data")
+    p = PlatformProcess(data_dir=work / "data", model_dir=base, overrides=overrides).start(timeout=900)
+    if args.index_from:
+        p.wait_dense()
     try:
         for cp in (v2, v3):
             p.cli("checkpoints", "add", str(cp))

@@ -7,6 +7,7 @@ data dir; this class only starts it, waits for /health, and wraps the CLI and th
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+DEMO_DOCS = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "domain" / "tidb-docs-zh" / "docs"
+)
+
+
+def copy_index(index_from: Path, data_dir: Path) -> list[str]:
+    """Serve a complete rag folder (another platform's <data_dir>/rag, built from the demo corpus, e.g. kept
+    by bench/time_to_dense.py --keep) from `data_dir`: the overrides that name the corpus it was built
+    from, so the start-up scan finds nothing changed and embeds nothing."""
+    shutil.copytree(index_from, data_dir / "rag")
+    return [f"rag.corpus_paths=[{DEMO_DOCS}]"]
 
 
 def free_port() -> int:
@@ -99,6 +112,19 @@ class PlatformProcess:
             time.sleep(0.5)
         self.stop()
         raise RuntimeError(f"platform not ready after {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def wait_dense(self, timeout: float = 600) -> dict:
+        """Until the index is loaded and every chunk has its vector; refuses an index that is not complete."""
+        deadline = time.monotonic() + timeout
+        while True:
+            s = self.admin("GET", "/admin/index").json()
+            if s["state"] == "idle" and not s["dense_pending"] and s["chunks_total"]:
+                if s["chunks_embedded"] < s["chunks_total"]:
+                    raise RuntimeError(f"index incomplete: {s['chunks_embedded']}/{s['chunks_total']}")
+                return s
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"index not ready after {timeout:.0f} s: {s}")
+            time.sleep(2)
 
     def create_key(self, name: str, role: str = "user") -> str:
         return self.cli("keys", "create", "--name", name, "--role", role).stdout.strip()
