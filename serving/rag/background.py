@@ -280,6 +280,11 @@ class BackgroundIndexer:
             self._dense_pending = False
             self._set(state="error", error=msg, dense_pending=False)
             return
+        # the search side looks at the dense collection now, before the status says the pass is done: a
+        # query's own look backs off 5 s after a lexical-only look, and a pass that creates the
+        # collection and finishes within those seconds (a small corpus, a fast embedder) would otherwise
+        # be searched lexical-only, and say so, after the index reported itself complete
+        self._catalog_changed()
         self._dense_pending = s.interrupted
         line = s.line()
         if s.chunks_missing or s.chunks_removed or s.chunks_reused:
